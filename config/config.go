@@ -1,0 +1,478 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a whole campaign configuration, as decoded from TOML and
+// completed by Load. It is a plain value: safe to share once loaded.
+type Config struct {
+	Campaign Campaign   `toml:"campaign"`
+	Queue    Queue      `toml:"queue"`
+	Retry    Retry      `toml:"retry"`
+	Provider []Provider `toml:"provider"`
+
+	// Dir is the folder of the config file; relative paths were resolved
+	// against it.
+	Dir string `toml:"-"`
+}
+
+// Campaign says what to send and to whom.
+type Campaign struct {
+	ID          string            `toml:"id"`
+	From        string            `toml:"from"`
+	ReplyTo     string            `toml:"reply_to"`
+	Subject     string            `toml:"subject"`
+	Text        string            `toml:"text"`
+	HTML        string            `toml:"html"`
+	Recipients  string            `toml:"recipients"`
+	Attachments []string          `toml:"attachments"`
+	Headers     map[string]string `toml:"headers"`
+	// PolicyThreshold pauses the campaign once this share of attempted
+	// messages met a policy reply (content judged spam, DMARC, sender
+	// mismatch), after at least PolicyMinimum attempts.
+	PolicyThreshold float64 `toml:"policy_threshold"`
+	PolicyMinimum   int     `toml:"policy_minimum"`
+}
+
+// Queue says where jobs are kept.
+type Queue struct {
+	Backend string `toml:"backend"`
+	Path    string `toml:"path"`
+	URL     string `toml:"url"`
+}
+
+// Retry governs transient failures.
+type Retry struct {
+	MaxAttempts int      `toml:"max_attempts"`
+	MaxAge      Duration `toml:"max_age"`
+	Backoff     Duration `toml:"backoff"`     // first delay; doubles per attempt
+	MaxBackoff  Duration `toml:"max_backoff"` // cap of the delay
+}
+
+// Provider is one SMTP submission server and its policy.
+type Provider struct {
+	Name          string   `toml:"name"`
+	Host          string   `toml:"host"`
+	Port          int      `toml:"port"`
+	TLS           string   `toml:"tls"` // none | starttls | tls
+	Username      string   `toml:"username"`
+	PasswordEnv   string   `toml:"password_env"`
+	Helo          string   `toml:"helo"`
+	CAFile        string   `toml:"ca_file"` // extra CA certificates (PEM) for a private relay
+	Rate          float64  `toml:"rate"`
+	Burst         int      `toml:"burst"`
+	Connections   int      `toml:"connections"`
+	PerConnection int      `toml:"per_connection"`
+	Daily         int      `toml:"daily"`
+	Timeout       Duration `toml:"timeout"`      // per SMTP command and dial
+	IdleTimeout   Duration `toml:"idle_timeout"` // close a connection unused this long
+	// Cooldown is how long a provider pauses after a throttle reply.
+	Cooldown Duration `toml:"cooldown"`
+
+	// Password is read from the environment variable PasswordEnv by Load;
+	// it is never printed (see Provider.String).
+	Password string `toml:"-"`
+}
+
+// String names the provider without its secret.
+func (p Provider) String() string {
+	return fmt.Sprintf("%s (%s)", p.Name, net.JoinHostPort(p.Host, fmt.Sprint(p.Port)))
+}
+
+// Duration is a time.Duration written as a string ("30s", "72h") in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (use e.g. \"30s\", \"5m\", \"72h\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Problems is every problem found in a configuration, each naming its key.
+type Problems []string
+
+func (p Problems) Error() string {
+	if len(p) == 1 {
+		return "config: " + p[0]
+	}
+	return "config: " + fmt.Sprint(len(p)) + " problems:\n  " + strings.Join(p, "\n  ")
+}
+
+// Load reads, defaults and validates the configuration at path. Every
+// problem is reported at once as Problems, each with its key.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(string(raw), filepath.Dir(abs), os.Getenv)
+}
+
+// Parse decodes a configuration from TOML text. dir is the folder relative
+// paths resolve against; getenv reads secrets.
+func Parse(text, dir string, getenv func(string) string) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, Problems{fmt.Sprintf("line %d: %s", perr.Position.Line, perr.Message)}
+		}
+		return nil, Problems{err.Error()}
+	}
+	var probs Problems
+	undecoded := md.Undecoded()
+	for _, k := range undecoded {
+		probs = append(probs, fmt.Sprintf("%s: unknown key", keyName(k)))
+	}
+	c.Dir = dir
+	c.applyDefaults()
+	probs = append(probs, c.validate(getenv)...)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return &c, nil
+}
+
+// keyName writes a TOML key path the way a user writes it: provider[1].port.
+func keyName(k toml.Key) string {
+	var b strings.Builder
+	for i, part := range k {
+		if i > 0 && !strings.HasPrefix(part, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+// Defaults, in one place.
+const (
+	DefaultBackend       = "embedded"
+	DefaultQueuePath     = "herald.db"
+	DefaultPort          = 587
+	DefaultTLS           = "starttls"
+	DefaultConnections   = 4
+	DefaultPerConnection = 100
+	DefaultMaxAttempts   = 5
+)
+
+var (
+	DefaultMaxAge      = 72 * time.Hour
+	DefaultBackoff     = time.Minute
+	DefaultMaxBackoff  = time.Hour
+	DefaultTimeout     = 60 * time.Second
+	DefaultIdleTimeout = 30 * time.Second
+	DefaultCooldown    = 30 * time.Second
+)
+
+func (c *Config) applyDefaults() {
+	if c.Queue.Backend == "" {
+		c.Queue.Backend = DefaultBackend
+	}
+	if c.Queue.Path == "" {
+		c.Queue.Path = DefaultQueuePath
+	}
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.Retry.MaxAge.Duration == 0 {
+		c.Retry.MaxAge.Duration = DefaultMaxAge
+	}
+	if c.Retry.Backoff.Duration == 0 {
+		c.Retry.Backoff.Duration = DefaultBackoff
+	}
+	if c.Retry.MaxBackoff.Duration == 0 {
+		c.Retry.MaxBackoff.Duration = DefaultMaxBackoff
+	}
+	if c.Campaign.PolicyThreshold == 0 {
+		c.Campaign.PolicyThreshold = 0.05
+	}
+	if c.Campaign.PolicyMinimum == 0 {
+		c.Campaign.PolicyMinimum = 20
+	}
+	for i := range c.Provider {
+		p := &c.Provider[i]
+		if p.Name == "" {
+			p.Name = p.Host
+		}
+		if p.TLS == "" {
+			p.TLS = DefaultTLS
+		}
+		if p.Port == 0 {
+			switch p.TLS {
+			case "tls":
+				p.Port = 465
+			case "none":
+				p.Port = 25
+			default:
+				p.Port = DefaultPort
+			}
+		}
+		if p.Connections == 0 {
+			p.Connections = DefaultConnections
+		}
+		if p.PerConnection == 0 {
+			p.PerConnection = DefaultPerConnection
+		}
+		if p.Burst == 0 && p.Rate > 0 {
+			p.Burst = max(1, int(p.Rate/10))
+		}
+		if p.Timeout.Duration == 0 {
+			p.Timeout.Duration = DefaultTimeout
+		}
+		if p.IdleTimeout.Duration == 0 {
+			p.IdleTimeout.Duration = DefaultIdleTimeout
+		}
+		if p.Cooldown.Duration == 0 {
+			p.Cooldown.Duration = DefaultCooldown
+		}
+	}
+	c.Campaign.Text = c.path(c.Campaign.Text)
+	c.Campaign.HTML = c.path(c.Campaign.HTML)
+	c.Campaign.Recipients = c.path(c.Campaign.Recipients)
+	for i, a := range c.Campaign.Attachments {
+		c.Campaign.Attachments[i] = c.path(a)
+	}
+	for i := range c.Provider {
+		c.Provider[i].CAFile = c.path(c.Provider[i].CAFile)
+	}
+	if c.Queue.Backend == "embedded" {
+		c.Queue.Path = c.path(c.Queue.Path)
+	}
+}
+
+// path resolves p against the config file's folder.
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+func (c *Config) validate(getenv func(string) string) Problems {
+	var probs Problems
+	bad := func(key, format string, args ...any) {
+		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
+	}
+	cp := c.Campaign
+	switch {
+	case cp.ID == "":
+		bad("campaign.id", "required: a stable name, so that running again resumes the campaign")
+	case !validID(cp.ID):
+		bad("campaign.id", "%q: use letters, digits, '-', '_' and '.' only (at most 64)", cp.ID)
+	}
+	if cp.From == "" {
+		bad("campaign.from", "required, e.g. \"News <news@example.com>\"")
+	} else if _, err := mail.ParseAddress(cp.From); err != nil || strings.ContainsAny(cp.From, "\r\n") {
+		bad("campaign.from", "%q is not an address: %v", cp.From, err)
+	}
+	if cp.ReplyTo != "" {
+		if _, err := mail.ParseAddress(cp.ReplyTo); err != nil || strings.ContainsAny(cp.ReplyTo, "\r\n") {
+			bad("campaign.reply_to", "%q is not an address", cp.ReplyTo)
+		}
+	}
+	if cp.Subject == "" {
+		bad("campaign.subject", "required")
+	}
+	if cp.Text == "" && cp.HTML == "" {
+		bad("campaign.text", "required (or campaign.html): a template file for the body")
+	}
+	for key, p := range map[string]string{"campaign.text": cp.Text, "campaign.html": cp.HTML, "campaign.recipients": cp.Recipients} {
+		if p != "" {
+			if err := readable(p); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if cp.Recipients == "" {
+		bad("campaign.recipients", "required: a CSV file with a header row and an \"email\" column")
+	}
+	for i, a := range cp.Attachments {
+		if err := readable(a); err != nil {
+			bad(fmt.Sprintf("campaign.attachments[%d]", i), "%v", err)
+		}
+	}
+	hkeys := make([]string, 0, len(cp.Headers))
+	for k := range cp.Headers {
+		hkeys = append(hkeys, k)
+	}
+	sort.Strings(hkeys)
+	for _, k := range hkeys {
+		if !validHeaderName(k) {
+			bad("campaign.headers."+k, "not a valid header name")
+		} else if reservedHeader(k) {
+			bad("campaign.headers."+k, "set by herald; use the campaign keys instead")
+		}
+		if strings.ContainsAny(cp.Headers[k], "\r\n") {
+			bad("campaign.headers."+k, "value contains a line break")
+		}
+	}
+	if cp.PolicyThreshold < 0 || cp.PolicyThreshold > 1 {
+		bad("campaign.policy_threshold", "%v: a share between 0 and 1", cp.PolicyThreshold)
+	}
+	if cp.PolicyMinimum < 0 {
+		bad("campaign.policy_minimum", "must not be negative")
+	}
+
+	switch c.Queue.Backend {
+	case "embedded":
+	case "redis":
+		bad("queue.backend", "\"redis\" is not available in this version yet; use \"embedded\"")
+	default:
+		bad("queue.backend", "%q: use \"embedded\" or \"redis\"", c.Queue.Backend)
+	}
+
+	r := c.Retry
+	if r.MaxAttempts < 0 {
+		bad("retry.max_attempts", "must be positive")
+	}
+	for key, d := range map[string]time.Duration{"retry.max_age": r.MaxAge.Duration, "retry.backoff": r.Backoff.Duration, "retry.max_backoff": r.MaxBackoff.Duration} {
+		if d < 0 {
+			bad(key, "must be positive")
+		}
+	}
+	if r.MaxBackoff.Duration < r.Backoff.Duration {
+		bad("retry.max_backoff", "shorter than retry.backoff")
+	}
+
+	if len(c.Provider) == 0 {
+		bad("provider", "at least one [[provider]] is required")
+	}
+	names := map[string]int{}
+	for i := range c.Provider {
+		p := &c.Provider[i]
+		k := fmt.Sprintf("provider[%d]", i)
+		if p.Host == "" {
+			bad(k+".host", "required")
+		}
+		if prev, dup := names[p.Name]; dup && p.Name != "" {
+			bad(k+".name", "%q is also the name of provider[%d]", p.Name, prev)
+		}
+		names[p.Name] = i
+		if p.Port < 1 || p.Port > 65535 {
+			bad(k+".port", "%d: a port is 1-65535", p.Port)
+		}
+		switch p.TLS {
+		case "none", "starttls", "tls":
+		default:
+			bad(k+".tls", "%q: use \"none\", \"starttls\" or \"tls\" (implicit TLS, port 465)", p.TLS)
+		}
+		if p.PasswordEnv != "" {
+			p.Password = getenv(p.PasswordEnv)
+			if p.Password == "" {
+				bad(k+".password_env", "environment variable %s is empty or not set", p.PasswordEnv)
+			}
+		}
+		if p.Username != "" && p.PasswordEnv == "" {
+			bad(k+".password_env", "required with username: the name of the environment variable holding the password")
+		}
+		if p.Username != "" && p.TLS == "none" && !loopback(p.Host) {
+			bad(k+".tls", "\"none\" with a username would send the password in clear text to %s; use \"starttls\" or \"tls\"", p.Host)
+		}
+		if p.CAFile != "" {
+			if err := readable(p.CAFile); err != nil {
+				bad(k+".ca_file", "%v", err)
+			}
+		}
+		if p.Rate < 0 {
+			bad(k+".rate", "must not be negative (0 = unlimited)")
+		}
+		if p.Burst < 0 {
+			bad(k+".burst", "must not be negative")
+		}
+		if p.Connections < 1 || p.Connections > 1000 {
+			bad(k+".connections", "%d: between 1 and 1000", p.Connections)
+		}
+		if p.PerConnection < 1 {
+			bad(k+".per_connection", "must be at least 1")
+		}
+		if p.Daily < 0 {
+			bad(k+".daily", "must not be negative (0 = unlimited)")
+		}
+		for key, d := range map[string]time.Duration{".timeout": p.Timeout.Duration, ".idle_timeout": p.IdleTimeout.Duration, ".cooldown": p.Cooldown.Duration} {
+			if d < 0 {
+				bad(k+key, "must be positive")
+			}
+		}
+	}
+	sort.Strings(probs)
+	return probs
+}
+
+func readable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: no such file", p)
+		}
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a folder, not a file", p)
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] >= 127 || k[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func reservedHeader(k string) bool {
+	switch strings.ToLower(k) {
+	case "from", "to", "subject", "date", "message-id", "mime-version", "content-type", "content-transfer-encoding", "reply-to":
+		return true
+	}
+	return false
+}
+
+// loopback reports whether host is a loopback name or address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/templates"
+)
+
+// Queue is what the engine needs from a job queue (queue.Queue fulfils it).
+type Queue interface {
+	CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Campaign, error)
+	Campaign(ctx context.Context, id string) (queue.Campaign, error)
+	SetStatus(ctx context.Context, id string, s queue.Status, reason string) error
+	MarkPlanned(ctx context.Context, id string) error
+	Enqueue(ctx context.Context, campaign string, jobs []queue.Job) (queue.EnqueueResult, error)
+	Lease(ctx context.Context, campaign string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error)
+	Settle(ctx context.Context, campaign string, s []queue.Settlement) ([]uint64, error)
+	Release(ctx context.Context, campaign string, jobs []queue.Job) error
+	NextDue(ctx context.Context, campaign string) (time.Time, bool, error)
+	Counts(ctx context.Context, campaign string) (queue.Counts, error)
+	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
+}
+
+var _ Queue = queue.Queue(nil)
+
+// InputError is a problem with the configuration or the input found before
+// anything was sent (exit status 2).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// ErrInterrupted is returned by Run when it was stopped before the campaign
+// was complete; running it again resumes it.
+var ErrInterrupted = errors.New("interrupted")
+
+// StoppedError says why a run stopped on its own before the campaign was
+// complete: every provider unusable, or the campaign paused.
+type StoppedError struct{ Reason string }
+
+func (e *StoppedError) Error() string { return e.Reason }
+
+// Options tune an Engine.
+type Options struct {
+	Logger *slog.Logger
+	// TLSConfig replaces every provider's TLS configuration (tests use it
+	// to trust a test certificate authority).
+	TLSConfig *tls.Config
+}
+
+// Engine runs one campaign: plan, dispatch, send, settle. One Engine serves
+// one Run at a time; Progress may be called concurrently.
+type Engine struct {
+	cfg       *config.Config
+	q         Queue
+	log       *slog.Logger
+	set       *templates.Set
+	comp      *composer
+	providers []*provider
+	envFrom   string
+
+	header   atomic.Pointer[[]string]
+	counts   atomic.Pointer[queue.Counts]
+	progress progressCounters
+}
+
+type progressCounters struct {
+	sent, failed, suppressed, retried, ambiguous, throttled, reconnects atomic.Int64
+	inFlight                                                            atomic.Int64
+	note                                                                atomic.Pointer[string]
+}
+
+// New prepares a campaign: it loads and parses the templates, reads the
+// attachments and configures one go-mail client per provider.
+func New(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	src := templates.Sources{Subject: cfg.Campaign.Subject}
+	var err error
+	if cfg.Campaign.Text != "" {
+		if src.Text, err = readTemplate(cfg.Campaign.Text); err != nil {
+			return nil, &InputError{fmt.Errorf("campaign.text: %w", err)}
+		}
+		src.TextName = cfg.Campaign.Text
+	}
+	if cfg.Campaign.HTML != "" {
+		if src.HTML, err = readTemplate(cfg.Campaign.HTML); err != nil {
+			return nil, &InputError{fmt.Errorf("campaign.html: %w", err)}
+		}
+		src.HTMLName = cfg.Campaign.HTML
+	}
+	set, err := templates.Parse(src)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	comp, err := newComposer(cfg, set)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	e := &Engine{cfg: cfg, q: q, log: opts.Logger.With("campaign", cfg.Campaign.ID), set: set, comp: comp, envFrom: comp.from.Address}
+	for _, pc := range cfg.Provider {
+		p, err := newProvider(pc, opts.TLSConfig)
+		if err != nil {
+			return nil, &InputError{err}
+		}
+		e.providers = append(e.providers, p)
+	}
+	e.counts.Store(&queue.Counts{})
+	return e, nil
+}
+
+func readTemplate(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
+// Progress is a snapshot of a running campaign.
+type Progress struct {
+	Counts queue.Counts // per state, as of the last settled batch
+	// This run's outcomes.
+	Sent, Failed, Suppressed, Retried, Ambiguous, Throttled, Reconnects int64
+	InFlight                                                            int64
+	Note                                                                string // e.g. why sending waits
+}
+
+// Progress returns the current snapshot; safe for concurrent use.
+func (e *Engine) Progress() Progress {
+	p := Progress{
+		Counts:     *e.counts.Load(),
+		Sent:       e.progress.sent.Load(),
+		Failed:     e.progress.failed.Load(),
+		Suppressed: e.progress.suppressed.Load(),
+		Retried:    e.progress.retried.Load(),
+		Ambiguous:  e.progress.ambiguous.Load(),
+		Throttled:  e.progress.throttled.Load(),
+		Reconnects: e.progress.reconnects.Load(),
+		InFlight:   e.progress.inFlight.Load(),
+	}
+	if n := e.progress.note.Load(); n != nil {
+		p.Note = *n
+	}
+	return p
+}
+
+func (e *Engine) setNote(s string) { e.progress.note.Store(&s) }
+
+// Summary is the end state of a run.
+type Summary struct {
+	Progress
+	Elapsed time.Duration
+}
+
+// retryAt is when a job that failed transiently for the n-th time is due.
+func (e *Engine) retryAt(now time.Time, n int) time.Time {
+	return now.Add(backoff(n-1, e.cfg.Retry.Backoff.Duration, e.cfg.Retry.MaxBackoff.Duration))
+}
+
+// settlement turns a delivery outcome into the queue's record of it.
+func (e *Engine) settlement(job queue.Job, p *provider, derr *DeliveryError, reply string, now time.Time) queue.Settlement {
+	s := queue.Settlement{Seq: job.Seq, Lease: job.Lease, Provider: p.cfg.Name, SentAt: now}
+	if derr == nil {
+		s.State, s.Reply = queue.Sent, reply
+		return s
+	}
+	s.Reply = derr.Reply()
+	switch derr.Class {
+	case ClassPermanent:
+		s.State, s.CountAttempt, s.Suppress = queue.Failed, true, true
+	case ClassPolicy:
+		s.State, s.CountAttempt = queue.Failed, true
+	case ClassThrottle:
+		// Not the recipient's fault: no attempt counted.
+		s.State, s.At = queue.Retry, now.Add(p.cfg.Cooldown.Duration)
+	default: // transient, ambiguous, reconnect that did not heal
+		s.State, s.CountAttempt = queue.Retry, true
+		attempts := job.Attempts + 1
+		s.At = e.retryAt(now, attempts)
+		if attempts >= e.cfg.Retry.MaxAttempts || now.Sub(job.Enqueued) >= e.cfg.Retry.MaxAge.Duration {
+			s.State, s.At = queue.Failed, time.Time{}
+			s.Reply = fmt.Sprintf("%s (gave up after %d attempts)", s.Reply, attempts)
+		}
+	}
+	if s.State == queue.Retry && !job.Enqueued.IsZero() && s.At.Sub(job.Enqueued) >= e.cfg.Retry.MaxAge.Duration {
+		s.State, s.At = queue.Failed, time.Time{}
+		s.Reply += " (gave up: retry.max_age reached)"
+	}
+	return s
+}
+
+func sortedHeaderIndexes(header, fields []string) []int {
+	var idx []int
+	for i, h := range header {
+		if slices.Contains(fields, h) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/recipients"
+	"github.com/heraldmail/herald/templates"
+)
+
+// Problem is a recipient row that will not be sent, with its line number.
+type Problem struct {
+	Line   int
+	Reason string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("line %d: %s", p.Line, p.Reason) }
+
+// PlanResult counts what planning did.
+type PlanResult struct {
+	Rows       int  // data rows read (valid or not)
+	Invalid    int  // rows reported as problems (bad address, field count, ...)
+	Duplicates int  // rows whose address appeared earlier
+	Added      int  // jobs enqueued by this plan
+	Existing   int  // jobs already enqueued by an earlier, interrupted plan
+	Suppressed int  // of Added, addresses on the suppression list
+	Resumed    bool // the campaign was planned before: nothing was read
+}
+
+// scan streams the recipients file: it checks the templates against the
+// header and the first valid row before fn sees any row, and reports every
+// invalid row to problem.
+func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipients.Row) error) (header []string, res PlanResult, err error) {
+	f, err := os.Open(e.cfg.Campaign.Recipients)
+	if err != nil {
+		return nil, res, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
+	}
+	defer f.Close()
+	rd, err := recipients.NewReader(f)
+	if err != nil {
+		return nil, res, &InputError{fmt.Errorf("%s: %w", e.cfg.Campaign.Recipients, err)}
+	}
+	header = rd.Header()
+	rd.HeaderFields = sortedHeaderIndexes(header, e.set.SubjectFields())
+	checked := false
+	for {
+		if err := ctx.Err(); err != nil {
+			return header, res, err
+		}
+		row, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		var rerr *recipients.RowError
+		if errors.As(err, &rerr) {
+			res.Rows++
+			res.Invalid++
+			problem(Problem{Line: rerr.Line, Reason: rerr.Reason})
+			continue
+		}
+		if err != nil {
+			return header, res, &InputError{fmt.Errorf("%s: %w", e.cfg.Campaign.Recipients, err)}
+		}
+		res.Rows++
+		if !checked {
+			if err := e.set.Check(header, row.Fields); err != nil {
+				return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
+			}
+			checked = true
+		}
+		if err := fn(row); err != nil {
+			return header, res, err
+		}
+	}
+	if !checked {
+		// No valid row: still check the templates against the header.
+		if err := e.set.Check(header, nil); err != nil {
+			return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
+		}
+	}
+	return header, res, nil
+}
+
+// Plan validates the recipients and enqueues one job per valid, unique
+// address. Planning a campaign that was planned before reads nothing and
+// sets Resumed; planning one that was interrupted while planning adds only
+// what is missing. Nothing is enqueued when the templates do not fit.
+func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, error) {
+	id := e.cfg.Campaign.ID
+	existing, err := e.q.Campaign(ctx, id)
+	if err == nil && existing.Planned {
+		// Templates may have changed since: check them against the header.
+		if err := e.checkHeader(ctx, existing.Header); err != nil {
+			return PlanResult{}, err
+		}
+		e.header.Store(&existing.Header)
+		return PlanResult{Resumed: true}, nil
+	}
+	if err != nil && !errors.Is(err, queue.ErrNoCampaign) {
+		return PlanResult{}, err
+	}
+	var batch []queue.Job
+	var res PlanResult
+	now := time.Now()
+	created := false
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		r, err := e.q.Enqueue(ctx, id, batch)
+		if err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		res.Added += r.Added
+		res.Existing += r.Existing
+		res.Suppressed += r.Suppressed
+		for _, d := range r.Duplicates {
+			res.Duplicates++
+			problem(Problem{Line: int(d.Seq), Reason: fmt.Sprintf("duplicate of line %d, not sent twice", d.FirstSeq)})
+		}
+		batch = batch[:0]
+		return nil
+	}
+	header, scanned, err := e.scan(ctx, problem, func(row recipients.Row) error {
+		if !created {
+			// The campaign record is created only once the templates
+			// were checked against the first row.
+			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active})
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(c.Header, row.Header()) {
+				return &InputError{fmt.Errorf("campaign %s was planned from a file with the columns %s; %s has %s: use a new campaign.id for a different file",
+					id, strings.Join(c.Header, ","), e.cfg.Campaign.Recipients, strings.Join(row.Header(), ","))}
+			}
+			created = true
+		}
+		batch = append(batch, queue.Job{Seq: uint64(row.Line), Key: row.Key, Email: row.Email, Fields: row.Fields, Enqueued: now})
+		if len(batch) >= 1000 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid
+	if !created {
+		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active}); err != nil {
+			return res, err
+		}
+	}
+	e.header.Store(&header)
+	if err := e.q.MarkPlanned(ctx, id); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkHeader checks the templates against a stored header.
+func (e *Engine) checkHeader(_ context.Context, header []string) error {
+	if err := e.set.Check(header, nil); err != nil {
+		return &InputError{fmt.Errorf("templates do not fit the campaign's recipients:\n%w", err)}
+	}
+	return nil
+}
+
+// DryRun plans and renders every row without touching the queue or the
+// network; problems are reported as in Plan, plus rows that fail to render.
+func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult, error) {
+	var r templates.Renderer
+	keys := map[string]int{} // a dry run may hold every key: it sends nothing
+	var res PlanResult
+	now := time.Now()
+	_, scanned, err := e.scan(ctx, problem, func(row recipients.Row) error {
+		if first, dup := keys[row.Key]; dup {
+			res.Duplicates++
+			problem(Problem{Line: row.Line, Reason: fmt.Sprintf("duplicate of line %d, not sent twice", first)})
+			return nil
+		}
+		keys[row.Key] = row.Line
+		msg, err := e.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
+		if err != nil {
+			res.Invalid++
+			problem(Problem{Line: row.Line, Reason: "cannot render: " + err.Error()})
+			return nil
+		}
+		if _, err := msg.WriteTo(io.Discard); err != nil {
+			res.Invalid++
+			problem(Problem{Line: row.Line, Reason: "cannot build the message: " + err.Error()})
+			return nil
+		}
+		res.Added++
+		return nil
+	})
+	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid+res.Invalid
+	return res, err
+}
+
+// Preview writes the n-th valid recipient's message (1-based) as RFC 5322
+// text.
+func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
+	if n < 1 {
+		return &InputError{fmt.Errorf("--row %d: rows count from 1", n)}
+	}
+	var r templates.Renderer
+	i := 0
+	errFound := errors.New("found")
+	_, _, err := e.scan(ctx, func(Problem) {}, func(row recipients.Row) error {
+		if i++; i < n {
+			return nil
+		}
+		msg, err := e.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, time.Now())
+		if err != nil {
+			return &InputError{fmt.Errorf("line %d: %w", row.Line, err)}
+		}
+		if _, err := msg.WriteTo(w); err != nil {
+			return err
+		}
+		return errFound
+	})
+	if err == errFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return &InputError{fmt.Errorf("--row %d: the file has %d valid recipients", n, i)}
+}

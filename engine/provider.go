@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/ratelimit"
+)
+
+// provider is one submission server at run time: its configured go-mail
+// client, its limits and its circuit. Safe for concurrent use.
+type provider struct {
+	cfg     config.Provider
+	client  *mail.Client // configured once; senders dial their own connections
+	tlsConf *tls.Config
+	auth    func(mechs string) smtp.Auth
+	limiter *ratelimit.Limiter
+	daily   *ratelimit.Daily
+
+	mu     sync.Mutex
+	closed string    // why the circuit is open ("" while closed)
+	until  time.Time // the circuit closes again at this time (zero: not this run)
+}
+
+type connKey struct{}
+
+func newProvider(p config.Provider, tlsOverride *tls.Config) (*provider, error) {
+	tlsConf := &tls.Config{ServerName: p.Host, MinVersion: tls.VersionTLS12}
+	if p.CAFile != "" {
+		pem, err := os.ReadFile(p.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: ca_file: %w", p.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("provider %s: ca_file %s holds no PEM certificate", p.Name, p.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if tlsOverride != nil {
+		tlsConf = tlsOverride.Clone()
+	}
+	opts := []mail.Option{
+		mail.WithPort(p.Port),
+		mail.WithTimeout(p.Timeout.Duration),
+		mail.WithTLSConfig(tlsConf),
+		// NOOP before and RSET after every message cost two round trips
+		// each; we RSET only after an error.
+		mail.WithoutNoop(),
+		mail.WithoutRset(),
+		mail.WithDialContextFunc(dialRecording),
+	}
+	switch p.TLS {
+	case "none":
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	case "starttls":
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	case "tls":
+		opts = append(opts, mail.WithSSL(), mail.WithTLSPolicy(mail.NoTLS))
+	}
+	if p.Helo != "" {
+		opts = append(opts, mail.WithHELO(p.Helo))
+	}
+	client, err := mail.NewClient(p.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+	}
+	pr := &provider{
+		cfg:     p,
+		client:  client,
+		tlsConf: tlsConf,
+		limiter: ratelimit.NewLimiter(p.Rate, p.Burst, p.Cooldown.Duration),
+		daily:   ratelimit.NewDaily(p.Daily),
+	}
+	if p.Username != "" {
+		user, pass, host := p.Username, p.Password, p.Host
+		pr.auth = func(mechs string) smtp.Auth {
+			// The go-mail mechanisms refuse to send the password over a
+			// connection without TLS, except to loopback.
+			if strings.Contains(" "+strings.ToUpper(mechs)+" ", " PLAIN ") {
+				return smtp.PlainAuth("", user, pass, host, false)
+			}
+			return smtp.LoginAuth(user, pass, host, false)
+		}
+	}
+	return pr, nil
+}
+
+// dialRecording dials like net.Dialer (and tls.Dialer for implicit TLS)
+// and hands the connection to the caller through the context, so that a
+// connection whose greeting, EHLO or STARTTLS fails is closed, not leaked.
+func dialRecording(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if slot, ok := ctx.Value(connKey{}).(*connSlot); ok {
+		if slot.tls != nil {
+			tc := tls.Client(conn, slot.tls)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			conn = tc
+		}
+		slot.conn = conn
+	}
+	return conn, nil
+}
+
+type connSlot struct {
+	conn net.Conn
+	tls  *tls.Config // implicit TLS
+}
+
+// open dials a connection, says EHLO, starts TLS as configured and
+// authenticates.
+func (p *provider) open(ctx context.Context) (*smtp.Client, *DeliveryError) {
+	slot := &connSlot{}
+	if p.cfg.TLS == "tls" {
+		// go-mail leaves implicit TLS to a custom dialer: dialRecording.
+		slot.tls = p.tlsConf
+	}
+	c, err := p.client.DialToSMTPClientWithContext(context.WithValue(ctx, connKey{}, slot))
+	if err != nil {
+		if slot.conn != nil {
+			slot.conn.Close()
+		}
+		return nil, Classify(StageConnect, err)
+	}
+	if p.auth != nil {
+		ok, mechs := c.Extension("AUTH")
+		if !ok {
+			c.Close()
+			return nil, &DeliveryError{Class: ClassAuth, Stage: StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
+		}
+		if err := c.Auth(p.auth(mechs)); err != nil {
+			c.Close()
+			d := Classify(StageAuth, err)
+			if errors.Is(err, smtp.ErrUnencrypted) {
+				d.Class, d.Text = ClassAuth, "refusing to send the password over a connection without TLS"
+			}
+			return nil, d
+		}
+	}
+	return c, nil
+}
+
+// state reports why the provider is unusable now, or "".
+func (p *provider) state(now time.Time) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed != "" && !p.until.IsZero() && now.After(p.until) {
+		p.closed, p.until = "", time.Time{}
+	}
+	return p.closed
+}
+
+// trip opens the circuit with a reason, until t (zero: for this run).
+func (p *provider) trip(reason string, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed == "" {
+		p.closed, p.until = reason, until
+	}
+}
+
+// deliver runs one mail transaction on c. It returns a nil error and the
+// server's reply after a 250 to the end of DATA. keep reports whether the
+// connection can carry another message.
+func deliver(c *smtp.Client, from, rcpt string, msg io.WriterTo) (derr *DeliveryError, reply string, keep bool) {
+	fail := func(stage Stage, err error) (*DeliveryError, string, bool) {
+		d := Classify(stage, err)
+		if d.Code == 0 || d.Code == 421 {
+			return d, "", false // no reply, or the server is closing
+		}
+		// A refused command leaves a transaction open: RSET it.
+		if err := c.Reset(); err != nil {
+			return d, "", false
+		}
+		return d, "", true
+	}
+	if err := c.Mail(from); err != nil {
+		return fail(StageMail, err)
+	}
+	if err := c.Rcpt(rcpt); err != nil {
+		return fail(StageRcpt, err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fail(StageData, err)
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		return Classify(StageContent, err), "", false
+	}
+	if err := w.Close(); err != nil {
+		d := Classify(StageDataEnd, err)
+		// After the reply to the final dot the transaction is over.
+		return d, "", d.Code != 0 && d.Code != 421
+	}
+	if dc, ok := w.(*smtp.DataCloser); ok {
+		reply = "250 " + dc.ServerResponse()
+	}
+	return nil, reply, true
+}
+
+// backoff is the delay before redial attempt n (0-based): exponential from
+// base up to ceiling, with full jitter in its upper half.
+func backoff(n int, base, ceiling time.Duration) time.Duration {
+	d := base << min(n, 20)
+	if d <= 0 || d > ceiling {
+		d = ceiling
+	}
+	return d/2 + rand.N(d/2+1)
+}

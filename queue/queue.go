@@ -1,0 +1,230 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is where a job is in its life. The comment on each state says who
+// moves a job out of it.
+type State uint8
+
+const (
+	// Pending jobs are waiting to be leased. Lease moves them to Leased.
+	Pending State = iota + 1
+	// Leased jobs belong to a sender until Job.Until. Settle moves them on;
+	// Release returns them to Pending; once Until has passed, Lease may hand
+	// them out again (the sender is presumed dead).
+	Leased
+	// Sent jobs were accepted by a server (250 after DATA). Final.
+	Sent
+	// Retry jobs wait until Job.At; Lease hands them out once it has come.
+	Retry
+	// Failed jobs will not be tried again; Job.Reply says why. Final (a later
+	// command may requeue them explicitly).
+	Failed
+	// Suppressed jobs were not sent because the address is on the
+	// suppression list. Final.
+	Suppressed
+	// Cancelled jobs belong to a cancelled campaign. Final.
+	Cancelled
+)
+
+var stateNames = [...]string{"", "pending", "leased", "sent", "retry", "failed", "suppressed", "cancelled"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) && s != 0 {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Final reports whether no further delivery attempt will be made.
+func (s State) Final() bool {
+	return s == Sent || s == Failed || s == Suppressed || s == Cancelled
+}
+
+// Job is one recipient of one campaign.
+type Job struct {
+	// Seq orders jobs inside a campaign and identifies them there. The
+	// planner uses the recipient's line number in the CSV, so planning the
+	// same file again yields the same Seq.
+	Seq uint64
+	// Key is the deduplication key: the lower-cased address. Enqueue adds a
+	// job only if its key is new to the campaign.
+	Key string
+	// Email is the address as given (trimmed).
+	Email string
+	// Fields are the CSV record, in the order of Campaign.Header.
+	Fields []string
+
+	State    State
+	Attempts int       // delivery attempts that counted (reconnects do not)
+	At       time.Time // Retry: when due; Leased: lease deadline
+	Enqueued time.Time // first enqueued, for the campaign's max age
+	Reply    string    // last server reply or error, kept in full
+	Provider string    // provider of the last attempt
+
+	// Lease is a token that changes every time the job is leased; Settle and
+	// Release with a stale token are refused (ErrLeaseLost).
+	Lease uint64
+}
+
+// Status is a campaign's run state.
+type Status uint8
+
+const (
+	Active Status = iota + 1
+	Paused
+	CampaignCancelled
+)
+
+var statusNames = [...]string{"", "active", "paused", "cancelled"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) && s != 0 {
+		return statusNames[s]
+	}
+	return "unknown"
+}
+
+// Campaign is the stored record of a campaign.
+type Campaign struct {
+	ID      string
+	Header  []string // CSV header; Job.Fields follow this order
+	Created time.Time
+	Status  Status
+	Reason  string // why it is paused, if it is
+	// Planned is set once every row of the recipients file was enqueued;
+	// a resumed run skips planning when it is set.
+	Planned bool
+}
+
+// Counts are the number of jobs of a campaign in each state.
+type Counts struct {
+	Pending, Leased, Sent, Retry, Failed, Suppressed, Cancelled int64
+}
+
+// Total is the number of jobs in the campaign.
+func (c Counts) Total() int64 {
+	return c.Pending + c.Leased + c.Sent + c.Retry + c.Failed + c.Suppressed + c.Cancelled
+}
+
+// Open is the number of jobs not yet in a final state.
+func (c Counts) Open() int64 { return c.Pending + c.Leased + c.Retry }
+
+// Get returns the count for one state.
+func (c Counts) Get(s State) int64 {
+	switch s {
+	case Pending:
+		return c.Pending
+	case Leased:
+		return c.Leased
+	case Sent:
+		return c.Sent
+	case Retry:
+		return c.Retry
+	case Failed:
+		return c.Failed
+	case Suppressed:
+		return c.Suppressed
+	case Cancelled:
+		return c.Cancelled
+	}
+	return 0
+}
+
+// Duplicate reports a job that Enqueue did not add because another job of
+// the campaign has the same Key under a different Seq.
+type Duplicate struct {
+	Seq      uint64 // the job that was not added
+	FirstSeq uint64 // the job already holding the key
+}
+
+// EnqueueResult says what Enqueue did with a batch.
+type EnqueueResult struct {
+	Added      int         // new jobs (Pending or Suppressed)
+	Suppressed int         // of Added, how many went straight to Suppressed
+	Existing   int         // same Key and same Seq already stored: a re-plan
+	Duplicates []Duplicate // same Key, other Seq
+}
+
+// Settlement is the outcome of one leased job.
+type Settlement struct {
+	Seq   uint64
+	Lease uint64 // the token from the leased Job
+	// State is Sent, Retry, Failed or Suppressed.
+	State State
+	At    time.Time // for Retry: when due
+	// CountAttempt adds one to Job.Attempts (false for reconnects and
+	// throttles, which are not the recipient's fault).
+	CountAttempt bool
+	Reply        string
+	Provider     string
+	// Suppress adds the job's Key to the suppression list (hard bounce).
+	Suppress bool
+	// At which the provider sent it: counted toward the provider's usage
+	// (see Usage) when State is Sent. Zero means time.Now().
+	SentAt time.Time
+}
+
+// Errors returned by queues.
+var (
+	ErrNoCampaign = errors.New("queue: no such campaign")
+	ErrLeaseLost  = errors.New("queue: lease lost (expired and taken by another sender, or already settled)")
+	ErrClosed     = errors.New("queue: closed")
+)
+
+// Queue is the contract every backend fulfils; queuetest.Run checks it.
+// Implementations are safe for concurrent use.
+type Queue interface {
+	// CreateCampaign stores c if no campaign with c.ID exists and returns
+	// the stored record (the existing one when it already existed).
+	CreateCampaign(ctx context.Context, c Campaign) (Campaign, error)
+	// Campaign returns the stored record or ErrNoCampaign.
+	Campaign(ctx context.Context, id string) (Campaign, error)
+	// SetStatus changes a campaign's status and reason. Cancelling moves
+	// every job that is not final (except Leased ones, which the sender
+	// settles) to Cancelled.
+	SetStatus(ctx context.Context, id string, s Status, reason string) error
+	// MarkPlanned records that planning finished.
+	MarkPlanned(ctx context.Context, id string) error
+
+	// Enqueue adds jobs (State, Attempts, At and Lease are ignored). It is
+	// idempotent: a job whose Key is already in the campaign is not added.
+	// Keys on the suppression list go straight to Suppressed.
+	Enqueue(ctx context.Context, campaign string, jobs []Job) (EnqueueResult, error)
+	// Lease hands out up to n jobs, leased until now+ttl: first Retry jobs
+	// that are due and Leased jobs whose lease has expired, oldest first,
+	// then Pending jobs in Seq order. Nothing is handed out while the
+	// campaign is not Active.
+	Lease(ctx context.Context, campaign string, now time.Time, n int, ttl time.Duration) ([]Job, error)
+	// Settle records outcomes in one batch. A settlement whose Lease does not
+	// match the job's current token is skipped; the returned slice holds the
+	// Seqs that were skipped this way.
+	Settle(ctx context.Context, campaign string, s []Settlement) (lost []uint64, err error)
+	// Release returns leased jobs to Pending without counting an attempt
+	// (jobs taken but never tried). Stale tokens are ignored.
+	Release(ctx context.Context, campaign string, jobs []Job) error
+	// NextDue is the earliest time a Retry or Leased job becomes available;
+	// ok is false when there are none.
+	NextDue(ctx context.Context, campaign string) (t time.Time, ok bool, err error)
+
+	// Counts returns the number of jobs in each state.
+	Counts(ctx context.Context, campaign string) (Counts, error)
+	// Walk calls fn for every job in Seq order; an error from fn stops it.
+	Walk(ctx context.Context, campaign string, fn func(Job) error) error
+
+	// Suppressed reports whether key is on the suppression list, and why.
+	Suppressed(ctx context.Context, key string) (reason string, ok bool, err error)
+	// Suppress adds keys to the suppression list with a reason.
+	Suppress(ctx context.Context, reason string, keys ...string) error
+
+	// Usage is the number of messages sent through provider since t
+	// (recorded by Settle), for daily quotas that survive a restart. The
+	// count is kept per minute: t is rounded down to a minute.
+	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
+
+	Close() error
+}

@@ -1,0 +1,307 @@
+package templates
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
+	"sort"
+	"strings"
+	texttemplate "text/template"
+	"text/template/parse"
+	"time"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
+)
+
+// Sources are the template texts of one campaign.
+type Sources struct {
+	Subject  string
+	Text     string // text/template; may be empty when HTML is set
+	HTML     string // html/template; optional
+	TextName string // names used in errors, e.g. the file name
+	HTMLName string
+}
+
+// Set is a campaign's parsed templates. Parse once per campaign; Render is
+// safe for concurrent use.
+type Set struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+	names   [3]string
+}
+
+// Rendered is one recipient's message content.
+type Rendered struct {
+	Subject string
+	Text    string
+	HTML    string
+}
+
+// ErrHeaderBreak is returned by Render when the subject would contain a line
+// break (header injection).
+var ErrHeaderBreak = errors.New("the subject contains a line break")
+
+// Funcs is the documented function set available in every template:
+//
+//	default D V   V, or D when V is empty:        {{.name | default "friend"}}
+//	upper V       upper case:                     {{upper .city}}
+//	lower V       lower case
+//	title V       first letter of each word upper: {{title .name}}
+//	trim V        without leading and trailing space
+//	now           the time the message is rendered
+//	date L V      V (a time, or a string such as 2026-03-01 or RFC 3339)
+//	              formatted with Go layout L:      {{date "2 Jan 2006" .signup}}
+func Funcs() map[string]any {
+	title := cases.Title(language.Und)
+	return map[string]any{
+		"default": func(d string, v ...string) string {
+			if len(v) == 0 || v[0] == "" {
+				return d
+			}
+			return v[0]
+		},
+		"upper": strings.ToUpper,
+		"lower": strings.ToLower,
+		"title": func(s string) string { return title.String(s) },
+		"trim":  strings.TrimSpace,
+		"now":   time.Now,
+		"date":  formatDate,
+	}
+}
+
+var dateLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"}
+
+func formatDate(layout string, v any) (string, error) {
+	switch t := v.(type) {
+	case time.Time:
+		return t.Format(layout), nil
+	case string:
+		s := strings.TrimSpace(t)
+		if s == "" {
+			return "", nil
+		}
+		for _, l := range dateLayouts {
+			if tm, err := time.Parse(l, s); err == nil {
+				return tm.Format(layout), nil
+			}
+		}
+		return "", fmt.Errorf("date: %q is not a date (use 2006-01-02 or RFC 3339)", s)
+	}
+	return "", fmt.Errorf("date: cannot format a %T", v)
+}
+
+// Parse parses the campaign's templates with missingkey=error.
+func Parse(src Sources) (*Set, error) {
+	s := &Set{names: [3]string{"subject", or(src.TextName, "text"), or(src.HTMLName, "html")}}
+	var errs []error
+	var err error
+	if strings.TrimSpace(src.Subject) == "" {
+		errs = append(errs, errors.New("subject: empty"))
+	}
+	s.subject, err = texttemplate.New(s.names[0]).Funcs(Funcs()).Option("missingkey=error").Parse(src.Subject)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if src.Text != "" {
+		s.text, err = texttemplate.New(s.names[1]).Funcs(Funcs()).Option("missingkey=error").Parse(src.Text)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if src.HTML != "" {
+		s.html, err = htmltemplate.New(s.names[2]).Funcs(Funcs()).Option("missingkey=error").Parse(src.HTML)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if src.Text == "" && src.HTML == "" {
+		errs = append(errs, errors.New("no body: a text or an HTML template is required"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("templates: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// HasText and HasHTML say which body parts the campaign has.
+func (s *Set) HasText() bool { return s.text != nil }
+func (s *Set) HasHTML() bool { return s.html != nil }
+
+// Reference is a use of a recipient field in a template.
+type Reference struct {
+	Template string
+	Field    string
+	Where    string // "name:line:col"
+}
+
+// References lists the fields each template reads from the recipient (as
+// .field or $.field), outside range and with blocks, in template order.
+func (s *Set) References() []Reference {
+	var refs []Reference
+	add := func(name string, tr *parse.Tree) {
+		if tr == nil || tr.Root == nil {
+			return
+		}
+		walk(tr.Root, func(n parse.Node, field string) {
+			loc, _ := tr.ErrorContext(n)
+			refs = append(refs, Reference{Template: name, Field: field, Where: loc})
+		})
+	}
+	add(s.names[0], s.subject.Tree)
+	if s.text != nil {
+		add(s.names[1], s.text.Tree)
+	}
+	if s.html != nil {
+		add(s.names[2], s.html.Tree)
+	}
+	return refs
+}
+
+// SubjectFields are the fields the subject reads: their values reach a header.
+func (s *Set) SubjectFields() []string {
+	var out []string
+	for _, r := range s.References() {
+		if r.Template == s.names[0] {
+			out = append(out, r.Field)
+		}
+	}
+	return out
+}
+
+func walk(n parse.Node, fn func(parse.Node, string)) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(c, fn)
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe, fn)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walk(c, fn)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(a, fn)
+		}
+	case *parse.FieldNode:
+		fn(n, n.Ident[0])
+	case *parse.VariableNode:
+		if len(n.Ident) > 1 && n.Ident[0] == "$" {
+			fn(n, n.Ident[1])
+		}
+	case *parse.ChainNode:
+		walk(n.Node, fn)
+	case *parse.IfNode:
+		walk(n.Pipe, fn)
+		walk(n.List, fn)
+		walk(n.ElseList, fn)
+	case *parse.RangeNode:
+		// Inside the body dot is the element, not the recipient.
+		walk(n.Pipe, fn)
+		walk(n.ElseList, fn)
+	case *parse.WithNode:
+		walk(n.Pipe, fn)
+		walk(n.ElseList, fn)
+	case *parse.TemplateNode:
+		walk(n.Pipe, fn)
+	}
+}
+
+// Check verifies the templates against the recipients' header row and one
+// sample row before anything is sent: every field a template reads must be
+// a column, and the sample must render. The error names template, line and
+// field; every missing field is reported.
+func (s *Set) Check(header []string, sample []string) error {
+	cols := make(map[string]bool, len(header))
+	for _, h := range header {
+		cols[h] = true
+	}
+	var errs []error
+	for _, r := range s.References() {
+		if !cols[r.Field] {
+			errs = append(errs, fmt.Errorf("%s: field %q is not a column of the recipients file (columns: %s)", r.Where, r.Field, strings.Join(sortedCopy(header), ", ")))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if sample != nil {
+		var r Renderer
+		if _, err := r.Render(s, Data(header, sample)); err != nil {
+			return fmt.Errorf("rendering the first recipient: %w", err)
+		}
+	}
+	return nil
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}
+
+// Data pairs header names with a record's values for rendering.
+func Data(header, fields []string) map[string]string {
+	m := make(map[string]string, len(header))
+	for i, h := range header {
+		if i < len(fields) {
+			m[h] = fields[i]
+		}
+	}
+	return m
+}
+
+// Renderer holds the buffers of one sender; it is not safe for concurrent
+// use, but many Renderers may share one Set.
+type Renderer struct {
+	buf bytes.Buffer
+}
+
+// Render executes every template for one recipient.
+func (r *Renderer) Render(s *Set, data map[string]string) (Rendered, error) {
+	var out Rendered
+	var err error
+	if out.Subject, err = r.exec(s.subject.Execute, data); err != nil {
+		return out, err
+	}
+	if strings.ContainsAny(out.Subject, "\r\n") {
+		return out, ErrHeaderBreak
+	}
+	if s.text != nil {
+		if out.Text, err = r.exec(s.text.Execute, data); err != nil {
+			return out, err
+		}
+	}
+	if s.html != nil {
+		if out.HTML, err = r.exec(s.html.Execute, data); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]string) (string, error) {
+	r.buf.Reset()
+	if err := execute(&r.buf, data); err != nil {
+		return "", err
+	}
+	return r.buf.String(), nil
+}
