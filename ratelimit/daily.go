@@ -96,7 +96,8 @@ func (d *Daily) Used(now time.Time) int64 {
 func (d *Daily) Limit() int64 { return d.limit }
 
 func (d *Daily) expire(now time.Time) {
-	first := now.Add(-Window).Unix()/60 + 1 // the minute 24h ago is out
+	// A minute leaves the window when all of it is older than 24 hours.
+	first := now.Add(-Window).Unix() / 60
 	i := 0
 	for i < len(d.minutes) && d.minutes[i].unix < first {
 		d.used -= d.minutes[i].n

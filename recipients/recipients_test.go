@@ -1,0 +1,181 @@
+package recipients
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+type got struct {
+	rows     []Row
+	problems []*RowError
+}
+
+func readAll(t testing.TB, in string) (got, error) {
+	rd, err := NewReader(strings.NewReader(in))
+	if err != nil {
+		return got{}, err
+	}
+	var g got
+	for {
+		row, err := rd.Next()
+		if err == io.EOF {
+			return g, nil
+		}
+		var re *RowError
+		if errors.As(err, &re) {
+			g.problems = append(g.problems, re)
+			continue
+		}
+		if err != nil {
+			return g, err
+		}
+		g.rows = append(g.rows, row)
+	}
+}
+
+func TestReaderFormats(t *testing.T) {
+	t.Parallel()
+	in := "\xEF\xBB\xBFEmail,name,note\r\n" +
+		"  ada@example.com ,Ada,plain\r\n" +
+		"\r\n" +
+		"grace@example.com,\"Hopper, Grace\",\"two\r\nlines\"\r\n" +
+		"linus@example.com,Linus,\"say \"\"hi\"\"\"\r\n"
+	g, err := readAll(t, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.problems) != 0 {
+		t.Fatalf("problems: %v", g.problems)
+	}
+	if len(g.rows) != 3 {
+		t.Fatalf("rows: %+v", g.rows)
+	}
+	if r := g.rows[0]; r.Email != "ada@example.com" || r.Line != 2 || r.Fields[0] != "ada@example.com" {
+		t.Errorf("BOM/trim/line: %+v", r)
+	}
+	if r := g.rows[1]; r.Fields[1] != "Hopper, Grace" || r.Fields[2] != "two\r\nlines" && r.Fields[2] != "two\nlines" || r.Line != 4 {
+		t.Errorf("quoted comma/newline: %+v", r)
+	}
+	if r := g.rows[2]; r.Fields[2] != `say "hi"` || r.Line != 6 {
+		t.Errorf("escaped quotes or line after a multi-line record: %+v", r)
+	}
+	if h := g.rows[0].Header(); h[0] != "email" {
+		t.Errorf("the email column is named %q, want it normalised to email", h[0])
+	}
+}
+
+func TestReaderProblemsCarryLineNumbers(t *testing.T) {
+	t.Parallel()
+	in := "email,name\n" +
+		"ok@example.com,A\n" + // 2
+		"not-an-address,B\n" + // 3
+		",C\n" + // 4
+		"short@example.com\n" + // 5
+		"long@example.com,D,extra\n" + // 6
+		"Name <x@example.com>,E\n" + // 7
+		"y@example.com,\"bad \"quote\n" + // 8: bare quote
+		"z@example.com,F\n"
+	rd, err := NewReader(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.HeaderFields = []int{1}
+	var lines []int
+	var valid []string
+	for {
+		row, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		var re *RowError
+		if errors.As(err, &re) {
+			lines = append(lines, re.Line)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, row.Email)
+	}
+	want := []int{3, 4, 5, 6, 7, 8}
+	if len(lines) < len(want) {
+		t.Fatalf("problem lines %v, want %v", lines, want)
+	}
+	for i, w := range want {
+		if lines[i] != w {
+			t.Fatalf("problem lines %v, want %v", lines, want)
+		}
+	}
+	if len(valid) < 1 || valid[0] != "ok@example.com" {
+		t.Fatalf("valid rows: %v", valid)
+	}
+}
+
+func TestReaderHeaderBreak(t *testing.T) {
+	t.Parallel()
+	rd, err := NewReader(strings.NewReader("email,name\na@example.com,\"x\nBcc: victim@example.com\"\nb@example.com,ok\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd.HeaderFields = []int{1} // name reaches the subject
+	_, err = rd.Next()
+	var re *RowError
+	if !errors.As(err, &re) || re.Line != 2 || !strings.Contains(re.Reason, "line break") {
+		t.Fatalf("want a line-break problem at line 2, got %v", err)
+	}
+	row, err := rd.Next()
+	if err != nil || row.Email != "b@example.com" {
+		t.Fatalf("the next row must still be read: %v %v", row, err)
+	}
+}
+
+func TestReaderHeaderErrors(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"", "name,city\nx,y\n", "email,,x\n", "email,name,name\n"} {
+		if _, err := NewReader(strings.NewReader(in)); err == nil {
+			t.Errorf("%q: want an error", in)
+		}
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	f.Add("email,name\na@example.com,A\n")
+	f.Add("\xEF\xBB\xBFemail,name\r\n\"a@b.c\",\"x\r\ny\"\r\n")
+	f.Add("email\n\"unterminated\n")
+	f.Add("email,name\na@b.c\nb@c.d,e,f\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		rd, err := NewReader(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		rd.HeaderFields = []int{0}
+		for i := 0; i < 10000; i++ {
+			row, err := rd.Next()
+			if err == io.EOF {
+				return
+			}
+			var re *RowError
+			if errors.As(err, &re) {
+				if re.Line < 1 {
+					t.Fatalf("problem without a line number: %v", re)
+				}
+				continue
+			}
+			if err != nil {
+				return
+			}
+			if strings.ContainsAny(row.Email, "\r\n") || row.Email == "" {
+				t.Fatalf("invalid address passed: %q", row.Email)
+			}
+			if len(row.Fields) != len(rd.Header()) {
+				t.Fatalf("field count %d != header %d", len(row.Fields), len(rd.Header()))
+			}
+			if row.Key != strings.ToLower(row.Email) {
+				t.Fatalf("key %q for %q", row.Key, row.Email)
+			}
+		}
+		t.Fatal("reader did not end")
+	})
+}

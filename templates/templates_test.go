@@ -1,0 +1,161 @@
+package templates
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRenderAndEscape(t *testing.T) {
+	t.Parallel()
+	s, err := Parse(Sources{
+		Subject: "Hi {{.name | default \"friend\"}} from {{upper .city}}",
+		Text:    "Dear {{title .name}},\n{{trim .note}} {{lower .city}} {{date \"2 Jan 2006\" .joined}}",
+		HTML:    "<p>{{.name}}</p><p>{{.note}}</p>",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Renderer
+	out, err := r.Render(s, map[string]string{"name": "ada <b>lovelace</b>", "city": "Oslo", "note": "  <script>x</script> ", "joined": "2024-03-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Subject != "Hi ada <b>lovelace</b> from OSLO" {
+		t.Errorf("subject %q", out.Subject)
+	}
+	if !strings.Contains(out.Text, "Dear Ada <B>Lovelace</B>,") || !strings.Contains(out.Text, "<script>x</script> oslo 1 Mar 2024") {
+		t.Errorf("text %q", out.Text)
+	}
+	if strings.Contains(out.HTML, "<script>") || !strings.Contains(out.HTML, "&lt;script&gt;") || !strings.Contains(out.HTML, "ada &lt;b&gt;") {
+		t.Errorf("html not escaped: %q", out.HTML)
+	}
+	out, err = r.Render(s, map[string]string{"name": "", "city": "x", "note": "", "joined": ""})
+	if err != nil || !strings.HasPrefix(out.Subject, "Hi friend") {
+		t.Errorf("default: %q %v", out.Subject, err)
+	}
+}
+
+func TestFuncs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		tmpl, want string
+		err        bool
+	}{
+		{`{{default "x" .v}}`, "x", false},
+		{`{{.v | default "x"}}`, "x", false},
+		{`{{upper "aé"}}`, "AÉ", false},
+		{`{{lower "AÉ"}}`, "aé", false},
+		{`{{title "hello wide world"}}`, "Hello Wide World", false},
+		{`{{trim "  a b  "}}`, "a b", false},
+		{`{{date "2006/01/02" "2026-11-24T10:00:00Z"}}`, "2026/11/24", false},
+		{`{{date "Jan 2006" "2026-11-24 10:00"}}`, "Nov 2026", false},
+		{`{{date "2006" "yesterday"}}`, "", true},
+		{`{{date "2006" now | len}}`, "4", false},
+	}
+	for _, tt := range tests {
+		s, err := Parse(Sources{Subject: "s", Text: tt.tmpl})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.tmpl, err)
+		}
+		var r Renderer
+		out, err := r.Render(s, map[string]string{"v": ""})
+		if tt.err != (err != nil) {
+			t.Errorf("%s: err %v", tt.tmpl, err)
+			continue
+		}
+		if !tt.err && out.Text != tt.want {
+			t.Errorf("%s = %q, want %q", tt.tmpl, out.Text, tt.want)
+		}
+	}
+}
+
+func TestCheckNamesTemplateLineAndField(t *testing.T) {
+	t.Parallel()
+	s, err := Parse(Sources{
+		Subject:  "Hello {{.name}}",
+		Text:     "line one\n{{if .vip}}VIP {{.nmae}}{{end}}\n{{range .list}}{{.inner}}{{end}}{{$.city}}",
+		TextName: "welcome.txt",
+		HTML:     "<p>{{.name}}</p>\n\n<p>{{.plan}}</p>",
+		HTMLName: "welcome.html",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Check([]string{"email", "name", "vip", "list"}, nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	for _, want := range []string{`welcome.txt:2:`, `"nmae"`, `welcome.txt:3:`, `"city"`, `welcome.html:3:`, `"plan"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %s:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, `"inner"`) {
+		t.Errorf("a field inside range refers to the element, not a column:\n%s", msg)
+	}
+	if err := s.Check([]string{"email", "name", "vip", "list", "nmae", "city", "plan"}, nil); err != nil {
+		t.Errorf("all columns present: %v", err)
+	}
+}
+
+func TestCheckRendersSample(t *testing.T) {
+	t.Parallel()
+	s, err := Parse(Sources{Subject: "x", Text: `{{date "2006" .joined}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check([]string{"email", "joined"}, []string{"a@b.c", "not a date"}); err == nil {
+		t.Fatal("a sample that cannot render must fail the check")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	if _, err := Parse(Sources{Subject: "{{.x", Text: "ok"}); err == nil || !strings.Contains(err.Error(), "subject") {
+		t.Errorf("subject syntax error: %v", err)
+	}
+	if _, err := Parse(Sources{Subject: "ok", Text: "{{nosuchfunc .x}}", TextName: "a.txt"}); err == nil || !strings.Contains(err.Error(), "a.txt") {
+		t.Errorf("unknown function: %v", err)
+	}
+	if _, err := Parse(Sources{Subject: "ok"}); err == nil {
+		t.Error("no body accepted")
+	}
+}
+
+func TestSubjectLineBreakRefused(t *testing.T) {
+	t.Parallel()
+	s, _ := Parse(Sources{Subject: "Hi {{.name}}", Text: "x"})
+	var r Renderer
+	if _, err := r.Render(s, map[string]string{"name": "a\r\nBcc: x@example.com"}); !errors.Is(err, ErrHeaderBreak) {
+		t.Fatalf("want ErrHeaderBreak, got %v", err)
+	}
+	if got := s.SubjectFields(); len(got) != 1 || got[0] != "name" {
+		t.Fatalf("SubjectFields = %v", got)
+	}
+}
+
+func FuzzRender(f *testing.F) {
+	f.Add("Hello {{.name}}", "ada")
+	f.Add("{{upper .name}} {{title .name}}", "x\r\ny")
+	f.Add("{{date \"2006\" .name}}", "2026-01-01")
+	f.Fuzz(func(t *testing.T, subject, value string) {
+		s, err := Parse(Sources{Subject: subject, Text: "{{.name}}", HTML: "<a title=\"{{.name}}\">{{.name}}</a>"})
+		if err != nil {
+			return
+		}
+		var r Renderer
+		out, err := r.Render(s, map[string]string{"name": value, "email": "a@b.c"})
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(out.Subject, "\r\n") {
+			t.Fatalf("line break reached the subject: %q", out.Subject)
+		}
+		// Only the template's own two tags may hold angle brackets.
+		if strings.Count(out.HTML, "<") != 2 || strings.Count(out.HTML, ">") != 2 {
+			t.Fatalf("HTML not escaped: %q", out.HTML)
+		}
+	})
+}
