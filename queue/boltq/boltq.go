@@ -1,0 +1,624 @@
+package boltq
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterr "go.etcd.io/bbolt/errors"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// Queue is the embedded queue: one bbolt file, one process. Safe for
+// concurrent use within that process.
+//
+// Because only one process can hold the file, every job still leased when
+// Open runs belonged to a process that died: Open returns those jobs to
+// pending and Recovered reports how many. They may have been delivered just
+// before the crash, so each is a possible duplicate.
+type Queue struct {
+	db        *bolt.DB
+	recovered int
+}
+
+var _ queue.Queue = (*Queue)(nil)
+
+var (
+	bucketSuppression = []byte("suppression")
+	bucketUsage       = []byte("usage")
+	keyCampaign       = []byte("campaign")
+	keyCounts         = []byte("counts")
+	keyLease          = []byte("lease")
+	subMeta           = []byte("meta")
+	subJobs           = []byte("jobs")
+	subKeys           = []byte("keys")
+	subPending        = []byte("pending")
+	subTimers         = []byte("timers")
+)
+
+// Open opens or creates the store at path.
+func Open(path string) (*Queue, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err != nil {
+		if errors.Is(err, bolterr.ErrTimeout) {
+			return nil, fmt.Errorf("queue store %s is in use by another herald process", path)
+		}
+		return nil, fmt.Errorf("queue store %s: %w", path, err)
+	}
+	q := &Queue{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSuppression, bucketUsage} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if !bytes.HasPrefix(name, []byte("c:")) {
+				return nil
+			}
+			n, err := recoverLeases(b)
+			q.recovered += n
+			return err
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue store %s: %w", path, err)
+	}
+	return q, nil
+}
+
+// Recovered is the number of jobs Open found leased by a dead process and
+// returned to pending.
+func (q *Queue) Recovered() int { return q.recovered }
+
+// Close closes the store.
+func (q *Queue) Close() error { return q.db.Close() }
+
+func recoverLeases(cb *bolt.Bucket) (int, error) {
+	c := openCampaign(cb)
+	var leased [][]byte
+	cur := c.timers.Cursor()
+	for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+		leased = append(leased, append([]byte(nil), k...))
+	}
+	n := 0
+	for _, k := range leased {
+		seq := k[8:]
+		j, err := c.job(seq)
+		if err != nil {
+			return n, err
+		}
+		if j.State != queue.Leased {
+			continue
+		}
+		if err := c.timers.Delete(k); err != nil {
+			return n, err
+		}
+		c.move(&j, queue.Pending)
+		if err := c.pending.Put(seq, nil); err != nil {
+			return n, err
+		}
+		if err := c.putJob(&j); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, c.saveCounts()
+}
+
+// campaign is one campaign's buckets inside a transaction.
+type campaign struct {
+	meta, jobs, keys, pending, timers *bolt.Bucket
+	counts                            queue.Counts
+}
+
+func campaignBucket(id string) []byte { return []byte("c:" + id) }
+
+func openCampaign(b *bolt.Bucket) *campaign {
+	c := &campaign{meta: b.Bucket(subMeta), jobs: b.Bucket(subJobs), keys: b.Bucket(subKeys), pending: b.Bucket(subPending), timers: b.Bucket(subTimers)}
+	c.counts = decodeCounts(c.meta.Get(keyCounts))
+	return c
+}
+
+func (q *Queue) campaign(tx *bolt.Tx, id string) (*campaign, error) {
+	b := tx.Bucket(campaignBucket(id))
+	if b == nil {
+		return nil, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	return openCampaign(b), nil
+}
+
+func (c *campaign) record() (queue.Campaign, error) {
+	var rec queue.Campaign
+	err := json.Unmarshal(c.meta.Get(keyCampaign), &rec)
+	return rec, err
+}
+
+func (c *campaign) saveRecord(rec queue.Campaign) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return c.meta.Put(keyCampaign, b)
+}
+
+func (c *campaign) saveCounts() error { return c.meta.Put(keyCounts, encodeCounts(c.counts)) }
+
+func (c *campaign) nextLease() uint64 {
+	v := u64(c.meta.Get(keyLease)) + 1
+	_ = c.meta.Put(keyLease, be(v))
+	return v
+}
+
+func (c *campaign) job(seq []byte) (queue.Job, error) {
+	v := c.jobs.Get(seq)
+	if v == nil {
+		return queue.Job{}, fmt.Errorf("queue: job %d missing", u64(seq))
+	}
+	j, err := decodeJob(v)
+	j.Seq = u64(seq)
+	return j, err
+}
+
+// putJob stores j. bbolt keeps a reference to the value until the
+// transaction ends, so every record gets its own buffer.
+func (c *campaign) putJob(j *queue.Job) error {
+	return c.jobs.Put(be(j.Seq), encodeJob(nil, j))
+}
+
+// move changes a job's state and the counters.
+func (c *campaign) move(j *queue.Job, to queue.State) {
+	add(&c.counts, j.State, -1)
+	add(&c.counts, to, 1)
+	j.State = to
+}
+
+func add(c *queue.Counts, s queue.State, d int64) {
+	switch s {
+	case queue.Pending:
+		c.Pending += d
+	case queue.Leased:
+		c.Leased += d
+	case queue.Sent:
+		c.Sent += d
+	case queue.Retry:
+		c.Retry += d
+	case queue.Failed:
+		c.Failed += d
+	case queue.Suppressed:
+		c.Suppressed += d
+	case queue.Cancelled:
+		c.Cancelled += d
+	}
+}
+
+// CreateCampaign stores c unless a campaign with its id exists.
+func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Campaign, error) {
+	var out queue.Campaign
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(campaignBucket(rec.ID)); b != nil {
+			var err error
+			out, err = openCampaign(b).record()
+			return err
+		}
+		b, err := tx.CreateBucket(campaignBucket(rec.ID))
+		if err != nil {
+			return err
+		}
+		for _, name := range [][]byte{subMeta, subJobs, subKeys, subPending, subTimers} {
+			if _, err := b.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		if rec.Status == 0 {
+			rec.Status = queue.Active
+		}
+		c := openCampaign(b)
+		if err := c.saveRecord(rec); err != nil {
+			return err
+		}
+		out = rec
+		return c.saveCounts()
+	})
+	return out, err
+}
+
+// Campaign returns the stored record.
+func (q *Queue) Campaign(_ context.Context, id string) (queue.Campaign, error) {
+	var out queue.Campaign
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		out, err = c.record()
+		return err
+	})
+	return out, err
+}
+
+// SetStatus changes the status; cancelling cancels every job not final and
+// not leased.
+func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason string) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		rec.Status, rec.Reason = s, reason
+		if err := c.saveRecord(rec); err != nil {
+			return err
+		}
+		if s != queue.CampaignCancelled {
+			return nil
+		}
+		var seqs [][]byte
+		cur := c.jobs.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if st := queue.State(v[0]); st == queue.Pending || st == queue.Retry {
+				seqs = append(seqs, append([]byte(nil), k...))
+			}
+		}
+		for _, seq := range seqs {
+			j, err := c.job(seq)
+			if err != nil {
+				return err
+			}
+			if j.State == queue.Pending {
+				err = c.pending.Delete(seq)
+			} else {
+				err = c.timers.Delete(timerKey(j.At, j.Seq))
+			}
+			if err != nil {
+				return err
+			}
+			c.move(&j, queue.Cancelled)
+			j.At = time.Time{}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+		}
+		return c.saveCounts()
+	})
+}
+
+// MarkPlanned records that planning finished.
+func (q *Queue) MarkPlanned(_ context.Context, id string) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		rec.Planned = true
+		return c.saveRecord(rec)
+	})
+}
+
+// Enqueue adds the jobs whose keys are new to the campaign.
+func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
+	var res queue.EnqueueResult
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		res = queue.EnqueueResult{}
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		supp := tx.Bucket(bucketSuppression)
+		for i := range jobs {
+			j := jobs[i]
+			seq := be(j.Seq)
+			if prev := c.keys.Get([]byte(j.Key)); prev != nil {
+				if u64(prev) == j.Seq {
+					res.Existing++
+				} else {
+					res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: j.Seq, FirstSeq: u64(prev)})
+				}
+				continue
+			}
+			if c.jobs.Get(seq) != nil {
+				return fmt.Errorf("queue: job %d already holds another address (did the recipients file change? use a new campaign id)", j.Seq)
+			}
+			j.State, j.Attempts, j.Lease, j.At = queue.Pending, 0, 0, time.Time{}
+			if supp.Get([]byte(j.Key)) != nil {
+				j.State = queue.Suppressed
+				j.Reply = "on the suppression list: " + string(supp.Get([]byte(j.Key)))
+				res.Suppressed++
+			} else if err := c.pending.Put(seq, nil); err != nil {
+				return err
+			}
+			add(&c.counts, j.State, 1)
+			if err := c.keys.Put([]byte(j.Key), seq); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+			res.Added++
+		}
+		return c.saveCounts()
+	})
+	return res, err
+}
+
+// Lease hands out due retries and expired leases, then pending jobs.
+func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
+	var out []queue.Job
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		if rec.Status != queue.Active || n <= 0 {
+			return nil
+		}
+		until := now.Add(ttl)
+		var due, fresh [][]byte
+		cur := c.timers.Cursor()
+		limit := timerKey(now, ^uint64(0))
+		for k, _ := cur.First(); k != nil && len(due) < n && bytes.Compare(k, limit) <= 0; k, _ = cur.Next() {
+			due = append(due, append([]byte(nil), k...))
+		}
+		pc := c.pending.Cursor()
+		for k, _ := pc.First(); k != nil && len(due)+len(fresh) < n; k, _ = pc.Next() {
+			fresh = append(fresh, append([]byte(nil), k...))
+		}
+		take := func(seq []byte) error {
+			j, err := c.job(seq)
+			if err != nil {
+				return err
+			}
+			c.move(&j, queue.Leased)
+			j.At, j.Lease = until, c.nextLease()
+			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+			out = append(out, j)
+			return nil
+		}
+		for _, k := range due {
+			if err := c.timers.Delete(k); err != nil {
+				return err
+			}
+			if err := take(k[8:]); err != nil {
+				return err
+			}
+		}
+		for _, seq := range fresh {
+			if err := c.pending.Delete(seq); err != nil {
+				return err
+			}
+			if err := take(seq); err != nil {
+				return err
+			}
+		}
+		return c.saveCounts()
+	})
+	return out, err
+}
+
+// Settle records the outcomes of leased jobs.
+func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) ([]uint64, error) {
+	var lost []uint64
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		lost = lost[:0]
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		supp := tx.Bucket(bucketSuppression)
+		usage := map[string]int64{}
+		for _, s := range batch {
+			seq := be(s.Seq)
+			v := c.jobs.Get(seq)
+			if v == nil {
+				lost = append(lost, s.Seq)
+				continue
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return err
+			}
+			j.Seq = s.Seq
+			if j.State != queue.Leased || j.Lease != s.Lease {
+				lost = append(lost, s.Seq)
+				continue
+			}
+			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
+				return err
+			}
+			c.move(&j, s.State)
+			if s.CountAttempt {
+				j.Attempts++
+			}
+			j.Reply, j.Provider, j.At = s.Reply, s.Provider, time.Time{}
+			switch s.State {
+			case queue.Retry:
+				j.At = s.At
+				if err := c.timers.Put(timerKey(j.At, j.Seq), nil); err != nil {
+					return err
+				}
+			case queue.Sent:
+				at := s.SentAt
+				if at.IsZero() {
+					at = time.Now()
+				}
+				usage[usageKey(s.Provider, at)]++
+			}
+			if s.Suppress {
+				if err := supp.Put([]byte(j.Key), []byte(s.Reply)); err != nil {
+					return err
+				}
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+		}
+		ub := tx.Bucket(bucketUsage)
+		for k, n := range usage {
+			if err := ub.Put([]byte(k), be(u64(ub.Get([]byte(k)))+uint64(n))); err != nil {
+				return err
+			}
+		}
+		return c.saveCounts()
+	})
+	return lost, err
+}
+
+// Release returns leased jobs to pending without counting an attempt.
+func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		for _, r := range jobs {
+			seq := be(r.Seq)
+			v := c.jobs.Get(seq)
+			if v == nil {
+				continue
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return err
+			}
+			j.Seq = r.Seq
+			if j.State != queue.Leased || j.Lease != r.Lease {
+				continue
+			}
+			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
+				return err
+			}
+			c.move(&j, queue.Pending)
+			j.At = time.Time{}
+			if err := c.pending.Put(seq, nil); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+		}
+		return c.saveCounts()
+	})
+}
+
+// NextDue is the earliest time a retry or a lease comes due.
+func (q *Queue) NextDue(_ context.Context, id string) (time.Time, bool, error) {
+	var t time.Time
+	var ok bool
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		if k, _ := c.timers.Cursor().First(); k != nil {
+			t, ok = decodeTime(u64(k[:8])), true
+		}
+		return nil
+	})
+	return t, ok, err
+}
+
+// Counts returns the number of jobs per state.
+func (q *Queue) Counts(_ context.Context, id string) (queue.Counts, error) {
+	var out queue.Counts
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		out = c.counts
+		return nil
+	})
+	return out, err
+}
+
+// Walk calls fn for every job in Seq order, in one read transaction.
+func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
+	return q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		cur := c.jobs.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return err
+			}
+			j.Seq = u64(k)
+			if err := fn(j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Suppressed reports whether key is on the suppression list.
+func (q *Queue) Suppressed(_ context.Context, key string) (string, bool, error) {
+	var reason string
+	var ok bool
+	err := q.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketSuppression).Get([]byte(key)); v != nil {
+			reason, ok = string(v), true
+		}
+		return nil
+	})
+	return reason, ok, err
+}
+
+// Suppress adds keys to the suppression list.
+func (q *Queue) Suppress(_ context.Context, reason string, keys ...string) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSuppression)
+		for _, k := range keys {
+			if err := b.Put([]byte(k), []byte(reason)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Usage counts messages sent through provider since t (to the minute).
+func (q *Queue) Usage(_ context.Context, provider string, since time.Time) (int64, error) {
+	var n int64
+	err := q.db.View(func(tx *bolt.Tx) error {
+		prefix := []byte(provider + "\x00")
+		cur := tx.Bucket(bucketUsage).Cursor()
+		for k, v := cur.Seek([]byte(usageKey(provider, since))); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+			n += int64(u64(v))
+		}
+		return nil
+	})
+	return n, err
+}
+
+func usageKey(provider string, t time.Time) string {
+	return provider + "\x00" + string(be(uint64(t.Unix()/60)))
+}

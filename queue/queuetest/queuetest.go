@@ -1,0 +1,465 @@
+// Package queuetest is the conformance suite every queue backend passes
+// unchanged: Run it from the backend's tests with a function that opens a
+// fresh, empty queue.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// Run exercises q against the queue.Queue contract.
+func Run(t *testing.T, open func(t *testing.T) queue.Queue) {
+	tests := map[string]func(*testing.T, *bundle){
+		"CampaignRecord":      testCampaignRecord,
+		"EnqueueIdempotent":   testEnqueueIdempotent,
+		"EnqueueSuppressed":   testEnqueueSuppressed,
+		"FieldsPreserved":     testFieldsPreserved,
+		"LeaseOrder":          testLeaseOrder,
+		"LeaseExpiry":         testLeaseExpiry,
+		"SettleStates":        testSettleStates,
+		"SettleStaleLease":    testSettleStaleLease,
+		"Release":             testRelease,
+		"PauseAndCancel":      testPauseAndCancel,
+		"Usage":               testUsage,
+		"ConcurrentLeaseOnce": testConcurrentLeaseOnce,
+	}
+	for name, fn := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			q := open(t)
+			b := &bundle{t: t, q: q, ctx: context.Background(), id: "qt-" + name, now: time.Unix(1_800_000_000, 0)}
+			fn(t, b)
+		})
+	}
+}
+
+type bundle struct {
+	t   *testing.T
+	q   queue.Queue
+	ctx context.Context
+	id  string
+	now time.Time
+}
+
+func (b *bundle) create() {
+	b.t.Helper()
+	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active}); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func job(seq uint64) queue.Job {
+	email := fmt.Sprintf("user%d@example.com", seq)
+	return queue.Job{Seq: seq, Key: email, Email: email, Fields: []string{email, fmt.Sprint("name ", seq)}, Enqueued: time.Unix(1_800_000_000, 0)}
+}
+
+func (b *bundle) enqueue(seqs ...uint64) queue.EnqueueResult {
+	b.t.Helper()
+	var jobs []queue.Job
+	for _, s := range seqs {
+		jobs = append(jobs, job(s))
+	}
+	r, err := b.q.Enqueue(b.ctx, b.id, jobs)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+func (b *bundle) lease(n int, at time.Time) []queue.Job {
+	b.t.Helper()
+	jobs, err := b.q.Lease(b.ctx, b.id, at, n, time.Minute)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return jobs
+}
+
+func (b *bundle) settle(s ...queue.Settlement) []uint64 {
+	b.t.Helper()
+	lost, err := b.q.Settle(b.ctx, b.id, s)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return lost
+}
+
+// jobs walks the campaign and checks the counters agree with the jobs.
+func (b *bundle) jobs() map[uint64]queue.Job {
+	b.t.Helper()
+	out := map[uint64]queue.Job{}
+	var byState queue.Counts
+	var last uint64
+	err := b.q.Walk(b.ctx, b.id, func(j queue.Job) error {
+		if j.Seq <= last && len(out) > 0 {
+			return fmt.Errorf("Walk out of order: %d after %d", j.Seq, last)
+		}
+		last = j.Seq
+		out[j.Seq] = j
+		switch j.State {
+		case queue.Pending:
+			byState.Pending++
+		case queue.Leased:
+			byState.Leased++
+		case queue.Sent:
+			byState.Sent++
+		case queue.Retry:
+			byState.Retry++
+		case queue.Failed:
+			byState.Failed++
+		case queue.Suppressed:
+			byState.Suppressed++
+		case queue.Cancelled:
+			byState.Cancelled++
+		}
+		return nil
+	})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	c, err := b.q.Counts(b.ctx, b.id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if c != byState {
+		b.t.Fatalf("Counts %+v disagree with the jobs %+v", c, byState)
+	}
+	return out
+}
+
+func seqs(jobs []queue.Job) []uint64 {
+	out := make([]uint64, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.Seq
+	}
+	return out
+}
+
+func equal(a, b []uint64) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func testCampaignRecord(t *testing.T, b *bundle) {
+	if _, err := b.q.Campaign(b.ctx, b.id); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("missing campaign: %v", err)
+	}
+	b.create()
+	c, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"other"}})
+	if err != nil || len(c.Header) != 2 || c.Header[1] != "name" {
+		t.Fatalf("second create must return the stored record: %+v %v", c, err)
+	}
+	if c.Planned {
+		t.Fatal("new campaign planned")
+	}
+	if err := b.q.MarkPlanned(b.ctx, b.id); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = b.q.Campaign(b.ctx, b.id); !c.Planned || c.Status != queue.Active {
+		t.Fatalf("after MarkPlanned: %+v", c)
+	}
+}
+
+func testEnqueueIdempotent(t *testing.T, b *bundle) {
+	b.create()
+	if r := b.enqueue(1, 2, 3); r.Added != 3 {
+		t.Fatalf("%+v", r)
+	}
+	if r := b.enqueue(2, 3, 4); r.Added != 1 || r.Existing != 2 || len(r.Duplicates) != 0 {
+		t.Fatalf("re-plan: %+v", r)
+	}
+	dup := job(9)
+	dup.Key, dup.Email = "user1@example.com", "User1@example.com"
+	inBatch := job(11)
+	inBatch.Key = job(10).Key
+	r, err := b.q.Enqueue(b.ctx, b.id, []queue.Job{dup, job(10), inBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Added != 1 || len(r.Duplicates) != 2 || r.Duplicates[0] != (queue.Duplicate{Seq: 9, FirstSeq: 1}) || r.Duplicates[1] != (queue.Duplicate{Seq: 11, FirstSeq: 10}) {
+		t.Fatalf("duplicates: %+v", r)
+	}
+	if got := len(b.jobs()); got != 5 {
+		t.Fatalf("%d jobs", got)
+	}
+	if _, err := b.q.Enqueue(b.ctx, "no-such-campaign", []queue.Job{job(1)}); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("enqueue into a missing campaign: %v", err)
+	}
+}
+
+func testEnqueueSuppressed(t *testing.T, b *bundle) {
+	b.create()
+	if err := b.q.Suppress(b.ctx, "550 5.1.1 no such user", job(2).Key); err != nil {
+		t.Fatal(err)
+	}
+	reason, ok, err := b.q.Suppressed(b.ctx, job(2).Key)
+	if err != nil || !ok || reason != "550 5.1.1 no such user" {
+		t.Fatalf("Suppressed: %q %v %v", reason, ok, err)
+	}
+	if r := b.enqueue(1, 2); r.Added != 2 || r.Suppressed != 1 {
+		t.Fatalf("%+v", r)
+	}
+	jobs := b.jobs()
+	if jobs[2].State != queue.Suppressed || jobs[1].State != queue.Pending {
+		t.Fatalf("%+v", jobs)
+	}
+	if got := b.lease(10, b.now); !equal(seqs(got), []uint64{1}) {
+		t.Fatalf("leased a suppressed job: %v", seqs(got))
+	}
+}
+
+func testFieldsPreserved(t *testing.T, b *bundle) {
+	b.create()
+	j := job(7)
+	j.Fields = []string{j.Email, "", "Hopper, Grace", "two\r\nlines", "李雷 Zoë", `"quoted"`}
+	if _, err := b.q.Enqueue(b.ctx, b.id, []queue.Job{j}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.lease(1, b.now)
+	if len(got) != 1 || fmt.Sprintf("%q", got[0].Fields) != fmt.Sprintf("%q", j.Fields) || got[0].Key != j.Key || got[0].Email != j.Email || !got[0].Enqueued.Equal(j.Enqueued) {
+		t.Fatalf("leased %+v, enqueued %+v", got, j)
+	}
+	if w := b.jobs()[7]; fmt.Sprintf("%q", w.Fields) != fmt.Sprintf("%q", j.Fields) {
+		t.Fatalf("walk %q", w.Fields)
+	}
+}
+
+func testLeaseOrder(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(5, 1, 3, 2, 4, 6)
+	first := b.lease(2, b.now)
+	if !equal(seqs(first), []uint64{1, 2}) {
+		t.Fatalf("pending jobs must come in Seq order: %v", seqs(first))
+	}
+	if first[0].State != queue.Leased || first[0].Lease == first[1].Lease || first[0].Lease == 0 {
+		t.Fatalf("leases %+v", first)
+	}
+	// 1 retries later than 2; both become due.
+	b.settle(
+		queue.Settlement{Seq: 1, Lease: first[0].Lease, State: queue.Retry, At: b.now.Add(20 * time.Second), CountAttempt: true, Reply: "451 try later"},
+		queue.Settlement{Seq: 2, Lease: first[1].Lease, State: queue.Retry, At: b.now.Add(10 * time.Second), CountAttempt: true, Reply: "451 try later"},
+	)
+	if next, ok, err := b.q.NextDue(b.ctx, b.id); err != nil || !ok || !next.Equal(b.now.Add(10*time.Second)) {
+		t.Fatalf("NextDue %v %v %v", next, ok, err)
+	}
+	if got := b.lease(2, b.now.Add(5*time.Second)); !equal(seqs(got), []uint64{3, 4}) {
+		t.Fatalf("retries not yet due were leased: %v", seqs(got))
+	}
+	got := b.lease(3, b.now.Add(30*time.Second))
+	if !equal(seqs(got), []uint64{2, 1, 5}) {
+		t.Fatalf("due retries first, oldest due first, then pending: %v", seqs(got))
+	}
+	if got[0].Attempts != 1 || got[0].Reply != "451 try later" {
+		t.Fatalf("retry lost its attempts or reply: %+v", got[0])
+	}
+	b.jobs()
+}
+
+func testLeaseExpiry(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2)
+	a := b.lease(1, b.now)
+	if got := b.lease(5, b.now.Add(30*time.Second)); !equal(seqs(got), []uint64{2}) {
+		t.Fatalf("a live lease was handed out again: %v", seqs(got))
+	}
+	again := b.lease(5, b.now.Add(61*time.Second))
+	if !equal(seqs(again), []uint64{1}) {
+		t.Fatalf("the expired lease (and only it) must come back: %v", seqs(again))
+	}
+	if again[0].Lease == a[0].Lease {
+		t.Fatal("a new lease must carry a new token")
+	}
+	if lost := b.settle(queue.Settlement{Seq: 1, Lease: a[0].Lease, State: queue.Sent}); !equal(lost, []uint64{1}) {
+		t.Fatalf("the dead holder's settlement must be refused: %v", lost)
+	}
+	if b.jobs()[1].State != queue.Leased {
+		t.Fatal("a stale settlement changed the job")
+	}
+}
+
+func testSettleStates(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2, 3, 4)
+	l := b.lease(4, b.now)
+	lost := b.settle(
+		queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent, Reply: "250 2.0.0 queued", Provider: "p1", SentAt: b.now},
+		queue.Settlement{Seq: 2, Lease: l[1].Lease, State: queue.Failed, CountAttempt: true, Reply: "550 5.1.1 no such user", Provider: "p1", Suppress: true},
+		queue.Settlement{Seq: 3, Lease: l[2].Lease, State: queue.Retry, At: b.now.Add(time.Minute), Reply: "454 Throttling failure", Provider: "p2"},
+		queue.Settlement{Seq: 4, Lease: l[3].Lease, State: queue.Failed, CountAttempt: true, Reply: "554 DT:SPM", Provider: "p1"},
+	)
+	if len(lost) != 0 {
+		t.Fatalf("lost %v", lost)
+	}
+	jobs := b.jobs()
+	if j := jobs[1]; j.State != queue.Sent || j.Reply != "250 2.0.0 queued" || j.Provider != "p1" || j.Attempts != 0 {
+		t.Fatalf("sent %+v", j)
+	}
+	if j := jobs[2]; j.State != queue.Failed || j.Attempts != 1 || j.Reply != "550 5.1.1 no such user" {
+		t.Fatalf("failed %+v", j)
+	}
+	if _, ok, _ := b.q.Suppressed(b.ctx, jobs[2].Key); !ok {
+		t.Fatal("Suppress did not add the key to the suppression list")
+	}
+	if _, ok, _ := b.q.Suppressed(b.ctx, jobs[4].Key); ok {
+		t.Fatal("a failure without Suppress suppressed the key")
+	}
+	if j := jobs[3]; j.State != queue.Retry || j.Attempts != 0 || !j.At.Equal(b.now.Add(time.Minute)) || j.Provider != "p2" {
+		t.Fatalf("retry %+v", j)
+	}
+	if c, _ := b.q.Counts(b.ctx, b.id); c.Open() != 1 || c.Total() != 4 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+func testSettleStaleLease(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1)
+	l := b.lease(1, b.now)
+	b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent})
+	if lost := b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Failed}); !equal(lost, []uint64{1}) {
+		t.Fatalf("settling twice: lost %v", lost)
+	}
+	if lost := b.settle(queue.Settlement{Seq: 99, Lease: 1, State: queue.Sent}); !equal(lost, []uint64{99}) {
+		t.Fatalf("unknown job: lost %v", lost)
+	}
+	if b.jobs()[1].State != queue.Sent {
+		t.Fatal("a stale settlement changed a final job")
+	}
+}
+
+func testRelease(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2)
+	l := b.lease(2, b.now)
+	stale := l[1]
+	stale.Lease++
+	if err := b.q.Release(b.ctx, b.id, []queue.Job{l[0], stale}); err != nil {
+		t.Fatal(err)
+	}
+	jobs := b.jobs()
+	if jobs[1].State != queue.Pending || jobs[1].Attempts != 0 || jobs[2].State != queue.Leased {
+		t.Fatalf("%+v", jobs)
+	}
+	if got := b.lease(5, b.now); !equal(seqs(got), []uint64{1}) {
+		t.Fatalf("released job not leased again: %v", seqs(got))
+	}
+}
+
+func testPauseAndCancel(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2, 3, 4)
+	l := b.lease(2, b.now)
+	b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent})
+	if err := b.q.SetStatus(b.ctx, b.id, queue.Paused, "too many policy rejections"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.lease(5, b.now); len(got) != 0 {
+		t.Fatalf("leased while paused: %v", seqs(got))
+	}
+	if c, _ := b.q.Campaign(b.ctx, b.id); c.Status != queue.Paused || c.Reason != "too many policy rejections" {
+		t.Fatalf("%+v", c)
+	}
+	if err := b.q.SetStatus(b.ctx, b.id, queue.Active, ""); err != nil {
+		t.Fatal(err)
+	}
+	l2 := b.lease(1, b.now)
+	b.settle(queue.Settlement{Seq: l2[0].Seq, Lease: l2[0].Lease, State: queue.Retry, At: b.now.Add(time.Hour)})
+	if err := b.q.SetStatus(b.ctx, b.id, queue.CampaignCancelled, "by user"); err != nil {
+		t.Fatal(err)
+	}
+	jobs := b.jobs()
+	if jobs[1].State != queue.Sent || jobs[2].State != queue.Leased || jobs[3].State != queue.Cancelled || jobs[4].State != queue.Cancelled {
+		t.Fatalf("cancel: %+v", jobs)
+	}
+	if _, ok, _ := b.q.NextDue(b.ctx, b.id); !ok {
+		t.Fatal("the leased job's deadline must remain")
+	}
+	b.settle(queue.Settlement{Seq: 2, Lease: l[1].Lease, State: queue.Sent})
+	if _, ok, _ := b.q.NextDue(b.ctx, b.id); ok {
+		t.Fatal("a cancelled retry is still due")
+	}
+	b.jobs()
+}
+
+func testUsage(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2, 3, 4)
+	l := b.lease(4, b.now)
+	b.settle(
+		queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent, Provider: "qt-usage-a", SentAt: b.now.Add(-2 * time.Hour)},
+		queue.Settlement{Seq: 2, Lease: l[1].Lease, State: queue.Sent, Provider: "qt-usage-a", SentAt: b.now},
+		queue.Settlement{Seq: 3, Lease: l[2].Lease, State: queue.Sent, Provider: "qt-usage-b", SentAt: b.now},
+		queue.Settlement{Seq: 4, Lease: l[3].Lease, State: queue.Failed, Provider: "qt-usage-a", SentAt: b.now},
+	)
+	for _, tt := range []struct {
+		p     string
+		since time.Time
+		want  int64
+	}{
+		{"qt-usage-a", b.now.Add(-24 * time.Hour), 2},
+		{"qt-usage-a", b.now.Add(-time.Hour), 1},
+		{"qt-usage-b", b.now.Add(-time.Hour), 1},
+		{"qt-usage", b.now.Add(-24 * time.Hour), 0},
+	} {
+		if n, err := b.q.Usage(b.ctx, tt.p, tt.since); err != nil || n != tt.want {
+			t.Errorf("Usage(%s, %v) = %d %v, want %d", tt.p, tt.since, n, err, tt.want)
+		}
+	}
+}
+
+func testConcurrentLeaseOnce(t *testing.T, b *bundle) {
+	b.create()
+	const n = 600
+	var all []uint64
+	for i := uint64(1); i <= n; i++ {
+		all = append(all, i)
+	}
+	b.enqueue(all...)
+	var mu sync.Mutex
+	got := map[uint64]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Go(func() {
+			for {
+				jobs, err := b.q.Lease(b.ctx, b.id, b.now, 7, time.Hour)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(jobs) == 0 {
+					return
+				}
+				var s []queue.Settlement
+				for _, j := range jobs {
+					s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent})
+				}
+				lost, err := b.q.Settle(b.ctx, b.id, s)
+				if err != nil || len(lost) > 0 {
+					t.Errorf("settle: lost %v err %v", lost, err)
+					return
+				}
+				mu.Lock()
+				for _, j := range jobs {
+					got[j.Seq]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != n {
+		t.Fatalf("%d of %d jobs handed out", len(got), n)
+	}
+	for seq, k := range got {
+		if k != 1 {
+			t.Fatalf("job %d handed out %d times", seq, k)
+		}
+	}
+	if c, _ := b.q.Counts(b.ctx, b.id); c.Sent != n || c.Open() != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+}

@@ -1,0 +1,463 @@
+package sink
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/time/rate"
+)
+
+// Stage is the point of an SMTP transaction a fault applies to.
+type Stage uint8
+
+const (
+	StageMail Stage = iota + 1
+	StageRcpt
+	StageData // after the whole message was read, before the reply
+)
+
+func (s Stage) String() string {
+	switch s {
+	case StageMail:
+		return "mail"
+	case StageRcpt:
+		return "rcpt"
+	case StageData:
+		return "data"
+	}
+	return "unknown"
+}
+
+// Rule injects a fault for transactions whose recipient contains Match.
+type Rule struct {
+	Match    string // substring of a recipient address, case-insensitive; "" matches all
+	Stage    Stage
+	Code     int // the reply; ignored with Drop
+	Enhanced smtp.EnhancedCode
+	Message  string
+	Drop     bool // close the connection instead of replying
+	Times    int  // apply only the first Times matches (0: always)
+
+	used atomic.Int64
+}
+
+// Event is what a Hook sees.
+type Event struct {
+	Stage      Stage
+	Session    int64
+	From       string
+	Rcpt       string   // at StageRcpt: the recipient being added
+	Recipients []string // accepted so far in this transaction
+	Message    int      // 1-based number of this message in its session
+}
+
+// Action is a Hook's answer: a reply, a dropped connection, or nothing.
+type Action struct {
+	Reply *smtp.SMTPError
+	Drop  bool
+}
+
+// Faults make the server misbehave on purpose.
+type Faults struct {
+	Rules []*Rule
+	// Hook, if set, is called at every stage before Rules.
+	Hook func(Event) Action
+	// AfterMessages answers MAIL with 421 and closes the session once it
+	// carried this many messages (0: off).
+	AfterMessages int
+	// Throttle accepts at most this many messages a second across all
+	// sessions; above it MAIL gets 421 4.7.0 and the session closes (0: off).
+	Throttle      float64
+	ThrottleBurst int
+	// Latency delays every reply to MAIL, RCPT and the end of DATA.
+	Latency time.Duration
+}
+
+// Credentials are the one login the server accepts.
+type Credentials struct{ Username, Password string }
+
+// Config configures a Server.
+type Config struct {
+	Addr              string // default 127.0.0.1:0
+	Domain            string // greeting name, default localhost
+	Maildir           string // write every accepted message into Maildir/new
+	Keep              bool   // keep every accepted message in memory (tests)
+	MaxSessions       int    // above it a new session gets 421 and is closed
+	Faults            Faults
+	Auth              *Credentials // AUTH PLAIN required before MAIL
+	AllowInsecureAuth bool         // AUTH without TLS
+	TLSConfig         *tls.Config  // STARTTLS offered when set
+	ImplicitTLS       bool         // TLS from the first byte (port 465 style)
+	Logger            *slog.Logger
+}
+
+// Message is an accepted message, kept with Config.Keep.
+type Message struct {
+	From    string
+	To      []string
+	Data    []byte
+	Session int64
+}
+
+// Stats are the server's counters; JSON names are stable for scripts.
+type Stats struct {
+	Sessions          int64 `json:"sessions"`
+	PeakSessions      int64 `json:"peak_sessions"`
+	Messages          int64 `json:"messages"`
+	Recipients        int64 `json:"recipients"`
+	Bytes             int64 `json:"bytes"`
+	RejectedMail      int64 `json:"rejected_mail"`
+	RejectedRcpt      int64 `json:"rejected_rcpt"`
+	RejectedData      int64 `json:"rejected_data"`
+	DroppedBeforeData int64 `json:"dropped_before_data"`
+	DroppedAfterData  int64 `json:"dropped_after_data"`
+	Throttled         int64 `json:"throttled"`
+	SessionLimited    int64 `json:"session_limited"`
+	AuthFailures      int64 `json:"auth_failures"`
+}
+
+// Server is a running sink. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	srv      *smtp.Server
+	ln       net.Listener
+	done     chan struct{}
+	throttle *rate.Limiter
+	log      *slog.Logger
+
+	sessionSeq, active atomic.Int64
+	st                 statCounters
+	mu                 sync.Mutex
+	received           map[string]int
+	kept               []Message
+	maildirSeq         atomic.Int64
+}
+
+type statCounters struct {
+	sessions, peak, messages, recipients, bytes                                    atomic.Int64
+	rejMail, rejRcpt, rejData, dropBefore, dropAfter, throttled, limited, authFail atomic.Int64
+}
+
+// Start listens on cfg.Addr and serves in the background.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ImplicitTLS && cfg.TLSConfig == nil {
+		return nil, errors.New("sink: implicit TLS needs a TLS configuration")
+	}
+	if cfg.Maildir != "" {
+		for _, d := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(cfg.Maildir, d), 0o755); err != nil {
+				return nil, fmt.Errorf("sink: maildir: %w", err)
+			}
+		}
+	}
+	s := &Server{cfg: cfg, done: make(chan struct{}), received: map[string]int{}, log: cfg.Logger}
+	if f := cfg.Faults.Throttle; f > 0 {
+		s.throttle = rate.NewLimiter(rate.Limit(f), max(cfg.Faults.ThrottleBurst, 1))
+	}
+	s.srv = smtp.NewServer(s)
+	s.srv.Domain = cfg.Domain
+	s.srv.MaxRecipients = 1000
+	s.srv.MaxMessageBytes = 32 << 20
+	s.srv.ReadTimeout = 60 * time.Second
+	s.srv.WriteTimeout = 60 * time.Second
+	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
+	s.srv.TLSConfig = cfg.TLSConfig
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	if cfg.ImplicitTLS {
+		ln = tls.NewListener(ln, cfg.TLSConfig)
+	}
+	s.ln = ln
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			s.log.Error("sink stopped", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the address the server listens on, e.g. 127.0.0.1:2525.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server and closes every session.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	<-s.done
+	return err
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	c := &s.st
+	return Stats{
+		Sessions: c.sessions.Load(), PeakSessions: c.peak.Load(), Messages: c.messages.Load(),
+		Recipients: c.recipients.Load(), Bytes: c.bytes.Load(),
+		RejectedMail: c.rejMail.Load(), RejectedRcpt: c.rejRcpt.Load(), RejectedData: c.rejData.Load(),
+		DroppedBeforeData: c.dropBefore.Load(), DroppedAfterData: c.dropAfter.Load(),
+		Throttled: c.throttled.Load(), SessionLimited: c.limited.Load(), AuthFailures: c.authFail.Load(),
+	}
+}
+
+// Received is how many accepted messages had rcpt as a recipient.
+func (s *Server) Received(rcpt string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received[strings.ToLower(rcpt)]
+}
+
+// Messages returns the accepted messages (only with Config.Keep).
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.kept...)
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	n := s.active.Add(1)
+	s.st.sessions.Add(1)
+	if lim := s.cfg.MaxSessions; lim > 0 && n > int64(lim) {
+		s.active.Add(-1)
+		s.st.limited.Add(1)
+		closeWith(c.Conn(), "421 4.7.0 Too many connections, closing connection")
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections"}
+	}
+	for {
+		p := s.st.peak.Load()
+		if n <= p || s.st.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return &session{s: s, conn: c.Conn(), id: s.sessionSeq.Add(1)}, nil
+}
+
+// closeWith writes a final reply straight to the connection and closes it,
+// as a server does when it gives up on a session (421).
+func closeWith(conn net.Conn, reply string) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(conn, reply+"\r\n")
+	_ = conn.Close()
+}
+
+var errDropped = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "connection dropped"}
+
+type session struct {
+	s        *Server
+	conn     net.Conn
+	id       int64
+	authed   bool
+	from     string
+	rcpts    []string
+	messages int
+	closed   bool
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.cfg.Auth == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.cfg.Auth == nil || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != ss.s.cfg.Auth.Username || pass != ss.s.cfg.Auth.Password {
+			ss.s.st.authFail.Add(1)
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+		}
+		ss.authed = true
+		return nil
+	}), nil
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.rcpts = "", ss.rcpts[:0]
+}
+
+func (ss *session) Logout() error {
+	if !ss.closed {
+		ss.closed = true
+		ss.s.active.Add(-1)
+	}
+	return nil
+}
+
+// fault decides what happens at a stage: nil to go on, or the error to
+// return (the connection is already closed when it is errDropped).
+func (ss *session) fault(stage Stage, rcpt string) error {
+	f := &ss.s.cfg.Faults
+	if f.Latency > 0 {
+		time.Sleep(f.Latency)
+	}
+	if f.Hook != nil {
+		a := f.Hook(Event{Stage: stage, Session: ss.id, From: ss.from, Rcpt: rcpt, Recipients: ss.rcpts, Message: ss.messages + 1})
+		if err := ss.act(stage, a); err != nil {
+			return err
+		}
+	}
+	for _, r := range f.Rules {
+		if r.Stage != stage || !ss.matches(r, rcpt) {
+			continue
+		}
+		if r.Times > 0 && r.used.Add(1) > int64(r.Times) {
+			continue
+		}
+		a := Action{Drop: r.Drop}
+		if !r.Drop {
+			a.Reply = &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: r.Message}
+			if r.Enhanced == (smtp.EnhancedCode{}) {
+				a.Reply.EnhancedCode = smtp.NoEnhancedCode
+			}
+		}
+		return ss.act(stage, a)
+	}
+	return nil
+}
+
+func (ss *session) matches(r *Rule, rcpt string) bool {
+	m := strings.ToLower(r.Match)
+	if rcpt != "" {
+		return strings.Contains(strings.ToLower(rcpt), m)
+	}
+	for _, to := range ss.rcpts {
+		if strings.Contains(strings.ToLower(to), m) {
+			return true
+		}
+	}
+	return m == "" && stageBeforeRcpt(r.Stage)
+}
+
+func stageBeforeRcpt(s Stage) bool { return s == StageMail }
+
+func (ss *session) act(stage Stage, a Action) error {
+	switch {
+	case a.Drop:
+		if stage == StageData {
+			ss.s.st.dropAfter.Add(1)
+		} else {
+			ss.s.st.dropBefore.Add(1)
+		}
+		_ = ss.conn.Close()
+		return errDropped
+	case a.Reply != nil:
+		switch stage {
+		case StageMail:
+			ss.s.st.rejMail.Add(1)
+		case StageRcpt:
+			ss.s.st.rejRcpt.Add(1)
+		case StageData:
+			ss.s.st.rejData.Add(1)
+		}
+		if a.Reply.Code == 421 {
+			closeWith(ss.conn, fmt.Sprintf("421 %d.%d.%d %s", a.Reply.EnhancedCode[0], a.Reply.EnhancedCode[1], a.Reply.EnhancedCode[2], a.Reply.Message))
+		}
+		return a.Reply
+	}
+	return nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.s.cfg.Auth != nil && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
+	ss.from = from
+	f := &ss.s.cfg.Faults
+	if f.AfterMessages > 0 && ss.messages >= f.AfterMessages {
+		ss.s.st.rejMail.Add(1)
+		closeWith(ss.conn, "421 4.7.0 Too many messages in one session, closing connection")
+		return errDropped
+	}
+	if ss.s.throttle != nil && !ss.s.throttle.Allow() {
+		ss.s.st.throttled.Add(1)
+		closeWith(ss.conn, "421 4.7.0 Try again later, closing connection.")
+		return errDropped
+	}
+	return ss.fault(StageMail, "")
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.fault(StageRcpt, to); err != nil {
+		return err
+	}
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	var data []byte
+	var n int64
+	var err error
+	keep := ss.s.cfg.Keep || ss.s.cfg.Maildir != ""
+	if keep {
+		data, err = io.ReadAll(r)
+		n = int64(len(data))
+	} else {
+		n, err = io.Copy(io.Discard, r)
+	}
+	if err != nil {
+		return err
+	}
+	if err := ss.fault(StageData, ""); err != nil {
+		return err
+	}
+	ss.messages++
+	st := &ss.s.st
+	st.messages.Add(1)
+	st.recipients.Add(int64(len(ss.rcpts)))
+	st.bytes.Add(n)
+	if ss.s.cfg.Maildir != "" {
+		if err := ss.s.deliverMaildir(data); err != nil {
+			ss.s.log.Error("maildir", "error", err)
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot store the message"}
+		}
+	}
+	ss.s.mu.Lock()
+	for _, to := range ss.rcpts {
+		ss.s.received[strings.ToLower(to)]++
+	}
+	if ss.s.cfg.Keep {
+		ss.s.kept = append(ss.s.kept, Message{From: ss.from, To: append([]string(nil), ss.rcpts...), Data: data, Session: ss.id})
+	}
+	ss.s.mu.Unlock()
+	return nil
+}
+
+// deliverMaildir writes a message into tmp/ and renames it into new/.
+func (s *Server) deliverMaildir(data []byte) error {
+	host, _ := os.Hostname()
+	name := fmt.Sprintf("%d.%d_%d.%s", time.Now().UnixNano(), os.Getpid(), s.maildirSeq.Add(1), strings.ReplaceAll(host, "/", "_"))
+	tmp := filepath.Join(s.cfg.Maildir, "tmp", name)
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.cfg.Maildir, "new", name))
+}
