@@ -212,7 +212,9 @@ func (r *run) drain() {
 // sender delivers jobs over one connection of provider p at a time.
 func (r *run) sender(p *provider) {
 	defer func() {
-		if r.senders.Add(-1) == 0 {
+		// The last sender to leave while jobs are still coming means no
+		// provider can send.
+		if r.senders.Add(-1) == 0 && p.state(time.Now()) != "" {
 			r.halt(&StoppedError{Reason: r.providersDown()})
 		}
 	}()

@@ -48,7 +48,11 @@ type Rule struct {
 	Enhanced smtp.EnhancedCode
 	Message  string
 	Drop     bool // close the connection instead of replying
-	Times    int  // apply only the first Times matches (0: always)
+	// Accept, with Drop at StageData, keeps the message before dropping the
+	// connection: the client cannot know it was delivered (a duplicate if
+	// it sends again).
+	Accept bool
+	Times  int // apply only the first Times matches (0: always)
 
 	used atomic.Int64
 }
@@ -65,8 +69,9 @@ type Event struct {
 
 // Action is a Hook's answer: a reply, a dropped connection, or nothing.
 type Action struct {
-	Reply *smtp.SMTPError
-	Drop  bool
+	Reply  *smtp.SMTPError
+	Drop   bool
+	Accept bool // with Drop at StageData: keep the message, then drop
 }
 
 // Faults make the server misbehave on purpose.
@@ -206,6 +211,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Close stops the server and closes every session.
 func (s *Server) Close() error {
 	err := s.srv.Close()
+	// Serve may not have registered the listener with go-smtp yet.
+	_ = s.ln.Close()
 	<-s.done
 	return err
 }
@@ -274,6 +281,8 @@ type session struct {
 	rcpts    []string
 	messages int
 	closed   bool
+	data     []byte // the message being received (when kept)
+	size     int64
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -331,7 +340,7 @@ func (ss *session) fault(stage Stage, rcpt string) error {
 		if r.Times > 0 && r.used.Add(1) > int64(r.Times) {
 			continue
 		}
-		a := Action{Drop: r.Drop}
+		a := Action{Drop: r.Drop, Accept: r.Accept}
 		if !r.Drop {
 			a.Reply = &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: r.Message}
 			if r.Enhanced == (smtp.EnhancedCode{}) {
@@ -361,6 +370,9 @@ func stageBeforeRcpt(s Stage) bool { return s == StageMail }
 func (ss *session) act(stage Stage, a Action) error {
 	switch {
 	case a.Drop:
+		if stage == StageData && a.Accept {
+			ss.accept()
+		}
 		if stage == StageData {
 			ss.s.st.dropAfter.Add(1)
 		} else {
@@ -426,18 +438,27 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	ss.data, ss.size = data, n
 	if err := ss.fault(StageData, ""); err != nil {
 		return err
 	}
+	if err := ss.accept(); err != nil {
+		ss.s.log.Error("maildir", "error", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot store the message"}
+	}
+	return nil
+}
+
+// accept records the current message as delivered.
+func (ss *session) accept() error {
 	ss.messages++
 	st := &ss.s.st
 	st.messages.Add(1)
 	st.recipients.Add(int64(len(ss.rcpts)))
-	st.bytes.Add(n)
+	st.bytes.Add(ss.size)
 	if ss.s.cfg.Maildir != "" {
-		if err := ss.s.deliverMaildir(data); err != nil {
-			ss.s.log.Error("maildir", "error", err)
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot store the message"}
+		if err := ss.s.deliverMaildir(ss.data); err != nil {
+			return err
 		}
 	}
 	ss.s.mu.Lock()
@@ -445,7 +466,7 @@ func (ss *session) Data(r io.Reader) error {
 		ss.s.received[strings.ToLower(to)]++
 	}
 	if ss.s.cfg.Keep {
-		ss.s.kept = append(ss.s.kept, Message{From: ss.from, To: append([]string(nil), ss.rcpts...), Data: data, Session: ss.id})
+		ss.s.kept = append(ss.s.kept, Message{From: ss.from, To: append([]string(nil), ss.rcpts...), Data: ss.data, Session: ss.id})
 	}
 	ss.s.mu.Unlock()
 	return nil

@@ -1,0 +1,561 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/queue/boltq"
+	"github.com/heraldmail/herald/sink"
+)
+
+// bundle is one test's campaign: its folder, config, queue and servers.
+type bundle struct {
+	t       *testing.T
+	dir     string
+	cfg     *config.Config
+	q       *boltq.Queue
+	eng     *engine.Engine
+	logs    *syncBuffer
+	tlsConf *tls.Config
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type campaignSpec struct {
+	recipients []string // e-mail addresses; name = "Name N"
+	csv        string   // instead of recipients
+	subject    string
+	text       string
+	html       string
+	providers  string // [[provider]] blocks
+	extra      string // more TOML
+	env        map[string]string
+	tls        *tls.Config
+}
+
+func startSink(t *testing.T, cfg sink.Config) *sink.Server {
+	t.Helper()
+	s, err := sink.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func providerTOML(name string, s *sink.Server, extra string) string {
+	host, port, _ := strings.Cut(s.Addr(), ":")
+	return fmt.Sprintf("[[provider]]\nname = %q\nhost = %q\nport = %s\ntls = \"none\"\ntimeout = \"5s\"\ncooldown = \"50ms\"\n%s\n", name, host, port, extra)
+}
+
+func addresses(n int, prefix string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d@example.com", prefix, i)
+	}
+	return out
+}
+
+func setup(t *testing.T, spec campaignSpec) *bundle {
+	t.Helper()
+	dir := t.TempDir()
+	b := &bundle{t: t, dir: dir, logs: &syncBuffer{}}
+	csv := spec.csv
+	if csv == "" {
+		var sb strings.Builder
+		sb.WriteString("email,name\n")
+		for i, r := range spec.recipients {
+			fmt.Fprintf(&sb, "%s,Name %d\n", r, i)
+		}
+		csv = sb.String()
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("recipients.csv", csv)
+	if spec.subject == "" {
+		spec.subject = "Hello {{.name}}"
+	}
+	if spec.text == "" {
+		spec.text = "Dear {{.name}}, this is for {{.email}}.\n"
+	}
+	write("body.txt", spec.text)
+	htmlKey := ""
+	if spec.html != "" {
+		write("body.html", spec.html)
+		htmlKey = `html = "body.html"`
+	}
+	toml := fmt.Sprintf(`
+[campaign]
+id = "test"
+from = "Herald Test <news@example.com>"
+subject = %q
+text = "body.txt"
+%s
+recipients = "recipients.csv"
+
+%s
+
+[retry]
+backoff = "10ms"
+max_backoff = "20ms"
+
+%s
+`, spec.subject, htmlKey, spec.extra, spec.providers)
+	env := spec.env
+	cfg, err := config.Parse(toml, dir, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cfg = cfg
+	b.tlsConf = spec.tls
+	b.open()
+	return b
+}
+
+// open (re)opens the queue and the engine, as a new herald process would.
+func (b *bundle) open() {
+	b.t.Helper()
+	if b.q != nil {
+		b.q.Close()
+	}
+	q, err := boltq.Open(b.cfg.Queue.Path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.q = q
+	b.t.Cleanup(func() { q.Close() })
+	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	eng, err := engine.New(b.cfg, q, engine.Options{Logger: log, TLSConfig: b.tlsConf})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.eng = eng
+}
+
+func (b *bundle) plan() engine.PlanResult {
+	b.t.Helper()
+	res, err := b.eng.Plan(context.Background(), func(p engine.Problem) { b.t.Logf("problem: %s", p) })
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return res
+}
+
+func (b *bundle) run() (engine.Summary, error) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return b.eng.Run(ctx, ctx)
+}
+
+func (b *bundle) jobs() map[string]queue.Job {
+	b.t.Helper()
+	out := map[string]queue.Job{}
+	if err := b.q.Walk(context.Background(), "test", func(j queue.Job) error {
+		out[j.Email] = j
+		return nil
+	}); err != nil {
+		b.t.Fatal(err)
+	}
+	return out
+}
+
+func TestCampaignDeliversEveryRecipientOnce(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Keep: true})
+	rcpts := addresses(3000, "user")
+	b := setup(t, campaignSpec{
+		recipients: rcpts,
+		subject:    "Hello {{.name}}",
+		text:       "Dear {{.name}}, this is for {{.email}}.\n",
+		html:       "<p>Dear {{.name}}</p>",
+		providers:  providerTOML("local", s, "connections = 8\nper_connection = 50"),
+	})
+	res := b.plan()
+	if res.Added != 3000 {
+		t.Fatalf("planned %+v", res)
+	}
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != 3000 || sum.Counts.Sent != 3000 || sum.Counts.Open() != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	msgs := s.Messages()
+	if len(msgs) != 3000 {
+		t.Fatalf("server got %d messages", len(msgs))
+	}
+	seen := map[string]bool{}
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		if len(m.To) != 1 {
+			t.Fatalf("envelope recipients %v", m.To)
+		}
+		rcpt := m.To[0]
+		if seen[rcpt] {
+			t.Fatalf("%s received twice", rcpt)
+		}
+		seen[rcpt] = true
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("%s: unparsable message: %v", rcpt, err)
+		}
+		var n int
+		fmt.Sscanf(rcpt, "user%d@", &n)
+		if got, want := msg.Header.Get("Subject"), fmt.Sprintf("Hello Name %d", n); got != want {
+			t.Fatalf("%s: subject %q, want %q", rcpt, got, want)
+		}
+		if !strings.Contains(string(m.Data), "this is for "+rcpt) || !strings.Contains(string(m.Data), fmt.Sprintf("<p>Dear Name %d</p>", n)) {
+			t.Fatalf("%s: body not rendered for this recipient:\n%s", rcpt, m.Data)
+		}
+		if !strings.Contains(msg.Header.Get("Content-Type"), "multipart/alternative") {
+			t.Fatalf("%s: content type %q", rcpt, msg.Header.Get("Content-Type"))
+		}
+		if m.From != "news@example.com" || msg.Header.Get("To") != "<"+rcpt+">" {
+			t.Fatalf("%s: from %q to %q", rcpt, m.From, msg.Header.Get("To"))
+		}
+		id := msg.Header.Get("Message-Id")
+		if id == "" || ids[id] {
+			t.Fatalf("%s: Message-ID %q missing or repeated", rcpt, id)
+		}
+		ids[id] = true
+	}
+	for _, r := range rcpts {
+		if !seen[r] {
+			t.Fatalf("%s never received", r)
+		}
+	}
+	if st := s.Stats(); st.PeakSessions > 8 {
+		t.Fatalf("%d concurrent sessions, configured 8", st.PeakSessions)
+	}
+	for _, j := range b.jobs() {
+		if j.State != queue.Sent || !strings.HasPrefix(j.Reply, "250") || j.Provider != "local" {
+			t.Fatalf("job %+v", j)
+		}
+	}
+}
+
+func TestInterruptAndResume(t *testing.T) {
+	t.Parallel()
+	var accepted atomic.Int64
+	stopAt := int64(400)
+	soft, stop := context.WithCancel(context.Background())
+	defer stop()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Hook: func(ev sink.Event) sink.Action {
+		if ev.Stage == sink.StageData && accepted.Add(1) == stopAt {
+			stop() // the user presses Ctrl-C while messages are in flight
+		}
+		return sink.Action{}
+	}}})
+	rcpts := addresses(2000, "r")
+	b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 4\nrate = 4000\nburst = 50")})
+	b.plan()
+	hard, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := b.eng.Run(soft, hard)
+	if !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("first run: %v", err)
+	}
+	if sum.Counts.Sent == 0 || sum.Counts.Sent >= 2000 {
+		t.Fatalf("the interruption did not land mid-campaign: %+v", sum.Counts)
+	}
+	if sum.Counts.Leased != 0 {
+		t.Fatalf("a graceful stop left %d jobs leased", sum.Counts.Leased)
+	}
+	first := sum.Counts.Sent
+	// A new process resumes the same campaign id.
+	b.open()
+	if b.q.Recovered() != 0 {
+		t.Fatalf("a graceful stop left %d leases to recover", b.q.Recovered())
+	}
+	if res := b.plan(); !res.Resumed {
+		t.Fatalf("second plan did not resume: %+v", res)
+	}
+	sum, err = b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != 2000-first || sum.Counts.Sent != 2000 {
+		t.Fatalf("resumed run sent %d after %d (counts %+v)", sum.Sent, first, sum.Counts)
+	}
+	for _, r := range rcpts {
+		if n := s.Received(r); n != 1 {
+			t.Fatalf("%s received %d times", r, n)
+		}
+	}
+}
+
+func TestOutcomeClassesDriveJobStates(t *testing.T) {
+	t.Parallel()
+	rules := []*sink.Rule{
+		{Match: "perm@", Stage: sink.StageRcpt, Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist."},
+		{Match: "temp-once@", Stage: sink.StageRcpt, Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem", Times: 1},
+		{Match: "temp-always@", Stage: sink.StageRcpt, Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem"},
+		{Match: "throttle@", Stage: sink.StageData, Code: 454, Message: "Throttling failure: Maximum sending rate exceeded.", Times: 1},
+		{Match: "close421@", Stage: sink.StageRcpt, Code: 421, Enhanced: smtp.EnhancedCode{4, 7, 0}, Message: "Too many messages in one session, closing connection", Times: 1},
+		{Match: "drop-rcpt@", Stage: sink.StageRcpt, Drop: true, Times: 1},
+		{Match: "drop-data@", Stage: sink.StageData, Drop: true, Accept: true, Times: 1},
+		{Match: "lost-data@", Stage: sink.StageData, Drop: true, Times: 1},
+		{Match: "spam@", Stage: sink.StageData, Code: 554, Message: "DT:SPM 126 smtp10, please see http://mail.163.com/help/help_spam_16.htm"},
+	}
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: rules}})
+	var rcpts []string
+	for _, p := range []string{"perm", "temp-once", "temp-always", "throttle", "close421", "drop-rcpt", "drop-data", "lost-data", "spam", "ok"} {
+		rcpts = append(rcpts, p+"@example.com")
+	}
+	b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 1")})
+	b.cfg.Retry.MaxAttempts = 3
+	b.plan()
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := b.jobs()
+	want := map[string]struct {
+		state    queue.State
+		attempts int
+		received int
+	}{
+		"perm@example.com":        {queue.Failed, 1, 0},
+		"temp-once@example.com":   {queue.Sent, 1, 1},
+		"temp-always@example.com": {queue.Failed, 3, 0},
+		"throttle@example.com":    {queue.Sent, 0, 1},
+		"close421@example.com":    {queue.Sent, 0, 1},
+		"drop-rcpt@example.com":   {queue.Sent, 0, 1},
+		"drop-data@example.com":   {queue.Sent, 1, 2}, // ambiguous: the server kept the first copy
+		"lost-data@example.com":   {queue.Sent, 1, 1}, // ambiguous, but the server had dropped it
+		"spam@example.com":        {queue.Failed, 1, 0},
+		"ok@example.com":          {queue.Sent, 0, 1},
+	}
+	for addr, w := range want {
+		j := jobs[addr]
+		if j.State != w.state || j.Attempts != w.attempts {
+			t.Errorf("%s: state %s attempts %d (reply %q), want %s attempts %d", addr, j.State, j.Attempts, j.Reply, w.state, w.attempts)
+		}
+		if got := s.Received(addr); got != w.received {
+			t.Errorf("%s: server accepted %d copies, want %d", addr, got, w.received)
+		}
+	}
+	if r := jobs["perm@example.com"].Reply; !strings.Contains(r, "550") || !strings.Contains(r, "does not exist") {
+		t.Errorf("permanent failure lost the server's reply: %q", r)
+	}
+	if _, ok, _ := b.q.Suppressed(context.Background(), "perm@example.com"); !ok {
+		t.Error("hard bounce not added to the suppression list")
+	}
+	if _, ok, _ := b.q.Suppressed(context.Background(), "spam@example.com"); ok {
+		t.Error("a policy rejection suppressed the recipient")
+	}
+	if sum.Ambiguous != 2 {
+		t.Errorf("ambiguous outcomes counted %d, want 2", sum.Ambiguous)
+	}
+	if sum.Throttled != 1 {
+		t.Errorf("throttles counted %d, want 1", sum.Throttled)
+	}
+}
+
+func TestTemplateMissingColumnStopsBeforeSending(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{recipients: addresses(10, "x"), text: "Hi {{.name}}\nYour plan: {{.plan}}\n", providers: providerTOML("local", s, "")})
+	_, err := b.eng.Plan(context.Background(), func(engine.Problem) {})
+	var in *engine.InputError
+	if !errors.As(err, &in) {
+		t.Fatalf("want an InputError, got %v", err)
+	}
+	for _, w := range []string{"body.txt:2:", `"plan"`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not name %s: %v", w, err)
+		}
+	}
+	if _, err := b.q.Campaign(context.Background(), "test"); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Errorf("a campaign whose templates do not fit was stored: %v", err)
+	}
+	if s.Stats().Messages != 0 {
+		t.Error("something was sent")
+	}
+}
+
+func TestBadRowsReportedAndRestSent(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	csv := "email,name\n" +
+		"a@example.com,A\n" +
+		"bad-address,B\n" +
+		"A@Example.com,dup\n" +
+		"c@example.com\n" +
+		"d@example.com,\"D\r\nBcc: victim@example.com\"\n" +
+		"e@example.com,E\n"
+	b := setup(t, campaignSpec{csv: csv, providers: providerTOML("local", s, "")})
+	var problems []engine.Problem
+	res, err := b.eng.Plan(context.Background(), func(p engine.Problem) { problems = append(problems, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[int]string{}
+	for _, p := range problems {
+		lines[p.Line] = p.Reason
+	}
+	for _, l := range []int{3, 4, 5, 6} {
+		if lines[l] == "" {
+			t.Errorf("line %d not reported; problems: %v", l, problems)
+		}
+	}
+	if !strings.Contains(lines[4], "duplicate of line 2") {
+		t.Errorf("duplicate reported as %q", lines[4])
+	}
+	if res.Added != 2 || res.Duplicates != 1 || res.Invalid != 3 {
+		t.Errorf("plan result %+v", res)
+	}
+	if _, err := b.run(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Received("a@example.com") != 1 || s.Received("e@example.com") != 1 || s.Stats().Messages != 2 || s.Received("victim@example.com") != 0 {
+		t.Fatalf("stats %+v", s.Stats())
+	}
+}
+
+func TestAuthFailureStopsOnlyThatProvider(t *testing.T) {
+	t.Parallel()
+	bad := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "right"}, AllowInsecureAuth: true})
+	good := startSink(t, sink.Config{})
+	rcpts := addresses(200, "u")
+	b := setup(t, campaignSpec{
+		recipients: rcpts,
+		providers: providerTOML("first", bad, "username = \"news\"\npassword_env = \"PW_FIRST\"\nconnections = 2") +
+			providerTOML("second", good, "connections = 2"),
+		env: map[string]string{"PW_FIRST": "wrong-secret-pw"},
+	})
+	b.plan()
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts.Sent != 200 || sum.Counts.Failed != 0 {
+		t.Fatalf("counts %+v", sum.Counts)
+	}
+	if bad.Stats().Messages != 0 || good.Stats().Messages != 200 {
+		t.Fatalf("first got %d, second %d", bad.Stats().Messages, good.Stats().Messages)
+	}
+	logs := b.logs.String()
+	if !strings.Contains(logs, "refused the login") || !strings.Contains(logs, "535") {
+		t.Errorf("the provider stop is not logged with its reason:\n%s", logs)
+	}
+	if strings.Contains(logs, "wrong-secret-pw") {
+		t.Error("the password reached the log")
+	}
+}
+
+func TestAllProvidersRefuseLogin(t *testing.T) {
+	t.Parallel()
+	bad := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "right"}, AllowInsecureAuth: true})
+	b := setup(t, campaignSpec{recipients: addresses(20, "u"),
+		providers: providerTOML("only", bad, "username = \"news\"\npassword_env = \"PW\""),
+		env:       map[string]string{"PW": "wrong"}})
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "refused the login") {
+		t.Fatalf("want a StoppedError naming the login, got %v", err)
+	}
+	if sum.Counts.Pending != 20 || sum.Counts.Failed != 0 {
+		t.Fatalf("recipients must stay queued: %+v", sum.Counts)
+	}
+}
+
+func TestDailyQuotaSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{recipients: addresses(15, "q"), providers: providerTOML("local", s, "daily = 10\nconnections = 2")})
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "daily quota") {
+		t.Fatalf("want a quota stop, got %v", err)
+	}
+	if sum.Counts.Sent != 10 || sum.Counts.Pending != 5 {
+		t.Fatalf("counts %+v", sum.Counts)
+	}
+	b.open() // a restart must not reset the day
+	b.plan()
+	sum, err = b.run()
+	if !errors.As(err, &stopped) || sum.Sent != 0 || s.Stats().Messages != 10 {
+		t.Fatalf("after restart: sent %d more (err %v)", sum.Sent, err)
+	}
+}
+
+func TestPolicyRejectionsPauseCampaign(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "@", Stage: sink.StageData, Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 26}, Message: "Unauthenticated email from example.com is not accepted due to domain's DMARC policy."}}}})
+	b := setup(t, campaignSpec{recipients: addresses(500, "p"), providers: providerTOML("local", s, "connections = 1"),
+		extra: "policy_threshold = 0.5\npolicy_minimum = 10\n"})
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "paused") {
+		t.Fatalf("want a pause, got %v", err)
+	}
+	if sum.Counts.Failed > 20 || sum.Counts.Pending < 480 {
+		t.Fatalf("the campaign burned the list before pausing: %+v", sum.Counts)
+	}
+	c, _ := b.q.Campaign(context.Background(), "test")
+	if c.Status != queue.Paused || !strings.Contains(c.Reason, "5.7.26") {
+		t.Fatalf("campaign %+v", c)
+	}
+}
+
+func TestDryRunSendsNothing(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{csv: "email,name,joined\na@example.com,A,2020-01-01\nb@example.com,B,never\nbad,C,2020-01-01\n",
+		text: "{{.name}} since {{date \"2006\" .joined}}", providers: providerTOML("local", s, "")})
+	var problems []engine.Problem
+	res, err := b.eng.DryRun(context.Background(), func(p engine.Problem) { problems = append(problems, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Added != 1 || len(problems) != 2 || problems[0].Line != 3 && problems[1].Line != 3 {
+		t.Fatalf("dry run %+v problems %v", res, problems)
+	}
+	if s.Stats().Sessions != 0 {
+		t.Fatal("a dry run connected to the server")
+	}
+	if _, err := b.q.Campaign(context.Background(), "test"); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatal("a dry run wrote to the queue")
+	}
+}
