@@ -188,6 +188,7 @@ func Start(cfg Config) (*Server, error) {
 	s.srv.WriteTimeout = 60 * time.Second
 	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.srv.TLSConfig = cfg.TLSConfig
+	s.srv.ErrorLog = errorLog{cfg.Logger}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
@@ -482,3 +483,10 @@ func (s *Server) deliverMaildir(data []byte) error {
 	}
 	return os.Rename(tmp, filepath.Join(s.cfg.Maildir, "new", name))
 }
+
+// errorLog sends go-smtp's connection errors (resets, timeouts: routine for
+// a test server whose clients are killed on purpose) to the debug log.
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.l.Debug(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.l.Debug(fmt.Sprint(v...)) }

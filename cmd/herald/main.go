@@ -1,0 +1,105 @@
+// Command herald sends bulk mail campaigns over SMTP. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Exit statuses (DESIGN.md).
+const (
+	exitOK          = 0 // all delivered
+	exitFailed      = 1 // some recipients failed
+	exitInput       = 2 // configuration or input error before anything was sent
+	exitInterrupted = 3 // interrupted; running again resumes
+)
+
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"send":    {"run a whole campaign here: plan, deliver, report", cmdSend},
+		"preview": {"print one recipient's message as RFC 5322 text", cmdPreview},
+		"report":  {"CSV of every recipient's outcome with the server's reply", cmdReport},
+		"sink":    {"a local test SMTP server that accepts and counts mail", cmdSink},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitInput
+		}
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "herald: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitInput
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "herald: bulk mail sending engine\n\nUsage: herald COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'herald COMMAND --help' for a command's flags.\nExit status: 0 all delivered, 1 some recipients failed, 2 configuration or input error, 3 interrupted (run again to resume).")
+}
+
+// newFlags returns a flag set whose --help prints the command's usage.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: herald %s %s\n\n%s\n\nFlags:\n", name, synopsis, commands[name].summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags; it returns an exit status and false when the command
+// should not go on (--help, or a bad flag).
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	// Allow flags after positional arguments: "report ID --failed".
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK, false
+			}
+			return exitInput, false
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos = append(pos, args[0])
+			args = args[1:]
+		}
+	}
+	_ = fs.Parse(append([]string{"--"}, pos...))
+	return 0, true
+}
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }

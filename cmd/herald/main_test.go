@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/sink"
+)
+
+// herald is the binary under test, built once.
+var herald string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herald-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	herald = filepath.Join(dir, "herald")
+	build := exec.Command("go", "build", "-race", "-o", herald, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		// -race needs cgo; fall back to a plain build.
+		build = exec.Command("go", "build", "-o", herald, ".")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			panic(err)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type campaignDir struct {
+	t    *testing.T
+	dir  string
+	conf string
+}
+
+// newCampaign writes a campaign of n recipients sent to s.
+func newCampaign(t *testing.T, s *sink.Server, n int, providerExtra string) *campaignDir {
+	t.Helper()
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("email,name\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "u%d@example.com,User %d\n", i, i)
+	}
+	files := map[string]string{
+		"recipients.csv": csv.String(),
+		"body.txt":       "Hello {{.name}}\n",
+	}
+	host, port, _ := strings.Cut(s.Addr(), ":")
+	files["herald.toml"] = fmt.Sprintf(`
+[campaign]
+id = "cmdtest"
+from = "T <t@example.com>"
+subject = "Hi {{.name}}"
+text = "body.txt"
+recipients = "recipients.csv"
+[retry]
+backoff = "10ms"
+max_backoff = "10ms"
+[[provider]]
+name = "local"
+host = %q
+port = %s
+tls = "none"
+%s
+`, host, port, providerExtra)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &campaignDir{t: t, dir: dir, conf: filepath.Join(dir, "herald.toml")}
+}
+
+func startSink(t *testing.T, cfg sink.Config) *sink.Server {
+	t.Helper()
+	s, err := sink.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// herald runs the binary and returns its exit status and output.
+func runHerald(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(herald, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestExitStatuses(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "u3@", Stage: sink.StageRcpt, Code: 550, Message: "5.1.1 no such user"}}}})
+
+	c := newCampaign(t, s, 20, "")
+	code, out, errOut := runHerald(t, nil, "send", "--config", c.conf)
+	if code != exitFailed || !strings.Contains(out, "19 sent, 1 failed") || !strings.Contains(errOut, "herald report") {
+		t.Fatalf("one hard bounce: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runHerald(t, nil, "report", "--config", c.conf, "--failed")
+	if code != 0 || !strings.Contains(out, "u3@example.com,failed,1,local,550 5.1.1 no such user") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("report --failed: exit %d\n%s", code, out)
+	}
+	code, out, _ = runHerald(t, nil, "send", "--config", c.conf)
+	if code != exitFailed || !strings.Contains(out, "this run: 0 sent") {
+		t.Fatalf("a finished campaign must not send again: exit %d %s", code, out)
+	}
+
+	bad := newCampaign(t, s, 5, "colour = \"red\"\nconnections = -1")
+	code, _, errOut = runHerald(t, nil, "send", "--config", bad.conf)
+	if code != exitInput || !strings.Contains(errOut, "provider.colour: unknown key") || !strings.Contains(errOut, "provider[0].connections") {
+		t.Fatalf("bad config: exit %d\n%s", code, errOut)
+	}
+
+	tmpl := newCampaign(t, s, 5, "")
+	os.WriteFile(filepath.Join(tmpl.dir, "body.txt"), []byte("Hello {{.name}}\nYour {{.plan}}\n"), 0o644)
+	code, _, errOut = runHerald(t, nil, "send", "--config", tmpl.conf)
+	if code != exitInput || !strings.Contains(errOut, "body.txt:2:") || !strings.Contains(errOut, `"plan"`) {
+		t.Fatalf("missing column: exit %d\n%s", code, errOut)
+	}
+
+	code, out, _ = runHerald(t, nil, "send", "--config", tmpl.conf, "--dry-run")
+	if code != exitInput {
+		t.Fatalf("dry run with a missing column: exit %d %s", code, out)
+	}
+
+	code, _, errOut = runHerald(t, nil, "send", "--help")
+	if code != 0 || !strings.Contains(errOut, "--dry-run") {
+		t.Fatalf("--help: %d %s", code, errOut)
+	}
+	for _, cmd := range []string{"preview", "report", "sink"} {
+		if code, _, errOut := runHerald(t, nil, cmd, "--help"); code != 0 || !strings.Contains(errOut, "Usage: herald "+cmd) {
+			t.Errorf("%s --help: %d %s", cmd, code, errOut)
+		}
+	}
+}
+
+func TestAuthFailureNamesProviderWithoutSecret(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "right"}, AllowInsecureAuth: true})
+	c := newCampaign(t, s, 5, "username = \"news\"\npassword_env = \"HERALD_TEST_PW\"")
+	code, out, errOut := runHerald(t, []string{"HERALD_TEST_PW=sup3r-s3cret-value"}, "send", "--config", c.conf)
+	if code != exitInput || !strings.Contains(errOut, "refused the login") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "sup3r-s3cret-value") {
+		t.Fatal("the password was printed")
+	}
+}
+
+func TestPreview(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	c := newCampaign(t, s, 5, "")
+	code, out, errOut := runHerald(t, nil, "preview", "--config", c.conf, "--row", "3")
+	if code != 0 || !strings.Contains(out, "Subject: Hi User 2") || !strings.Contains(out, "To: <u2@example.com>") || !strings.Contains(out, "Hello User 2") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, _ := runHerald(t, nil, "preview", "--config", c.conf, "--row", "9"); code != exitInput {
+		t.Fatalf("row past the end: exit %d", code)
+	}
+	if s.Stats().Sessions != 0 {
+		t.Fatal("preview connected to the server")
+	}
+}
+
+// waitFor polls until cond holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSignalThenResume(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	const n = 3000
+	c := newCampaign(t, s, n, "rate = 1000\nburst = 10\nconnections = 4")
+	cmd := exec.Command(herald, "send", "--config", c.conf)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 300 })
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("SIGINT: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "run the same command again to resume") {
+		t.Errorf("no resume hint:\n%s", errb.String())
+	}
+	first := s.Stats().Messages
+	if first >= n {
+		t.Fatalf("the signal did not interrupt: %d sent", first)
+	}
+	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, o, e)
+	}
+	if strings.Contains(e, "queued again") {
+		t.Errorf("a graceful stop left jobs in flight:\n%s", e)
+	}
+	for i := range n {
+		if got := s.Received(fmt.Sprintf("u%d@example.com", i)); got != 1 {
+			t.Fatalf("u%d received %d times after SIGINT and resume", i, got)
+		}
+	}
+}
+
+// TestKillThenResume kills herald with SIGKILL mid-campaign: nothing may be
+// lost, and duplicates are bounded by the messages in flight.
+func TestKillThenResume(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	const n, conns = 3000, 4
+	c := newCampaign(t, s, n, fmt.Sprintf("rate = 1500\nburst = 10\nconnections = %d", conns))
+	cmd := exec.Command(herald, "send", "--config", c.conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 500 })
+	cmd.Process.Kill()
+	cmd.Wait()
+	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
+	if code != 0 {
+		t.Fatalf("resume after kill: exit %d\n%s\n%s", code, o, e)
+	}
+	dups := 0
+	for i := range n {
+		switch got := s.Received(fmt.Sprintf("u%d@example.com", i)); {
+		case got == 0:
+			t.Fatalf("u%d lost after kill -9", i)
+		case got > 1:
+			dups += got - 1
+		}
+	}
+	// Acknowledgements are committed in batches every 25 ms: the window
+	// is the messages accepted in that time, plus those in flight.
+	t.Logf("kill -9 mid-campaign: %d duplicates of %d (herald said: %s)", dups, n, strings.TrimSpace(firstLine(e, "queued again")))
+	if limit := 1500*2/10 + conns; dups > limit {
+		t.Fatalf("%d duplicates, more than the settle window allows (%d)", dups, limit)
+	}
+}
+
+func firstLine(s, substr string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/queue/boltq"
+)
+
+// campaign is what every campaign command opens: config, queue, engine.
+type campaign struct {
+	cfg *config.Config
+	q   *boltq.Queue
+	eng *engine.Engine
+}
+
+func (c *campaign) Close() {
+	if c.q != nil {
+		c.q.Close()
+	}
+}
+
+// open loads the configuration and opens the queue; with withEngine it
+// also prepares the engine (templates, providers).
+func open(path string, withEngine bool, log *slog.Logger, stderr io.Writer) (*campaign, int) {
+	if path == "" {
+		fmt.Fprintln(stderr, "herald: --config FILE is required")
+		return nil, exitInput
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return nil, exitInput
+	}
+	c := &campaign{cfg: cfg}
+	if c.q, err = boltq.Open(cfg.Queue.Path); err != nil {
+		fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
+		return nil, exitInput
+	}
+	if withEngine {
+		if c.eng, err = engine.New(cfg, c.q, engine.Options{Logger: log}); err != nil {
+			c.Close()
+			fmt.Fprintf(stderr, "herald: %s\n", err)
+			return nil, exitInput
+		}
+	}
+	return c, exitOK
+}
+
+func cmdSend(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("send", "--config FILE [--dry-run]", stderr)
+	path := fs.String("config", "", "campaign configuration `file` (TOML)")
+	dry := fs.Bool("dry-run", false, "plan and render every recipient, report problems, send nothing")
+	quiet := fs.Bool("quiet", false, "no progress display, only the summary")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	out := newOutput(stderr, *quiet)
+	log := out.logger()
+	c, code := open(*path, true, log, stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	id := c.cfg.Campaign.ID
+	problems := 0
+	report := func(p engine.Problem) {
+		problems++
+		out.printf("%s: %s\n", c.cfg.Campaign.Recipients, p)
+	}
+
+	soft, hard, stopSignals := signalContexts(out)
+	defer stopSignals()
+
+	if *dry {
+		res, err := c.eng.DryRun(soft, report)
+		if code, done := failed(err, stderr); done {
+			return code
+		}
+		fmt.Fprintf(stdout, "dry run of %s: %d rows, %d would be sent, %d invalid, %d duplicates; nothing was sent\n",
+			id, res.Rows, res.Added, res.Invalid, res.Duplicates)
+		if problems > 0 {
+			return exitFailed
+		}
+		return exitOK
+	}
+
+	if n := c.q.Recovered(); n > 0 {
+		out.printf("herald: the previous run of %s stopped without finishing; the %d recipients it had taken are queued again (those it was sending at that moment may receive the message twice)\n", id, n)
+	}
+	res, err := c.eng.Plan(soft, report)
+	if code, done := failed(err, stderr); done {
+		return code
+	}
+	if res.Resumed {
+		counts, _ := c.q.Counts(soft, id)
+		out.printf("resuming %s: %d sent, %d failed, %d suppressed, %d to go\n", id, counts.Sent, counts.Failed, counts.Suppressed, counts.Open())
+	} else {
+		out.printf("planned %s: %d rows, %d new recipients, %d invalid, %d duplicates, %d suppressed\n",
+			id, res.Rows, res.Added, res.Invalid, res.Duplicates, res.Suppressed)
+	}
+
+	stopProgress := out.progress(c.eng)
+	sum, err := c.eng.Run(soft, hard)
+	stopProgress()
+	counts, cerr := c.q.Counts(context.Background(), id)
+	if cerr != nil {
+		counts = sum.Counts
+	}
+	fmt.Fprintf(stdout, "%s: %d sent, %d failed (%d suppressed as hard bounces), %d waiting; this run: %d sent in %s (%.0f msgs/s)",
+		id, counts.Sent, counts.Failed, counts.Suppressed, counts.Open(), sum.Sent, sum.Elapsed.Round(time.Millisecond), rate(sum.Sent, sum.Elapsed))
+	if sum.Ambiguous > 0 {
+		fmt.Fprintf(stdout, ", %d possibly duplicated (connection lost after the data)", sum.Ambiguous)
+	}
+	fmt.Fprintln(stdout)
+	var stopped *engine.StoppedError
+	switch {
+	case errors.Is(err, engine.ErrInterrupted):
+		fmt.Fprintf(stderr, "herald: interrupted; run the same command again to resume %s\n", id)
+		return exitInterrupted
+	case errors.As(err, &stopped):
+		fmt.Fprintf(stderr, "herald: stopped: %s\n", stopped.Reason)
+		if counts.Sent == 0 && counts.Failed == 0 {
+			return exitInput
+		}
+		return exitInterrupted
+	case err != nil:
+		if code, done := failed(err, stderr); done {
+			return code
+		}
+	}
+	if counts.Failed > 0 {
+		fmt.Fprintf(stderr, "herald: %d recipients failed; see: herald report --config %s --failed\n", counts.Failed, *path)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// failed prints err and maps it to an exit status; done is false for nil.
+func failed(err error, stderr io.Writer) (int, bool) {
+	if err == nil {
+		return 0, false
+	}
+	var in *engine.InputError
+	switch {
+	case errors.As(err, &in):
+		fmt.Fprintf(stderr, "herald: %s\n", indent(err.Error()))
+		return exitInput, true
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "herald: interrupted")
+		return exitInterrupted, true
+	}
+	fmt.Fprintf(stderr, "herald: %s\n", err)
+	return exitInterrupted, true
+}
+
+// signalContexts returns soft, cancelled on the first SIGINT or SIGTERM
+// (stop taking jobs, finish sends in flight), and hard, cancelled on the
+// second (stop at once).
+func signalContexts(out *output) (soft, hard context.Context, stop func()) {
+	soft, softCancel := context.WithCancel(context.Background())
+	hard, hardCancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			case s := <-sig:
+				if n == 0 {
+					out.printf("herald: %s: finishing the messages in flight (again to stop at once)\n", s)
+					softCancel()
+				} else {
+					out.printf("herald: %s: stopping now\n", s)
+					hardCancel()
+				}
+			}
+		}
+	}()
+	return soft, hard, func() {
+		signal.Stop(sig)
+		close(done)
+		softCancel()
+		hardCancel()
+	}
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
