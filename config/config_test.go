@@ -69,11 +69,15 @@ func TestParseProblems(t *testing.T) {
 		env  map[string]string
 		want []string // each must appear in the error
 	}{
-		{"unknown key", func(s string) string { return strings.Replace(s, `tls = "none"`, "tls = \"none\"\ncolour = \"red\"", 1) }, nil, []string{"provider.colour: unknown key"}},
+		{"unknown key", func(s string) string {
+			return strings.Replace(s, `tls = "none"`, "tls = \"none\"\ncolour = \"red\"", 1)
+		}, nil, []string{"provider.colour: unknown key"}},
 		{"unknown section key", func(s string) string { return s + "\n[queue]\nbackend = \"embedded\"\npth = \"x\"\n" }, nil, []string{"queue.pth: unknown key"}},
 		{"missing id", func(s string) string { return strings.Replace(s, `id = "spring-2026"`, "", 1) }, nil, []string{"campaign.id: required"}},
 		{"bad id", func(s string) string { return strings.Replace(s, `spring-2026`, `spring 2026/x`, 1) }, nil, []string{"campaign.id:"}},
-		{"bad from", func(s string) string { return strings.Replace(s, `Herald News <news@example.com>`, `not an address`, 1) }, nil, []string{"campaign.from:"}},
+		{"bad from", func(s string) string {
+			return strings.Replace(s, `Herald News <news@example.com>`, `not an address`, 1)
+		}, nil, []string{"campaign.from:"}},
 		{"missing file", func(s string) string { return strings.Replace(s, `welcome.txt`, `nope.txt`, 1) }, nil, []string{"campaign.text:", "no such file"}},
 		{"no body", func(s string) string {
 			return strings.Replace(strings.Replace(s, `text = "welcome.txt"`, "", 1), `html = "welcome.html"`, "", 1)
