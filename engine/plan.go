@@ -220,12 +220,8 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 		if i++; i < n {
 			return nil
 		}
-		msg, err := e.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, time.Now())
-		if err != nil {
+		if err := e.WriteMessage(&r, row.Header(), row.Fields, w); err != nil {
 			return &InputError{fmt.Errorf("line %d: %w", row.Line, err)}
-		}
-		if _, err := msg.WriteTo(w); err != nil {
-			return err
 		}
 		return errFound
 	})
@@ -236,4 +232,18 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 		return err
 	}
 	return &InputError{fmt.Errorf("--row %d: the file has %d valid recipients", n, i)}
+}
+
+// WriteMessage renders and writes one recipient's message (fields in the
+// order of header, which must hold "email") as RFC 5322 text. r holds the
+// caller's buffers; WriteMessage is otherwise safe for concurrent use.
+func (e *Engine) WriteMessage(r *templates.Renderer, header, fields []string, w io.Writer) error {
+	data := templates.Data(header, fields)
+	email := data[recipients.EmailColumn]
+	msg, err := e.comp.compose(r, data, email, strings.ToLower(email), time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = msg.WriteTo(w)
+	return err
 }
