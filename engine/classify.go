@@ -124,6 +124,9 @@ func classifyLocal(stage Stage, err error) Class {
 	if errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie) {
 		return ClassAuth // a certificate we must not trust: stop the provider
 	}
+	if stage == StageConnect && strings.Contains(err.Error(), "does not support STARTTLS") {
+		return ClassAuth // tls = "starttls" against a server without it: never send in clear
+	}
 	switch stage {
 	case StageDataEnd:
 		// The whole message went out; the server may have queued it.

@@ -84,6 +84,7 @@ func TestClassifyReference(t *testing.T) {
 		{"extra: greylist", StageRcpt, "451 4.7.1 Greylisting in action, please come back later", nil, ClassTransient, false, false},
 		{"extra: outlook domain throttle", StageRcpt, "451 4.7.650 The mail server [1.2.3.4] has been temporarily rate limited due to IP reputation.", nil, ClassThrottle, false, true},
 		{"extra: yahoo domain throttle", StageRcpt, "421 4.7.0 [TSS04] Messages from 1.2.3.4 temporarily deferred due to unexpected volume or user complaints", nil, ClassThrottle, false, true},
+		{"extra: no STARTTLS", StageConnect, "", errors.New(`STARTTLS mode set to: "TLSMandatory", but target host does not support STARTTLS`), ClassAuth, false, false},
 		{"extra: plaintext auth refused", StageAuth, "", errors.New("unencrypted connection"), ClassAuth, false, false},
 		{"extra: render", StageRender, "", errors.New(`template: text:1:2: executing "text" at <.x>: map has no entry for key "x"`), ClassPolicy, false, false},
 	}

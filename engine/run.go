@@ -381,6 +381,8 @@ func describeConnectFailure(d *DeliveryError) string {
 	switch {
 	case d.Class == ClassAuth && d.Stage == StageAuth:
 		return "the server refused the login: " + d.Reply()
+	case d.Class == ClassAuth && d.Code == 0:
+		return "cannot connect securely: " + d.Reply()
 	case d.Class == ClassAuth:
 		return "the server refused us: " + d.Reply()
 	}
