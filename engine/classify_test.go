@@ -78,6 +78,7 @@ func TestClassifyReference(t *testing.T) {
 		{"extra: disabled mailbox", StageRcpt, "550 5.2.1 The email account that you tried to reach is disabled.", nil, ClassPermanent, false, false},
 		{"extra: relay denied", StageRcpt, "550 5.7.1 Relaying denied", nil, ClassPolicy, false, false},
 		{"extra: auth required at mail", StageMail, "530 5.7.0 Authentication required", nil, ClassAuth, false, false},
+		{"extra: go-smtp auth first", StageMail, "502 5.7.0 Please authenticate first", nil, ClassAuth, false, false},
 		{"extra: greeting refused", StageConnect, "554 5.7.1 Service unavailable; client host blocked", nil, ClassAuth, false, false},
 		{"extra: bad sender domain", StageMail, "553 5.1.8 Sender address rejected: Domain not found", nil, ClassPolicy, false, false},
 		{"extra: size", StageDataEnd, "552 5.3.4 Message size exceeds fixed limit", nil, ClassPolicy, false, false},
