@@ -559,3 +559,18 @@ func TestDryRunSendsNothing(t *testing.T) {
 		t.Fatal("a dry run wrote to the queue")
 	}
 }
+
+func TestLoginRequiredButNotConfigured(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "pw"}, AllowInsecureAuth: true})
+	b := setup(t, campaignSpec{recipients: addresses(30, "l"), providers: providerTOML("nologin", s, "connections = 2")})
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "requires a login") {
+		t.Fatalf("want a stop naming the missing login, got %v", err)
+	}
+	if sum.Counts.Pending != 30 || sum.Counts.Failed != 0 || sum.Counts.Retry != 0 {
+		t.Fatalf("recipients must stay untouched: %+v", sum.Counts)
+	}
+}

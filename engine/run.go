@@ -314,7 +314,7 @@ func (r *run) sender(p *provider) {
 			r.results <- result{job: job, p: p, reply: reply, at: now}
 			continue
 		}
-		if derr.Stage <= StageAuth {
+		if derr.Stage <= StageAuth || derr.Class == ClassAuth {
 			// No message went out: the job goes back untouched.
 			p.daily.Undo(now)
 			r.results <- result{job: job, release: true}
@@ -381,6 +381,8 @@ func describeConnectFailure(d *DeliveryError) string {
 	switch {
 	case d.Class == ClassAuth && d.Stage == StageAuth:
 		return "the server refused the login: " + d.Reply()
+	case d.Class == ClassAuth && d.Stage > StageAuth:
+		return fmt.Sprintf("the server requires a login (set username and password_env): %s", d.Reply())
 	case d.Class == ClassAuth && d.Code == 0:
 		return "cannot connect securely: " + d.Reply()
 	case d.Class == ClassAuth:
