@@ -261,8 +261,8 @@ func TestCampaignDeliversEveryRecipientOnce(t *testing.T) {
 			t.Fatalf("%s never received", r)
 		}
 	}
-	if st := s.Stats(); st.PeakSessions > 8 {
-		t.Fatalf("%d concurrent sessions, configured 8", st.PeakSessions)
+	if st := s.Stats(); st.PeakSessions > 8 || st.Sessions < 3000/50 {
+		t.Fatalf("%d sessions, %d at once: want at most 8 at once, and a fresh one every 50 messages", st.Sessions, st.PeakSessions)
 	}
 	for _, j := range b.jobs() {
 		if j.State != queue.Sent || !strings.HasPrefix(j.Reply, "250") || j.Provider != "local" {
@@ -334,7 +334,7 @@ func TestOutcomeClassesDriveJobStates(t *testing.T) {
 		{Match: "lost-data@", Stage: sink.StageData, Drop: true, Times: 1},
 		{Match: "spam@", Stage: sink.StageData, Code: 554, Message: "DT:SPM 126 smtp10, please see http://mail.163.com/help/help_spam_16.htm"},
 	}
-	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: rules}})
+	s := startSink(t, sink.Config{Keep: true, Faults: sink.Faults{Rules: rules}})
 	var rcpts []string
 	for _, p := range []string{"perm", "temp-once", "temp-always", "throttle", "close421", "drop-rcpt", "drop-data", "lost-data", "spam", "ok"} {
 		rcpts = append(rcpts, p+"@example.com")
@@ -380,6 +380,16 @@ func TestOutcomeClassesDriveJobStates(t *testing.T) {
 	}
 	if _, ok, _ := b.q.Suppressed(context.Background(), "spam@example.com"); ok {
 		t.Error("a policy rejection suppressed the recipient")
+	}
+	var ids []string
+	for _, m := range s.Messages() {
+		if m.To[0] == "drop-data@example.com" {
+			msg, _ := mail.ReadMessage(bytes.NewReader(m.Data))
+			ids = append(ids, msg.Header.Get("Message-Id"))
+		}
+	}
+	if len(ids) != 2 || ids[0] != ids[1] || ids[0] == "" {
+		t.Errorf("a resent message must carry the same Message-ID: %q", ids)
 	}
 	if sum.Ambiguous != 2 {
 		t.Errorf("ambiguous outcomes counted %d, want 2", sum.Ambiguous)
@@ -572,5 +582,64 @@ func TestLoginRequiredButNotConfigured(t *testing.T) {
 	}
 	if sum.Counts.Pending != 30 || sum.Counts.Failed != 0 || sum.Counts.Retry != 0 {
 		t.Fatalf("recipients must stay untouched: %+v", sum.Counts)
+	}
+}
+
+func TestAttachmentsAndIdleClose(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Keep: true})
+	b := setup(t, campaignSpec{recipients: addresses(3, "a"), providers: providerTOML("local", s, "connections = 1\nidle_timeout = \"1ms\"\nrate = 20\nburst = 1")})
+	pdf := filepath.Join(b.dir, "flyer.pdf")
+	if err := os.WriteFile(pdf, []byte("%PDF-1.4 herald attachment test"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cfg.Campaign.Attachments = []string{pdf}
+	b.open()
+	b.plan()
+	if _, err := b.run(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := s.Messages()
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for _, m := range msgs {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := msg.Header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/mixed") {
+			t.Fatalf("content type %q", ct)
+		}
+		if !strings.Contains(string(m.Data), `filename="flyer.pdf"`) || !strings.Contains(string(m.Data), "JVBERi0xLjQgaGVyYWxkIGF0dGFjaG1lbnQgdGVzdA==") {
+			t.Fatalf("attachment missing:\n%s", m.Data)
+		}
+	}
+	// At 20 messages a second one connection idles 50 ms between
+	// messages, longer than idle_timeout: each message gets a fresh one.
+	if st := s.Stats(); st.Sessions != 3 {
+		t.Fatalf("idle connections were not closed: %d sessions for 3 messages", st.Sessions)
+	}
+}
+
+func TestMaxAgeFailsOldRetries(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "slow@", Stage: sink.StageRcpt, Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}}}})
+	b := setup(t, campaignSpec{recipients: []string{"slow@example.com", "fine@example.com"}, providers: providerTOML("local", s, "")})
+	b.cfg.Retry.MaxAttempts = 1000
+	b.cfg.Retry.MaxAge.Duration = 300 * time.Millisecond
+	b.cfg.Retry.Backoff.Duration = 50 * time.Millisecond
+	b.cfg.Retry.MaxBackoff.Duration = 50 * time.Millisecond
+	b.open()
+	b.plan()
+	if _, err := b.run(); err != nil {
+		t.Fatal(err)
+	}
+	j := b.jobs()["slow@example.com"]
+	if j.State != queue.Failed || !strings.Contains(j.Reply, "451") || !strings.Contains(j.Reply, "gave up") || j.Attempts < 2 {
+		t.Fatalf("job %+v", j)
+	}
+	if b.jobs()["fine@example.com"].State != queue.Sent {
+		t.Fatal("the other recipient was not sent")
 	}
 }

@@ -129,8 +129,9 @@ type connSlot struct {
 }
 
 // open dials a connection, says EHLO, starts TLS as configured and
-// authenticates.
-func (p *provider) open(ctx context.Context) (*smtp.Client, *DeliveryError) {
+// authenticates. It also returns the raw connection: closing it is the one
+// way to cut a command in flight (go-mail's Client.Close waits for it).
+func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryError) {
 	slot := &connSlot{}
 	if p.cfg.TLS == "tls" {
 		// go-mail leaves implicit TLS to a custom dialer: dialRecording.
@@ -141,13 +142,13 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, *DeliveryError) {
 		if slot.conn != nil {
 			slot.conn.Close()
 		}
-		return nil, Classify(StageConnect, err)
+		return nil, nil, Classify(StageConnect, err)
 	}
 	if p.auth != nil {
 		ok, mechs := c.Extension("AUTH")
 		if !ok {
 			c.Close()
-			return nil, &DeliveryError{Class: ClassAuth, Stage: StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
+			return nil, nil, &DeliveryError{Class: ClassAuth, Stage: StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
 		}
 		if err := c.Auth(p.auth(mechs)); err != nil {
 			c.Close()
@@ -155,10 +156,10 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, *DeliveryError) {
 			if errors.Is(err, smtp.ErrUnencrypted) {
 				d.Class, d.Text = ClassAuth, "refusing to send the password over a connection without TLS"
 			}
-			return nil, d
+			return nil, nil, d
 		}
 	}
-	return c, nil
+	return c, slot.conn, nil
 }
 
 // state reports why the provider is unusable now, or "".

@@ -2,9 +2,9 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,13 +220,15 @@ func (r *run) sender(p *provider) {
 	}()
 	log := r.e.log.With("provider", p.cfg.Name)
 	var (
-		c    *smtp.Client
-		used int
-		live atomic.Pointer[smtp.Client]
+		c        *smtp.Client
+		used     int
+		lastUsed time.Time
+		raw      net.Conn
+		live     atomic.Pointer[net.Conn]
 	)
 	unhook := context.AfterFunc(r.hard, func() {
-		if cl := live.Load(); cl != nil {
-			cl.Close() // cuts a send in flight
+		if conn := live.Load(); conn != nil {
+			(*conn).Close() // cuts a send in flight
 		}
 	})
 	defer unhook()
@@ -270,6 +272,11 @@ func (r *run) sender(p *provider) {
 			continue
 		}
 		now := time.Now()
+		if c != nil && now.Sub(lastUsed) > p.cfg.IdleTimeout.Duration {
+			// Idle too long waiting for the rate: the server may have
+			// closed it already.
+			drop(true)
+		}
 		if ok, until := p.daily.Take(now); !ok {
 			r.results <- result{job: job, release: true}
 			p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.daily.Limit(), until.Format(time.DateTime)), until)
@@ -290,10 +297,13 @@ func (r *run) sender(p *provider) {
 		var reply string
 		for try := 1; ; try++ {
 			if c == nil {
-				if c, derr = r.connect(p, log); derr != nil {
+				if c, raw, derr = r.connect(p, log); derr != nil {
 					break
 				}
-				live.Store(c)
+				live.Store(&raw)
+				if r.hard.Err() != nil {
+					raw.Close() // the hard stop came while dialling
+				}
 			}
 			var keep bool
 			derr, reply, keep = deliver(c, r.e.envFrom, job.Email, msg)
@@ -308,6 +318,10 @@ func (r *run) sender(p *provider) {
 			r.e.progress.reconnects.Add(1)
 		}
 		r.e.progress.inFlight.Add(-1)
+		if derr == nil || derr.Stage > StageAuth {
+			r.notePolicy(derr)
+		}
+		lastUsed = time.Now()
 		idle.Reset(p.cfg.IdleTimeout.Duration)
 		if derr == nil {
 			p.limiter.Sent()
@@ -342,18 +356,18 @@ func (r *run) sender(p *provider) {
 // connect dials provider p with exponential backoff and jitter. It gives up
 // at once on an auth-class failure, after dialTries failures otherwise, and
 // when the run stops (Stage connect, Class reconnect, no code).
-func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, *DeliveryError) {
+func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *DeliveryError) {
 	var last *DeliveryError
 	for n := 0; n < dialTries; n++ {
 		if p.state(time.Now()) != "" {
-			return nil, &DeliveryError{Class: ClassReconnect, Stage: StageConnect, Text: "provider stopped"}
+			return nil, nil, &DeliveryError{Class: ClassReconnect, Stage: StageConnect, Text: "provider stopped"}
 		}
-		c, derr := p.open(r.stop)
+		c, raw, derr := p.open(r.stop)
 		if derr == nil {
-			return c, nil
+			return c, raw, nil
 		}
 		if derr.Class == ClassAuth {
-			return nil, derr
+			return nil, nil, derr
 		}
 		last = derr
 		if r.stop.Err() != nil {
@@ -372,9 +386,9 @@ func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, *DeliveryErr
 		}
 	}
 	if r.stop.Err() != nil {
-		return nil, &DeliveryError{Class: ClassTransient, Stage: StageConnect, Text: "stopping"}
+		return nil, nil, &DeliveryError{Class: ClassTransient, Stage: StageConnect, Text: "stopping"}
 	}
-	return nil, last
+	return nil, nil, last
 }
 
 func describeConnectFailure(d *DeliveryError) string {
@@ -484,22 +498,28 @@ func (r *run) count(res result, s queue.Settlement) {
 	if res.derr != nil && res.derr.Class == ClassAmbiguous {
 		pr.ambiguous.Add(1)
 	}
+}
+
+// notePolicy counts an attempted message and pauses the campaign when too
+// many meet a policy rejection. Senders call it as each reply arrives, so
+// the pause is not late by a settle batch.
+func (r *run) notePolicy(derr *DeliveryError) {
 	attempted := r.attempted.Add(1)
-	if res.derr == nil || res.derr.Class != ClassPolicy {
+	if derr == nil || derr.Class != ClassPolicy {
 		return
 	}
 	policy := r.policy.Add(1)
 	cfg := r.e.cfg.Campaign
 	if attempted >= int64(cfg.PolicyMinimum) && float64(policy)/float64(attempted) >= cfg.PolicyThreshold {
-		reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", policy, attempted, res.derr.Reply())
+		reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", policy, attempted, derr.Reply())
 		if r.stop.Err() == nil {
+			r.halt(&StoppedError{Reason: "campaign paused: " + reason}) // first: no sender takes another job
 			r.e.log.Error("pausing the campaign", "reason", reason)
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 			defer cancel()
-			if err := r.e.q.SetStatus(ctx, r.id, queue.Paused, reason); err != nil && !errors.Is(err, context.Canceled) {
+			if err := r.e.q.SetStatus(ctx, r.id, queue.Paused, reason); err != nil {
 				r.e.log.Error("cannot pause the campaign", "error", err)
 			}
-			r.halt(&StoppedError{Reason: "campaign paused: " + reason})
 		}
 	}
 }

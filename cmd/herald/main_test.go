@@ -279,3 +279,35 @@ func firstLine(s, substr string) string {
 	}
 	return ""
 }
+
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	// Every reply takes a minute: sends in flight would hold a graceful stop.
+	s := startSink(t, sink.Config{Faults: sink.Faults{Latency: time.Minute}})
+	c := newCampaign(t, s, 20, "connections = 2")
+	cmd := exec.Command(herald, "send", "--config", c.conf)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Sessions >= 2 })
+	time.Sleep(100 * time.Millisecond) // the MAIL commands are in flight
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+			t.Fatalf("exit: %v\n%s", err, errb.String())
+		}
+	case <-time.After(45 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("a second SIGINT did not stop herald while replies were pending:\n%s", errb.String())
+	}
+	if !strings.Contains(errb.String(), "stopping now") {
+		t.Errorf("no word of the hard stop:\n%s", errb.String())
+	}
+}
