@@ -116,23 +116,37 @@ func (c Counts) Open() int64 { return c.Pending + c.Leased + c.Retry }
 
 // Get returns the count for one state.
 func (c Counts) Get(s State) int64 {
-	switch s {
-	case Pending:
-		return c.Pending
-	case Leased:
-		return c.Leased
-	case Sent:
-		return c.Sent
-	case Retry:
-		return c.Retry
-	case Failed:
-		return c.Failed
-	case Suppressed:
-		return c.Suppressed
-	case Cancelled:
-		return c.Cancelled
+	if f := c.field(s); f != nil {
+		return *f
 	}
 	return 0
+}
+
+// Add adds d to the count of state s.
+func (c *Counts) Add(s State, d int64) {
+	if f := c.field(s); f != nil {
+		*f += d
+	}
+}
+
+func (c *Counts) field(s State) *int64 {
+	switch s {
+	case Pending:
+		return &c.Pending
+	case Leased:
+		return &c.Leased
+	case Sent:
+		return &c.Sent
+	case Retry:
+		return &c.Retry
+	case Failed:
+		return &c.Failed
+	case Suppressed:
+		return &c.Suppressed
+	case Cancelled:
+		return &c.Cancelled
+	}
+	return nil
 }
 
 // Duplicate reports a job that Enqueue did not add because another job of

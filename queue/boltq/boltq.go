@@ -174,28 +174,9 @@ func (c *campaign) putJob(j *queue.Job) error {
 
 // move changes a job's state and the counters.
 func (c *campaign) move(j *queue.Job, to queue.State) {
-	add(&c.counts, j.State, -1)
-	add(&c.counts, to, 1)
+	c.counts.Add(j.State, -1)
+	c.counts.Add(to, 1)
 	j.State = to
-}
-
-func add(c *queue.Counts, s queue.State, d int64) {
-	switch s {
-	case queue.Pending:
-		c.Pending += d
-	case queue.Leased:
-		c.Leased += d
-	case queue.Sent:
-		c.Sent += d
-	case queue.Retry:
-		c.Retry += d
-	case queue.Failed:
-		c.Failed += d
-	case queue.Suppressed:
-		c.Suppressed += d
-	case queue.Cancelled:
-		c.Cancelled += d
-	}
 }
 
 // CreateCampaign stores c unless a campaign with its id exists.
@@ -340,7 +321,7 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 			} else if err := c.pending.Put(seq, nil); err != nil {
 				return err
 			}
-			add(&c.counts, j.State, 1)
+			c.counts.Add(j.State, 1)
 			if err := c.keys.Put([]byte(j.Key), seq); err != nil {
 				return err
 			}

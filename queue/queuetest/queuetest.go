@@ -103,22 +103,7 @@ func (b *bundle) jobs() map[uint64]queue.Job {
 		}
 		last = j.Seq
 		out[j.Seq] = j
-		switch j.State {
-		case queue.Pending:
-			byState.Pending++
-		case queue.Leased:
-			byState.Leased++
-		case queue.Sent:
-			byState.Sent++
-		case queue.Retry:
-			byState.Retry++
-		case queue.Failed:
-			byState.Failed++
-		case queue.Suppressed:
-			byState.Suppressed++
-		case queue.Cancelled:
-			byState.Cancelled++
-		}
+		byState.Add(j.State, 1)
 		return nil
 	})
 	if err != nil {
