@@ -77,6 +77,9 @@ type Provider struct {
 	Daily         int      `toml:"daily"`
 	Timeout       Duration `toml:"timeout"`      // per SMTP command and dial
 	IdleTimeout   Duration `toml:"idle_timeout"` // close a connection unused this long
+	// Pipelining groups commands (RFC 2920) when the server offers it;
+	// unset means on.
+	Pipelining *bool `toml:"pipelining"`
 	// Cooldown is how long a provider pauses after a throttle reply.
 	Cooldown Duration `toml:"cooldown"`
 
@@ -89,6 +92,9 @@ type Provider struct {
 func (p Provider) String() string {
 	return fmt.Sprintf("%s (%s)", p.Name, net.JoinHostPort(p.Host, fmt.Sprint(p.Port)))
 }
+
+// PipeliningOn reports whether commands may be pipelined to this provider.
+func (p Provider) PipeliningOn() bool { return p.Pipelining == nil || *p.Pipelining }
 
 // Duration is a time.Duration written as a string ("30s", "72h") in TOML.
 type Duration struct{ time.Duration }

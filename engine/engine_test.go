@@ -323,6 +323,19 @@ func TestInterruptAndResume(t *testing.T) {
 
 func TestOutcomeClassesDriveJobStates(t *testing.T) {
 	t.Parallel()
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			testOutcomeClasses(t, pipelining)
+		})
+	}
+}
+
+// testOutcomeClasses sends one recipient per outcome, each between two
+// healthy ones, over one connection: with pipelining, failures land inside
+// groups and next to overlapped messages, and the accounting must stay
+// exact for every neighbour.
+func testOutcomeClasses(t *testing.T, pipelining bool) {
 	rules := []*sink.Rule{
 		{Match: "perm@", Stage: sink.StageRcpt, Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist."},
 		{Match: "temp-once@", Stage: sink.StageRcpt, Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem", Times: 1},
@@ -334,10 +347,10 @@ func TestOutcomeClassesDriveJobStates(t *testing.T) {
 		{Match: "lost-data@", Stage: sink.StageData, Drop: true, Times: 1},
 		{Match: "spam@", Stage: sink.StageData, Code: 554, Message: "DT:SPM 126 smtp10, please see http://mail.163.com/help/help_spam_16.htm"},
 	}
-	s := startSink(t, sink.Config{Keep: true, Faults: sink.Faults{Rules: rules}})
+	s := startSink(t, sink.Config{Keep: true, NoPipelining: !pipelining, RecordReads: true, Faults: sink.Faults{Rules: rules}})
 	var rcpts []string
-	for _, p := range []string{"perm", "temp-once", "temp-always", "throttle", "close421", "drop-rcpt", "drop-data", "lost-data", "spam", "ok"} {
-		rcpts = append(rcpts, p+"@example.com")
+	for i, p := range []string{"perm", "temp-once", "temp-always", "throttle", "close421", "drop-rcpt", "drop-data", "lost-data", "spam", "ok"} {
+		rcpts = append(rcpts, fmt.Sprintf("before%d@example.com", i), p+"@example.com", fmt.Sprintf("after%d@example.com", i))
 	}
 	b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 1")})
 	b.cfg.Retry.MaxAttempts = 3
@@ -362,6 +375,15 @@ func TestOutcomeClassesDriveJobStates(t *testing.T) {
 		"lost-data@example.com":   {queue.Sent, 1, 1}, // ambiguous, but the server had dropped it
 		"spam@example.com":        {queue.Failed, 1, 0},
 		"ok@example.com":          {queue.Sent, 0, 1},
+	}
+	for i := range 10 {
+		for _, n := range []string{fmt.Sprintf("before%d@example.com", i), fmt.Sprintf("after%d@example.com", i)} {
+			want[n] = struct {
+				state    queue.State
+				attempts int
+				received int
+			}{queue.Sent, 0, 1}
+		}
 	}
 	for addr, w := range want {
 		j := jobs[addr]
@@ -396,6 +418,11 @@ func TestOutcomeClassesDriveJobStates(t *testing.T) {
 	}
 	if sum.Throttled != 1 {
 		t.Errorf("throttles counted %d, want 1", sum.Throttled)
+	}
+	if got := grouped(s.Reads()); got == 0 && pipelining {
+		t.Error("the envelope was never sent as one group")
+	} else if got > 0 && !pipelining {
+		t.Errorf("%d grouped envelopes to a server without PIPELINING", got)
 	}
 }
 
@@ -588,7 +615,7 @@ func TestLoginRequiredButNotConfigured(t *testing.T) {
 func TestAttachmentsAndIdleClose(t *testing.T) {
 	t.Parallel()
 	s := startSink(t, sink.Config{Keep: true})
-	b := setup(t, campaignSpec{recipients: addresses(3, "a"), providers: providerTOML("local", s, "connections = 1\nidle_timeout = \"1ms\"\nrate = 20\nburst = 1")})
+	b := setup(t, campaignSpec{recipients: addresses(3, "a"), providers: providerTOML("local", s, "connections = 1\nidle_timeout = \"1ms\"\nrate = 10\nburst = 1\npipelining = false")})
 	pdf := filepath.Join(b.dir, "flyer.pdf")
 	if err := os.WriteFile(pdf, []byte("%PDF-1.4 herald attachment test"), 0o644); err != nil {
 		t.Fatal(err)
@@ -615,7 +642,7 @@ func TestAttachmentsAndIdleClose(t *testing.T) {
 			t.Fatalf("attachment missing:\n%s", m.Data)
 		}
 	}
-	// At 20 messages a second one connection idles 50 ms between
+	// At 10 messages a second one connection idles 100 ms between
 	// messages, longer than idle_timeout: each message gets a fresh one.
 	if st := s.Stats(); st.Sessions != 3 {
 		t.Fatalf("idle connections were not closed: %d sessions for 3 messages", st.Sessions)
@@ -641,5 +668,103 @@ func TestMaxAgeFailsOldRetries(t *testing.T) {
 	}
 	if b.jobs()["fine@example.com"].State != queue.Sent {
 		t.Fatal("the other recipient was not sent")
+	}
+}
+
+// grouped counts reads that carried MAIL, RCPT and DATA together.
+func grouped(reads [][]byte) int {
+	n := 0
+	for _, r := range reads {
+		if bytes.Contains(r, []byte("MAIL FROM:")) && bytes.Contains(r, []byte("RCPT TO:")) && bytes.Contains(r, []byte("DATA\r\n")) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPipelinedOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		server     sink.Config
+		extra      string
+		groups     bool // envelopes as one group
+		overlapped bool // the end of a message with the next envelope
+	}{
+		{"pipelining", sink.Config{RecordReads: true}, "", true, true},
+		{"server without PIPELINING", sink.Config{RecordReads: true, NoPipelining: true}, "", false, false},
+		{"switched off", sink.Config{RecordReads: true}, "pipelining = false", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := startSink(t, tt.server)
+			rcpts := addresses(200, "o")
+			b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 1\nper_connection = 1000\n"+tt.extra)})
+			b.plan()
+			if _, err := b.run(); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rcpts {
+				if s.Received(r) != 1 {
+					t.Fatalf("%s received %d times", r, s.Received(r))
+				}
+			}
+			overlap := 0
+			for _, r := range s.Reads() {
+				if bytes.Contains(r, []byte("\r\n.\r\nMAIL FROM:")) {
+					overlap++
+				}
+			}
+			if g := grouped(s.Reads()); (g > 0) != tt.groups {
+				t.Errorf("%d grouped envelopes", g)
+			}
+			if (overlap > 0) != tt.overlapped {
+				t.Errorf("%d messages ended in the same flight as the next envelope", overlap)
+			}
+			t.Logf("%d reads for %d messages; %d grouped envelopes, %d overlapped", len(s.Reads()), len(rcpts), grouped(s.Reads()), overlap)
+		})
+	}
+}
+
+func TestPipelinedHardFailuresInsideGroups(t *testing.T) {
+	t.Parallel()
+	// Every third recipient is refused at RCPT, and every fifth message
+	// after the data; a session ends (421) every seven messages.
+	var n atomic.Int64
+	s := startSink(t, sink.Config{Faults: sink.Faults{AfterMessages: 7, Hook: func(ev sink.Event) sink.Action {
+		switch {
+		case ev.Stage == sink.StageRcpt && strings.HasPrefix(ev.Rcpt, "g") && strings.HasSuffix(strings.Split(ev.Rcpt, "@")[0], "3"):
+			return sink.Action{Reply: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}}
+		case ev.Stage == sink.StageData && n.Add(1)%5 == 0:
+			return sink.Action{Reply: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again"}}
+		}
+		return sink.Action{}
+	}}})
+	rcpts := addresses(300, "g")
+	b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 2")})
+	b.cfg.Retry.MaxAttempts = 50
+	b.open()
+	b.plan()
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, r := range rcpts {
+		local := strings.Split(r, "@")[0]
+		j := b.jobs()[r]
+		if strings.HasSuffix(local, "3") {
+			refused++
+			if j.State != queue.Failed || s.Received(r) != 0 {
+				t.Fatalf("%s: %s, received %d", r, j.State, s.Received(r))
+			}
+			continue
+		}
+		if j.State != queue.Sent || s.Received(r) != 1 {
+			t.Fatalf("%s: %s (%s), received %d", r, j.State, j.Reply, s.Received(r))
+		}
+	}
+	if sum.Counts.Sent != int64(300-refused) || sum.Counts.Failed != int64(refused) || sum.Counts.Open() != 0 {
+		t.Fatalf("counts %+v", sum.Counts)
 	}
 }

@@ -55,6 +55,26 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	return l.bucket.Wait(ctx)
 }
 
+// TryTake takes one message's token if it is available now, without
+// waiting; undo gives it back when the message is not sent after all.
+func (l *Limiter) TryTake() (ok bool, undo func()) {
+	l.mu.Lock()
+	paused := l.now().Before(l.pausedUntil)
+	l.mu.Unlock()
+	if paused {
+		return false, func() {}
+	}
+	if l.bucket == nil {
+		return true, func() {}
+	}
+	res := l.bucket.Reserve()
+	if !res.OK() || res.Delay() > 0 {
+		res.Cancel()
+		return false, func() {}
+	}
+	return true, res.Cancel
+}
+
 // Throttled records a throttle reply: the effective rate halves (down to a
 // 64th of the configured rate) and new sends pause for the cool-down.
 func (l *Limiter) Throttled() {

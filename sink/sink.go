@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -105,7 +106,11 @@ type Config struct {
 	AllowInsecureAuth bool         // AUTH without TLS
 	TLSConfig         *tls.Config  // STARTTLS offered when set
 	ImplicitTLS       bool         // TLS from the first byte (port 465 style)
-	Logger            *slog.Logger
+	NoPipelining      bool         // do not advertise PIPELINING (RFC 2920)
+	// RecordReads keeps every chunk read from clients, to see how their
+	// commands arrive: grouped (pipelined) or one by one.
+	RecordReads bool
+	Logger      *slog.Logger
 }
 
 // Message is an accepted message, kept with Config.Keep.
@@ -147,6 +152,7 @@ type Server struct {
 	mu                 sync.Mutex
 	received           map[string]int
 	kept               []Message
+	reads              [][]byte
 	maildirSeq         atomic.Int64
 }
 
@@ -192,6 +198,9 @@ func Start(cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
+	}
+	if cfg.NoPipelining || cfg.RecordReads {
+		ln = &wrapListener{Listener: ln, s: s}
 	}
 	if cfg.ImplicitTLS {
 		ln = tls.NewListener(ln, cfg.TLSConfig)
@@ -490,3 +499,52 @@ type errorLog struct{ l *slog.Logger }
 
 func (e errorLog) Printf(format string, v ...any) { e.l.Debug(fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.l.Debug(fmt.Sprint(v...)) }
+
+// Reads returns the chunks read from clients, with Config.RecordReads.
+func (s *Server) Reads() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.reads...)
+}
+
+type wrapListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wrapConn{Conn: c, s: l.s}, nil
+}
+
+// wrapConn records reads and, with NoPipelining, removes PIPELINING from
+// the EHLO reply (go-smtp always advertises it).
+type wrapConn struct {
+	net.Conn
+	s *Server
+}
+
+var pipeliningLine = []byte("250-PIPELINING\r\n")
+
+func (c *wrapConn) Write(b []byte) (int, error) {
+	if c.s.cfg.NoPipelining && bytes.Contains(b, pipeliningLine) {
+		if _, err := c.Conn.Write(bytes.Replace(b, pipeliningLine, nil, 1)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *wrapConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.s.cfg.RecordReads {
+		c.s.mu.Lock()
+		c.s.reads = append(c.s.reads, append([]byte(nil), b[:n]...))
+		c.s.mu.Unlock()
+	}
+	return n, err
+}

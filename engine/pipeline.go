@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+
+	"github.com/wneessen/go-mail/smtp"
+)
+
+// RFC 2920 pipelining. go-mail sends one command and waits for its reply;
+// over a link with real latency round trips decide the speed, and providers
+// cap connections. When the server advertises PIPELINING, herald writes
+// MAIL, RCPT and DATA as one group and reads the three replies in order, and
+// it sends the end of one message in the same flight as the next envelope.
+// These functions drive go-mail's underlying text connection; go-mail still
+// dials, says EHLO, starts TLS, authenticates and says QUIT.
+
+// pipe is a pipelining connection's writer and reader.
+type pipe struct {
+	c    *smtp.Client
+	text *textproto.Conn
+}
+
+func newPipe(c *smtp.Client) *pipe { return &pipe{c: c, text: c.Text} }
+
+// writeEnvelope buffers MAIL, RCPT and DATA; nothing is flushed.
+func (p *pipe) writeEnvelope(from, rcpt string) error {
+	w := p.text.W
+	if err := checkLine(from); err != nil {
+		return err
+	}
+	if err := checkLine(rcpt); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", from, rcpt)
+	return err
+}
+
+func checkLine(s string) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\r' || s[i] == '\n' || s[i] == '<' || s[i] == '>' {
+			return fmt.Errorf("address %q contains a character not allowed in SMTP", s)
+		}
+	}
+	return nil
+}
+
+// writeContent buffers the message, dot-stuffed, and the final dot.
+func (p *pipe) writeContent(msg io.WriterTo) error {
+	dw := dotWriter{w: p.text.W, bol: true}
+	if _, err := msg.WriteTo(&dw); err != nil {
+		return err
+	}
+	return dw.end()
+}
+
+func (p *pipe) flush() error { return p.text.W.Flush() }
+
+// readEnvelope reads the replies to MAIL, RCPT and DATA. It returns nil when
+// the server is ready for the content. After a refusal it brings the
+// session back to a clean state as RFC 2920 section 3.1 asks (a lone dot if
+// DATA was accepted anyway, RSET otherwise); keep says whether the
+// connection can go on.
+func (p *pipe) readEnvelope() (derr *DeliveryError, keep bool) {
+	var first *DeliveryError
+	note := func(stage Stage, err error) (fatal bool) {
+		d := Classify(stage, err)
+		if first == nil {
+			first = d
+		}
+		// No reply, or 421: the session is over.
+		return d.Code == 0 || d.Code == 421
+	}
+	if _, _, err := p.text.ReadResponse(250); err != nil && note(StageMail, err) {
+		return first, false
+	}
+	if _, _, err := p.text.ReadResponse(25); err != nil && note(StageRcpt, err) {
+		return first, false
+	}
+	_, _, err := p.text.ReadResponse(354)
+	if err == nil && first == nil {
+		return nil, true
+	}
+	if err == nil {
+		// DATA accepted although MAIL or RCPT was refused: end the
+		// transaction with an empty message (RFC 2920, 3.1).
+		if _, err := io.WriteString(p.text.W, ".\r\n"); err != nil {
+			return first, false
+		}
+		if err := p.flush(); err != nil {
+			return first, false
+		}
+		if _, _, err := p.text.ReadResponse(250); err != nil {
+			var tp *textproto.Error
+			if !errors.As(err, &tp) || tp.Code == 421 {
+				return first, false
+			}
+		}
+		return first, true
+	}
+	if note(StageData, err) {
+		return first, false
+	}
+	if err := p.c.Reset(); err != nil {
+		return first, false
+	}
+	return first, true
+}
+
+// readDataEnd reads the reply to the final dot.
+func (p *pipe) readDataEnd() (derr *DeliveryError, reply string, keep bool) {
+	code, msg, err := p.text.ReadResponse(250)
+	if err != nil {
+		d := Classify(StageDataEnd, err)
+		return d, "", d.Code != 0 && d.Code != 421
+	}
+	return nil, fmt.Sprintf("%d %s", code, msg), true
+}
+
+// dotWriter writes message content for DATA: CRLF line ends, a leading dot
+// doubled (RFC 5321, 4.5.2). Unlike textproto's, it does not flush, so the
+// content can share a flight with the next envelope.
+type dotWriter struct {
+	w   *bufio.Writer
+	bol bool // at the beginning of a line
+	cr  bool // the last byte was CR
+}
+
+func (d *dotWriter) Write(b []byte) (int, error) {
+	start := 0
+	for i, c := range b {
+		switch {
+		case d.bol && c == '.':
+			if _, err := d.w.Write(b[start:i]); err != nil {
+				return start, err
+			}
+			if err := d.w.WriteByte('.'); err != nil {
+				return i, err
+			}
+			start = i
+		case c == '\n' && !d.cr:
+			if _, err := d.w.Write(b[start:i]); err != nil {
+				return start, err
+			}
+			if err := d.w.WriteByte('\r'); err != nil {
+				return i, err
+			}
+			start = i
+		}
+		d.bol = c == '\n'
+		d.cr = c == '\r'
+	}
+	_, err := d.w.Write(b[start:])
+	if err != nil {
+		return start, err
+	}
+	return len(b), nil
+}
+
+// end terminates the content with CRLF.CRLF.
+func (d *dotWriter) end() error {
+	if !d.bol {
+		if _, err := d.w.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	_, err := d.w.WriteString(".\r\n")
+	return err
+}
