@@ -20,11 +20,15 @@ import (
 
 // pipe is a pipelining connection's writer and reader.
 type pipe struct {
-	c    *smtp.Client
-	text *textproto.Conn
+	c        *smtp.Client
+	text     *textproto.Conn
+	smtputf8 bool // the server takes UTF-8 addresses (RFC 6531)
 }
 
-func newPipe(c *smtp.Client) *pipe { return &pipe{c: c, text: c.Text} }
+func newPipe(c *smtp.Client) *pipe {
+	ok, _ := c.Extension("SMTPUTF8")
+	return &pipe{c: c, text: c.Text, smtputf8: ok}
+}
 
 // writeEnvelope buffers MAIL, RCPT and DATA; nothing is flushed.
 func (p *pipe) writeEnvelope(from, rcpt string) error {
@@ -35,8 +39,21 @@ func (p *pipe) writeEnvelope(from, rcpt string) error {
 	if err := checkLine(rcpt); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n", from, rcpt)
+	param := ""
+	if p.smtputf8 && !ascii(from+rcpt) {
+		param = " SMTPUTF8"
+	}
+	_, err := fmt.Fprintf(w, "MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n", from, param, rcpt)
 	return err
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func checkLine(s string) error {
