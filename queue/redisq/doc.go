@@ -1,0 +1,7 @@
+// Package redisq is the Redis queue backend (github.com/redis/go-redis/v9)
+// that lets many herald workers on many machines deliver one campaign. Keys
+// are namespaced and hash-tagged per campaign (herald:{ID}:...), every
+// multi-key step is one Lua script, and expired leases come back through
+// the same timer set as due retries. It implements queue.Queue and passes
+// queuetest unchanged.
+package redisq

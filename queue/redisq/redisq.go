@@ -1,0 +1,508 @@
+package redisq
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// Queue is the Redis backend. Many processes on many machines may share
+// one; it is safe for concurrent use.
+type Queue struct {
+	rdb    redis.UniversalClient
+	prefix string // "herald:" unless Options.Prefix
+}
+
+var _ queue.Queue = (*Queue)(nil)
+
+// Options tune Open.
+type Options struct {
+	// Prefix namespaces every key (default "herald:"); tests use one per test.
+	Prefix string
+}
+
+// Open connects to the Redis at url: redis://, rediss:// (TLS) or unix://.
+func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	uo := &redis.UniversalOptions{
+		Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password,
+		TLSConfig: o.TLSConfig, Protocol: o.Protocol,
+		MaxRetries: 10, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: time.Second,
+	}
+	var rdb redis.UniversalClient
+	if o.Network == "unix" {
+		rdb = redis.NewClient(&redis.Options{Network: "unix", Addr: o.Addr, DB: o.DB, Password: o.Password,
+			MaxRetries: uo.MaxRetries, MinRetryBackoff: uo.MinRetryBackoff, MaxRetryBackoff: uo.MaxRetryBackoff})
+	} else {
+		rdb = redis.NewUniversalClient(uo)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "herald:"
+	}
+	return &Queue{rdb: rdb, prefix: opts.Prefix}, nil
+}
+
+// Close closes the connections.
+func (q *Queue) Close() error { return q.rdb.Close() }
+
+// keys of one campaign, all in one hash slot.
+type keys struct {
+	meta, data, st, reply, keys, pending, timers, order string
+}
+
+func (q *Queue) keys(id string) keys {
+	p := q.prefix + "{" + id + "}:"
+	return keys{p + "meta", p + "data", p + "st", p + "reply", p + "keys", p + "pending", p + "timers", p + "order"}
+}
+
+func (q *Queue) campaignsKey() string   { return q.prefix + "campaigns" }
+func (q *Queue) suppressionKey() string { return q.prefix + "suppression" }
+func (q *Queue) usageKey(p string) string {
+	return q.prefix + "usage:{" + p + "}"
+}
+
+type record struct {
+	ID      string
+	Header  []string
+	Created time.Time
+}
+
+// CreateCampaign stores c unless the campaign exists.
+func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Campaign, error) {
+	rec, err := json.Marshal(record{ID: c.ID, Header: c.Header, Created: c.Created})
+	if err != nil {
+		return queue.Campaign{}, err
+	}
+	k := q.keys(c.ID)
+	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta}, rec).Err(); err != nil {
+		return queue.Campaign{}, err
+	}
+	if err := q.rdb.SAdd(ctx, q.campaignsKey(), c.ID).Err(); err != nil {
+		return queue.Campaign{}, err
+	}
+	return q.Campaign(ctx, c.ID)
+}
+
+// Campaign returns the stored record.
+func (q *Queue) Campaign(ctx context.Context, id string) (queue.Campaign, error) {
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "status", "reason", "planned").Result()
+	if err != nil {
+		return queue.Campaign{}, err
+	}
+	if v[0] == nil {
+		return queue.Campaign{}, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	var rec record
+	if err := json.Unmarshal([]byte(v[0].(string)), &rec); err != nil {
+		return queue.Campaign{}, err
+	}
+	st, _ := strconv.Atoi(str(v[1]))
+	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// SetStatus changes the status; cancelling cancels every job not final and
+// not leased.
+func (q *Queue) SetStatus(ctx context.Context, id string, s queue.Status, reason string) error {
+	k := q.keys(id)
+	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		}
+		return err
+	}
+	if err := q.rdb.HSet(ctx, k.meta, "status", int(s), "reason", reason).Err(); err != nil {
+		return err
+	}
+	for s == queue.CampaignCancelled {
+		n, err := scriptCancel.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers}, 1000).Int()
+		if err != nil {
+			return err
+		}
+		if n < 1000 {
+			break
+		}
+	}
+	return nil
+}
+
+// MarkPlanned records that planning finished.
+func (q *Queue) MarkPlanned(ctx context.Context, id string) error {
+	return q.rdb.HSet(ctx, q.keys(id).meta, "planned", "1").Err()
+}
+
+// Enqueue adds the jobs whose keys are new to the campaign.
+func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
+	var res queue.EnqueueResult
+	if len(jobs) == 0 {
+		return res, nil
+	}
+	keysList := make([]string, len(jobs))
+	for i, j := range jobs {
+		keysList[i] = j.Key
+	}
+	supp, err := q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
+	if err != nil {
+		return res, err
+	}
+	args := make([]any, 0, 1+5*len(jobs))
+	args = append(args, len(jobs))
+	for i, j := range jobs {
+		s, reason := "0", ""
+		if supp[i] != nil {
+			s, reason = "1", str(supp[i])
+		}
+		args = append(args, j.Seq, j.Key, encodeData(j), s, reason)
+	}
+	k := q.keys(id)
+	v, err := scriptEnqueue.Run(ctx, q.rdb, []string{k.meta, k.data, k.st, k.reply, k.keys, k.pending, k.order}, args...).Slice()
+	if err != nil {
+		if strings.Contains(err.Error(), "NOCAMPAIGN") {
+			return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		}
+		if strings.Contains(err.Error(), "SEQTAKEN") {
+			return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
+		}
+		return res, err
+	}
+	res.Added, res.Suppressed, res.Existing = int(v[0].(int64)), int(v[1].(int64)), int(v[2].(int64))
+	d := v[3].([]any)
+	for i := 0; i+1 < len(d); i += 2 {
+		seq, _ := strconv.ParseUint(str(d[i]), 10, 64)
+		first, _ := strconv.ParseUint(str(d[i+1]), 10, 64)
+		res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: seq, FirstSeq: first})
+	}
+	return res, nil
+}
+
+// Lease hands out due retries and expired leases, then pending jobs.
+func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	k := q.keys(id)
+	until := now.Add(ttl)
+	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.reply}, now.UnixMilli(), n, until.UnixMilli()).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	jobs := make([]queue.Job, 0, len(v))
+	for _, e := range v {
+		f := e.([]any)
+		j, err := decodeData(str(f[3]))
+		if err != nil {
+			return nil, err
+		}
+		j.Seq, _ = strconv.ParseUint(str(f[0]), 10, 64)
+		a, _ := strconv.Atoi(str(f[1]))
+		j.Attempts, j.Lease, j.State, j.At = a, uint64(f[2].(int64)), queue.Leased, time.UnixMilli(until.UnixMilli())
+		j.Provider, j.Reply = splitReply(str(f[4]))
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func splitReply(v string) (provider, reply string) {
+	p, r, _ := strings.Cut(v, "\x00")
+	return p, r
+}
+
+// Settle records outcomes; suppression and usage follow in one pipeline.
+func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement) ([]uint64, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 1+7*len(batch))
+	args = append(args, len(batch))
+	for _, s := range batch {
+		count := 0
+		if s.CountAttempt {
+			count = 1
+		}
+		var at int64
+		if s.State == queue.Retry {
+			at = s.At.UnixMilli()
+		}
+		args = append(args, s.Seq, s.Lease, int(s.State), at, count, s.Provider, s.Reply)
+	}
+	k := q.keys(id)
+	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.reply}, args...).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	lostSet := map[uint64]bool{}
+	var lost []uint64
+	for _, e := range v {
+		seq, _ := strconv.ParseUint(str(e), 10, 64)
+		lost = append(lost, seq)
+		lostSet[seq] = true
+	}
+	pipe := q.rdb.Pipeline()
+	var need bool
+	usage := map[string]map[string]int64{}
+	var suppressSeqs []string
+	for _, s := range batch {
+		if lostSet[s.Seq] {
+			continue
+		}
+		if s.State == queue.Sent {
+			at := s.SentAt
+			if at.IsZero() {
+				at = time.Now()
+			}
+			if usage[s.Provider] == nil {
+				usage[s.Provider] = map[string]int64{}
+			}
+			usage[s.Provider][strconv.FormatInt(at.Unix()/60, 10)]++
+		}
+		if s.Suppress {
+			suppressSeqs = append(suppressSeqs, strconv.FormatUint(s.Seq, 10))
+		}
+	}
+	for p, m := range usage {
+		for minute, n := range m {
+			pipe.HIncrBy(ctx, q.usageKey(p), minute, n)
+			need = true
+		}
+	}
+	if len(suppressSeqs) > 0 {
+		// The keys live in the data records.
+		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
+		if err != nil {
+			return lost, err
+		}
+		reasons := map[string]string{}
+		for _, s := range batch {
+			reasons[strconv.FormatUint(s.Seq, 10)] = s.Reply
+		}
+		for i, d := range data {
+			j, err := decodeData(str(d))
+			if err != nil {
+				return lost, err
+			}
+			pipe.HSet(ctx, q.suppressionKey(), j.Key, reasons[suppressSeqs[i]])
+			need = true
+		}
+	}
+	if need {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return lost, err
+		}
+	}
+	return lost, nil
+}
+
+// Release returns leased jobs to pending without counting an attempt.
+func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 1+2*len(jobs))
+	args = append(args, len(jobs))
+	for _, j := range jobs {
+		args = append(args, j.Seq, j.Lease)
+	}
+	k := q.keys(id)
+	return scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, args...).Err()
+}
+
+// NextDue is the earliest time a retry or a lease comes due.
+func (q *Queue) NextDue(ctx context.Context, id string) (time.Time, bool, error) {
+	z, err := q.rdb.ZRangeWithScores(ctx, q.keys(id).timers, 0, 0).Result()
+	if err != nil || len(z) == 0 {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(int64(z[0].Score)), true, nil
+}
+
+// Counts returns the number of jobs per state.
+func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "c1", "c2", "c3", "c4", "c5", "c6", "c7").Result()
+	if err != nil {
+		return queue.Counts{}, err
+	}
+	if v[0] == nil {
+		return queue.Counts{}, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	var c queue.Counts
+	for i := 1; i <= 7; i++ {
+		n, _ := strconv.ParseInt(str(v[i]), 10, 64)
+		c.Add(queue.State(i), n)
+	}
+	return c, nil
+}
+
+// Walk calls fn for every job in Seq order, reading 500 at a time.
+func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
+	k := q.keys(id)
+	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
+		if err == nil {
+			err = fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		}
+		return err
+	}
+	const page = 500
+	for start := int64(0); ; start += page {
+		seqs, err := q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
+		if err != nil {
+			return err
+		}
+		if len(seqs) == 0 {
+			return nil
+		}
+		pipe := q.rdb.Pipeline()
+		data := pipe.HMGet(ctx, k.data, seqs...)
+		st := pipe.HMGet(ctx, k.st, seqs...)
+		reply := pipe.HMGet(ctx, k.reply, seqs...)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for i, seq := range seqs {
+			j, err := decodeData(str(data.Val()[i]))
+			if err != nil {
+				return err
+			}
+			j.Seq, _ = strconv.ParseUint(seq, 10, 64)
+			parts := strings.Split(str(st.Val()[i]), ":")
+			if len(parts) == 4 {
+				s, _ := strconv.Atoi(parts[0])
+				j.State = queue.State(s)
+				j.Attempts, _ = strconv.Atoi(parts[1])
+				j.Lease, _ = strconv.ParseUint(parts[2], 10, 64)
+				if ms, _ := strconv.ParseInt(parts[3], 10, 64); ms != 0 {
+					j.At = time.UnixMilli(ms)
+				}
+			}
+			j.Provider, j.Reply = splitReply(str(reply.Val()[i]))
+			if err := fn(j); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// Suppressed reports whether key is on the suppression list.
+func (q *Queue) Suppressed(ctx context.Context, key string) (string, bool, error) {
+	v, err := q.rdb.HGet(ctx, q.suppressionKey(), key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	return v, err == nil, err
+}
+
+// Suppress adds keys to the suppression list.
+func (q *Queue) Suppress(ctx context.Context, reason string, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, k, reason)
+	}
+	return q.rdb.HSet(ctx, q.suppressionKey(), args...).Err()
+}
+
+// Usage counts messages sent through provider since t (to the minute).
+func (q *Queue) Usage(ctx context.Context, provider string, since time.Time) (int64, error) {
+	m, err := q.rdb.HGetAll(ctx, q.usageKey(provider)).Result()
+	if err != nil {
+		return 0, err
+	}
+	from := since.Unix() / 60
+	var n int64
+	for minute, v := range m {
+		if mm, _ := strconv.ParseInt(minute, 10, 64); mm >= from {
+			c, _ := strconv.ParseInt(v, 10, 64)
+			n += c
+		}
+	}
+	return n, nil
+}
+
+// A job's immutable part: enqueued time, key, email, fields.
+func encodeData(j queue.Job) string {
+	var b []byte
+	var enq int64
+	if !j.Enqueued.IsZero() {
+		enq = j.Enqueued.UnixNano()
+	}
+	b = binary.AppendVarint(b, enq)
+	b = appendString(b, j.Key)
+	b = appendString(b, j.Email)
+	b = binary.AppendUvarint(b, uint64(len(j.Fields)))
+	for _, f := range j.Fields {
+		b = appendString(b, f)
+	}
+	return string(b)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+var errCorrupt = errors.New("redisq: corrupt job record")
+
+func decodeData(s string) (queue.Job, error) {
+	var j queue.Job
+	b := []byte(s)
+	enq, n := binary.Varint(b)
+	if n <= 0 {
+		return j, errCorrupt
+	}
+	b = b[n:]
+	if enq != 0 {
+		j.Enqueued = time.Unix(0, enq)
+	}
+	next := func() (string, bool) {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return "", false
+		}
+		v := string(b[n : n+int(l)])
+		b = b[n+int(l):]
+		return v, true
+	}
+	var ok bool
+	if j.Key, ok = next(); !ok {
+		return j, errCorrupt
+	}
+	if j.Email, ok = next(); !ok {
+		return j, errCorrupt
+	}
+	cnt, n := binary.Uvarint(b)
+	if n <= 0 || cnt > uint64(len(b)) {
+		return j, errCorrupt
+	}
+	b = b[n:]
+	j.Fields = make([]string, cnt)
+	for i := range j.Fields {
+		if j.Fields[i], ok = next(); !ok {
+			return j, errCorrupt
+		}
+	}
+	return j, nil
+}

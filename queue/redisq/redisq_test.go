@@ -1,0 +1,140 @@
+package redisq
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/internal/redistest"
+	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/queue/queuetest"
+)
+
+var prefixes atomic.Int64
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	queuetest.Run(t, func(t *testing.T) queue.Queue {
+		q, err := Open(context.Background(), srv.URL(), Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	})
+}
+
+func fill(t testing.TB, q *Queue, id string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]queue.Job, 0, 1000)
+	for i := 1; i <= n; i++ {
+		e := fmt.Sprintf("u%d@example.com", i)
+		batch = append(batch, queue.Job{Seq: uint64(i), Key: e, Email: e, Fields: []string{e}})
+		if len(batch) == cap(batch) || i == n {
+			if _, err := q.Enqueue(ctx, id, batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// TestRestartWithAppendOnlyLosesNothing restarts redis-server between a
+// lease and its settlement: the job states and the lease survive.
+func TestRestartWithAppendOnlyLosesNothing(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	ctx := context.Background()
+	q, err := Open(ctx, srv.URL(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	fill(t, q, "r", 100)
+	leased, err := q.Lease(ctx, "r", time.Now(), 60, time.Hour)
+	if err != nil || len(leased) != 60 {
+		t.Fatal(len(leased), err)
+	}
+	var s []queue.Settlement
+	for _, j := range leased[:30] {
+		s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent})
+	}
+	if _, err := q.Settle(ctx, "r", s); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	// The client reconnects by itself; the other 30 leases still settle.
+	s = s[:0]
+	for _, j := range leased[30:] {
+		s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent})
+	}
+	lost, err := q.Settle(ctx, "r", s)
+	if err != nil || len(lost) != 0 {
+		t.Fatalf("after restart: lost %v err %v", lost, err)
+	}
+	c, err := q.Counts(ctx, "r")
+	if err != nil || c.Sent != 60 || c.Pending != 40 || c.Total() != 100 {
+		t.Fatalf("counts %+v %v", c, err)
+	}
+}
+
+func BenchmarkEnqueue(b *testing.B) {
+	srv := redistest.Start(b)
+	q, err := Open(context.Background(), srv.URL(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	q.CreateCampaign(ctx, queue.Campaign{ID: "b", Header: []string{"email", "name", "city"}})
+	batch := make([]queue.Job, 1000)
+	seq := uint64(0)
+	for b.Loop() {
+		for i := range batch {
+			seq++
+			e := fmt.Sprintf("user%d@example.com", seq)
+			batch[i] = queue.Job{Seq: seq, Key: e, Email: e, Fields: []string{e, "User", "City"}}
+		}
+		if _, err := q.Enqueue(ctx, "b", batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+func BenchmarkLeaseSettle(b *testing.B) {
+	srv := redistest.Start(b)
+	q, err := Open(context.Background(), srv.URL(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	fill(b, q, "b", 300000)
+	now := time.Now()
+	total := 0
+	var s []queue.Settlement
+	for b.Loop() {
+		jobs, err := q.Lease(ctx, "b", now, 256, time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(jobs) == 0 {
+			b.Fatal("ran out of jobs: raise fill")
+		}
+		s = s[:0]
+		for _, j := range jobs {
+			s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent, Provider: "p", SentAt: now})
+		}
+		if _, err := q.Settle(ctx, "b", s); err != nil {
+			b.Fatal(err)
+		}
+		total += len(jobs)
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "jobs/s")
+}
