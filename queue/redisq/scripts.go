@@ -19,40 +19,67 @@ return redis.call('HGET', KEYS[1], 'rec')
 
 // KEYS: meta data st reply keys pending order.
 // ARGV: n, then per job: seq key blob suppressed(0|1) reason.
+// Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 var scriptEnqueue = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCAMPAIGN') end
 local n = tonumber(ARGV[1])
+local ks = {}
+for i = 0, n - 1 do ks[i+1] = ARGV[3 + i*5] end
+local prevs = redis.call('HMGET', KEYS[5], unpack(ks))
+local seen, fresh = {}, {}
 for i = 0, n - 1 do
-  local seq, key = ARGV[2 + i*5], ARGV[3 + i*5]
-  if not redis.call('HGET', KEYS[5], key) and redis.call('HEXISTS', KEYS[2], seq) == 1 then
-    return redis.error_reply('SEQTAKEN ' .. seq)
+  local key = ks[i+1]
+  if not prevs[i+1] and not seen[key] then
+    seen[key] = ARGV[2 + i*5]
+    table.insert(fresh, i)
   end
 end
-local added, supp, existing, dups = 0, 0, 0, {}
+if #fresh > 0 then
+  local seqs = {}
+  for j, i in ipairs(fresh) do seqs[j] = ARGV[2 + i*5] end
+  local taken = redis.call('HMGET', KEYS[2], unpack(seqs))
+  for j = 1, #seqs do
+    if taken[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+  end
+end
+local existing, dups = 0, {}
+local added = {}
+for i = 0, n - 1 do added[i] = false end
+for _, i in ipairs(fresh) do added[i] = true end
 for i = 0, n - 1 do
+  if not added[i] then
+    local seq, first = ARGV[2 + i*5], prevs[i+1] or seen[ks[i+1]]
+    if first == seq then existing = existing + 1 else table.insert(dups, seq); table.insert(dups, first) end
+  end
+end
+if #fresh == 0 then return {0, 0, existing, dups} end
+local kv, data, order, st, pend, reply = {}, {}, {}, {}, {}, {}
+local supp = 0
+for _, i in ipairs(fresh) do
   local b = 1 + i*5
   local seq, key, blob, s, reason = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5]
-  local prev = redis.call('HGET', KEYS[5], key)
-  if prev then
-    if prev == seq then existing = existing + 1 else table.insert(dups, seq); table.insert(dups, prev) end
+  kv[#kv+1] = key; kv[#kv+1] = seq
+  data[#data+1] = seq; data[#data+1] = blob
+  order[#order+1] = seq; order[#order+1] = seq
+  st[#st+1] = seq
+  if s == '1' then
+    st[#st+1] = '6:0:0:0'
+    reply[#reply+1] = seq; reply[#reply+1] = '\0on the suppression list: ' .. reason
+    supp = supp + 1
   else
-    redis.call('HSET', KEYS[5], key, seq)
-    redis.call('HSET', KEYS[2], seq, blob)
-    redis.call('ZADD', KEYS[7], seq, seq)
-    if s == '1' then
-      redis.call('HSET', KEYS[3], seq, '6:0:0:0')
-      redis.call('HSET', KEYS[4], seq, '\0on the suppression list: ' .. reason)
-      redis.call('HINCRBY', KEYS[1], 'c6', 1)
-      supp = supp + 1
-    else
-      redis.call('HSET', KEYS[3], seq, '1:0:0:0')
-      redis.call('ZADD', KEYS[6], seq, seq)
-      redis.call('HINCRBY', KEYS[1], 'c1', 1)
-    end
-    added = added + 1
+    st[#st+1] = '1:0:0:0'
+    pend[#pend+1] = seq; pend[#pend+1] = seq
   end
 end
-return {added, supp, existing, dups}
+redis.call('HSET', KEYS[5], unpack(kv))
+redis.call('HSET', KEYS[2], unpack(data))
+redis.call('HSET', KEYS[3], unpack(st))
+redis.call('ZADD', KEYS[7], unpack(order))
+if #pend > 0 then redis.call('ZADD', KEYS[6], unpack(pend)) end
+if #reply > 0 then redis.call('HSET', KEYS[4], unpack(reply)) end
+redis.call('HINCRBY', KEYS[1], 'c1', #fresh - supp)
+redis.call('HINCRBY', KEYS[1], 'c6', supp)
+return {#fresh, supp, existing, dups}
 `)
 
 // KEYS: meta st pending timers data reply. ARGV: now_ms n until_ms.
@@ -61,20 +88,31 @@ var scriptLease = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
-for _, seq in ipairs(seqs) do redis.call('ZREM', KEYS[4], seq) end
+if #seqs > 0 then redis.call('ZREM', KEYS[4], unpack(seqs)) end
 if #seqs < n then
   local p = redis.call('ZPOPMIN', KEYS[3], n - #seqs)
   for i = 1, #p, 2 do table.insert(seqs, p[i]) end
 end
-local out = {}
-for _, seq in ipairs(seqs) do
-  local s, a = string.match(redis.call('HGET', KEYS[2], seq), '^(%d+):(%d+):')
-  local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)
-  redis.call('HSET', KEYS[2], seq, '2:' .. a .. ':' .. lease .. ':' .. ARGV[3])
-  redis.call('ZADD', KEYS[4], ARGV[3], seq)
-  redis.call('HINCRBY', KEYS[1], 'c' .. s, -1)
-  redis.call('HINCRBY', KEYS[1], 'c2', 1)
-  table.insert(out, {seq, a, lease, redis.call('HGET', KEYS[5], seq) or '', redis.call('HGET', KEYS[6], seq) or ''})
+if #seqs == 0 then return {} end
+local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
+local last = redis.call('HINCRBY', KEYS[1], 'lease', #seqs)
+local st, timers, from, out, atts = {}, {}, {}, {}, {}
+for i, seq in ipairs(seqs) do
+  local s, a = string.match(sts[i], '^(%d+):(%d+):')
+  local lease = last - #seqs + i
+  st[#st+1] = seq; st[#st+1] = '2:' .. a .. ':' .. lease .. ':' .. ARGV[3]
+  timers[#timers+1] = ARGV[3]; timers[#timers+1] = seq
+  from[s] = (from[s] or 0) + 1
+  atts[i] = {a, lease}
+end
+redis.call('HSET', KEYS[2], unpack(st))
+redis.call('ZADD', KEYS[4], unpack(timers))
+for s, c in pairs(from) do redis.call('HINCRBY', KEYS[1], 'c' .. s, -c) end
+redis.call('HINCRBY', KEYS[1], 'c2', #seqs)
+local data = redis.call('HMGET', KEYS[5], unpack(seqs))
+local replies = redis.call('HMGET', KEYS[6], unpack(seqs))
+for i, seq in ipairs(seqs) do
+  out[i] = {seq, atts[i][1], atts[i][2], data[i] or '', replies[i] or ''}
 end
 return out
 `)
@@ -84,27 +122,38 @@ return out
 // Returns the seqs whose lease did not match.
 var scriptSettle = redis.NewScript(`
 local n = tonumber(ARGV[1])
-local lost = {}
+local seqs = {}
+for i = 0, n - 1 do seqs[i+1] = ARGV[2 + i*7] end
+local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
+local lost, st, reply, rem, add, to = {}, {}, {}, {}, {}, {}
+local done = 0
 for i = 0, n - 1 do
   local b = 1 + i*7
-  local seq = ARGV[b+1]
-  local v = redis.call('HGET', KEYS[2], seq)
+  local seq, v = ARGV[b+1], sts[i+1]
   local s, a, l
   if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
   if (not v) or s ~= '2' or l ~= ARGV[b+2] then
     table.insert(lost, seq)
   else
-    redis.call('ZREM', KEYS[3], seq)
-    local to, at = ARGV[b+3], '0'
-    if to == '4' then
+    local state, at = ARGV[b+3], '0'
+    rem[#rem+1] = seq
+    if state == '4' then
       at = ARGV[b+4]
-      redis.call('ZADD', KEYS[3], at, seq)
+      add[#add+1] = at; add[#add+1] = seq
     end
-    redis.call('HSET', KEYS[2], seq, to .. ':' .. (tonumber(a) + tonumber(ARGV[b+5])) .. ':' .. l .. ':' .. at)
-    redis.call('HSET', KEYS[4], seq, ARGV[b+6] .. '\0' .. ARGV[b+7])
-    redis.call('HINCRBY', KEYS[1], 'c2', -1)
-    redis.call('HINCRBY', KEYS[1], 'c' .. to, 1)
+    st[#st+1] = seq; st[#st+1] = state .. ':' .. (tonumber(a) + tonumber(ARGV[b+5])) .. ':' .. l .. ':' .. at
+    reply[#reply+1] = seq; reply[#reply+1] = ARGV[b+6] .. '\0' .. ARGV[b+7]
+    to[state] = (to[state] or 0) + 1
+    done = done + 1
   end
+end
+if done > 0 then
+  redis.call('ZREM', KEYS[3], unpack(rem))
+  if #add > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
+  redis.call('HSET', KEYS[2], unpack(st))
+  redis.call('HSET', KEYS[4], unpack(reply))
+  redis.call('HINCRBY', KEYS[1], 'c2', -done)
+  for s, c in pairs(to) do redis.call('HINCRBY', KEYS[1], 'c' .. s, c) end
 end
 return lost
 `)
