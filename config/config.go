@@ -50,6 +50,9 @@ type Queue struct {
 	Backend string `toml:"backend"`
 	Path    string `toml:"path"`
 	URL     string `toml:"url"`
+	// Lease is how long a job stays with a worker that stops renewing it
+	// (it died): then another worker takes it. Redis only.
+	Lease Duration `toml:"lease"`
 }
 
 // Retry governs transient failures.
@@ -183,6 +186,7 @@ const (
 	DefaultConnections   = 4
 	DefaultPerConnection = 100
 	DefaultMaxAttempts   = 5
+	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
 )
 
 var (
@@ -192,6 +196,7 @@ var (
 	DefaultTimeout     = 60 * time.Second
 	DefaultIdleTimeout = 30 * time.Second
 	DefaultCooldown    = 30 * time.Second
+	DefaultLease       = time.Minute
 )
 
 func (c *Config) applyDefaults() {
@@ -200,6 +205,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Queue.Path == "" {
 		c.Queue.Path = DefaultQueuePath
+	}
+	if c.Queue.URL == "" {
+		c.Queue.URL = DefaultRedisURL
+	}
+	if c.Queue.Lease.Duration == 0 {
+		c.Queue.Lease.Duration = DefaultLease
 	}
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultMaxAttempts
@@ -346,7 +357,12 @@ func (c *Config) validate(getenv func(string) string) Problems {
 	switch c.Queue.Backend {
 	case "embedded":
 	case "redis":
-		bad("queue.backend", "\"redis\" is not available in this version yet; use \"embedded\"")
+		if !strings.HasPrefix(c.Queue.URL, "redis://") && !strings.HasPrefix(c.Queue.URL, "rediss://") && !strings.HasPrefix(c.Queue.URL, "unix://") {
+			bad("queue.url", "%q: use redis://host:port/db, rediss:// for TLS, or unix:///path", c.Queue.URL)
+		}
+		if c.Queue.Lease.Duration < 3*time.Second {
+			bad("queue.lease", "%v: at least 3s (leases are renewed every third of it)", c.Queue.Lease.Duration)
+		}
 	default:
 		bad("queue.backend", "%q: use \"embedded\" or \"redis\"", c.Queue.Backend)
 	}

@@ -99,7 +99,8 @@ func TestParseProblems(t *testing.T) {
 		{"bad duration", func(s string) string { return strings.Replace(s, `port = 2525`, "port = 2525\ntimeout = \"soon\"", 1) }, nil, []string{"not a duration"}},
 		{"duplicate provider", func(s string) string { return s + "\n[[provider]]\nname = \"local\"\nhost = \"127.0.0.1\"\n" }, nil, []string{"provider[1].name:"}},
 		{"reserved header", func(s string) string { return s + "\n[campaign.headers]\nSubject = \"x\"\n" }, nil, []string{"campaign.headers.Subject:"}},
-		{"redis not yet", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\n" }, nil, []string{"queue.backend:"}},
+		{"bad backend", func(s string) string { return s + "\n[queue]\nbackend = \"postgres\"\n" }, nil, []string{"queue.backend:"}},
+		{"bad redis url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"http://x\"\n" }, nil, []string{"queue.url:"}},
 		{"toml syntax", func(s string) string { return s + "\n[campaign\n" }, nil, []string{"line "}},
 		{"several at once", func(s string) string {
 			return strings.Replace(strings.Replace(s, `port = 2525`, `port = 0`+"\nconnections = -3", 1), `subject = "Hello {{.name}}"`, "", 1)

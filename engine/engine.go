@@ -26,6 +26,7 @@ type Queue interface {
 	Lease(ctx context.Context, campaign string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error)
 	Settle(ctx context.Context, campaign string, s []queue.Settlement) ([]uint64, error)
 	Release(ctx context.Context, campaign string, jobs []queue.Job) error
+	Extend(ctx context.Context, campaign string, jobs []queue.Job, until time.Time) ([]uint64, error)
 	NextDue(ctx context.Context, campaign string) (time.Time, bool, error)
 	Counts(ctx context.Context, campaign string) (queue.Counts, error)
 	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
@@ -56,12 +57,19 @@ type Options struct {
 	// TLSConfig replaces every provider's TLS configuration (tests use it
 	// to trust a test certificate authority).
 	TLSConfig *tls.Config
+	// LeaseTTL is how long a job stays leased without renewal; the run
+	// renews what it holds every third of it. A queue shared by several
+	// processes wants it short, so a dead process's jobs come back soon.
+	// Default: one hour (the embedded queue is single-process, and returns
+	// a dead process's leases when it is opened).
+	LeaseTTL time.Duration
 }
 
 // Engine runs one campaign: plan, dispatch, send, settle. One Engine serves
 // one Run at a time; Progress may be called concurrently.
 type Engine struct {
 	cfg       *config.Config
+	leaseTTL  time.Duration
 	q         Queue
 	log       *slog.Logger
 	set       *templates.Set
@@ -108,7 +116,10 @@ func New(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	e := &Engine{cfg: cfg, q: q, log: opts.Logger.With("campaign", cfg.Campaign.ID), set: set, comp: comp, envFrom: comp.from.Address}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = time.Hour
+	}
+	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger.With("campaign", cfg.Campaign.ID), set: set, comp: comp, envFrom: comp.from.Address}
 	for _, pc := range cfg.Provider {
 		p, err := newProvider(pc, opts.TLSConfig)
 		if err != nil {

@@ -52,6 +52,9 @@ type run struct {
 	settled chan struct{} // a batch was settled: the dispatcher may look again
 	senders atomic.Int64
 
+	heldMu sync.Mutex
+	held   map[uint64]uint64 // leases this run holds: seq → token
+
 	policy, attempted atomic.Int64
 }
 
@@ -85,6 +88,7 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 		jobs:    make(chan queue.Job, maxBatch),
 		results: make(chan result, 2*maxBatch),
 		settled: make(chan struct{}, 1),
+		held:    map[uint64]uint64{},
 	}
 	if c, err := e.q.Counts(hard, id); err == nil {
 		e.counts.Store(&c)
@@ -99,9 +103,12 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 	work.Go(r.dispatch)
 	settler := make(chan struct{})
 	go func() { defer close(settler); r.settle() }()
+	renewer := make(chan struct{})
+	go func() { defer close(renewer); r.renew(settler) }()
 	work.Wait()
 	close(r.results)
 	<-settler
+	<-renewer
 
 	sum := Summary{Progress: e.Progress(), Elapsed: time.Since(start)}
 	switch {
@@ -139,11 +146,12 @@ func (r *run) dispatch() {
 			return
 		}
 		n := r.batchSize()
-		jobs, err := r.e.q.Lease(ctx, r.id, time.Now(), n, leaseTTL)
+		jobs, err := r.e.q.Lease(ctx, r.id, time.Now(), n, r.e.leaseTTL)
 		if err != nil {
 			r.halt(&StoppedError{Reason: "queue: " + err.Error()})
 			continue
 		}
+		r.hold(jobs)
 		for i, j := range jobs {
 			select {
 			case r.jobs <- j:
@@ -182,6 +190,56 @@ func (r *run) dispatch() {
 		case <-r.stop.Done():
 		}
 		timer.Stop()
+	}
+}
+
+// hold records leases taken; unhold forgets settled or released ones.
+func (r *run) hold(jobs []queue.Job) {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	for _, j := range jobs {
+		r.held[j.Seq] = j.Lease
+	}
+}
+
+func (r *run) unhold(seqs ...uint64) {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	for _, s := range seqs {
+		delete(r.held, s)
+	}
+}
+
+// renew extends the leases this run holds every third of the lease TTL,
+// until done is closed.
+func (r *run) renew(done <-chan struct{}) {
+	t := time.NewTicker(r.e.leaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		r.heldMu.Lock()
+		jobs := make([]queue.Job, 0, len(r.held))
+		for seq, lease := range r.held {
+			jobs = append(jobs, queue.Job{Seq: seq, Lease: lease})
+		}
+		r.heldMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		lost, err := r.e.q.Extend(ctx, r.id, jobs, time.Now().Add(r.e.leaseTTL))
+		cancel()
+		if err != nil {
+			r.e.log.Warn("cannot renew leases; retrying", "error", err)
+			continue
+		}
+		if len(lost) > 0 {
+			// Another worker took them after our lease ran out: our
+			// outcome for them will be refused at settlement.
+			r.e.log.Warn("leases lost to another worker", "jobs", len(lost))
+			r.unhold(lost...)
+		}
 	}
 }
 
@@ -648,6 +706,14 @@ func (r *run) settle() {
 		}
 		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
+		seqs := make([]uint64, 0, len(batch)+len(releases))
+		for _, s := range batch {
+			seqs = append(seqs, s.Seq)
+		}
+		for _, j := range releases {
+			seqs = append(seqs, j.Seq)
+		}
+		defer r.unhold(seqs...)
 		if len(batch) > 0 {
 			lost, err := r.e.q.Settle(sctx, r.id, batch)
 			if err != nil {

@@ -218,6 +218,10 @@ type Queue interface {
 	// match the job's current token is skipped; the returned slice holds the
 	// Seqs that were skipped this way.
 	Settle(ctx context.Context, campaign string, s []Settlement) (lost []uint64, err error)
+	// Extend moves the deadline of leases still held to until (a sender
+	// renews what it holds while it works). Jobs whose token is stale are
+	// returned in lost and not touched.
+	Extend(ctx context.Context, campaign string, jobs []Job, until time.Time) (lost []uint64, err error)
 	// Release returns leased jobs to Pending without counting an attempt
 	// (jobs taken but never tried). Stale tokens are ignored.
 	Release(ctx context.Context, campaign string, jobs []Job) error

@@ -15,14 +15,19 @@ import (
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/boltq"
+	"github.com/heraldmail/herald/queue/redisq"
 )
 
 // campaign is what every campaign command opens: config, queue, engine.
 type campaign struct {
 	cfg *config.Config
-	q   *boltq.Queue
+	q   queue.Queue
 	eng *engine.Engine
+	// recovered is how many leases of a dead process the embedded store
+	// returned when it was opened.
+	recovered int
 }
 
 func (c *campaign) Close() {
@@ -44,12 +49,27 @@ func open(path string, withEngine bool, log *slog.Logger, stderr io.Writer) (*ca
 		return nil, exitInput
 	}
 	c := &campaign{cfg: cfg}
-	if c.q, err = boltq.Open(cfg.Queue.Path); err != nil {
-		fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
-		return nil, exitInput
+	opts := engine.Options{Logger: log}
+	switch cfg.Queue.Backend {
+	case "redis":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		q, err := redisq.Open(ctx, cfg.Queue.URL, redisq.Options{})
+		if err != nil {
+			fmt.Fprintf(stderr, "herald: queue.url: %s\n", err)
+			return nil, exitInput
+		}
+		c.q, opts.LeaseTTL = q, cfg.Queue.Lease.Duration
+	default:
+		q, err := boltq.Open(cfg.Queue.Path)
+		if err != nil {
+			fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
+			return nil, exitInput
+		}
+		c.q, c.recovered = q, q.Recovered()
 	}
 	if withEngine {
-		if c.eng, err = engine.New(cfg, c.q, engine.Options{Logger: log}); err != nil {
+		if c.eng, err = engine.New(cfg, c.q, opts); err != nil {
 			c.Close()
 			fmt.Fprintf(stderr, "herald: %s\n", err)
 			return nil, exitInput
@@ -111,7 +131,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	if n := c.q.Recovered(); n > 0 {
+	if n := c.recovered; n > 0 {
 		out.printf("herald: the previous run of %s stopped without finishing; the %d recipients it had taken are queued again (those it was sending at that moment may receive the message twice)\n", id, n)
 	}
 	res, err := c.eng.Plan(soft, report)

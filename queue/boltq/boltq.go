@@ -504,6 +504,46 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 	})
 }
 
+// Extend moves the deadline of leases still held.
+func (q *Queue) Extend(_ context.Context, id string, jobs []queue.Job, until time.Time) ([]uint64, error) {
+	var lost []uint64
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		lost = lost[:0]
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		for _, r := range jobs {
+			v := c.jobs.Get(be(r.Seq))
+			if v == nil {
+				lost = append(lost, r.Seq)
+				continue
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return err
+			}
+			j.Seq = r.Seq
+			if j.State != queue.Leased || j.Lease != r.Lease {
+				lost = append(lost, r.Seq)
+				continue
+			}
+			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
+				return err
+			}
+			j.At = until
+			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return lost, err
+}
+
 // NextDue is the earliest time a retry or a lease comes due.
 func (q *Queue) NextDue(_ context.Context, id string) (time.Time, bool, error) {
 	var t time.Time

@@ -448,3 +448,29 @@ func testConcurrentLeaseOnce(t *testing.T, b *bundle) {
 		t.Fatalf("counts %+v", c)
 	}
 }
+
+func testExtend(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2)
+	l := b.lease(2, b.now) // until now+1m
+	stale := l[1]
+	stale.Lease++
+	lost, err := b.q.Extend(b.ctx, b.id, []queue.Job{l[0], stale}, b.now.Add(5*time.Minute))
+	if err != nil || !equal(lost, []uint64{2}) {
+		t.Fatalf("Extend: lost %v err %v", lost, err)
+	}
+	if got := b.lease(5, b.now.Add(2*time.Minute)); !equal(seqs(got), []uint64{2}) {
+		t.Fatalf("after 2 minutes only the unextended lease may come back: %v", seqs(got))
+	}
+	if next, ok, _ := b.q.NextDue(b.ctx, b.id); !ok || next.After(b.now.Add(5*time.Minute)) || next.Before(b.now.Add(3*time.Minute)) {
+		t.Fatalf("NextDue %v", next)
+	}
+	got := b.lease(5, b.now.Add(6*time.Minute))
+	if !equal(seqs(got), []uint64{1}) {
+		t.Fatalf("the extended lease must come back after its new deadline: %v", seqs(got))
+	}
+	if lost := b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent}); !equal(lost, []uint64{1}) {
+		t.Fatalf("the old holder settled after losing the lease: %v", lost)
+	}
+	b.jobs()
+}

@@ -326,6 +326,29 @@ func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error 
 	return scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, args...).Err()
 }
 
+// Extend moves the deadline of leases still held.
+func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until time.Time) ([]uint64, error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 2+2*len(jobs))
+	args = append(args, until.UnixMilli(), len(jobs))
+	for _, j := range jobs {
+		args = append(args, j.Seq, j.Lease)
+	}
+	k := q.keys(id)
+	v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, args...).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var lost []uint64
+	for _, e := range v {
+		seq, _ := strconv.ParseUint(str(e), 10, 64)
+		lost = append(lost, seq)
+	}
+	return lost, nil
+}
+
 // NextDue is the earliest time a retry or a lease comes due.
 func (q *Queue) NextDue(ctx context.Context, id string) (time.Time, bool, error) {
 	z, err := q.rdb.ZRangeWithScores(ctx, q.keys(id).timers, 0, 0).Result()

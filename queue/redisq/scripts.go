@@ -205,3 +205,23 @@ if done < limit then
 end
 return done
 `)
+
+// KEYS: st timers. ARGV: until_ms n, then per job: seq lease.
+// Returns the seqs whose lease is no longer held.
+var scriptExtend = redis.NewScript(`
+local n = tonumber(ARGV[2])
+local lost = {}
+for i = 0, n - 1 do
+  local seq = ARGV[3 + i*2]
+  local v = redis.call('HGET', KEYS[1], seq)
+  local s, a, l
+  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
+  if v and s == '2' and l == ARGV[4 + i*2] then
+    redis.call('HSET', KEYS[1], seq, '2:' .. a .. ':' .. l .. ':' .. ARGV[1])
+    redis.call('ZADD', KEYS[2], ARGV[1], seq)
+  else
+    table.insert(lost, seq)
+  end
+end
+return lost
+`)
