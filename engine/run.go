@@ -27,6 +27,7 @@ const (
 	dialBase       = 250 * time.Millisecond
 	dialCeiling    = 30 * time.Second
 	storeTimeout   = 30 * time.Second
+	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
 )
 
 // result is a sender's report on one job.
@@ -105,6 +106,7 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 	go func() { defer close(settler); r.settle() }()
 	renewer := make(chan struct{})
 	go func() { defer close(renewer); r.renew(settler) }()
+	go r.watch(settler)
 	work.Wait()
 	close(r.results)
 	<-settler
@@ -239,6 +241,34 @@ func (r *run) renew(done <-chan struct{}) {
 			// outcome for them will be refused at settlement.
 			r.e.log.Warn("leases lost to another worker", "jobs", len(lost))
 			r.unhold(lost...)
+		}
+	}
+}
+
+// watch stops the run within statusPoll when someone pauses or cancels
+// the campaign (herald pause, cancel): buffered jobs go back, sends in
+// flight finish.
+func (r *run) watch(done <-chan struct{}) {
+	t := time.NewTicker(statusPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-r.stop.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		c, err := r.e.q.Campaign(ctx, r.id)
+		cancel()
+		if err == nil && c.Status != queue.Active {
+			reason := fmt.Sprintf("campaign %s", c.Status)
+			if c.Reason != "" {
+				reason += ": " + c.Reason
+			}
+			r.halt(&StoppedError{Reason: reason})
+			return
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/heraldmail/herald/queue"
 )
 
 // Exit statuses (DESIGN.md).
@@ -32,6 +34,10 @@ func init() {
 		"preview": {"print one recipient's message as RFC 5322 text", cmdPreview},
 		"report":  {"CSV of every recipient's outcome with the server's reply", cmdReport},
 		"sink":    {"a local test SMTP server that accepts and counts mail", cmdSink},
+		"status":  {"counts per state, retries, and each provider's recent sending", cmdStatus},
+		"pause":   {"stop delivery of a campaign (every running herald sees it within a second)", cmdSetStatus("pause", queue.Paused)},
+		"resume":  {"let a paused campaign be delivered again", cmdSetStatus("resume", queue.Active)},
+		"cancel":  {"cancel what is not yet sent; the record of what was sent stays", cmdSetStatus("cancel", queue.CampaignCancelled)},
 	}
 }
 

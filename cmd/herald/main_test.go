@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -358,4 +359,84 @@ func TestRedisSendKillThenResume(t *testing.T) {
 	if code != 0 || strings.Count(out, ",sent,") != n {
 		t.Fatalf("report on redis: exit %d, %d sent rows", code, strings.Count(out, ",sent,"))
 	}
+}
+
+// TestRedisPauseResumeCancel pauses a running send from another process:
+// it stops within a second and delivers nothing more than was in flight;
+// after resume everyone has the message once. Cancel keeps the record.
+func TestRedisPauseResumeCancel(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	s := startSink(t, sink.Config{})
+	const n, conns = 3000, 4
+	queueTOML := fmt.Sprintf("[queue]\nbackend = \"redis\"\nurl = %q\nlease = \"3s\"", rs.URL())
+	c := newCampaignOn(t, s, n, fmt.Sprintf("rate = 500\nburst = 5\nconnections = %d", conns), queueTOML)
+	cmd := exec.Command(herald, "send", "--config", c.conf)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 300 })
+	if code, out, e := runHerald(t, nil, "pause", "--config", c.conf); code != 0 || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %d %s %s", code, out, e)
+	}
+	atPause := s.Stats().Messages
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted || !strings.Contains(errb.String(), "campaign paused") {
+		t.Fatalf("the running send did not stop on pause: %v\n%s", err, errb.String())
+	}
+	after := s.Stats().Messages - atPause
+	t.Logf("delivered after the pause command returned: %d (connections %d)", after, conns)
+	// The pause is seen within statusPoll (500 ms): at 500 msgs/s that
+	// bounds what may still go out, plus the sends in flight.
+	if after > 250+conns {
+		t.Fatalf("%d messages delivered after the pause", after)
+	}
+	time.Sleep(time.Second)
+	if got := s.Stats().Messages; got != atPause+after {
+		t.Fatalf("delivery went on while paused: %d then %d", atPause+after, got)
+	}
+	code, out, _ := runHerald(t, nil, "status", "--config", c.conf, "--json")
+	var st statusReport
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Status != "paused" || st.Counts["sent"] != atPause+after || st.Open != n-st.Counts["sent"] {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	if code, _, _ := runHerald(t, nil, "resume", "--config", c.conf); code != 0 {
+		t.Fatal("resume failed")
+	}
+	if code, o, e := runHerald(t, nil, "send", "--config", c.conf); code != 0 {
+		t.Fatalf("send after resume: %d\n%s\n%s", code, o, e)
+	}
+	for i := range n {
+		if got := s.Received(fmt.Sprintf("u%d@example.com", i)); got != 1 {
+			t.Fatalf("u%d received %d times", i, got)
+		}
+	}
+
+	// Cancel a second campaign half way: the sent stay recorded.
+	c2 := newCampaignOn(t, s, 10, "", strings.Replace(queueTOML, `lease = "3s"`, "lease = \"3s\"", 1))
+	os.WriteFile(c2.conf, []byte(strings.Replace(mustRead(t, c2.conf), `id = "cmdtest"`, `id = "cmdtest2"`, 1)), 0o644)
+	if code, _, e := runHerald(t, nil, "send", "--config", c2.conf, "--dry-run"); code != 0 {
+		t.Fatalf("dry run: %s", e)
+	}
+	if code, _, e := runHerald(t, nil, "cancel", "--config", c2.conf); code != exitInput || !strings.Contains(e, "no campaign") {
+		t.Fatalf("cancel before planning: %d %s", code, e)
+	}
+	code, out, _ = runHerald(t, nil, "cancel", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "3000 sent, 0 to go") {
+		t.Fatalf("cancel of a finished campaign: %d %s", code, out)
+	}
+	if code, _, e := runHerald(t, nil, "send", "--config", c.conf); code != exitInput || !strings.Contains(e, "cancelled") {
+		t.Fatalf("send of a cancelled campaign: %d %s", code, e)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// campaignID is the ID argument, or the config's campaign.
+func campaignID(c *campaign, args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return c.cfg.Campaign.ID
+}
+
+type statusReport struct {
+	Campaign  string           `json:"campaign"`
+	Status    string           `json:"status"`
+	Reason    string           `json:"reason,omitempty"`
+	Planned   bool             `json:"planned"`
+	Counts    map[string]int64 `json:"counts"`
+	Total     int64            `json:"total"`
+	Open      int64            `json:"open"`
+	NextDue   *time.Time       `json:"next_due,omitempty"`
+	Providers []providerUsage  `json:"providers"`
+}
+
+type providerUsage struct {
+	Name     string  `json:"name"`
+	LastMin  int64   `json:"sent_last_minute"`
+	LastDay  int64   `json:"sent_last_24h"`
+	DailyCap int     `json:"daily,omitempty"`
+	Rate     float64 `json:"rate,omitempty"`
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", "--config FILE [ID] [--json]", stderr)
+	path := fs.String("config", "", "campaign configuration `file` (TOML)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	c, code := open(*path, false, nil, stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	ctx := context.Background()
+	id := campaignID(c, fs.Args())
+	camp, err := c.q.Campaign(ctx, id)
+	if err != nil {
+		return noCampaign(err, id, c, stderr)
+	}
+	counts, err := c.q.Counts(ctx, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return exitInterrupted
+	}
+	rep := statusReport{Campaign: id, Status: camp.Status.String(), Reason: camp.Reason, Planned: camp.Planned,
+		Counts: map[string]int64{}, Total: counts.Total(), Open: counts.Open()}
+	for s := queue.Pending; s <= queue.Cancelled; s++ {
+		rep.Counts[s.String()] = counts.Get(s)
+	}
+	if t, ok, err := c.q.NextDue(ctx, id); err == nil && ok {
+		rep.NextDue = &t
+	}
+	now := time.Now()
+	for _, p := range c.cfg.Provider {
+		m, _ := c.q.Usage(ctx, p.Name, now.Add(-time.Minute))
+		d, _ := c.q.Usage(ctx, p.Name, now.Add(-24*time.Hour))
+		rep.Providers = append(rep.Providers, providerUsage{Name: p.Name, LastMin: m, LastDay: d, DailyCap: p.Daily, Rate: p.Rate})
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "campaign %s: %s", id, rep.Status)
+	if rep.Reason != "" {
+		fmt.Fprintf(stdout, " (%s)", rep.Reason)
+	}
+	fmt.Fprintf(stdout, "\n  %d recipients: %d sent, %d failed, %d suppressed, %d cancelled; %d to go (%d pending, %d being sent, %d waiting to retry)\n",
+		rep.Total, counts.Sent, counts.Failed, counts.Suppressed, counts.Cancelled, rep.Open, counts.Pending, counts.Leased, counts.Retry)
+	if rep.NextDue != nil && counts.Pending == 0 && counts.Retry > 0 {
+		fmt.Fprintf(stdout, "  next retry due %s\n", rep.NextDue.Format(time.DateTime))
+	}
+	for _, p := range rep.Providers {
+		fmt.Fprintf(stdout, "  provider %s: %d sent in the last minute, %d in the last 24 hours", p.Name, p.LastMin, p.LastDay)
+		if p.DailyCap > 0 {
+			fmt.Fprintf(stdout, " of %d a day", p.DailyCap)
+		}
+		if p.LastMin > 0 && rep.Open > 0 {
+			fmt.Fprintf(stdout, "; at this rate %s to go", (time.Duration(float64(rep.Open) / float64(p.LastMin) * float64(time.Minute))).Round(time.Second))
+		}
+		fmt.Fprintln(stdout)
+	}
+	return exitOK
+}
+
+func noCampaign(err error, id string, c *campaign, stderr io.Writer) int {
+	if errors.Is(err, queue.ErrNoCampaign) {
+		fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send first)\n", id, c.cfg.Queue.Backend)
+		return exitInput
+	}
+	fmt.Fprintf(stderr, "herald: %s\n", err)
+	return exitInterrupted
+}
+
+// cmdSetStatus is pause, resume and cancel.
+func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stderr io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		fs := newFlags(name, "--config FILE [ID] [--reason TEXT]", stderr)
+		path := fs.String("config", "", "campaign configuration `file` (TOML)")
+		reason := fs.String("reason", "", "a note kept with the status")
+		if code, ok := parse(fs, args); !ok {
+			return code
+		}
+		c, code := open(*path, false, nil, stderr)
+		if c == nil {
+			return code
+		}
+		defer c.Close()
+		ctx := context.Background()
+		id := campaignID(c, fs.Args())
+		camp, err := c.q.Campaign(ctx, id)
+		if err != nil {
+			return noCampaign(err, id, c, stderr)
+		}
+		if camp.Status == queue.CampaignCancelled {
+			fmt.Fprintf(stderr, "herald: campaign %s was cancelled; it cannot change any more\n", id)
+			return exitInput
+		}
+		r := *reason
+		if r == "" && to != queue.Active {
+			r = "by herald " + name + " at " + time.Now().Format(time.DateTime)
+		}
+		if err := c.q.SetStatus(ctx, id, to, r); err != nil {
+			fmt.Fprintf(stderr, "herald: %s\n", err)
+			return exitInterrupted
+		}
+		counts, _ := c.q.Counts(ctx, id)
+		fmt.Fprintf(stdout, "campaign %s: %s (%d sent, %d to go, %d cancelled)\n", id, to, counts.Sent, counts.Open(), counts.Cancelled)
+		return exitOK
+	}
+}
