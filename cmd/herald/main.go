@@ -34,6 +34,7 @@ func init() {
 		"preview": {"print one recipient's message as RFC 5322 text", cmdPreview},
 		"report":  {"CSV of every recipient's outcome with the server's reply", cmdReport},
 		"sink":    {"a local test SMTP server that accepts and counts mail", cmdSink},
+		"enqueue": {"plan a campaign into the queue without sending; prints its id", cmdEnqueue},
 		"status":  {"counts per state, retries, and each provider's recent sending", cmdStatus},
 		"pause":   {"stop delivery of a campaign (every running herald sees it within a second)", cmdSetStatus("pause", queue.Paused)},
 		"resume":  {"let a paused campaign be delivered again", cmdSetStatus("resume", queue.Active)},

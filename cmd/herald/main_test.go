@@ -440,3 +440,26 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+func TestEnqueueThenStatus(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	c := newCampaign(t, s, 50, "")
+	code, out, e := runHerald(t, nil, "enqueue", "--config", c.conf)
+	if code != 0 || strings.TrimSpace(out) != "cmdtest" || !strings.Contains(e, "50 new recipients") {
+		t.Fatalf("enqueue: %d %q %s", code, out, e)
+	}
+	if code, _, e := runHerald(t, nil, "enqueue", "--config", c.conf); code != 0 || !strings.Contains(e, "nothing added") {
+		t.Fatalf("second enqueue: %d %s", code, e)
+	}
+	code, out, _ = runHerald(t, nil, "status", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "campaign cmdtest: active") || !strings.Contains(out, "50 recipients: 0 sent") {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	if s.Stats().Sessions != 0 {
+		t.Fatal("enqueue sent mail")
+	}
+	if code, _, _ := runHerald(t, nil, "send", "--config", c.conf); code != 0 || s.Stats().Messages != 50 {
+		t.Fatalf("send after enqueue: %d, %d messages", code, s.Stats().Messages)
+	}
+}

@@ -252,3 +252,31 @@ func rate(n int64, d time.Duration) float64 {
 	}
 	return float64(n) / d.Seconds()
 }
+
+func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("enqueue", "--config FILE", stderr)
+	path := fs.String("config", "", "campaign configuration `file` (TOML)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	out := newOutput(stderr, true)
+	c, code := open(*path, true, out.logger(), stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	soft, _, stop := signalContexts(out)
+	defer stop()
+	res, err := c.eng.Plan(soft, func(p engine.Problem) { out.printf("%s: %s\n", c.cfg.Campaign.Recipients, p) })
+	if code, done := failed(err, stderr); done {
+		return code
+	}
+	if res.Resumed {
+		out.printf("campaign %s was planned before: nothing added\n", c.cfg.Campaign.ID)
+	} else {
+		out.printf("planned %s: %d rows, %d new recipients, %d invalid, %d duplicates, %d suppressed\n",
+			c.cfg.Campaign.ID, res.Rows, res.Added, res.Invalid, res.Duplicates, res.Suppressed)
+	}
+	fmt.Fprintln(stdout, c.cfg.Campaign.ID)
+	return exitOK
+}
