@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -41,18 +40,10 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer c.Close()
-	id := c.cfg.Campaign.ID
-	if fs.NArg() > 0 {
-		id = fs.Arg(0)
-	}
+	id := campaignID(c, fs.Args())
 	ctx := context.Background()
 	if _, err := c.q.Campaign(ctx, id); err != nil {
-		if errors.Is(err, queue.ErrNoCampaign) {
-			fmt.Fprintf(stderr, "herald: no campaign %q in %s (run herald send first)\n", id, c.cfg.Queue.Path)
-			return exitInput
-		}
-		fmt.Fprintf(stderr, "herald: %s\n", err)
-		return exitInterrupted
+		return noCampaign(err, id, c, stderr)
 	}
 	w := csv.NewWriter(stdout)
 	_ = w.Write([]string{"email", "outcome", "attempts", "provider", "reply", "line"})

@@ -179,6 +179,23 @@ func (c *campaign) move(j *queue.Job, to queue.State) {
 	j.State = to
 }
 
+// takeHeld loads a leased job if token is still its lease, and removes its
+// deadline from the timers; ok is false for a stale token or unknown job.
+func (c *campaign) takeHeld(seq, token uint64) (j queue.Job, ok bool, err error) {
+	v := c.jobs.Get(be(seq))
+	if v == nil {
+		return j, false, nil
+	}
+	if j, err = decodeJob(v); err != nil {
+		return j, false, err
+	}
+	j.Seq = seq
+	if j.State != queue.Leased || j.Lease != token {
+		return j, false, nil
+	}
+	return j, true, c.timers.Delete(timerKey(j.At, j.Seq))
+}
+
 // CreateCampaign stores c unless a campaign with its id exists.
 func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Campaign, error) {
 	var out queue.Campaign
@@ -411,23 +428,13 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 		supp := tx.Bucket(bucketSuppression)
 		usage := map[string]int64{}
 		for _, s := range batch {
-			seq := be(s.Seq)
-			v := c.jobs.Get(seq)
-			if v == nil {
-				lost = append(lost, s.Seq)
-				continue
-			}
-			j, err := decodeJob(v)
+			j, ok, err := c.takeHeld(s.Seq, s.Lease)
 			if err != nil {
 				return err
 			}
-			j.Seq = s.Seq
-			if j.State != queue.Leased || j.Lease != s.Lease {
+			if !ok {
 				lost = append(lost, s.Seq)
 				continue
-			}
-			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
-				return err
 			}
 			c.move(&j, s.State)
 			if s.CountAttempt {
@@ -475,25 +482,16 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 			return err
 		}
 		for _, r := range jobs {
-			seq := be(r.Seq)
-			v := c.jobs.Get(seq)
-			if v == nil {
-				continue
-			}
-			j, err := decodeJob(v)
+			j, ok, err := c.takeHeld(r.Seq, r.Lease)
 			if err != nil {
 				return err
 			}
-			j.Seq = r.Seq
-			if j.State != queue.Leased || j.Lease != r.Lease {
+			if !ok {
 				continue
-			}
-			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
-				return err
 			}
 			c.move(&j, queue.Pending)
 			j.At = time.Time{}
-			if err := c.pending.Put(seq, nil); err != nil {
+			if err := c.pending.Put(be(r.Seq), nil); err != nil {
 				return err
 			}
 			if err := c.putJob(&j); err != nil {
@@ -514,22 +512,13 @@ func (q *Queue) Extend(_ context.Context, id string, jobs []queue.Job, until tim
 			return err
 		}
 		for _, r := range jobs {
-			v := c.jobs.Get(be(r.Seq))
-			if v == nil {
-				lost = append(lost, r.Seq)
-				continue
-			}
-			j, err := decodeJob(v)
+			j, ok, err := c.takeHeld(r.Seq, r.Lease)
 			if err != nil {
 				return err
 			}
-			j.Seq = r.Seq
-			if j.State != queue.Leased || j.Lease != r.Lease {
+			if !ok {
 				lost = append(lost, r.Seq)
 				continue
-			}
-			if err := c.timers.Delete(timerKey(j.At, j.Seq)); err != nil {
-				return err
 			}
 			j.At = until
 			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
