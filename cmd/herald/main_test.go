@@ -262,15 +262,7 @@ func TestKillThenResume(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("resume after kill: exit %d\n%s\n%s", code, o, e)
 	}
-	dups := 0
-	for i := range n {
-		switch got := s.Received(fmt.Sprintf("u%d@example.com", i)); {
-		case got == 0:
-			t.Fatalf("u%d lost after kill -9", i)
-		case got > 1:
-			dups += got - 1
-		}
-	}
+	dups := duplicates(t, s, n)
 	// Acknowledgements are committed in batches every 25 ms: the window
 	// is the messages accepted in that time, plus those in flight.
 	t.Logf("kill -9 mid-campaign: %d duplicates of %d (herald said: %s)", dups, n, strings.TrimSpace(firstLine(e, "queued again")))
@@ -342,15 +334,7 @@ func TestRedisSendKillThenResume(t *testing.T) {
 	if code != 0 || !strings.Contains(e, "resuming cmdtest") {
 		t.Fatalf("resume on redis: exit %d\n%s\n%s", code, o, e)
 	}
-	dups := 0
-	for i := range n {
-		switch got := s.Received(fmt.Sprintf("u%d@example.com", i)); {
-		case got == 0:
-			t.Fatalf("u%d lost after kill -9", i)
-		case got > 1:
-			dups += got - 1
-		}
-	}
+	dups := duplicates(t, s, n)
 	t.Logf("redis, kill -9 mid-campaign: %d duplicates of %d", dups, n)
 	if limit := 1500*2/10 + conns; dups > limit {
 		t.Fatalf("%d duplicates, more than the settle window allows (%d)", dups, limit)
@@ -494,14 +478,39 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 			t.Fatalf("resume after the restart: %d\n%s\n%s", code, o, e)
 		}
 	}
+	dups := duplicates(t, s, n)
+	t.Logf("redis-server restarted mid-campaign: exit %d, %d duplicates of %d", code, dups, n)
+}
+
+// duplicates checks that each of the n recipients u0..u{n-1} got the
+// message at least once and returns how many extra copies the server got.
+func duplicates(t *testing.T, s *sink.Server, n int) int {
+	t.Helper()
 	dups := 0
 	for i := range n {
 		switch got := s.Received(fmt.Sprintf("u%d@example.com", i)); {
 		case got == 0:
-			t.Fatalf("u%d lost across the redis-server restart", i)
+			t.Fatalf("u%d was lost", i)
 		case got > 1:
 			dups += got - 1
 		}
 	}
-	t.Logf("redis-server restarted mid-campaign: exit %d, %d duplicates of %d", code, dups, n)
+	return dups
+}
+
+func TestSinkRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sink", "--listen", "192.0.2.1:2525"}, "not a loopback address"},
+		{[]string{"sink", "--listen", "nonsense"}, "--listen"},
+		{[]string{"sink", "--auth-user", "u"}, "--auth-password-env"},
+	} {
+		code, _, e := runHerald(t, nil, tt.args...)
+		if code != exitInput || !strings.Contains(e, tt.want) {
+			t.Errorf("%v: exit %d, %q", tt.args, code, e)
+		}
+	}
 }

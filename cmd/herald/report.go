@@ -35,16 +35,13 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, code := open(*path, false, nil, stderr)
+	c, camp, code := openExisting(*path, fs.Args(), stderr)
 	if c == nil {
 		return code
 	}
 	defer c.Close()
-	id := campaignID(c, fs.Args())
+	id := camp.ID
 	ctx := context.Background()
-	if _, err := c.q.Campaign(ctx, id); err != nil {
-		return noCampaign(err, id, c, stderr)
-	}
 	w := csv.NewWriter(stdout)
 	_ = w.Write([]string{"email", "outcome", "attempts", "provider", "reply", "line"})
 	err := c.q.Walk(ctx, id, func(j queue.Job) error {

@@ -11,12 +11,29 @@ import (
 	"github.com/heraldmail/herald/queue"
 )
 
-// campaignID is the ID argument, or the config's campaign.
-func campaignID(c *campaign, args []string) string {
-	if len(args) > 0 {
-		return args[0]
+// openExisting opens the queue of the config at path and looks up the
+// campaign named by args (or the config's campaign.id). On failure it has
+// printed why and returns a nil campaign and the exit status.
+func openExisting(path string, args []string, stderr io.Writer) (*campaign, queue.Campaign, int) {
+	c, code := open(path, false, nil, stderr)
+	if c == nil {
+		return nil, queue.Campaign{}, code
 	}
-	return c.cfg.Campaign.ID
+	id := c.cfg.Campaign.ID
+	if len(args) > 0 {
+		id = args[0]
+	}
+	camp, err := c.q.Campaign(context.Background(), id)
+	if err != nil {
+		defer c.Close()
+		if errors.Is(err, queue.ErrNoCampaign) {
+			fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send first)\n", id, c.cfg.Queue.Backend)
+			return nil, camp, exitInput
+		}
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return nil, camp, exitInterrupted
+	}
+	return c, camp, exitOK
 }
 
 type statusReport struct {
@@ -46,17 +63,13 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, code := open(*path, false, nil, stderr)
+	c, camp, code := openExisting(*path, fs.Args(), stderr)
 	if c == nil {
 		return code
 	}
 	defer c.Close()
 	ctx := context.Background()
-	id := campaignID(c, fs.Args())
-	camp, err := c.q.Campaign(ctx, id)
-	if err != nil {
-		return noCampaign(err, id, c, stderr)
-	}
+	id := camp.ID
 	counts, err := c.q.Counts(ctx, id)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
@@ -104,15 +117,6 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func noCampaign(err error, id string, c *campaign, stderr io.Writer) int {
-	if errors.Is(err, queue.ErrNoCampaign) {
-		fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send first)\n", id, c.cfg.Queue.Backend)
-		return exitInput
-	}
-	fmt.Fprintf(stderr, "herald: %s\n", err)
-	return exitInterrupted
-}
-
 // cmdSetStatus is pause, resume and cancel.
 func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stderr io.Writer) int {
 	return func(args []string, stdout, stderr io.Writer) int {
@@ -122,17 +126,13 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		if code, ok := parse(fs, args); !ok {
 			return code
 		}
-		c, code := open(*path, false, nil, stderr)
+		c, camp, code := openExisting(*path, fs.Args(), stderr)
 		if c == nil {
 			return code
 		}
 		defer c.Close()
 		ctx := context.Background()
-		id := campaignID(c, fs.Args())
-		camp, err := c.q.Campaign(ctx, id)
-		if err != nil {
-			return noCampaign(err, id, c, stderr)
-		}
+		id := camp.ID
 		if camp.Status == queue.CampaignCancelled {
 			fmt.Fprintf(stderr, "herald: campaign %s was cancelled; it cannot change any more\n", id)
 			return exitInput
