@@ -62,7 +62,7 @@ type Job struct {
 	State    State
 	Attempts int       // delivery attempts that counted (reconnects do not)
 	At       time.Time // Retry: when due; Leased: lease deadline
-	Enqueued time.Time // first enqueued, for the campaign's max age
+	Enqueued time.Time // enqueued, or requeued by RetryFailed: retry.max_age counts from it
 	Reply    string    // last server reply or error, kept in full
 	Provider string    // provider of the last attempt
 
@@ -99,6 +99,12 @@ type Campaign struct {
 	// Planned is set once every row of the recipients file was enqueued;
 	// a resumed run skips planning when it is set.
 	Planned bool
+	// Spec is what a worker needs to deliver the campaign (templates,
+	// sender, attachments, retry policy), in the engine's encoding; the
+	// queue does not look inside. CreateCampaign stores it and SetSpec
+	// replaces it; Campaign leaves it nil, because it can be large and the
+	// record is read often (status polls): read it with Queue.Spec.
+	Spec []byte
 }
 
 // Counts are the number of jobs of a campaign in each state.
@@ -183,6 +189,14 @@ type Settlement struct {
 	SentAt time.Time
 }
 
+// RetryResult says what RetryFailed did.
+type RetryResult struct {
+	Requeued int // failed jobs moved back to Pending
+	// Suppressed failed jobs stay failed: their address is on the
+	// suppression list (a hard bounce, or an unsubscribe).
+	Suppressed int
+}
+
 // Errors returned by queues.
 var (
 	ErrNoCampaign = errors.New("queue: no such campaign")
@@ -204,6 +218,13 @@ type Queue interface {
 	SetStatus(ctx context.Context, id string, s Status, reason string) error
 	// MarkPlanned records that planning finished.
 	MarkPlanned(ctx context.Context, id string) error
+	// Spec returns the campaign's Spec (nil if none was stored).
+	Spec(ctx context.Context, id string) ([]byte, error)
+	// SetSpec replaces the campaign's Spec.
+	SetSpec(ctx context.Context, id string, spec []byte) error
+	// Campaigns lists the id of every stored campaign, in any status,
+	// sorted.
+	Campaigns(ctx context.Context) ([]string, error)
 
 	// Enqueue adds jobs (State, Attempts, At and Lease are ignored). It is
 	// idempotent: a job whose Key is already in the campaign is not added.
@@ -225,6 +246,10 @@ type Queue interface {
 	// Release returns leased jobs to Pending without counting an attempt
 	// (jobs taken but never tried). Stale tokens are ignored.
 	Release(ctx context.Context, campaign string, jobs []Job) error
+	// RetryFailed moves the campaign's Failed jobs back to Pending with no
+	// attempts counted and Enqueued set to now (retry.max_age counts from
+	// it), except those whose Key is on the suppression list.
+	RetryFailed(ctx context.Context, campaign string, now time.Time) (RetryResult, error)
 	// NextDue is the earliest time a Retry or Leased job becomes available;
 	// ok is false when there are none.
 	NextDue(ctx context.Context, campaign string) (t time.Time, ok bool, err error)

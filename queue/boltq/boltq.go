@@ -34,6 +34,7 @@ var (
 	keyCampaign       = []byte("campaign")
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
+	keySpec           = []byte("spec")
 	subMeta           = []byte("meta")
 	subJobs           = []byte("jobs")
 	subKeys           = []byte("keys")
@@ -140,7 +141,9 @@ func (c *campaign) record() (queue.Campaign, error) {
 	return rec, err
 }
 
+// saveRecord stores the record without its Spec, which lives under keySpec.
 func (c *campaign) saveRecord(rec queue.Campaign) error {
+	rec.Spec = nil
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -221,7 +224,11 @@ func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Cam
 		if err := c.saveRecord(rec); err != nil {
 			return err
 		}
+		if err := c.meta.Put(keySpec, rec.Spec); err != nil {
+			return err
+		}
 		out = rec
+		out.Spec = nil
 		return c.saveCounts()
 	})
 	return out, err
@@ -304,6 +311,88 @@ func (q *Queue) MarkPlanned(_ context.Context, id string) error {
 		rec.Planned = true
 		return c.saveRecord(rec)
 	})
+}
+
+// Spec returns the campaign's Spec.
+func (q *Queue) Spec(_ context.Context, id string) ([]byte, error) {
+	var out []byte
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		if v := c.meta.Get(keySpec); len(v) > 0 {
+			out = bytes.Clone(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetSpec replaces the campaign's Spec.
+func (q *Queue) SetSpec(_ context.Context, id string, spec []byte) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		return c.meta.Put(keySpec, bytes.Clone(spec))
+	})
+}
+
+// Campaigns lists every stored campaign's id, sorted.
+func (q *Queue) Campaigns(_ context.Context) ([]string, error) {
+	var ids []string
+	err := q.db.View(func(tx *bolt.Tx) error {
+		prefix := campaignBucket("")
+		cur := tx.Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			ids = append(ids, string(k[len(prefix):]))
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// RetryFailed moves failed jobs back to pending, except suppressed ones.
+func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.RetryResult, error) {
+	var res queue.RetryResult
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		res = queue.RetryResult{}
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		supp := tx.Bucket(bucketSuppression)
+		var failed [][]byte
+		cur := c.jobs.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if queue.State(v[0]) == queue.Failed {
+				failed = append(failed, bytes.Clone(k))
+			}
+		}
+		for _, seq := range failed {
+			j, err := c.job(seq)
+			if err != nil {
+				return err
+			}
+			if supp.Get([]byte(j.Key)) != nil {
+				res.Suppressed++
+				continue
+			}
+			c.move(&j, queue.Pending)
+			j.Attempts, j.At, j.Enqueued = 0, time.Time{}, now
+			if err := c.pending.Put(seq, nil); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+			res.Requeued++
+		}
+		return c.saveCounts()
+	})
+	return res, err
 }
 
 // Enqueue adds the jobs whose keys are new to the campaign.

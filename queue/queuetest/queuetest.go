@@ -29,6 +29,9 @@ func Run(t *testing.T, open func(t *testing.T) queue.Queue) {
 		"PauseAndCancel":      testPauseAndCancel,
 		"Usage":               testUsage,
 		"ConcurrentLeaseOnce": testConcurrentLeaseOnce,
+		"Extend":              testExtend,
+		"SpecAndList":         testSpecAndList,
+		"RetryFailed":         testRetryFailed,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -459,9 +462,11 @@ func testExtend(t *testing.T, b *bundle) {
 	if err != nil || !equal(lost, []uint64{2}) {
 		t.Fatalf("Extend: lost %v err %v", lost, err)
 	}
-	if got := b.lease(5, b.now.Add(2*time.Minute)); !equal(seqs(got), []uint64{2}) {
-		t.Fatalf("after 2 minutes only the unextended lease may come back: %v", seqs(got))
+	re := b.lease(5, b.now.Add(2*time.Minute))
+	if !equal(seqs(re), []uint64{2}) {
+		t.Fatalf("after 2 minutes only the unextended lease may come back: %v", seqs(re))
 	}
+	b.settle(queue.Settlement{Seq: 2, Lease: re[0].Lease, State: queue.Sent})
 	if next, ok, _ := b.q.NextDue(b.ctx, b.id); !ok || next.After(b.now.Add(5*time.Minute)) || next.Before(b.now.Add(3*time.Minute)) {
 		t.Fatalf("NextDue %v", next)
 	}
@@ -473,4 +478,82 @@ func testExtend(t *testing.T, b *bundle) {
 		t.Fatalf("the old holder settled after losing the lease: %v", lost)
 	}
 	b.jobs()
+}
+
+func testSpecAndList(t *testing.T, b *bundle) {
+	if _, err := b.q.Spec(b.ctx, b.id); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("Spec of a missing campaign: %v", err)
+	}
+	if err := b.q.SetSpec(b.ctx, b.id, []byte("x")); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("SetSpec of a missing campaign: %v", err)
+	}
+	if ids, err := b.q.Campaigns(b.ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("Campaigns of an empty queue: %v %v", ids, err)
+	}
+	spec := []byte("{\"from\":\"a@example.com\"}\x00binary\xff")
+	c, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email"}, Status: queue.Active, Spec: spec})
+	if err != nil || c.Spec != nil {
+		t.Fatalf("CreateCampaign must not return the spec: %q %v", c.Spec, err)
+	}
+	if c, _ := b.q.Campaign(b.ctx, b.id); c.Spec != nil {
+		t.Fatalf("Campaign must leave Spec nil: %q", c.Spec)
+	}
+	if got, err := b.q.Spec(b.ctx, b.id); err != nil || string(got) != string(spec) {
+		t.Fatalf("Spec = %q %v", got, err)
+	}
+	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email"}, Spec: []byte("other")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.q.Spec(b.ctx, b.id); string(got) != string(spec) {
+		t.Fatalf("a second CreateCampaign replaced the spec: %q", got)
+	}
+	if err := b.q.SetSpec(b.ctx, b.id, []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.q.Spec(b.ctx, b.id); string(got) != "v2" {
+		t.Fatalf("after SetSpec: %q", got)
+	}
+	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id + "-a", Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.q.Spec(b.ctx, b.id+"-a"); err != nil || got != nil {
+		t.Fatalf("no spec stored: %q %v", got, err)
+	}
+	if ids, err := b.q.Campaigns(b.ctx); err != nil || fmt.Sprint(ids) != fmt.Sprint([]string{b.id, b.id + "-a"}) {
+		t.Fatalf("Campaigns = %v %v", ids, err)
+	}
+}
+
+func testRetryFailed(t *testing.T, b *bundle) {
+	b.create()
+	b.enqueue(1, 2, 3, 4)
+	l := b.lease(4, b.now)
+	b.settle(
+		queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent},
+		queue.Settlement{Seq: 2, Lease: l[1].Lease, State: queue.Failed, CountAttempt: true, Reply: "554 DT:SPM"},
+		queue.Settlement{Seq: 3, Lease: l[2].Lease, State: queue.Failed, CountAttempt: true, Reply: "550 5.1.1 no such user", Suppress: true},
+		queue.Settlement{Seq: 4, Lease: l[3].Lease, State: queue.Retry, At: b.now.Add(200 * time.Hour)},
+	)
+	later := b.now.Add(100 * time.Hour)
+	res, err := b.q.RetryFailed(b.ctx, b.id, later)
+	if err != nil || res != (queue.RetryResult{Requeued: 1, Suppressed: 1}) {
+		t.Fatalf("RetryFailed = %+v %v", res, err)
+	}
+	jobs := b.jobs()
+	if j := jobs[2]; j.State != queue.Pending || j.Attempts != 0 || !j.Enqueued.Equal(later) || j.Email != job(2).Email || len(j.Fields) != 2 {
+		t.Fatalf("requeued job: %+v", j)
+	}
+	if jobs[3].State != queue.Failed || jobs[1].State != queue.Sent || jobs[4].State != queue.Retry {
+		t.Fatalf("others must not move: %+v", jobs)
+	}
+	got := b.lease(5, later)
+	if !equal(seqs(got), []uint64{2}) || !got[0].Enqueued.Equal(later) {
+		t.Fatalf("the requeued job is not leased again: %+v", got)
+	}
+	if res, err := b.q.RetryFailed(b.ctx, b.id, later); err != nil || res.Requeued != 0 {
+		t.Fatalf("second RetryFailed: %+v %v", res, err)
+	}
+	if _, err := b.q.RetryFailed(b.ctx, "no-such-campaign", later); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("RetryFailed of a missing campaign: %v", err)
+	}
 }

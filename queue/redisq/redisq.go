@@ -90,7 +90,7 @@ func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Cam
 		return queue.Campaign{}, err
 	}
 	k := q.keys(c.ID)
-	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta}, rec).Err(); err != nil {
+	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta}, rec, c.Spec).Err(); err != nil {
 		return queue.Campaign{}, err
 	}
 	if err := q.rdb.SAdd(ctx, q.campaignsKey(), c.ID).Err(); err != nil {

@@ -8,10 +8,10 @@ import "github.com/redis/go-redis/v9"
 // A job's mutable state is one hash field "state:attempts:lease:at_ms"
 // (state numbers as in queue.State); counters are fields c1..c7 of meta.
 
-// KEYS: meta. ARGV: rec json, created.
+// KEYS: meta. ARGV: rec json, spec.
 var scriptCreate = redis.NewScript(`
 if redis.call('HSETNX', KEYS[1], 'rec', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0',
+  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'spec', ARGV[2],
     'c1', 0, 'c2', 0, 'c3', 0, 'c4', 0, 'c5', 0, 'c6', 0, 'c7', 0)
 end
 return redis.call('HGET', KEYS[1], 'rec')

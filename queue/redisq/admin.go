@@ -1,0 +1,122 @@
+package redisq
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// Spec returns the campaign's Spec.
+func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "spec").Result()
+	if err != nil {
+		return nil, err
+	}
+	if v[0] == nil {
+		return nil, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	if s := str(v[1]); s != "" {
+		return []byte(s), nil
+	}
+	return nil, nil
+}
+
+// SetSpec replaces the campaign's Spec.
+func (q *Queue) SetSpec(ctx context.Context, id string, spec []byte) error {
+	err := scriptSetSpec.Run(ctx, q.rdb, []string{q.keys(id).meta}, spec).Err()
+	if err != nil && strings.Contains(err.Error(), "NOCAMPAIGN") {
+		return fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	return err
+}
+
+// Campaigns lists every stored campaign's id, sorted.
+func (q *Queue) Campaigns(ctx context.Context) ([]string, error) {
+	ids, err := q.rdb.SMembers(ctx, q.campaignsKey()).Result()
+	slices.Sort(ids)
+	return ids, err
+}
+
+// RetryFailed moves failed jobs back to pending, except those whose
+// address is on the suppression list. It walks the campaign once; each
+// batch is moved by one script that checks the job is still failed.
+func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queue.RetryResult, error) {
+	var res queue.RetryResult
+	var failed []queue.Job
+	err := q.Walk(ctx, id, func(j queue.Job) error {
+		if j.State == queue.Failed {
+			failed = append(failed, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	k := q.keys(id)
+	const batch = 500
+	for start := 0; start < len(failed); start += batch {
+		jobs := failed[start:min(start+batch, len(failed))]
+		keys := make([]string, len(jobs))
+		for i, j := range jobs {
+			keys[i] = j.Key
+		}
+		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(), keys...).Result()
+		if err != nil {
+			return res, err
+		}
+		args := []any{0}
+		for i, j := range jobs {
+			if supp[i] != nil {
+				res.Suppressed++
+				continue
+			}
+			j.Enqueued = now
+			args = append(args, j.Seq, encodeData(j))
+		}
+		args[0] = (len(args) - 1) / 2
+		if args[0] == 0 {
+			continue
+		}
+		n, err := scriptRetryFailed.Run(ctx, q.rdb, []string{k.meta, k.st, k.data, k.pending}, args...).Int()
+		if err != nil {
+			return res, err
+		}
+		res.Requeued += n
+	}
+	return res, nil
+}
+
+// KEYS: meta. ARGV: spec.
+var scriptSetSpec = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCAMPAIGN') end
+redis.call('HSET', KEYS[1], 'spec', ARGV[1])
+return 1
+`)
+
+// KEYS: meta st data pending. ARGV: n, then per job: seq blob.
+// Moves each job that is still failed to pending with no attempts and the
+// new data blob (its Enqueued time reset); returns how many moved.
+var scriptRetryFailed = redis.NewScript(`
+local n, moved = tonumber(ARGV[1]), 0
+for i = 0, n - 1 do
+  local seq, blob = ARGV[2 + i*2], ARGV[3 + i*2]
+  local v = redis.call('HGET', KEYS[2], seq)
+  local s, l
+  if v then s, l = string.match(v, '^(%d+):%d+:(%d+):') end
+  if s == '5' then
+    redis.call('HSET', KEYS[2], seq, '1:0:' .. l .. ':0')
+    redis.call('HSET', KEYS[3], seq, blob)
+    redis.call('ZADD', KEYS[4], seq, seq)
+    moved = moved + 1
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'c5', -moved)
+redis.call('HINCRBY', KEYS[1], 'c1', moved)
+return moved
+`)
