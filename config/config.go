@@ -128,6 +128,16 @@ func (p Problems) Error() string {
 // Load reads, defaults and validates the configuration at path. Every
 // problem is reported at once as Problems, each with its key.
 func Load(path string) (*Config, error) {
+	return load(path, true)
+}
+
+// LoadWorker is Load for herald worker, which takes its campaigns from the
+// queue: the [campaign] section is optional (and checked only when given).
+func LoadWorker(path string) (*Config, error) {
+	return load(path, false)
+}
+
+func load(path string, needCampaign bool) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -136,12 +146,21 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(string(raw), filepath.Dir(abs), os.Getenv)
+	return parse(string(raw), filepath.Dir(abs), os.Getenv, needCampaign)
 }
 
 // Parse decodes a configuration from TOML text. dir is the folder relative
 // paths resolve against; getenv reads secrets.
 func Parse(text, dir string, getenv func(string) string) (*Config, error) {
+	return parse(text, dir, getenv, true)
+}
+
+// ParseWorker is Parse for herald worker (see LoadWorker).
+func ParseWorker(text, dir string, getenv func(string) string) (*Config, error) {
+	return parse(text, dir, getenv, false)
+}
+
+func parse(text, dir string, getenv func(string) string, needCampaign bool) (*Config, error) {
 	var c Config
 	md, err := toml.Decode(text, &c)
 	if err != nil {
@@ -158,7 +177,7 @@ func Parse(text, dir string, getenv func(string) string) (*Config, error) {
 	}
 	c.Dir = dir
 	c.applyDefaults()
-	probs = append(probs, c.validate(getenv)...)
+	probs = append(probs, c.validate(getenv, needCampaign || md.IsDefined("campaign"))...)
 	if len(probs) > 0 {
 		return nil, probs
 	}
@@ -289,11 +308,20 @@ func (c *Config) path(p string) string {
 	return filepath.Join(c.Dir, p)
 }
 
-func (c *Config) validate(getenv func(string) string) Problems {
+func (c *Config) validate(getenv func(string) string, campaign bool) Problems {
 	var probs Problems
 	bad := func(key, format string, args ...any) {
 		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
 	}
+	if campaign {
+		c.validateCampaign(bad)
+	}
+	c.validateDelivery(getenv, bad)
+	sort.Strings(probs)
+	return probs
+}
+
+func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 	cp := c.Campaign
 	switch {
 	case cp.ID == "":
@@ -353,6 +381,10 @@ func (c *Config) validate(getenv func(string) string) Problems {
 	if cp.PolicyMinimum < 0 {
 		bad("campaign.policy_minimum", "must not be negative")
 	}
+}
+
+// validateDelivery checks the queue, retry and provider settings.
+func (c *Config) validateDelivery(getenv func(string) string, bad func(key, format string, args ...any)) {
 
 	switch c.Queue.Backend {
 	case "embedded":
@@ -440,8 +472,6 @@ func (c *Config) validate(getenv func(string) string) Problems {
 			}
 		}
 	}
-	sort.Strings(probs)
-	return probs
 }
 
 func readable(p string) error {

@@ -158,3 +158,24 @@ func TestLoadExample(t *testing.T) {
 		t.Fatalf("config.toml: %v", err)
 	}
 }
+
+func TestParseWorker(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	worker := "[queue]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n" + valid[strings.Index(valid, "[[provider]]"):]
+	if _, err := ParseWorker(worker, d, env(nil)); err != nil {
+		t.Fatalf("a worker needs no [campaign]: %v", err)
+	}
+	if _, err := Parse(worker, d, env(nil)); err == nil || !strings.Contains(err.Error(), "campaign.id: required") {
+		t.Fatalf("send needs a [campaign]: %v", err)
+	}
+	// A [campaign] section, when given, is still checked.
+	_, err := ParseWorker(worker+"[campaign]\nid = \"a b\"\n", d, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "campaign.id") {
+		t.Fatalf("a bad [campaign] in a worker config: %v", err)
+	}
+	_, err = ParseWorker("[queue]\nbackend = \"redis\"\n", d, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "at least one [[provider]]") {
+		t.Fatalf("a worker without providers: %v", err)
+	}
+}

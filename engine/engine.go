@@ -6,20 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/queue"
-	"github.com/heraldmail/herald/templates"
 )
 
 // Queue is what the engine needs from a job queue (queue.Queue fulfils it).
 type Queue interface {
 	CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Campaign, error)
 	Campaign(ctx context.Context, id string) (queue.Campaign, error)
+	Campaigns(ctx context.Context) ([]string, error)
+	Spec(ctx context.Context, id string) ([]byte, error)
+	SetSpec(ctx context.Context, id string, spec []byte) error
 	SetStatus(ctx context.Context, id string, s queue.Status, reason string) error
 	MarkPlanned(ctx context.Context, id string) error
 	Enqueue(ctx context.Context, campaign string, jobs []queue.Job) (queue.EnqueueResult, error)
@@ -63,21 +64,25 @@ type Options struct {
 	// Default: one hour (the embedded queue is single-process, and returns
 	// a dead process's leases when it is opened).
 	LeaseTTL time.Duration
+	// Observer receives measurements (metrics); nil: none.
+	Observer Observer
 }
 
-// Engine runs one campaign: plan, dispatch, send, settle. One Engine serves
-// one Run at a time; Progress may be called concurrently.
+// Engine delivers campaigns through the configured providers: the one
+// campaign of its configuration (New: Plan, Run, Preview) or every active
+// campaign in the queue (NewWorker: Work). One Engine serves one Run or
+// Work at a time; Progress may be called concurrently.
 type Engine struct {
 	cfg       *config.Config
 	leaseTTL  time.Duration
 	q         Queue
 	log       *slog.Logger
-	set       *templates.Set
-	comp      *composer
+	obs       Observer
 	providers []*provider
-	envFrom   string
+	// spec and content are the configured campaign's (nil for a worker).
+	spec    Spec
+	content *content
 
-	header   atomic.Pointer[[]string]
 	counts   atomic.Pointer[queue.Counts]
 	progress progressCounters
 }
@@ -88,38 +93,41 @@ type progressCounters struct {
 	note                                                                atomic.Pointer[string]
 }
 
-// New prepares a campaign: it loads and parses the templates, reads the
-// attachments and configures one go-mail client per provider.
+// New prepares the configuration's campaign: it loads and parses the
+// templates, reads the attachments and configures one go-mail client per
+// provider.
 func New(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
+	spec, err := SpecFromConfig(cfg)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	c, err := newContent(cfg.Campaign.ID, spec)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	e, err := NewWorker(cfg, q, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.spec, e.content = spec, c
+	e.log = e.log.With("campaign", cfg.Campaign.ID)
+	return e, nil
+}
+
+// NewWorker prepares an engine that delivers whichever campaigns are
+// active in the queue (Work), with the configuration's providers; the
+// configuration's campaign, if any, is not used.
+func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	src := templates.Sources{Subject: cfg.Campaign.Subject}
-	var err error
-	if cfg.Campaign.Text != "" {
-		if src.Text, err = readTemplate(cfg.Campaign.Text); err != nil {
-			return nil, &InputError{fmt.Errorf("campaign.text: %w", err)}
-		}
-		src.TextName = cfg.Campaign.Text
-	}
-	if cfg.Campaign.HTML != "" {
-		if src.HTML, err = readTemplate(cfg.Campaign.HTML); err != nil {
-			return nil, &InputError{fmt.Errorf("campaign.html: %w", err)}
-		}
-		src.HTMLName = cfg.Campaign.HTML
-	}
-	set, err := templates.Parse(src)
-	if err != nil {
-		return nil, &InputError{err}
-	}
-	comp, err := newComposer(cfg, set)
-	if err != nil {
-		return nil, &InputError{err}
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = time.Hour
 	}
-	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger.With("campaign", cfg.Campaign.ID), set: set, comp: comp, envFrom: comp.from.Address}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
+	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer}
 	for _, pc := range cfg.Provider {
 		p, err := newProvider(pc, opts.TLSConfig)
 		if err != nil {
@@ -129,11 +137,6 @@ func New(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	}
 	e.counts.Store(&queue.Counts{})
 	return e, nil
-}
-
-func readTemplate(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
 }
 
 // Progress is a snapshot of a running campaign.
@@ -172,13 +175,8 @@ type Summary struct {
 	Elapsed time.Duration
 }
 
-// retryAt is when a job that failed transiently for the n-th time is due.
-func (e *Engine) retryAt(now time.Time, n int) time.Time {
-	return now.Add(backoff(n-1, e.cfg.Retry.Backoff.Duration, e.cfg.Retry.MaxBackoff.Duration))
-}
-
 // settlement turns a delivery outcome into the queue's record of it.
-func (e *Engine) settlement(job queue.Job, p *provider, derr *DeliveryError, reply string, now time.Time) queue.Settlement {
+func (c *content) settlement(job queue.Job, p *provider, derr *DeliveryError, reply string, now time.Time) queue.Settlement {
 	s := queue.Settlement{Seq: job.Seq, Lease: job.Lease, Provider: p.cfg.Name, SentAt: now}
 	if derr == nil {
 		s.State, s.Reply = queue.Sent, reply
@@ -196,13 +194,13 @@ func (e *Engine) settlement(job queue.Job, p *provider, derr *DeliveryError, rep
 	default: // transient, ambiguous, reconnect that did not heal
 		s.State, s.CountAttempt = queue.Retry, true
 		attempts := job.Attempts + 1
-		s.At = e.retryAt(now, attempts)
-		if attempts >= e.cfg.Retry.MaxAttempts || now.Sub(job.Enqueued) >= e.cfg.Retry.MaxAge.Duration {
+		s.At = c.retryAt(now, attempts)
+		if attempts >= c.spec.MaxAttempts || now.Sub(job.Enqueued) >= c.spec.MaxAge {
 			s.State, s.At = queue.Failed, time.Time{}
 			s.Reply = fmt.Sprintf("%s (gave up after %d attempts)", s.Reply, attempts)
 		}
 	}
-	if s.State == queue.Retry && !job.Enqueued.IsZero() && s.At.Sub(job.Enqueued) >= e.cfg.Retry.MaxAge.Duration {
+	if s.State == queue.Retry && !job.Enqueued.IsZero() && s.At.Sub(job.Enqueued) >= c.spec.MaxAge {
 		s.State, s.At = queue.Failed, time.Time{}
 		s.Reply += " (gave up: retry.max_age reached)"
 	}

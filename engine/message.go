@@ -6,14 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	netmail "net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail"
 
-	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/templates"
 )
 
@@ -25,39 +22,26 @@ type composer struct {
 	replyTo     *netmail.Address
 	domain      string // of the From address, for Message-IDs
 	headers     [][2]string
-	attachments []attachment
+	attachments []Attachment // read once, shared by every message
 	set         *templates.Set
-	header      []string // recipients' columns
 }
 
-type attachment struct {
-	name string
-	data []byte // read once, shared by every message
-}
-
-func newComposer(cfg *config.Config, set *templates.Set) (*composer, error) {
-	from, err := netmail.ParseAddress(cfg.Campaign.From)
+func newComposer(id string, s Spec, set *templates.Set) (*composer, error) {
+	from, err := netmail.ParseAddress(s.From)
 	if err != nil {
 		return nil, fmt.Errorf("campaign.from: %w", err)
 	}
-	c := &composer{campaign: cfg.Campaign.ID, from: from, set: set}
+	c := &composer{campaign: id, from: from, set: set, attachments: s.Attachments}
 	if at := strings.LastIndexByte(from.Address, '@'); at >= 0 {
 		c.domain = from.Address[at+1:]
 	}
-	if cfg.Campaign.ReplyTo != "" {
-		if c.replyTo, err = netmail.ParseAddress(cfg.Campaign.ReplyTo); err != nil {
+	if s.ReplyTo != "" {
+		if c.replyTo, err = netmail.ParseAddress(s.ReplyTo); err != nil {
 			return nil, fmt.Errorf("campaign.reply_to: %w", err)
 		}
 	}
-	for k, v := range cfg.Campaign.Headers {
+	for k, v := range s.Headers {
 		c.headers = append(c.headers, [2]string{k, v})
-	}
-	for i, p := range cfg.Campaign.Attachments {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("campaign.attachments[%d]: %w", i, err)
-		}
-		c.attachments = append(c.attachments, attachment{name: filepath.Base(p), data: data})
 	}
 	return c, nil
 }
@@ -97,7 +81,7 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 		m.SetBodyString(mail.TypeTextHTML, out.HTML)
 	}
 	for _, a := range c.attachments {
-		m.AttachReadSeeker(a.name, bytes.NewReader(a.data))
+		m.AttachReadSeeker(a.Name, bytes.NewReader(a.Data))
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ type PlanResult struct {
 	Existing   int  // jobs already enqueued by an earlier, interrupted plan
 	Suppressed int  // of Added, addresses on the suppression list
 	Resumed    bool // the campaign was planned before: nothing was read
+	// ContentChanged: the campaign existed with other content (templates,
+	// sender, attachments, retry settings); it was replaced, and messages
+	// not yet sent use the new content.
+	ContentChanged bool
 }
 
 // scan streams the recipients file: it checks the templates against the
@@ -48,7 +53,7 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 		return nil, res, &InputError{fmt.Errorf("%s: %w", e.cfg.Campaign.Recipients, err)}
 	}
 	header = rd.Header()
-	rd.HeaderFields = sortedHeaderIndexes(header, e.set.SubjectFields())
+	rd.HeaderFields = sortedHeaderIndexes(header, e.content.set.SubjectFields())
 	checked := false
 	for {
 		if err := ctx.Err(); err != nil {
@@ -70,7 +75,7 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 		}
 		res.Rows++
 		if !checked {
-			if err := e.set.Check(header, row.Fields); err != nil {
+			if err := e.content.set.Check(header, row.Fields); err != nil {
 				return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
 			}
 			checked = true
@@ -81,7 +86,7 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 	}
 	if !checked {
 		// No valid row: still check the templates against the header.
-		if err := e.set.Check(header, nil); err != nil {
+		if err := e.content.set.Check(header, nil); err != nil {
 			return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
 		}
 	}
@@ -100,8 +105,8 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		if err := e.checkHeader(ctx, existing.Header); err != nil {
 			return PlanResult{}, err
 		}
-		e.header.Store(&existing.Header)
-		return PlanResult{Resumed: true}, nil
+		changed, err := e.storeSpec(ctx, id)
+		return PlanResult{Resumed: true, ContentChanged: changed}, err
 	}
 	if err != nil && !errors.Is(err, queue.ErrNoCampaign) {
 		return PlanResult{}, err
@@ -132,13 +137,16 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		if !created {
 			// The campaign record is created only once the templates
 			// were checked against the first row.
-			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active})
+			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active, Spec: e.spec.Encode()})
 			if err != nil {
 				return err
 			}
 			if !slices.Equal(c.Header, row.Header()) {
 				return &InputError{fmt.Errorf("campaign %s was planned from a file with the columns %s; %s has %s: use a new campaign.id for a different file",
 					id, strings.Join(c.Header, ","), e.cfg.Campaign.Recipients, strings.Join(row.Header(), ","))}
+			}
+			if res.ContentChanged, err = e.storeSpec(ctx, id); err != nil {
+				return err
 			}
 			created = true
 		}
@@ -156,20 +164,33 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 	}
 	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid
 	if !created {
-		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active}); err != nil {
+		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active, Spec: e.spec.Encode()}); err != nil {
 			return res, err
 		}
 	}
-	e.header.Store(&header)
 	if err := e.q.MarkPlanned(ctx, id); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
+// storeSpec stores the configured campaign's content with the campaign
+// when it differs from what is stored, and says whether it did.
+func (e *Engine) storeSpec(ctx context.Context, id string) (bool, error) {
+	stored, err := e.q.Spec(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	spec := e.spec.Encode()
+	if bytes.Equal(stored, spec) {
+		return false, nil
+	}
+	return stored != nil, e.q.SetSpec(ctx, id, spec)
+}
+
 // checkHeader checks the templates against a stored header.
 func (e *Engine) checkHeader(_ context.Context, header []string) error {
-	if err := e.set.Check(header, nil); err != nil {
+	if err := e.content.set.Check(header, nil); err != nil {
 		return &InputError{fmt.Errorf("templates do not fit the campaign's recipients:\n%w", err)}
 	}
 	return nil
@@ -189,7 +210,7 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 			return nil
 		}
 		keys[row.Key] = row.Line
-		msg, err := e.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
+		msg, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
 		if err != nil {
 			res.Invalid++
 			problem(Problem{Line: row.Line, Reason: "cannot render: " + err.Error()})
@@ -240,7 +261,7 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 func (e *Engine) WriteMessage(r *templates.Renderer, header, fields []string, w io.Writer) error {
 	data := templates.Data(header, fields)
 	email := data[recipients.EmailColumn]
-	msg, err := e.comp.compose(r, data, email, strings.ToLower(email), time.Now())
+	msg, err := e.content.comp.compose(r, data, email, strings.ToLower(email), time.Now())
 	if err != nil {
 		return err
 	}

@@ -30,15 +30,17 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"send":    {"run a whole campaign here: plan, deliver, report", cmdSend},
-		"preview": {"print one recipient's message as RFC 5322 text", cmdPreview},
-		"report":  {"CSV of every recipient's outcome with the server's reply", cmdReport},
-		"sink":    {"a local test SMTP server that accepts and counts mail", cmdSink},
-		"enqueue": {"plan a campaign into the queue without sending; prints its id", cmdEnqueue},
-		"status":  {"counts per state, retries, and each provider's recent sending", cmdStatus},
-		"pause":   {"stop delivery of a campaign (every running herald sees it within a second)", cmdSetStatus("pause", queue.Paused)},
-		"resume":  {"let a paused campaign be delivered again", cmdSetStatus("resume", queue.Active)},
-		"cancel":  {"cancel what is not yet sent; the record of what was sent stays", cmdSetStatus("cancel", queue.CampaignCancelled)},
+		"send":         {"run a whole campaign here: plan, deliver, report", cmdSend},
+		"preview":      {"print one recipient's message as RFC 5322 text", cmdPreview},
+		"report":       {"CSV of every recipient's outcome with the server's reply", cmdReport},
+		"sink":         {"a local test SMTP server that accepts and counts mail", cmdSink},
+		"enqueue":      {"plan a campaign into the queue without sending; prints its id", cmdEnqueue},
+		"status":       {"counts per state, retries, and each provider's recent sending", cmdStatus},
+		"pause":        {"stop delivery of a campaign (every running herald sees it within a second)", cmdSetStatus("pause", queue.Paused)},
+		"resume":       {"let a paused campaign be delivered again", cmdSetStatus("resume", queue.Active)},
+		"cancel":       {"cancel what is not yet sent; the record of what was sent stays", cmdSetStatus("cancel", queue.CampaignCancelled)},
+		"worker":       {"deliver every active campaign in the queue until stopped (SIGTERM)", cmdWorker},
+		"retry-failed": {"queue a campaign's failed recipients again, once the cause is fixed", cmdRetryFailed},
 	}
 }
 
@@ -71,7 +73,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'herald COMMAND --help' for a command's flags.\nExit status: 0 all delivered, 1 some recipients failed, 2 configuration or input error, 3 interrupted (run again to resume).")
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/heraldmail/herald/engine"
 	"github.com/heraldmail/herald/queue"
 )
 
@@ -17,7 +18,7 @@ func cmdPreview(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, code := open(*path, true, newOutput(stderr, true).logger(), stderr)
+	c, code := open(*path, campaignEngine, engine.Options{Logger: newOutput(stderr, true).logger()}, stderr)
 	if c == nil {
 		return code
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -36,20 +35,32 @@ func (c *campaign) Close() {
 	}
 }
 
-// open loads the configuration and opens the queue; with withEngine it
-// also prepares the engine (templates, providers).
-func open(path string, withEngine bool, log *slog.Logger, stderr io.Writer) (*campaign, int) {
+// opening says what a command needs besides the queue.
+type opening int
+
+const (
+	queueOnly      opening = iota // the queue; [campaign] optional (status, report, ...)
+	campaignEngine                // the configuration's campaign: templates, providers (send, enqueue, preview)
+	workerEngine                  // providers only; campaigns come from the queue (worker)
+)
+
+// open loads the configuration and opens the queue, and prepares the engine
+// as what asks.
+func open(path string, what opening, opts engine.Options, stderr io.Writer) (*campaign, int) {
 	if path == "" {
 		fmt.Fprintln(stderr, "herald: --config FILE is required")
 		return nil, exitInput
 	}
-	cfg, err := config.Load(path)
+	load := config.Load
+	if what != campaignEngine {
+		load = config.LoadWorker
+	}
+	cfg, err := load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
 		return nil, exitInput
 	}
 	c := &campaign{cfg: cfg}
-	opts := engine.Options{Logger: log}
 	switch cfg.Queue.Backend {
 	case "redis":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -68,12 +79,16 @@ func open(path string, withEngine bool, log *slog.Logger, stderr io.Writer) (*ca
 		}
 		c.q, c.recovered = q, q.Recovered()
 	}
-	if withEngine {
-		if c.eng, err = engine.New(cfg, c.q, opts); err != nil {
-			c.Close()
-			fmt.Fprintf(stderr, "herald: %s\n", err)
-			return nil, exitInput
-		}
+	switch what {
+	case campaignEngine:
+		c.eng, err = engine.New(cfg, c.q, opts)
+	case workerEngine:
+		c.eng, err = engine.NewWorker(cfg, c.q, opts)
+	}
+	if err != nil {
+		c.Close()
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return nil, exitInput
 	}
 	return c, exitOK
 }
@@ -84,6 +99,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	dry := fs.Bool("dry-run", false, "plan and render every recipient, report problems, send nothing")
 	quiet := fs.Bool("quiet", false, "no progress display, only the summary")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file` (for benchmarking)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9464)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -103,7 +119,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	tuneGC()
 	out := newOutput(stderr, *quiet)
 	log := out.logger()
-	c, code := open(*path, true, log, stderr)
+	metrics, err := serveMetrics(*metricsAddr, stderr)
+	if err != nil {
+		return exitInput
+	}
+	defer metrics.Close()
+	c, code := open(*path, campaignEngine, engine.Options{Logger: log, Observer: metrics.observer()}, stderr)
 	if c == nil {
 		return code
 	}
@@ -144,6 +165,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	} else {
 		out.printf("planned %s: %d rows, %d new recipients, %d invalid, %d duplicates, %d suppressed\n",
 			id, res.Rows, res.Added, res.Invalid, res.Duplicates, res.Suppressed)
+	}
+	if res.ContentChanged {
+		out.printf("%s: the campaign's content changed since it was planned; messages not yet sent use the new content\n", id)
 	}
 
 	stopProgress := out.progress(c.eng)
@@ -260,7 +284,7 @@ func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	out := newOutput(stderr, true)
-	c, code := open(*path, true, out.logger(), stderr)
+	c, code := open(*path, campaignEngine, engine.Options{Logger: out.logger()}, stderr)
 	if c == nil {
 		return code
 	}
@@ -270,6 +294,9 @@ func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
 	res, err := c.eng.Plan(soft, func(p engine.Problem) { out.printf("%s: %s\n", c.cfg.Campaign.Recipients, p) })
 	if code, done := failed(err, stderr); done {
 		return code
+	}
+	if res.ContentChanged {
+		out.printf("%s: the campaign's content changed since it was planned; messages not yet sent use the new content (running workers: pause and resume the campaign to reload it)\n", c.cfg.Campaign.ID)
 	}
 	if res.Resumed {
 		out.printf("campaign %s was planned before: nothing added\n", c.cfg.Campaign.ID)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/heraldmail/herald/engine"
 	"github.com/heraldmail/herald/queue"
 )
 
@@ -15,13 +16,18 @@ import (
 // campaign named by args (or the config's campaign.id). On failure it has
 // printed why and returns a nil campaign and the exit status.
 func openExisting(path string, args []string, stderr io.Writer) (*campaign, queue.Campaign, int) {
-	c, code := open(path, false, nil, stderr)
+	c, code := open(path, queueOnly, engine.Options{}, stderr)
 	if c == nil {
 		return nil, queue.Campaign{}, code
 	}
 	id := c.cfg.Campaign.ID
 	if len(args) > 0 {
 		id = args[0]
+	}
+	if id == "" {
+		c.Close()
+		fmt.Fprintln(stderr, "herald: which campaign? give its ID (the configuration has no campaign.id)")
+		return nil, queue.Campaign{}, exitInput
 	}
 	camp, err := c.q.Campaign(context.Background(), id)
 	if err != nil {
@@ -37,15 +43,19 @@ func openExisting(path string, args []string, stderr io.Writer) (*campaign, queu
 }
 
 type statusReport struct {
-	Campaign  string           `json:"campaign"`
-	Status    string           `json:"status"`
-	Reason    string           `json:"reason,omitempty"`
-	Planned   bool             `json:"planned"`
-	Counts    map[string]int64 `json:"counts"`
-	Total     int64            `json:"total"`
-	Open      int64            `json:"open"`
-	NextDue   *time.Time       `json:"next_due,omitempty"`
-	Providers []providerUsage  `json:"providers"`
+	Campaign string           `json:"campaign"`
+	Status   string           `json:"status"`
+	Reason   string           `json:"reason,omitempty"`
+	Planned  bool             `json:"planned"`
+	Counts   map[string]int64 `json:"counts"`
+	Total    int64            `json:"total"`
+	Open     int64            `json:"open"`
+	NextDue  *time.Time       `json:"next_due,omitempty"`
+	// Rate is what the configured providers sent in the last minute, in
+	// messages a second (every campaign together); ETA is Open at that rate.
+	Rate      float64         `json:"rate"`
+	ETA       string          `json:"eta,omitempty"`
+	Providers []providerUsage `json:"providers"`
 }
 
 type providerUsage struct {
@@ -58,22 +68,73 @@ type providerUsage struct {
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", "--config FILE [ID] [--json]", stderr)
-	path := fs.String("config", "", "campaign configuration `file` (TOML)")
+	path := fs.String("config", "", "configuration `file` (TOML); without ID and without campaign.id, every campaign")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, camp, code := openExisting(*path, fs.Args(), stderr)
+	c, code := open(*path, queueOnly, engine.Options{}, stderr)
 	if c == nil {
 		return code
 	}
 	defer c.Close()
 	ctx := context.Background()
-	id := camp.ID
+	ids, all := fs.Args(), false
+	if len(ids) == 0 && c.cfg.Campaign.ID != "" {
+		ids = []string{c.cfg.Campaign.ID}
+	}
+	if len(ids) == 0 {
+		var err error
+		if ids, err = c.q.Campaigns(ctx); err != nil {
+			fmt.Fprintf(stderr, "herald: %s\n", err)
+			return exitInterrupted
+		}
+		all = true
+	}
+	var reps []statusReport
+	if !all {
+		ids = ids[:1]
+	}
+	for _, id := range ids {
+		rep, err := campaignStatus(ctx, c, id)
+		if errors.Is(err, queue.ErrNoCampaign) {
+			fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send or enqueue first)\n", id, c.cfg.Queue.Backend)
+			return exitInput
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "herald: %s\n", err)
+			return exitInterrupted
+		}
+		reps = append(reps, rep)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if all {
+			_ = enc.Encode(reps)
+		} else {
+			_ = enc.Encode(reps[0])
+		}
+		return exitOK
+	}
+	if all && len(reps) == 0 {
+		fmt.Fprintf(stdout, "no campaigns in the %s queue\n", c.cfg.Queue.Backend)
+	}
+	for _, rep := range reps {
+		printStatus(stdout, rep)
+	}
+	return exitOK
+}
+
+// campaignStatus gathers one campaign's status report.
+func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, error) {
+	camp, err := c.q.Campaign(ctx, id)
+	if err != nil {
+		return statusReport{}, err
+	}
 	counts, err := c.q.Counts(ctx, id)
 	if err != nil {
-		fmt.Fprintf(stderr, "herald: %s\n", err)
-		return exitInterrupted
+		return statusReport{}, err
 	}
 	rep := statusReport{Campaign: id, Status: camp.Status.String(), Reason: camp.Reason, Planned: camp.Planned,
 		Counts: map[string]int64{}, Total: counts.Total(), Open: counts.Open()}
@@ -84,37 +145,48 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		rep.NextDue = &t
 	}
 	now := time.Now()
+	var lastMin int64
 	for _, p := range c.cfg.Provider {
 		m, _ := c.q.Usage(ctx, p.Name, now.Add(-time.Minute))
 		d, _ := c.q.Usage(ctx, p.Name, now.Add(-24*time.Hour))
 		rep.Providers = append(rep.Providers, providerUsage{Name: p.Name, LastMin: m, LastDay: d, DailyCap: p.Daily, Rate: p.Rate})
+		lastMin += m
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
-		return exitOK
+	rep.Rate = float64(lastMin) / 60
+	if rep.Rate > 0 && rep.Open > 0 && camp.Status == queue.Active {
+		rep.ETA = (time.Duration(float64(rep.Open) / rep.Rate * float64(time.Second))).Round(time.Second).String()
 	}
-	fmt.Fprintf(stdout, "campaign %s: %s", id, rep.Status)
+	return rep, nil
+}
+
+func printStatus(w io.Writer, rep statusReport) {
+	fmt.Fprintf(w, "campaign %s: %s", rep.Campaign, rep.Status)
 	if rep.Reason != "" {
-		fmt.Fprintf(stdout, " (%s)", rep.Reason)
+		fmt.Fprintf(w, " (%s)", rep.Reason)
 	}
-	fmt.Fprintf(stdout, "\n  %d recipients: %d sent, %d failed, %d suppressed, %d cancelled; %d to go (%d pending, %d being sent, %d waiting to retry)\n",
-		rep.Total, counts.Sent, counts.Failed, counts.Suppressed, counts.Cancelled, rep.Open, counts.Pending, counts.Leased, counts.Retry)
-	if rep.NextDue != nil && counts.Pending == 0 && counts.Retry > 0 {
-		fmt.Fprintf(stdout, "  next retry due %s\n", rep.NextDue.Format(time.DateTime))
+	if !rep.Planned {
+		fmt.Fprint(w, ", still being planned")
+	}
+	n := rep.Counts
+	fmt.Fprintf(w, "\n  %d recipients: %d sent, %d failed, %d suppressed, %d cancelled; %d to go (%d pending, %d being sent, %d waiting to retry)\n",
+		rep.Total, n["sent"], n["failed"], n["suppressed"], n["cancelled"], rep.Open, n["pending"], n["leased"], n["retry"])
+	if rep.NextDue != nil && n["pending"] == 0 && n["retry"] > 0 {
+		fmt.Fprintf(w, "  next retry due %s\n", rep.NextDue.Format(time.DateTime))
+	}
+	if rep.Rate > 0 {
+		fmt.Fprintf(w, "  sending %.1f msgs/s (all campaigns, last minute)", rep.Rate)
+		if rep.ETA != "" {
+			fmt.Fprintf(w, "; at this rate %s to go", rep.ETA)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, p := range rep.Providers {
-		fmt.Fprintf(stdout, "  provider %s: %d sent in the last minute, %d in the last 24 hours", p.Name, p.LastMin, p.LastDay)
+		fmt.Fprintf(w, "  provider %s: %d sent in the last minute, %d in the last 24 hours", p.Name, p.LastMin, p.LastDay)
 		if p.DailyCap > 0 {
-			fmt.Fprintf(stdout, " of %d a day", p.DailyCap)
+			fmt.Fprintf(w, " of %d a day", p.DailyCap)
 		}
-		if p.LastMin > 0 && rep.Open > 0 {
-			fmt.Fprintf(stdout, "; at this rate %s to go", (time.Duration(float64(rep.Open) / float64(p.LastMin) * float64(time.Minute))).Round(time.Second))
-		}
-		fmt.Fprintln(stdout)
+		fmt.Fprintln(w)
 	}
-	return exitOK
 }
 
 // cmdSetStatus is pause, resume and cancel.

@@ -1,0 +1,460 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/heraldmail/herald/templates"
+)
+
+// sender delivers jobs over one connection of provider p at a time.
+func (r *run) sender(p *provider) {
+	defer func() {
+		// The last sender to leave while jobs are still coming means no
+		// provider can send.
+		if r.senders.Add(-1) == 0 && p.state(time.Now()) != "" {
+			r.halt(&StoppedError{Reason: r.providersDown()})
+		}
+	}()
+	cn := &conn{r: r, p: p, log: r.e.log.With("provider", p.cfg.Name)}
+	unhook := context.AfterFunc(r.hard, cn.cut)
+	defer unhook()
+	defer cn.drop(true)
+
+	w := &worker{}
+	idle := time.NewTimer(p.cfg.IdleTimeout.Duration)
+	defer idle.Stop()
+	for {
+		var t task
+		var ok bool
+		select {
+		case t, ok = <-r.jobs:
+			if !ok {
+				return
+			}
+		case <-idle.C:
+			cn.drop(true)
+			continue
+		case <-r.hard.Done():
+			return
+		}
+		if t.c.gone.Load() {
+			r.results <- result{task: t, release: true}
+			continue
+		}
+		waited := time.Now()
+		if err := p.limiter.Wait(r.stop); err != nil {
+			r.results <- result{task: t, release: true}
+			continue
+		}
+		r.e.obs.LimitWait(p.cfg.Name, time.Since(waited))
+		if cn.c != nil && time.Since(cn.lastUsed) > p.cfg.IdleTimeout.Duration {
+			// Idle too long waiting for the rate: the server may have
+			// closed it already.
+			cn.drop(true)
+		}
+		pr, alive := r.prepare(cn, w, t)
+		if !alive {
+			return
+		}
+		if pr != nil && !r.transact(cn, w, pr) {
+			return
+		}
+		idle.Reset(p.cfg.IdleTimeout.Duration)
+	}
+}
+
+// worker is a sender's reusable rendering state.
+type worker struct {
+	rend templates.Renderer
+	data map[string]string
+	c    *campaign // whose columns data holds
+}
+
+// prepared is a job ready to go: quota taken, message built.
+type prepared struct {
+	task
+	msg   *mail.Msg
+	at    time.Time
+	tries int
+}
+
+// prepare takes the daily quota for job and builds its message. The rate
+// was already taken. It returns nil when the job was settled or given back
+// here; alive is false when the provider cannot send any more.
+func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
+	p := cn.p
+	now := time.Now()
+	if reason := p.state(now); reason != "" {
+		r.results <- result{task: t, release: true}
+		return nil, false
+	}
+	if ok, until := p.daily.Take(now); !ok {
+		r.results <- result{task: t, release: true}
+		p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.daily.Limit(), until.Format(time.DateTime)), until)
+		return nil, false
+	}
+	if w.c != t.c {
+		w.c, w.data = t.c, make(map[string]string, len(t.c.header))
+	}
+	for i, h := range t.c.header {
+		w.data[h] = t.job.Fields[i]
+	}
+	msg, err := t.c.content.comp.compose(&w.rend, w.data, t.job.Email, t.job.Key, now)
+	if err != nil {
+		p.daily.Undo(now)
+		r.results <- result{task: t, p: p, derr: Classify(StageRender, err), at: now}
+		return nil, true
+	}
+	r.e.progress.inFlight.Add(1)
+	return &prepared{task: t, msg: msg, at: now}, true
+}
+
+// tryNext takes another job only if one is waiting and the rate allows it
+// now: the pipelined path sends its envelope with the previous message.
+func (r *run) tryNext(cn *conn, w *worker) *prepared {
+	p := cn.p
+	if cn.used+1 >= p.cfg.PerConnection || r.stop.Err() != nil || p.state(time.Now()) != "" {
+		return nil
+	}
+	ok, undo := p.limiter.TryTake()
+	if !ok {
+		return nil
+	}
+	select {
+	case t, open := <-r.jobs:
+		if !open {
+			undo()
+			return nil
+		}
+		if t.c.gone.Load() {
+			undo()
+			r.results <- result{task: t, release: true}
+			return nil
+		}
+		pr, _ := r.prepare(cn, w, t)
+		return pr
+	default:
+		undo()
+		return nil
+	}
+}
+
+// transact sends pr, reconnecting as needed. It returns false when the
+// provider cannot send any more.
+func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
+	for pr != nil {
+		pr.tries++
+		if cn.c == nil {
+			if derr := cn.open(); derr != nil {
+				return r.connectFailed(cn, pr, derr)
+			}
+		}
+		var again *prepared
+		var alive bool
+		if cn.pipe != nil {
+			again, alive = r.pipelined(cn, w, pr)
+		} else {
+			again, alive = r.plain(cn, pr)
+		}
+		if !alive {
+			if again != nil {
+				r.giveBack(cn.p, again)
+			}
+			return false
+		}
+		if again != nil {
+			r.e.progress.reconnects.Add(1)
+			if again.tries >= reconnectTries || r.hard.Err() != nil {
+				// The connection keeps failing on this job: count it.
+				alive = r.finish(cn, again, &DeliveryError{Class: ClassTransient, Stage: StageMail, Text: "connection lost before the data, " + fmt.Sprint(again.tries) + " times"}, "")
+				if !alive {
+					return false
+				}
+				again = nil
+			}
+		}
+		pr = again
+	}
+	return true
+}
+
+// plain is one transaction without pipelining (one command, one reply).
+func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
+	derr, reply, keep := deliver(cn.c, pr.c.envFrom, pr.job.Email, pr.msg)
+	cn.after(keep)
+	if derr != nil && derr.Class == ClassReconnect {
+		return pr, true
+	}
+	return nil, r.finish(cn, pr, derr, reply)
+}
+
+// pipelined sends pr and, while more jobs are ready, the ones after it: the
+// content of each message shares a flight with the next envelope, so a
+// message costs one round trip. Every job is settled here except again, a
+// job whose envelope met a lost connection or a 421 and is to be retried on
+// a fresh one.
+func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, alive bool) {
+	pp := cn.pipe
+	if err := pp.writeEnvelope(pr.c.envFrom, pr.job.Email); err != nil {
+		return nil, r.finish(cn, pr, Classify(StageRender, err), "")
+	}
+	if err := pp.flush(); err != nil {
+		cn.drop(false)
+		return pr, true
+	}
+	if derr, keep := pp.readEnvelope(); derr != nil {
+		cn.afterRefusal(keep)
+		if derr.Class == ClassReconnect {
+			return pr, true
+		}
+		return nil, r.finish(cn, pr, derr, "")
+	}
+	cur := pr
+	for {
+		if err := pp.writeContent(cur.msg); err != nil {
+			cn.drop(false) // the final dot never left: safe to send again
+			return cur, true
+		}
+		next := r.tryNext(cn, w)
+		if next != nil {
+			if err := pp.writeEnvelope(next.c.envFrom, next.job.Email); err != nil {
+				// Nothing of it was written: settle it on its own.
+				if !r.finish(cn, next, Classify(StageRender, err), "") {
+					return cur, false
+				}
+				next = nil
+			}
+		}
+		if err := pp.flush(); err != nil {
+			cn.drop(false)
+			// Some of the content may have reached the server.
+			return next, r.finish(cn, cur, Classify(StageDataEnd, err), "")
+		}
+		derr, reply, keep := pp.readDataEnd()
+		cn.used++
+		if !keep {
+			cn.drop(false)
+		}
+		if !r.finish(cn, cur, derr, reply) {
+			return next, false
+		}
+		if next == nil {
+			cn.after(keep)
+			return nil, true
+		}
+		if !keep {
+			return next, true // its envelope went to a closed session
+		}
+		derr, keep = pp.readEnvelope()
+		if derr != nil {
+			cn.afterRefusal(keep)
+			if derr.Class == ClassReconnect {
+				return next, true
+			}
+			return nil, r.finish(cn, next, derr, "")
+		}
+		cur = next
+	}
+}
+
+// giveBack returns a prepared job untouched.
+func (r *run) giveBack(p *provider, pr *prepared) {
+	p.daily.Undo(pr.at)
+	r.e.progress.inFlight.Add(-1)
+	r.results <- result{task: pr.task, release: true}
+}
+
+// connectFailed handles a job whose connection could not be made.
+func (r *run) connectFailed(cn *conn, pr *prepared, derr *DeliveryError) bool {
+	p := cn.p
+	r.giveBack(p, pr)
+	if derr.Class == ClassAuth || derr.Class == ClassReconnect {
+		reason := fmt.Sprintf("%s: %s", p.cfg, describeConnectFailure(derr))
+		cn.log.Error("provider stopped", "reason", reason, "code", derr.Code)
+		p.trip(reason, time.Time{})
+		return false
+	}
+	return true // stopping, or a throttled greeting: the job waits for the next try
+}
+
+// finish settles one attempted job and adjusts the provider. It returns
+// false when the provider cannot send any more.
+func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) bool {
+	p := cn.p
+	if derr != nil && derr.Class == ClassAuth {
+		return r.connectFailed(cn, pr, derr) // e.g. 530 at MAIL: no login configured
+	}
+	r.e.progress.inFlight.Add(-1)
+	r.notePolicy(pr.c, derr)
+	cn.lastUsed = time.Now()
+	if derr == nil {
+		p.limiter.Sent()
+		r.e.obs.Outcome(p.cfg.Name, ClassSent)
+		r.e.obs.Latency(p.cfg.Name, cn.lastUsed.Sub(pr.at))
+		r.results <- result{task: pr.task, p: p, reply: reply, at: pr.at}
+		return true
+	}
+	r.e.obs.Outcome(p.cfg.Name, derr.Class)
+	if derr.Class == ClassThrottle {
+		r.e.progress.throttled.Add(1)
+		if derr.Quota {
+			until := pr.at.Add(time.Hour)
+			p.trip(fmt.Sprintf("%s: sending quota reply %q; paused until %s", p.cfg, derr.Reply(), until.Format(time.DateTime)), until)
+		} else if !derr.Domain {
+			p.limiter.Throttled()
+		}
+	}
+	r.results <- result{task: pr.task, p: p, derr: derr, at: pr.at}
+	return true
+}
+
+// conn is a sender's connection to its provider.
+type conn struct {
+	r        *run
+	p        *provider
+	log      *slog.Logger
+	c        *smtp.Client
+	pipe     *pipe // set when the server pipelines and the provider allows it
+	used     int
+	lastUsed time.Time
+	live     atomic.Pointer[net.Conn]
+}
+
+// open connects, replacing a connection idle for too long.
+func (cn *conn) open() *DeliveryError {
+	c, raw, derr := cn.r.connect(cn.p, cn.log)
+	if derr != nil {
+		return derr
+	}
+	cn.c, cn.used, cn.lastUsed = c, 0, time.Now()
+	cn.live.Store(&raw)
+	cn.r.e.obs.Connections(cn.p.cfg.Name, 1)
+	if cn.r.hard.Err() != nil {
+		raw.Close() // the hard stop came while dialling
+	}
+	cn.pipe = nil
+	if ok, _ := c.Extension("PIPELINING"); ok && cn.p.cfg.PipeliningOn() {
+		cn.pipe = newPipe(c)
+	}
+	return nil
+}
+
+// cut closes the raw connection: the one way to stop a command in flight,
+// as go-mail's Client.Close waits for it.
+func (cn *conn) cut() {
+	if raw := cn.live.Load(); raw != nil {
+		(*raw).Close()
+	}
+}
+
+// drop closes the connection, with QUIT when quit is set and the run is
+// not stopping hard.
+func (cn *conn) drop(quit bool) {
+	if cn.c == nil {
+		return
+	}
+	if quit && cn.r.hard.Err() == nil {
+		_ = cn.p.client.CloseWithSMTPClient(cn.c)
+	}
+	cn.c.Close()
+	cn.live.Store(nil)
+	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
+	cn.c, cn.pipe, cn.used = nil, nil, 0
+}
+
+// after counts a finished transaction and rotates the connection.
+func (cn *conn) after(keep bool) {
+	if !keep {
+		cn.drop(false)
+		return
+	}
+	if cn.pipe == nil {
+		cn.used++
+	}
+	if cn.used >= cn.p.cfg.PerConnection {
+		cn.drop(true)
+	}
+}
+
+// afterRefusal keeps or drops the connection after a refused envelope.
+func (cn *conn) afterRefusal(keep bool) {
+	if !keep {
+		cn.drop(false)
+	}
+}
+
+// connect dials provider p with exponential backoff and jitter. It gives up
+// at once on an auth-class failure, after dialTries failures otherwise, and
+// when the run stops (Stage connect, Class reconnect, no code).
+func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *DeliveryError) {
+	var last *DeliveryError
+	for n := 0; n < dialTries; n++ {
+		if p.state(time.Now()) != "" {
+			return nil, nil, &DeliveryError{Class: ClassReconnect, Stage: StageConnect, Text: "provider stopped"}
+		}
+		c, raw, derr := p.open(r.stop)
+		if derr == nil {
+			return c, raw, nil
+		}
+		if derr.Class == ClassAuth {
+			return nil, nil, derr
+		}
+		last = derr
+		if r.stop.Err() != nil {
+			break
+		}
+		if derr.Class == ClassThrottle {
+			p.limiter.Throttled()
+		}
+		d := backoff(n, dialBase, dialCeiling)
+		log.Warn("cannot connect; retrying", "error", derr.Reply(), "in", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.stop.Done():
+			t.Stop()
+		}
+	}
+	if r.stop.Err() != nil {
+		return nil, nil, &DeliveryError{Class: ClassTransient, Stage: StageConnect, Text: "stopping"}
+	}
+	return nil, nil, last
+}
+
+func describeConnectFailure(d *DeliveryError) string {
+	switch {
+	case d.Class == ClassAuth && d.Stage == StageAuth:
+		return "the server refused the login: " + d.Reply()
+	case d.Class == ClassAuth && d.Stage > StageAuth:
+		return fmt.Sprintf("the server requires a login (set username and password_env): %s", d.Reply())
+	case d.Class == ClassAuth && d.Code == 0:
+		return "cannot connect securely: " + d.Reply()
+	case d.Class == ClassAuth:
+		return "the server refused us: " + d.Reply()
+	}
+	return fmt.Sprintf("cannot connect after %d tries: %s", dialTries, d.Reply())
+}
+
+// providersDown explains why no sender is left.
+func (r *run) providersDown() string {
+	var why []string
+	for _, p := range r.e.providers {
+		if s := p.state(time.Now()); s != "" {
+			why = append(why, s)
+		}
+	}
+	if len(why) == 0 {
+		return "all senders stopped"
+	}
+	return "no provider can send: " + strings.Join(why, "; ")
+}
+

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/templates"
+)
+
+// Spec is everything a worker needs to deliver a campaign that was planned
+// elsewhere: the templates' text, the sender, extra headers, attachments and
+// the retry and policy settings. Plan stores it with the campaign, so a
+// worker needs only its providers in its own configuration.
+type Spec struct {
+	Version     int               `json:"version"`
+	From        string            `json:"from"`
+	ReplyTo     string            `json:"reply_to,omitempty"`
+	Subject     string            `json:"subject"`
+	Text        string            `json:"text,omitempty"`
+	TextName    string            `json:"text_name,omitempty"` // for error messages
+	HTML        string            `json:"html,omitempty"`
+	HTMLName    string            `json:"html_name,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Attachments []Attachment      `json:"attachments,omitempty"`
+
+	PolicyThreshold float64 `json:"policy_threshold"`
+	PolicyMinimum   int     `json:"policy_minimum"`
+
+	MaxAttempts int           `json:"max_attempts"`
+	MaxAge      time.Duration `json:"max_age"`
+	Backoff     time.Duration `json:"backoff"`
+	MaxBackoff  time.Duration `json:"max_backoff"`
+}
+
+// Attachment is a file attached to every message of a campaign.
+type Attachment struct {
+	Name string `json:"name"`
+	Data []byte `json:"data"`
+}
+
+const specVersion = 1
+
+// SpecFromConfig reads the campaign's template files and attachments.
+func SpecFromConfig(cfg *config.Config) (Spec, error) {
+	cp := cfg.Campaign
+	s := Spec{
+		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, Headers: cp.Headers,
+		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
+		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
+		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
+	}
+	if cp.Text != "" {
+		b, err := os.ReadFile(cp.Text)
+		if err != nil {
+			return s, fmt.Errorf("campaign.text: %w", err)
+		}
+		s.Text, s.TextName = string(b), cp.Text
+	}
+	if cp.HTML != "" {
+		b, err := os.ReadFile(cp.HTML)
+		if err != nil {
+			return s, fmt.Errorf("campaign.html: %w", err)
+		}
+		s.HTML, s.HTMLName = string(b), cp.HTML
+	}
+	for i, p := range cp.Attachments {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return s, fmt.Errorf("campaign.attachments[%d]: %w", i, err)
+		}
+		s.Attachments = append(s.Attachments, Attachment{Name: filepath.Base(p), Data: data})
+	}
+	return s, nil
+}
+
+// Encode is the stored form of the spec (queue.Campaign.Spec).
+func (s Spec) Encode() []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // only plain values: cannot fail
+	}
+	return b
+}
+
+// DecodeSpec reads a stored spec.
+func DecodeSpec(b []byte) (Spec, error) {
+	var s Spec
+	if len(b) == 0 {
+		return s, fmt.Errorf("no campaign content stored (planned by an older herald? run herald send or enqueue with its configuration again)")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&s); err != nil {
+		return s, fmt.Errorf("stored campaign content: %w", err)
+	}
+	if s.Version != specVersion {
+		return s, fmt.Errorf("stored campaign content is version %d; this herald reads version %d", s.Version, specVersion)
+	}
+	return s, nil
+}
+
+// content is a campaign's parsed content: templates parsed once, the
+// message composer, and the retry and policy settings. Read-only, safe for
+// concurrent use.
+type content struct {
+	spec Spec
+	set  *templates.Set
+	comp *composer
+}
+
+func newContent(id string, s Spec) (*content, error) {
+	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
+	if err != nil {
+		return nil, err
+	}
+	comp, err := newComposer(id, s, set)
+	if err != nil {
+		return nil, err
+	}
+	return &content{spec: s, set: set, comp: comp}, nil
+}
+
+// retryAt is when a job that failed transiently for the n-th time is due.
+func (c *content) retryAt(now time.Time, n int) time.Time {
+	return now.Add(backoff(n-1, c.spec.Backoff, c.spec.MaxBackoff))
+}
