@@ -59,12 +59,18 @@ func (c *campaign) hold(jobs []queue.Job) {
 	}
 }
 
-func (c *campaign) unhold(seqs ...uint64) {
+// unhold forgets leases and says how many of them were held.
+func (c *campaign) unhold(seqs ...uint64) int {
 	c.heldMu.Lock()
 	defer c.heldMu.Unlock()
+	n := 0
 	for _, s := range seqs {
-		delete(c.held, s)
+		if _, ok := c.held[s]; ok {
+			delete(c.held, s)
+			n++
+		}
 	}
+	return n
 }
 
 func (c *campaign) holding() []queue.Job {
@@ -389,11 +395,11 @@ func (r *run) renew(done <-chan struct{}) {
 				r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
 				continue
 			}
-			if len(lost) > 0 {
-				// Another worker took them after our lease ran out: our
-				// outcome for them will be refused at settlement.
-				r.e.log.Warn("leases lost to another worker", "campaign", c.id, "jobs", len(lost))
-				c.unhold(lost...)
+			// A job settled while Extend was on its way is not held any
+			// more; one still held was taken by another worker after our
+			// lease ran out: our outcome for it will be refused.
+			if n := c.unhold(lost...); n > 0 {
+				r.e.log.Warn("leases lost to another worker", "campaign", c.id, "jobs", n)
 			}
 		}
 	}

@@ -18,11 +18,12 @@ import (
 // output writes progress and messages to stderr: a live bar on a terminal,
 // a plain line every few seconds otherwise.
 type output struct {
-	mu    sync.Mutex
-	w     io.Writer
-	tty   bool
-	quiet bool
-	bar   *mpb.Progress // while a bar is shown, text goes above it
+	mu     sync.Mutex
+	w      io.Writer
+	tty    bool
+	quiet  bool
+	worker bool          // progress of herald worker: no bar, this process's counts
+	bar    *mpb.Progress // while a bar is shown, text goes above it
 }
 
 func newOutput(stderr io.Writer, quiet bool) *output {
@@ -61,6 +62,10 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 	line := func() string {
 		p := eng.Progress()
 		r := meter.observe(p.Sent, time.Now())
+		if o.worker {
+			// Campaigns come and go: this process's own counts.
+			return fmt.Sprintf("this worker: sent %d  failed %d  retried %d  in flight %d  %.0f msgs/s", p.Sent, p.Failed, p.Retried, p.InFlight, r)
+		}
 		s := fmt.Sprintf("sent %d  failed %d  retrying %d  in flight %d  %.0f msgs/s", p.Counts.Sent, p.Counts.Failed, p.Counts.Retry, p.InFlight, r)
 		if left := p.Counts.Open(); r > 0 && left > 0 {
 			s += fmt.Sprintf("  ETA %s", (time.Duration(float64(left)/r) * time.Second).Round(time.Second))
@@ -70,7 +75,7 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 		}
 		return s
 	}
-	if !o.tty {
+	if !o.tty || o.worker {
 		go func() {
 			defer close(finished)
 			t := time.NewTicker(5 * time.Second)

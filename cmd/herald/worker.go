@@ -21,7 +21,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	}
 	tuneGC()
 	out := newOutput(stderr, *quiet)
-	out.tty = false // campaigns come and go: a line every few seconds, not a bar
+	out.worker = true
 	metrics, err := serveMetrics(*metricsAddr, stderr)
 	if err != nil {
 		return exitInput
