@@ -370,7 +370,9 @@ func (o *queueOutageClock) failed(r *run, what string, err error) bool {
 
 func (o *queueOutageClock) ok() { o.since, o.n = time.Time{}, 0 }
 
-func (o *queueOutageClock) delay() time.Duration { return backoff(o.n, 50*time.Millisecond, 5*time.Second) }
+func (o *queueOutageClock) delay() time.Duration {
+	return backoff(o.n, 50*time.Millisecond, 5*time.Second)
+}
 
 // renew extends the leases the run holds every third of the lease TTL,
 // until done is closed.

@@ -457,4 +457,3 @@ func (r *run) providersDown() string {
 	}
 	return "no provider can send: " + strings.Join(why, "; ")
 }
-
