@@ -595,8 +595,12 @@ func (r *run) settle() {
 		}
 		return nil
 	}
+	var retryAt time.Time // while the queue is out of reach: next attempt
 	flush := func(final bool) {
 		for {
+			if !final && time.Now().Before(retryAt) {
+				return
+			}
 			var err error
 			for c, p := range byCampaign {
 				if err = flushOne(c, p); err != nil {
@@ -605,20 +609,29 @@ func (r *run) settle() {
 				delete(byCampaign, c)
 			}
 			if err == nil {
-				size = 0
+				size, retryAt = 0, time.Time{}
 				outage.ok()
 				break
 			}
 			if outage.failed(r, "settle", err) || r.hard.Err() != nil {
 				r.e.log.Error("cannot record outcomes; the jobs will be delivered again once their leases expire", "error", err)
+				for c, p := range byCampaign {
+					for _, s := range p.batch {
+						c.unhold(s.Seq) // no longer renewed: they expire
+					}
+					for _, j := range p.releases {
+						c.unhold(j.Seq)
+					}
+				}
 				clear(byCampaign)
 				size = 0
 				break
 			}
+			retryAt = time.Now().Add(outage.delay())
 			if !final {
-				return // try again at the next tick
+				return // try again at a later tick
 			}
-			time.Sleep(outage.delay())
+			time.Sleep(time.Until(retryAt))
 		}
 		select {
 		case r.settled <- struct{}{}:

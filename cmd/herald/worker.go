@@ -32,7 +32,7 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer c.Close()
-	out.printf("herald worker: delivering the active campaigns of the %s queue through %d providers; SIGTERM or Ctrl-C stops it\n", c.cfg.Queue.Backend, len(c.cfg.Provider))
+	out.printf("herald worker: delivering the active campaigns of the %s queue through %d provider(s); SIGTERM or Ctrl-C stops it\n", c.cfg.Queue.Backend, len(c.cfg.Provider))
 
 	soft, hard, stopSignals := signalContexts(out)
 	defer stopSignals()
