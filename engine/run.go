@@ -21,6 +21,7 @@ const (
 	dialCeiling    = 30 * time.Second
 	storeTimeout   = 30 * time.Second
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
+	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.
 	queueOutage = 2 * time.Minute
@@ -113,10 +114,11 @@ type run struct {
 	senders atomic.Int64
 
 	mu      sync.Mutex
-	active  []*campaign       // delivered now, in round-robin order
-	retired []*campaign       // dropped, perhaps still holding leases
-	broken  map[string]string // Work: campaigns that cannot be loaded, and why
-	rr      int               // round-robin start
+	active  []*campaign          // delivered now, in round-robin order
+	retired []*campaign          // dropped, perhaps still holding leases
+	broken  map[string]string    // Work: campaigns that cannot be loaded, and why
+	quiet   map[string]time.Time // Work: finished or cancelled campaigns, looked at again from then
+	rr      int                  // round-robin start
 }
 
 // Run delivers the configuration's planned campaign until every job is
@@ -167,6 +169,7 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 		settled: make(chan struct{}, 1),
 		added:   make(chan struct{}, 1),
 		broken:  map[string]string{},
+		quiet:   map[string]time.Time{},
 	}
 	if single != nil {
 		if c, err := e.q.Counts(hard, single.id); err == nil {
@@ -451,7 +454,12 @@ func (r *run) refresh() {
 		return
 	}
 	var total queue.Counts
+	now := time.Now()
 	for _, id := range ids {
+		if now.Before(r.quiet[id]) {
+			continue
+		}
+		delete(r.quiet, id)
 		rec, err := r.e.q.Campaign(ctx, id)
 		if err != nil {
 			continue
@@ -461,6 +469,9 @@ func (r *run) refresh() {
 			if c != nil {
 				r.e.log.Info("campaign no longer active; its buffered jobs go back", "campaign", id, "status", rec.Status)
 				r.drop(c)
+			}
+			if rec.Status == queue.CampaignCancelled {
+				r.quiet[id] = now.Add(24 * time.Hour) // final
 			}
 			continue
 		}
@@ -472,6 +483,10 @@ func (r *run) refresh() {
 		if counts.Open() == 0 {
 			if c != nil {
 				r.drop(c) // finished: free its content
+			}
+			if rec.Planned {
+				// Only retry-failed reopens it: look less often.
+				r.quiet[id] = now.Add(finishedPoll)
 			}
 			continue
 		}

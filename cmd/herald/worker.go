@@ -87,7 +87,7 @@ func cmdRetryFailed(args []string, stdout, stderr io.Writer) int {
 	case camp.Status == queue.Paused:
 		fmt.Fprintf(stdout, "the campaign is paused: herald resume %s lets them be delivered\n", camp.ID)
 	default:
-		fmt.Fprintln(stdout, "running workers deliver them; or run herald send with the campaign's configuration")
+		fmt.Fprintln(stdout, "running workers pick them up within ten seconds; or run herald send with the campaign's configuration")
 	}
 	return exitOK
 }
