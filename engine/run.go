@@ -293,8 +293,20 @@ func (r *run) dispatch() {
 			r.drain()
 			return
 		}
-		cs := r.rotation()
 		n := r.batchSize()
+		if len(r.jobs) >= n {
+			// A batch still waits for the senders: keep no more than
+			// about a second of work buffered, so that a campaign planned
+			// now, or a pause, is not queued behind it.
+			t := time.NewTimer(10 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-r.stop.Done():
+			}
+			t.Stop()
+			continue
+		}
+		cs := r.rotation()
 		leased := 0
 		for _, c := range cs {
 			jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
@@ -536,7 +548,7 @@ func addCounts(a, b queue.Counts) queue.Counts {
 	return a
 }
 
-// batchSize leases no more than the providers can send in about two seconds.
+// batchSize leases no more than the providers can send in about a second.
 func (r *run) batchSize() int {
 	total := 0.0
 	for _, p := range r.e.providers {
@@ -546,7 +558,7 @@ func (r *run) batchSize() int {
 		}
 		total += rate
 	}
-	return max(1, min(maxBatch, int(total*2)))
+	return max(1, min(maxBatch, int(total)))
 }
 
 // drain gives back every job still buffered.

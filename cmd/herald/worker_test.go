@@ -344,7 +344,8 @@ func TestWorkersPauseResume(t *testing.T) {
 	// Planned while the workers run: they pick both up.
 	confA := c.campaign("fair-a", "a", n, "")
 	confB := c.campaign("fair-b", "b", n, "")
-	waitFor(t, time.Minute, func() bool { return c.sentTo("b", n) > 0 })
+	// Once what was buffered before fair-b existed has gone out.
+	waitFor(t, time.Minute, func() bool { return c.sentTo("b", n) > 100 })
 	a0, b0 := c.sentTo("a", n), c.sentTo("b", n)
 	waitFor(t, time.Minute, func() bool { return c.sentTo("a", n)+c.sentTo("b", n) >= a0+b0+600 })
 	a, b := c.sentTo("a", n)-a0, c.sentTo("b", n)-b0
