@@ -30,23 +30,36 @@ type Options struct {
 	Prefix string
 }
 
-// Open connects to the Redis at url: redis://, rediss:// (TLS) or unix://.
+// Open connects to the Redis at url. The scheme picks the kind of client:
+//
+//   - redis://[user:pass@]host:port/db, rediss://… (TLS) or unix:///path/redis.sock:
+//     one server (redis.ParseURL; its query options such as dial_timeout apply).
+//   - redis+cluster://[user:pass@]host:port?addr=host2:port&addr=host3:port,
+//     rediss+cluster://… (TLS): a Redis Cluster; the host and every addr are
+//     seed nodes (redis.ParseClusterURL). A cluster has only database 0, so
+//     the path must be empty, / or /0.
+//   - redis+sentinel://[user:pass@]host:port/db?master_name=mymaster&addr=host2:port,
+//     rediss+sentinel://… (TLS): the master that the Sentinels at host and
+//     every addr name (redis.ParseFailoverURL). master_name is required. The
+//     user and password in the URL log in to the Sentinels; the master's
+//     own are the query options username= and password=.
+//
+// Unless the URL sets them, Open retries a failed command up to 10 times
+// with a backoff from 8ms to 1s, so that a restart or a failover of Redis
+// does not fail a running send.
 func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
-	o, err := redis.ParseURL(url)
+	o, err := parseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	uo := &redis.UniversalOptions{
-		Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password,
-		TLSConfig: o.TLSConfig, Protocol: o.Protocol,
-		MaxRetries: 10, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: time.Second,
+		return nil, err
 	}
 	var rdb redis.UniversalClient
-	if o.Network == "unix" {
-		rdb = redis.NewClient(&redis.Options{Network: "unix", Addr: o.Addr, DB: o.DB, Password: o.Password,
-			MaxRetries: uo.MaxRetries, MinRetryBackoff: uo.MinRetryBackoff, MaxRetryBackoff: uo.MaxRetryBackoff})
-	} else {
-		rdb = redis.NewUniversalClient(uo)
+	switch o := o.(type) {
+	case *redis.Options:
+		rdb = redis.NewClient(o)
+	case *redis.ClusterOptions:
+		rdb = redis.NewClusterClient(o)
+	case *redis.FailoverOptions:
+		rdb = redis.NewFailoverClient(o)
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -56,6 +69,73 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 		opts.Prefix = "herald:"
 	}
 	return &Queue{rdb: rdb, prefix: opts.Prefix}, nil
+}
+
+// Retry defaults for a URL that sets none.
+const (
+	defaultMaxRetries      = 10
+	defaultMinRetryBackoff = 8 * time.Millisecond
+	defaultMaxRetryBackoff = time.Second
+)
+
+func retryDefaults(maxRetries *int, minBackoff, maxBackoff *time.Duration) {
+	if *maxRetries == 0 {
+		*maxRetries = defaultMaxRetries
+	}
+	if *minBackoff == 0 {
+		*minBackoff = defaultMinRetryBackoff
+	}
+	if *maxBackoff == 0 {
+		*maxBackoff = defaultMaxRetryBackoff
+	}
+}
+
+// parseURL turns url into *redis.Options, *redis.ClusterOptions or
+// *redis.FailoverOptions (see Open); it contacts nothing.
+func parseURL(url string) (any, error) {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return nil, fmt.Errorf("redis url %q: no scheme (use redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://)", url)
+	}
+	base, kind, _ := strings.Cut(scheme, "+")
+	if kind != "" && base != "redis" && base != "rediss" {
+		return nil, fmt.Errorf("redis url: unknown scheme %q", scheme)
+	}
+	switch kind {
+	case "":
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(base + "://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("redis cluster url: %w", err)
+		}
+		// ParseClusterURL ignores the path; a cluster has only db 0.
+		path := rest
+		if i := strings.IndexAny(path, "?#"); i >= 0 {
+			path = path[:i]
+		}
+		if _, p, ok := strings.Cut(path, "/"); ok && p != "" && p != "0" {
+			return nil, fmt.Errorf("redis cluster url: database %q: a cluster has only database 0", p)
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(base + "://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("redis sentinel url: %w", err)
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("redis sentinel url: master_name=… is required")
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	}
+	return nil, fmt.Errorf("redis url: unknown scheme %q (use redis+cluster:// or redis+sentinel://)", scheme)
 }
 
 // Close closes the connections.
