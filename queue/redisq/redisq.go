@@ -141,14 +141,14 @@ func parseURL(url string) (any, error) {
 // Close closes the connections.
 func (q *Queue) Close() error { return q.rdb.Close() }
 
-// keys of one campaign, all in one hash slot.
+// keys of one campaign, all in one hash slot (see scripts.go).
 type keys struct {
-	meta, data, st, reply, keys, pending, timers, order string
+	meta, data, st, keys, pending, timers, order string
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{p + "meta", p + "data", p + "st", p + "reply", p + "keys", p + "pending", p + "timers", p + "order"}
+	return keys{p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order"}
 }
 
 func (q *Queue) campaignsKey() string   { return q.prefix + "campaigns" }
@@ -170,7 +170,7 @@ func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Cam
 		return queue.Campaign{}, err
 	}
 	k := q.keys(c.ID)
-	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta}, rec).Err(); err != nil {
+	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta, k.timers}, rec, timersPin).Err(); err != nil {
 		return queue.Campaign{}, err
 	}
 	if err := q.rdb.SAdd(ctx, q.campaignsKey(), c.ID).Err(); err != nil {
@@ -231,7 +231,15 @@ func (q *Queue) MarkPlanned(ctx context.Context, id string) error {
 	return q.rdb.HSet(ctx, q.keys(id).meta, "planned", "1").Err()
 }
 
-// Enqueue adds the jobs whose keys are new to the campaign.
+// enqueueChunk is the most jobs one enqueue script takes; a larger batch
+// is sent as several scripts in one pipeline. Redis runs them one after the
+// other, so a later chunk sees the keys of an earlier one.
+const enqueueChunk = 250
+
+// Enqueue adds the jobs whose keys are new to the campaign. The suppression
+// list is read first (it lives in another hash slot than the campaign), then
+// the batch goes in chunks of enqueueChunk, all in one pipeline. Each chunk
+// is atomic; when one fails (SEQTAKEN), the chunks before it are stored.
 func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
 	var res queue.EnqueueResult
 	if len(jobs) == 0 {
@@ -245,34 +253,93 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	if err != nil {
 		return res, err
 	}
-	args := make([]any, 0, 1+5*len(jobs))
-	args = append(args, len(jobs))
-	for i, j := range jobs {
-		s, reason := "0", ""
-		if supp[i] != nil {
-			s, reason = "1", str(supp[i])
-		}
-		args = append(args, j.Seq, j.Key, encodeData(j), s, reason)
-	}
+	unique := distinct(jobs)
 	k := q.keys(id)
-	v, err := scriptEnqueue.Run(ctx, q.rdb, []string{k.meta, k.data, k.st, k.reply, k.keys, k.pending, k.order}, args...).Slice()
-	if err != nil {
-		if strings.Contains(err.Error(), "NOCAMPAIGN") {
-			return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
-		}
-		if strings.Contains(err.Error(), "SEQTAKEN") {
-			return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
-		}
-		return res, err
+	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order}
+	var args [][]any
+	for lo := 0; lo < len(jobs); lo += enqueueChunk {
+		hi := min(lo+enqueueChunk, len(jobs))
+		args = append(args, enqueueArgs(jobs[lo:hi], supp[lo:hi], unique))
 	}
-	res.Added, res.Suppressed, res.Existing = int(v[0].(int64)), int(v[1].(int64)), int(v[2].(int64))
-	d := v[3].([]any)
-	for i := 0; i+1 < len(d); i += 2 {
-		seq, _ := strconv.ParseUint(str(d[i]), 10, 64)
-		first, _ := strconv.ParseUint(str(d[i+1]), 10, 64)
-		res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: seq, FirstSeq: first})
+	cmds := make([]*redis.Cmd, len(args))
+	if len(args) == 1 {
+		cmds[0] = scriptEnqueue.Run(ctx, q.rdb, ks, args[0]...)
+	} else {
+		pipe := q.rdb.Pipeline()
+		for i, a := range args {
+			cmds[i] = scriptEnqueue.EvalSha(ctx, pipe, ks, a...)
+		}
+		pipe.Exec(ctx) // errors are looked at per chunk
+	}
+	for i, c := range cmds {
+		v, err := c.Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// The server lost its script cache (a restart): this chunk
+			// did not run. Run loads the script.
+			v, err = scriptEnqueue.Run(ctx, q.rdb, ks, args[i]...).Slice()
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "NOCAMPAIGN") {
+				return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+			}
+			if strings.Contains(err.Error(), "SEQTAKEN") {
+				return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
+			}
+			return res, err
+		}
+		res.Added += int(v[0].(int64))
+		res.Suppressed += int(v[1].(int64))
+		res.Existing += int(v[2].(int64))
+		d := v[3].([]any)
+		for i := 0; i+1 < len(d); i += 2 {
+			seq, _ := strconv.ParseUint(str(d[i]), 10, 64)
+			first, _ := strconv.ParseUint(str(d[i+1]), 10, 64)
+			res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: seq, FirstSeq: first})
+		}
 	}
 	return res, nil
+}
+
+// distinct reports whether no two jobs share a key or a seq.
+func distinct(jobs []queue.Job) bool {
+	keys := make(map[string]struct{}, len(jobs))
+	seqs := make(map[uint64]struct{}, len(jobs))
+	for _, j := range jobs {
+		keys[j.Key] = struct{}{}
+		seqs[j.Seq] = struct{}{}
+	}
+	return len(keys) == len(jobs) && len(seqs) == len(jobs)
+}
+
+// enqueueArgs lays out ARGV for scriptEnqueue.
+func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
+	n := len(jobs)
+	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
+	for _, j := range jobs {
+		minSeq, maxSeq = min(minSeq, j.Seq), max(maxSeq, j.Seq)
+	}
+	var suppressed []any
+	for i, r := range supp {
+		if r != nil {
+			suppressed = append(suppressed, i+1, str(r))
+		}
+	}
+	u := 0
+	if unique {
+		u = 1
+	}
+	a := make([]any, 0, 5+3*n+len(suppressed))
+	a = append(a, n, u, minSeq, maxSeq, len(suppressed)/2)
+	for _, j := range jobs {
+		a = append(a, j.Key)
+	}
+	for _, j := range jobs {
+		a = append(a, j.Seq)
+	}
+	for _, j := range jobs {
+		a = append(a, encodeData(j))
+	}
+	return append(a, suppressed...)
 }
 
 // Lease hands out due retries and expired leases, then pending jobs.
@@ -281,25 +348,72 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 		return nil, nil
 	}
 	k := q.keys(id)
-	until := now.Add(ttl)
-	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.reply}, now.UnixMilli(), n, until.UnixMilli()).Slice()
+	until := time.UnixMilli(now.Add(ttl).UnixMilli())
+	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data}, now.UnixMilli(), n, ms13(until)).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	jobs := make([]queue.Job, 0, len(v))
-	for _, e := range v {
-		f := e.([]any)
-		j, err := decodeData(str(f[3]))
+	if len(v) < 4 {
+		return nil, nil
+	}
+	last := uint64(v[0].(int64))
+	seqs, sts, data := v[1].([]any), v[2].([]any), v[3].([]any)
+	jobs := make([]queue.Job, len(seqs))
+	for i := range seqs {
+		j, err := decodeData(str(data[i]))
 		if err != nil {
 			return nil, err
 		}
-		j.Seq, _ = strconv.ParseUint(str(f[0]), 10, 64)
-		a, _ := strconv.Atoi(str(f[1]))
-		j.Attempts, j.Lease, j.State, j.At = a, uint64(f[2].(int64)), queue.Leased, time.UnixMilli(until.UnixMilli())
-		j.Provider, j.Reply = splitReply(str(f[4]))
-		jobs = append(jobs, j)
+		j.Seq, _ = strconv.ParseUint(str(seqs[i]), 10, 64)
+		if st := str(sts[i]); st != "" {
+			h, err := parseState(st)
+			if err != nil {
+				return nil, err
+			}
+			j.Attempts, j.Provider, j.Reply = h.Attempts, h.Provider, h.Reply
+		}
+		j.Lease = last - uint64(len(seqs)) + uint64(i) + 1
+		j.State, j.At = queue.Leased, until
+		jobs[i] = j
 	}
 	return jobs, nil
+}
+
+// parseState decodes an st value (see scripts.go) into the mutable fields
+// of a Job.
+func parseState(v string) (queue.Job, error) {
+	var j queue.Job
+	if len(v) < stHeaderLen || v[1] != ':' || v[6] != ':' || v[22] != ':' || v[36] != ':' || v[0] < '1' || v[0] > '7' {
+		return j, fmt.Errorf("redisq: job state %.40q is not in the format this version writes", v)
+	}
+	j.State = queue.State(v[0] - '0')
+	j.Attempts, _ = strconv.Atoi(v[2:6])
+	j.Lease, _ = strconv.ParseUint(v[7:22], 10, 64)
+	if ms, _ := strconv.ParseInt(v[23:36], 10, 64); ms != 0 {
+		j.At = time.UnixMilli(ms)
+	}
+	if len(v) > stHeaderLen {
+		j.Provider, j.Reply = splitReply(v[stHeaderLen:])
+	}
+	return j, nil
+}
+
+// ms13 is t in Unix milliseconds, zero-padded to 13 digits (clamped to
+// what 13 digits hold).
+func ms13(t time.Time) string {
+	return pad(uint64(min(max(t.UnixMilli(), 0), 9_999_999_999_999)), 13)
+}
+
+// lease15 is a lease token as the st header holds it.
+func lease15(l uint64) string { return pad(min(l, 999_999_999_999_999), 15) }
+
+func pad(v uint64, width int) string {
+	b := make([]byte, width)
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b)
 }
 
 func splitReply(v string) (provider, reply string) {
@@ -312,21 +426,27 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 1+7*len(batch))
+	args := make([]any, 0, 1+5*len(batch))
 	args = append(args, len(batch))
+	for _, s := range batch {
+		if s.State < queue.Pending || s.State > queue.Cancelled {
+			return nil, fmt.Errorf("redisq: settle job %d: invalid state %d", s.Seq, s.State)
+		}
+		args = append(args, s.Seq)
+	}
 	for _, s := range batch {
 		count := 0
 		if s.CountAttempt {
 			count = 1
 		}
-		var at int64
+		at := "0000000000000"
 		if s.State == queue.Retry {
-			at = s.At.UnixMilli()
+			at = ms13(s.At)
 		}
-		args = append(args, s.Seq, s.Lease, int(s.State), at, count, s.Provider, s.Reply)
+		args = append(args, lease15(s.Lease), int(s.State), count, at+":"+s.Provider+"\x00"+s.Reply)
 	}
 	k := q.keys(id)
-	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.reply}, args...).Slice()
+	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -400,7 +520,10 @@ func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error 
 	args := make([]any, 0, 1+2*len(jobs))
 	args = append(args, len(jobs))
 	for _, j := range jobs {
-		args = append(args, j.Seq, j.Lease)
+		args = append(args, j.Seq)
+	}
+	for _, j := range jobs {
+		args = append(args, lease15(j.Lease))
 	}
 	k := q.keys(id)
 	return scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, args...).Err()
@@ -412,9 +535,12 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 		return nil, nil
 	}
 	args := make([]any, 0, 2+2*len(jobs))
-	args = append(args, until.UnixMilli(), len(jobs))
+	args = append(args, ms13(until), len(jobs))
 	for _, j := range jobs {
-		args = append(args, j.Seq, j.Lease)
+		args = append(args, j.Seq)
+	}
+	for _, j := range jobs {
+		args = append(args, lease15(j.Lease))
 	}
 	k := q.keys(id)
 	v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, args...).Slice()
@@ -432,7 +558,7 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 // NextDue is the earliest time a retry or a lease comes due.
 func (q *Queue) NextDue(ctx context.Context, id string) (time.Time, bool, error) {
 	z, err := q.rdb.ZRangeWithScores(ctx, q.keys(id).timers, 0, 0).Result()
-	if err != nil || len(z) == 0 {
+	if err != nil || len(z) == 0 || z[0].Member == timersPin {
 		return time.Time{}, false, err
 	}
 	return time.UnixMilli(int64(z[0].Score)), true, nil
@@ -476,7 +602,6 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		pipe := q.rdb.Pipeline()
 		data := pipe.HMGet(ctx, k.data, seqs...)
 		st := pipe.HMGet(ctx, k.st, seqs...)
-		reply := pipe.HMGet(ctx, k.reply, seqs...)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
@@ -486,17 +611,14 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 				return err
 			}
 			j.Seq, _ = strconv.ParseUint(seq, 10, 64)
-			parts := strings.Split(str(st.Val()[i]), ":")
-			if len(parts) == 4 {
-				s, _ := strconv.Atoi(parts[0])
-				j.State = queue.State(s)
-				j.Attempts, _ = strconv.Atoi(parts[1])
-				j.Lease, _ = strconv.ParseUint(parts[2], 10, 64)
-				if ms, _ := strconv.ParseInt(parts[3], 10, 64); ms != 0 {
-					j.At = time.UnixMilli(ms)
+			j.State = queue.Pending // no st field: pending, never leased
+			if v := str(st.Val()[i]); v != "" {
+				h, err := parseState(v)
+				if err != nil {
+					return err
 				}
+				j.State, j.Attempts, j.Lease, j.At, j.Provider, j.Reply = h.State, h.Attempts, h.Lease, h.At, h.Provider, h.Reply
 			}
-			j.Provider, j.Reply = splitReply(str(reply.Val()[i]))
 			if err := fn(j); err != nil {
 				return err
 			}

@@ -5,223 +5,321 @@ import "github.com/redis/go-redis/v9"
 // Every multi-key step is one script; all its keys share the campaign's
 // hash tag, so the scripts also run on Redis Cluster.
 //
-// A job's mutable state is one hash field "state:attempts:lease:at_ms"
-// (state numbers as in queue.State); counters are fields c1..c7 of meta.
+// Keys of campaign ID, all under the hash tag {ID}:
+//
+//	meta     hash: rec (JSON), status, reason, planned, lease (last token),
+//	         maxseq (no stored job has a greater Seq), c1..c7 (jobs per state)
+//	data     hash: seq -> the job's immutable record (encodeData)
+//	st       hash: seq -> the job's mutable state, below
+//	keys     hash: key -> seq of the job holding it
+//	pending  zset: seq scored by seq
+//	timers   zset: seq scored by the Retry due time or the lease deadline (ms);
+//	         plus the member timersPin at +inf, see below
+//	order    zset: seq scored by seq, every job (Walk)
+//
+// The state of a job is one st field, a fixed-width header of 37 bytes
+// optionally followed by the last reply:
+//
+//	S:AAAA:LLLLLLLLLLLLLLL:TTTTTTTTTTTTT:provider\0reply
+//	1 3    8               24           38            (Lua string positions)
+//
+// S is the queue.State digit (1 pending .. 7 cancelled), AAAA the attempts
+// (zero-padded, capped at 9999), L the lease token (15 digits, zero-padded,
+// kept after the lease ends), T the Retry due time or lease deadline in Unix
+// ms (13 digits, zero-padded; 0 when neither). After the header comes the
+// provider of the last attempt, a NUL byte and the reply; a job never tried
+// (and not suppressed) has nothing after the header. A job without an st
+// field is Pending and was never leased: "1:0000:000000000000000:0000000000000:".
+// A script that changes a state rewrites byte 1 (and T when it leaves Retry
+// or Leased), keeps the rest, moves the seq between pending and timers and
+// adjusts the counters c<S> of meta; e.g. Failed -> Pending is
+// '1' .. v:sub(2, 23) .. '0000000000000:' .. v:sub(38), ZADD pending seq seq,
+// HINCRBY meta c5 -1, HINCRBY meta c1 1.
+//
+// timers always holds timersPin, a member longer than the default
+// zset-max-listpack-value, scored +inf, so that the set keeps the skiplist
+// encoding: as a listpack (up to 128 members) every ZADD and ZREM scans the
+// whole set, which made leasing a batch quadratic. Scripts that read timers
+// stop before +inf.
 
-// KEYS: meta. ARGV: rec json, created.
+// timersPin is the placeholder member of timers (see above); 65 bytes.
+const timersPin = "~pin: keeps this sorted set a skiplist; not a job (see redisq/scripts.go)~~~~~"
+
+// stHeaderLen is the length of the fixed-width header of an st value.
+const stHeaderLen = 37
+
+// KEYS: meta timers. ARGV: rec json, timersPin.
 var scriptCreate = redis.NewScript(`
 if redis.call('HSETNX', KEYS[1], 'rec', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0',
+  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'maxseq', '0',
     'c1', 0, 'c2', 0, 'c3', 0, 'c4', 0, 'c5', 0, 'c6', 0, 'c7', 0)
+  redis.call('ZADD', KEYS[2], 'NX', '+inf', ARGV[2])
 end
 return redis.call('HGET', KEYS[1], 'rec')
 `)
 
-// KEYS: meta data st reply keys pending order.
-// ARGV: n, then per job: seq key blob suppressed(0|1) reason.
+// KEYS: meta data st keys pending order.
+// ARGV: n, unique (1: no two jobs of the batch share a key or a seq), min
+// seq, max seq, m, then the n keys, the n seqs, the n data records, then m
+// pairs (1-based index of a suppressed job, reason).
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
+//
+// When the batch is unique, none of its keys is stored yet and its smallest
+// seq is above meta's maxseq (planning a new file), nothing else needs
+// checking; otherwise every job is looked at.
 var scriptEnqueue = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCAMPAIGN') end
-local n = tonumber(ARGV[1])
-local ks = {}
-for i = 0, n - 1 do ks[i+1] = ARGV[3 + i*5] end
-local prevs = redis.call('HMGET', KEYS[5], unpack(ks))
-local seen, fresh = {}, {}
-for i = 0, n - 1 do
-  local key = ks[i+1]
-  if not prevs[i+1] and not seen[key] then
-    seen[key] = ARGV[2 + i*5]
-    table.insert(fresh, i)
+local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq')
+if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
+local K, S, B, P = 5, 5 + n, 5 + 2*n, 5 + 3*n
+local prevs = redis.call('HMGET', KEYS[4], unpack(ARGV, K + 1, K + n))
+local clean = ARGV[2] == '1' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
+if clean then
+  for i = 1, n do if prevs[i] then clean = false; break end end
+end
+local fresh, nf, existing, dups = nil, n, 0, {}
+if not clean then
+  fresh, nf = {}, 0
+  local seen = {}
+  for i = 1, n do
+    local key, seq = ARGV[K + i], ARGV[S + i]
+    local first = prevs[i] or seen[key]
+    if first then
+      if first == seq then existing = existing + 1 else dups[#dups+1] = seq; dups[#dups+1] = first end
+    else
+      seen[key] = seq; nf = nf + 1; fresh[nf] = i
+    end
+  end
+  if nf == 0 then return {0, 0, existing, dups} end
+  local seqs, taken = {}, {}
+  for j = 1, nf do
+    local seq = ARGV[S + fresh[j]]
+    if taken[seq] then return redis.error_reply('SEQTAKEN ' .. seq) end
+    taken[seq] = true
+    seqs[j] = seq
+  end
+  local stored = redis.call('HMGET', KEYS[2], unpack(seqs))
+  for j = 1, nf do
+    if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
   end
 end
-if #fresh > 0 then
-  local seqs = {}
-  for j, i in ipairs(fresh) do seqs[j] = ARGV[2 + i*5] end
-  local taken = redis.call('HMGET', KEYS[2], unpack(seqs))
-  for j = 1, #seqs do
-    if taken[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+local supp = {}
+for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
+local kv, data, zs, pend, st = {}, {}, {}, {}, {}
+local np, ns = 0, 0
+for j = 1, nf do
+  local i = j
+  if fresh then i = fresh[j] end
+  local seq = ARGV[S + i]
+  kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq
+  data[2*j-1] = seq; data[2*j] = ARGV[B + i]
+  zs[2*j-1] = seq; zs[2*j] = seq
+  if m > 0 then
+    local r = supp[i]
+    if r then
+      st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0on the suppression list: ' .. r
+      ns = ns + 1
+    else
+      pend[2*np+1] = seq; pend[2*np+2] = seq
+      np = np + 1
+    end
   end
 end
-local existing, dups = 0, {}
-local added = {}
-for i = 0, n - 1 do added[i] = false end
-for _, i in ipairs(fresh) do added[i] = true end
-for i = 0, n - 1 do
-  if not added[i] then
-    local seq, first = ARGV[2 + i*5], prevs[i+1] or seen[ks[i+1]]
-    if first == seq then existing = existing + 1 else table.insert(dups, seq); table.insert(dups, first) end
-  end
-end
-if #fresh == 0 then return {0, 0, existing, dups} end
-local kv, data, order, st, pend, reply = {}, {}, {}, {}, {}, {}
-local supp = 0
-for _, i in ipairs(fresh) do
-  local b = 1 + i*5
-  local seq, key, blob, s, reason = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5]
-  kv[#kv+1] = key; kv[#kv+1] = seq
-  data[#data+1] = seq; data[#data+1] = blob
-  order[#order+1] = seq; order[#order+1] = seq
-  st[#st+1] = seq
-  if s == '1' then
-    st[#st+1] = '6:0:0:0'
-    reply[#reply+1] = seq; reply[#reply+1] = '\0on the suppression list: ' .. reason
-    supp = supp + 1
-  else
-    st[#st+1] = '1:0:0:0'
-    pend[#pend+1] = seq; pend[#pend+1] = seq
-  end
-end
-redis.call('HSET', KEYS[5], unpack(kv))
+if m == 0 then pend, np = zs, nf end
+redis.call('HSET', KEYS[4], unpack(kv))
 redis.call('HSET', KEYS[2], unpack(data))
-redis.call('HSET', KEYS[3], unpack(st))
-redis.call('ZADD', KEYS[7], unpack(order))
-if #pend > 0 then redis.call('ZADD', KEYS[6], unpack(pend)) end
-if #reply > 0 then redis.call('HSET', KEYS[4], unpack(reply)) end
-redis.call('HINCRBY', KEYS[1], 'c1', #fresh - supp)
-redis.call('HINCRBY', KEYS[1], 'c6', supp)
-return {#fresh, supp, existing, dups}
+redis.call('ZADD', KEYS[6], unpack(zs))
+if np > 0 then redis.call('ZADD', KEYS[5], unpack(pend)) end
+if ns > 0 then
+  redis.call('HSET', KEYS[3], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c6', ns)
+end
+if np > 0 then redis.call('HINCRBY', KEYS[1], 'c1', np) end
+if meta[2] and tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEYS[1], 'maxseq', ARGV[4]) end
+return {nf, ns, existing, dups}
 `)
 
-// KEYS: meta st pending timers data reply. ARGV: now_ms n until_ms.
-// Returns per job {seq, attempts, lease, data, reply}.
+// KEYS: meta st pending timers data. ARGV: now_ms n until_ms (13 digits).
+// Returns {last lease token, seqs, their st values, their data}; the i-th
+// job's token is last - #seqs + i.
 var scriptLease = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
-if #seqs > 0 then redis.call('ZREM', KEYS[4], unpack(seqs)) end
-if #seqs < n then
-  local p = redis.call('ZPOPMIN', KEYS[3], n - #seqs)
-  for i = 1, #p, 2 do table.insert(seqs, p[i]) end
+local due = #seqs
+if due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, due - 1) end
+if due < n then
+  local p = redis.call('ZRANGE', KEYS[3], 0, n - due - 1)
+  if #p > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1)
+    if due == 0 then seqs = p else for i = 1, #p do seqs[due + i] = p[i] end end
+  end
 end
-if #seqs == 0 then return {} end
+local k = #seqs
+if k == 0 then return {} end
 local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
-local last = redis.call('HINCRBY', KEYS[1], 'lease', #seqs)
-local st, timers, from, out, atts = {}, {}, {}, {}, {}
-for i, seq in ipairs(seqs) do
-  local s, a = string.match(sts[i], '^(%d+):(%d+):')
-  local lease = last - #seqs + i
-  st[#st+1] = seq; st[#st+1] = '2:' .. a .. ':' .. lease .. ':' .. ARGV[3]
-  timers[#timers+1] = ARGV[3]; timers[#timers+1] = seq
-  from[s] = (from[s] or 0) + 1
-  atts[i] = {a, lease}
+local last = redis.call('HINCRBY', KEYS[1], 'lease', k)
+local st, timers, from = {}, {}, {0, 0, 0, 0, 0, 0, 0}
+local untl = ARGV[3]
+local tail = ':' .. untl .. ':'
+for i = 1, k do
+  local seq, v = seqs[i], sts[i]
+  local lease = string.format('%015d', last - k + i)
+  st[2*i-1] = seq; timers[2*i-1] = untl; timers[2*i] = seq
+  if v then
+    local s = string.byte(v, 1) - 48
+    from[s] = from[s] + 1
+    st[2*i] = '2:' .. string.sub(v, 3, 7) .. lease .. tail .. string.sub(v, 38)
+  else
+    from[1] = from[1] + 1
+    st[2*i] = '2:0000:' .. lease .. tail
+  end
 end
 redis.call('HSET', KEYS[2], unpack(st))
 redis.call('ZADD', KEYS[4], unpack(timers))
-for s, c in pairs(from) do redis.call('HINCRBY', KEYS[1], 'c' .. s, -c) end
-redis.call('HINCRBY', KEYS[1], 'c2', #seqs)
-local data = redis.call('HMGET', KEYS[5], unpack(seqs))
-local replies = redis.call('HMGET', KEYS[6], unpack(seqs))
-for i, seq in ipairs(seqs) do
-  out[i] = {seq, atts[i][1], atts[i][2], data[i] or '', replies[i] or ''}
+for s = 1, 7 do
+  if s ~= 2 and from[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, -from[s]) end
 end
-return out
+if from[2] ~= k then redis.call('HINCRBY', KEYS[1], 'c2', k - from[2]) end
+return {last, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 `)
 
-// KEYS: meta st timers reply.
-// ARGV: n, then per settlement: seq lease state at_ms count(0|1) provider reply.
+// KEYS: meta st timers.
+// ARGV: n, then n seqs, then per settlement: lease (15 digits), state,
+// count (0|1), tail (at_ms in 13 digits .. ':' .. provider .. '\0' .. reply).
 // Returns the seqs whose lease did not match.
 var scriptSettle = redis.NewScript(`
 local n = tonumber(ARGV[1])
-local seqs = {}
-for i = 0, n - 1 do seqs[i+1] = ARGV[2 + i*7] end
-local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
-local lost, st, reply, rem, add, to = {}, {}, {}, {}, {}, {}
-local done = 0
-for i = 0, n - 1 do
-  local b = 1 + i*7
-  local seq, v = ARGV[b+1], sts[i+1]
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if (not v) or s ~= '2' or l ~= ARGV[b+2] then
-    table.insert(lost, seq)
-  else
-    local state, at = ARGV[b+3], '0'
-    rem[#rem+1] = seq
-    if state == '4' then
-      at = ARGV[b+4]
-      add[#add+1] = at; add[#add+1] = seq
-    end
-    st[#st+1] = seq; st[#st+1] = state .. ':' .. (tonumber(a) + tonumber(ARGV[b+5])) .. ':' .. l .. ':' .. at
-    reply[#reply+1] = seq; reply[#reply+1] = ARGV[b+6] .. '\0' .. ARGV[b+7]
-    to[state] = (to[state] or 0) + 1
+local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
+local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
+local done, na = 0, 0
+for i = 1, n do
+  local b = n + 4*i - 2
+  local seq, v = ARGV[1 + i], sts[i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[b] then
+    local state, tail = ARGV[b + 1], ARGV[b + 3]
     done = done + 1
+    rem[done] = seq
+    if state == '4' then
+      add[na + 1] = string.sub(tail, 1, 13); add[na + 2] = seq
+      na = na + 2
+    end
+    st[2*done-1] = seq
+    if ARGV[b + 2] == '1' then
+      st[2*done] = state .. ':' .. string.format('%04d', math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)) .. string.sub(v, 7, 23) .. tail
+    else
+      st[2*done] = state .. string.sub(v, 2, 23) .. tail
+    end
+    local s = tonumber(state)
+    to[s] = to[s] + 1
+  else
+    lost[#lost+1] = seq
   end
 end
 if done > 0 then
   redis.call('ZREM', KEYS[3], unpack(rem))
-  if #add > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
+  if na > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
   redis.call('HSET', KEYS[2], unpack(st))
-  redis.call('HSET', KEYS[4], unpack(reply))
   redis.call('HINCRBY', KEYS[1], 'c2', -done)
-  for s, c in pairs(to) do redis.call('HINCRBY', KEYS[1], 'c' .. s, c) end
+  for s = 1, 7 do
+    if to[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, to[s]) end
+  end
 end
 return lost
 `)
 
-// KEYS: meta st timers pending. ARGV: n, then per job: seq lease.
+// KEYS: meta st timers pending. ARGV: n, then n seqs, then n leases (15 digits).
 var scriptRelease = redis.NewScript(`
 local n = tonumber(ARGV[1])
-for i = 0, n - 1 do
-  local seq = ARGV[2 + i*2]
-  local v = redis.call('HGET', KEYS[2], seq)
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if v and s == '2' and l == ARGV[3 + i*2] then
-    redis.call('ZREM', KEYS[3], seq)
-    redis.call('ZADD', KEYS[4], seq, seq)
-    redis.call('HSET', KEYS[2], seq, '1:' .. a .. ':' .. l .. ':0')
-    redis.call('HINCRBY', KEYS[1], 'c2', -1)
-    redis.call('HINCRBY', KEYS[1], 'c1', 1)
+local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
+local st, rem, pend = {}, {}, {}
+local done = 0
+for i = 1, n do
+  local seq, v = ARGV[1 + i], sts[i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[1 + n + i] then
+    done = done + 1
+    rem[done] = seq
+    pend[2*done-1] = seq; pend[2*done] = seq
+    st[2*done-1] = seq; st[2*done] = '1' .. string.sub(v, 2, 23) .. '0000000000000' .. string.sub(v, 37)
   end
 end
-return n
+if done > 0 then
+  redis.call('ZREM', KEYS[3], unpack(rem))
+  redis.call('ZADD', KEYS[4], unpack(pend))
+  redis.call('HSET', KEYS[2], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c2', -done)
+  redis.call('HINCRBY', KEYS[1], 'c1', done)
+end
+return done
 `)
 
 // KEYS: meta st pending timers. ARGV: limit.
 // Cancels up to limit pending or retrying jobs; returns how many.
 var scriptCancel = redis.NewScript(`
 local limit = tonumber(ARGV[1])
-local done = 0
-local p = redis.call('ZPOPMIN', KEYS[3], limit)
-for i = 1, #p, 2 do
-  local a, l = string.match(redis.call('HGET', KEYS[2], p[i]), '^%d+:(%d+):(%d+):')
-  redis.call('HSET', KEYS[2], p[i], '7:' .. a .. ':' .. l .. ':0')
-  redis.call('HINCRBY', KEYS[1], 'c1', -1)
-  redis.call('HINCRBY', KEYS[1], 'c7', 1)
-  done = done + 1
+local function cancel(v)
+  if not v then return '7:0000:000000000000000:0000000000000:' end
+  return '7' .. string.sub(v, 2, 23) .. '0000000000000' .. string.sub(v, 37)
 end
-if done < limit then
-  for _, seq in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-    if done >= limit then break end
-    local s, a, l = string.match(redis.call('HGET', KEYS[2], seq), '^(%d+):(%d+):(%d+):')
-    if s == '4' then
-      redis.call('ZREM', KEYS[4], seq)
-      redis.call('HSET', KEYS[2], seq, '7:' .. a .. ':' .. l .. ':0')
-      redis.call('HINCRBY', KEYS[1], 'c4', -1)
-      redis.call('HINCRBY', KEYS[1], 'c7', 1)
-      done = done + 1
-    end
+local done, st = 0, {}
+local p = redis.call('ZRANGE', KEYS[3], 0, limit - 1)
+if #p > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1)
+  local sts = redis.call('HMGET', KEYS[2], unpack(p))
+  for i = 1, #p do
+    st[2*i-1] = p[i]; st[2*i] = cancel(sts[i])
   end
+  done = #p
+  redis.call('HINCRBY', KEYS[1], 'c1', -done)
+end
+local retries = 0
+if done < limit then
+  local t = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(+inf')
+  for i = 1, #t, 500 do
+    if done >= limit then break end
+    local part = {unpack(t, i, math.min(i + 499, #t))}
+    local sts = redis.call('HMGET', KEYS[2], unpack(part))
+    local rem = {}
+    for j = 1, #part do
+      if done >= limit then break end
+      if sts[j] and string.byte(sts[j], 1) == 52 then
+        done = done + 1
+        retries = retries + 1
+        rem[#rem+1] = part[j]
+        st[2*done-1] = part[j]; st[2*done] = cancel(sts[j])
+      end
+    end
+    if #rem > 0 then redis.call('ZREM', KEYS[4], unpack(rem)) end
+  end
+  if retries > 0 then redis.call('HINCRBY', KEYS[1], 'c4', -retries) end
+end
+if done > 0 then
+  redis.call('HSET', KEYS[2], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c7', done)
 end
 return done
 `)
 
-// KEYS: st timers. ARGV: until_ms n, then per job: seq lease.
-// Returns the seqs whose lease is no longer held.
+// KEYS: st timers. ARGV: until_ms (13 digits) n, then n seqs, then n leases
+// (15 digits). Returns the seqs whose lease is no longer held.
 var scriptExtend = redis.NewScript(`
 local n = tonumber(ARGV[2])
-local lost = {}
-for i = 0, n - 1 do
-  local seq = ARGV[3 + i*2]
-  local v = redis.call('HGET', KEYS[1], seq)
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if v and s == '2' and l == ARGV[4 + i*2] then
-    redis.call('HSET', KEYS[1], seq, '2:' .. a .. ':' .. l .. ':' .. ARGV[1])
-    redis.call('ZADD', KEYS[2], ARGV[1], seq)
+local sts = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, n + 2))
+local lost, st, timers = {}, {}, {}
+local done = 0
+for i = 1, n do
+  local seq, v = ARGV[2 + i], sts[i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[2 + n + i] then
+    done = done + 1
+    st[2*done-1] = seq; st[2*done] = '2' .. string.sub(v, 2, 23) .. ARGV[1] .. string.sub(v, 37)
+    timers[2*done-1] = ARGV[1]; timers[2*done] = seq
   else
-    table.insert(lost, seq)
+    lost[#lost+1] = seq
   end
+end
+if done > 0 then
+  redis.call('HSET', KEYS[1], unpack(st))
+  redis.call('ZADD', KEYS[2], unpack(timers))
 end
 return lost
 `)
