@@ -143,12 +143,12 @@ func (q *Queue) Close() error { return q.rdb.Close() }
 
 // keys of one campaign, all in one hash slot (see scripts.go).
 type keys struct {
-	meta, data, st, keys, pending, timers, order string
+	meta, data, st, keys, pending, timers, order, pendlist, orderlist string
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order"}
+	return keys{p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist"}
 }
 
 func (q *Queue) campaignsKey() string   { return q.prefix + "campaigns" }
@@ -215,7 +215,7 @@ func (q *Queue) SetStatus(ctx context.Context, id string, s queue.Status, reason
 		return err
 	}
 	for s == queue.CampaignCancelled {
-		n, err := scriptCancel.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers}, 1000).Int()
+		n, err := scriptCancel.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.pendlist}, 1000).Int()
 		if err != nil {
 			return err
 		}
@@ -255,7 +255,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	}
 	unique := distinct(jobs)
 	k := q.keys(id)
-	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order}
+	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order, k.pendlist, k.orderlist}
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
 		hi := min(lo+enqueueChunk, len(jobs))
@@ -315,8 +315,12 @@ func distinct(jobs []queue.Job) bool {
 func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
-	for _, j := range jobs {
+	ascending := true
+	for i, j := range jobs {
 		minSeq, maxSeq = min(minSeq, j.Seq), max(maxSeq, j.Seq)
+		if i > 0 && j.Seq <= jobs[i-1].Seq {
+			ascending = false
+		}
 	}
 	var suppressed []any
 	for i, r := range supp {
@@ -327,6 +331,9 @@ func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
 	u := 0
 	if unique {
 		u = 1
+		if ascending {
+			u = 2
+		}
 	}
 	a := make([]any, 0, 5+3*n+len(suppressed))
 	a = append(a, n, u, minSeq, maxSeq, len(suppressed)/2)
@@ -349,7 +356,7 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	}
 	k := q.keys(id)
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
-	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data}, now.UnixMilli(), n, ms13(until)).Slice()
+	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -581,7 +588,8 @@ func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
 	return c, nil
 }
 
-// Walk calls fn for every job in Seq order, reading 500 at a time.
+// Walk calls fn for every job in Seq order, reading 500 at a time: it
+// merges orderlist and order (see scripts.go).
 func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
 	k := q.keys(id)
 	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
@@ -591,10 +599,32 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		return err
 	}
 	const page = 500
-	for start := int64(0); ; start += page {
-		seqs, err := q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
-		if err != nil {
-			return err
+	list := &seqSource{fetch: func(start int64) ([]string, error) {
+		return q.rdb.LRange(ctx, k.orderlist, start, start+page-1).Result()
+	}}
+	zset := &seqSource{fetch: func(start int64) ([]string, error) {
+		return q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
+	}}
+	seqs := make([]string, 0, page)
+	for {
+		seqs = seqs[:0]
+		for len(seqs) < page {
+			a, aok, err := list.peek()
+			if err != nil {
+				return err
+			}
+			b, bok, err := zset.peek()
+			if err != nil {
+				return err
+			}
+			if !aok && !bok {
+				break
+			}
+			if aok && (!bok || a < b) {
+				seqs = append(seqs, list.next())
+			} else {
+				seqs = append(seqs, zset.next())
+			}
 		}
 		if len(seqs) == 0 {
 			return nil
@@ -627,6 +657,42 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 			return err
 		}
 	}
+}
+
+// seqSource reads an ascending list of seqs a page at a time.
+type seqSource struct {
+	fetch func(start int64) ([]string, error)
+	buf   []string
+	nums  []uint64
+	start int64 // index of the next page
+	done  bool
+}
+
+// peek returns the next seq without taking it; ok is false at the end.
+func (s *seqSource) peek() (seq uint64, ok bool, err error) {
+	if len(s.buf) == 0 && !s.done {
+		if s.buf, err = s.fetch(s.start); err != nil {
+			return 0, false, err
+		}
+		s.start += int64(len(s.buf))
+		s.done = len(s.buf) == 0
+		s.nums = s.nums[:0]
+		for _, v := range s.buf {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			s.nums = append(s.nums, n)
+		}
+	}
+	if len(s.buf) == 0 {
+		return 0, false, nil
+	}
+	return s.nums[0], true, nil
+}
+
+// next takes the seq peek returned.
+func (s *seqSource) next() string {
+	v := s.buf[0]
+	s.buf, s.nums = s.buf[1:], s.nums[1:]
+	return v
 }
 
 // Suppressed reports whether key is on the suppression list.

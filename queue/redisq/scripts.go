@@ -12,10 +12,20 @@ import "github.com/redis/go-redis/v9"
 //	data     hash: seq -> the job's immutable record (encodeData)
 //	st       hash: seq -> the job's mutable state, below
 //	keys     hash: key -> seq of the job holding it
-//	pending  zset: seq scored by seq
+//	pending  zset: seq scored by seq, pending jobs (see pendlist)
+//	pendlist list: pending jobs too, in ascending seq order
 //	timers   zset: seq scored by the Retry due time or the lease deadline (ms);
 //	         plus the member timersPin at +inf, see below
-//	order    zset: seq scored by seq, every job (Walk)
+//	order    zset: seq scored by seq, every job (Walk; see orderlist)
+//	orderlist list: every job too, in ascending seq order
+//
+// A pending job is in pending or in pendlist, and every job is in order or
+// in orderlist. The lists take the common case, planning a file line by
+// line: a chunk whose seqs ascend and are all above maxseq is appended to
+// them (RPUSH is far cheaper than ZADD). Everything else (a re-plan filling
+// gaps, Release, a requeue) goes into the sorted sets. Lease takes the
+// smallest seqs of pending and pendlist together; Walk merges order and
+// orderlist.
 //
 // The state of a job is one st field, a fixed-width header of 37 bytes
 // optionally followed by the last reply:
@@ -58,9 +68,9 @@ end
 return redis.call('HGET', KEYS[1], 'rec')
 `)
 
-// KEYS: meta data st keys pending order.
-// ARGV: n, unique (1: no two jobs of the batch share a key or a seq), min
-// seq, max seq, m, then the n keys, the n seqs, the n data records, then m
+// KEYS: meta data st keys pending order pendlist orderlist.
+// ARGV: n, unique (0, 1: no two jobs of the batch share a key or a seq, 2:
+// and their seqs ascend), min seq, max seq, m, then the n keys, the n seqs, the n data records, then m
 // pairs (1-based index of a suppressed job, reason).
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 //
@@ -73,7 +83,7 @@ if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
 local K, S, B, P = 5, 5 + n, 5 + 2*n, 5 + 3*n
 local prevs = redis.call('HMGET', KEYS[4], unpack(ARGV, K + 1, K + n))
-local clean = ARGV[2] == '1' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
+local clean = ARGV[2] ~= '0' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
 if clean then
   for i = 1, n do if prevs[i] then clean = false; break end end
 end
@@ -103,6 +113,7 @@ if not clean then
     if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
   end
 end
+local lists = clean and ARGV[2] == '2'
 local supp = {}
 for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
 local kv, data, zs, pend, st = {}, {}, {}, {}, {}
@@ -113,23 +124,36 @@ for j = 1, nf do
   local seq = ARGV[S + i]
   kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq
   data[2*j-1] = seq; data[2*j] = ARGV[B + i]
-  zs[2*j-1] = seq; zs[2*j] = seq
+  if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
   if m > 0 then
     local r = supp[i]
     if r then
       st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0on the suppression list: ' .. r
       ns = ns + 1
+    elseif lists then
+      np = np + 1
+      pend[np] = seq
     else
       pend[2*np+1] = seq; pend[2*np+2] = seq
       np = np + 1
     end
   end
 end
-if m == 0 then pend, np = zs, nf end
+if m == 0 then np = nf end
 redis.call('HSET', KEYS[4], unpack(kv))
 redis.call('HSET', KEYS[2], unpack(data))
-redis.call('ZADD', KEYS[6], unpack(zs))
-if np > 0 then redis.call('ZADD', KEYS[5], unpack(pend)) end
+if lists then
+  redis.call('RPUSH', KEYS[8], unpack(ARGV, S + 1, S + n))
+  if m == 0 then
+    redis.call('RPUSH', KEYS[7], unpack(ARGV, S + 1, S + n))
+  elseif np > 0 then
+    redis.call('RPUSH', KEYS[7], unpack(pend))
+  end
+else
+  redis.call('ZADD', KEYS[6], unpack(zs))
+  if m == 0 then pend = zs end
+  if np > 0 then redis.call('ZADD', KEYS[5], unpack(pend)) end
+end
 if ns > 0 then
   redis.call('HSET', KEYS[3], unpack(st))
   redis.call('HINCRBY', KEYS[1], 'c6', ns)
@@ -139,7 +163,7 @@ if meta[2] and tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEY
 return {nf, ns, existing, dups}
 `)
 
-// KEYS: meta st pending timers data. ARGV: now_ms n until_ms (13 digits).
+// KEYS: meta st pending timers data pendlist. ARGV: now_ms n until_ms (13 digits).
 // Returns {last lease token, seqs, their st values, their data}; the i-th
 // job's token is last - #seqs + i.
 var scriptLease = redis.NewScript(`
@@ -149,11 +173,29 @@ local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n
 local due = #seqs
 if due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, due - 1) end
 if due < n then
-  local p = redis.call('ZRANGE', KEYS[3], 0, n - due - 1)
-  if #p > 0 then
-    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1)
-    if due == 0 then seqs = p else for i = 1, #p do seqs[due + i] = p[i] end end
+  local want = n - due
+  local z = redis.call('ZRANGE', KEYS[3], 0, want - 1)
+  local p
+  if #z == 0 then
+    p = redis.call('LPOP', KEYS[6], want) or {}
+  else
+    -- the smallest seqs of both
+    local l = redis.call('LRANGE', KEYS[6], 0, want - 1)
+    local i, j = 1, 1
+    p = {}
+    for x = 1, want do
+      if i <= #l and (j > #z or tonumber(l[i]) < tonumber(z[j])) then
+        p[x] = l[i]; i = i + 1
+      elseif j <= #z then
+        p[x] = z[j]; j = j + 1
+      else
+        break
+      end
+    end
+    if i > 1 then redis.call('LTRIM', KEYS[6], i - 1, -1) end
+    if j > 1 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, j - 2) end
   end
+  if due == 0 then seqs = p else for i = 1, #p do seqs[due + i] = p[i] end end
 end
 local k = #seqs
 if k == 0 then return {} end
@@ -253,7 +295,7 @@ end
 return done
 `)
 
-// KEYS: meta st pending timers. ARGV: limit.
+// KEYS: meta st pending timers pendlist. ARGV: limit.
 // Cancels up to limit pending or retrying jobs; returns how many.
 var scriptCancel = redis.NewScript(`
 local limit = tonumber(ARGV[1])
@@ -263,8 +305,11 @@ local function cancel(v)
 end
 local done, st = 0, {}
 local p = redis.call('ZRANGE', KEYS[3], 0, limit - 1)
+if #p > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1) end
+if #p < limit then
+  for _, seq in ipairs(redis.call('LPOP', KEYS[5], limit - #p) or {}) do p[#p+1] = seq end
+end
 if #p > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1)
   local sts = redis.call('HMGET', KEYS[2], unpack(p))
   for i = 1, #p do
     st[2*i-1] = p[i]; st[2*i] = cancel(sts[i])

@@ -1,0 +1,263 @@
+package redisq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/internal/redistest"
+	"github.com/heraldmail/herald/queue"
+)
+
+func openTest(t *testing.T) *Queue {
+	t.Helper()
+	srv := redistest.Start(t)
+	q, err := Open(context.Background(), srv.URL(), Options{Prefix: fmt.Sprintf("l%d:", prefixes.Add(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+func jobsFor(seqs ...uint64) []queue.Job {
+	var out []queue.Job
+	for _, s := range seqs {
+		e := fmt.Sprintf("u%d@example.com", s)
+		out = append(out, queue.Job{Seq: s, Key: e, Email: e, Fields: []string{e}})
+	}
+	return out
+}
+
+func walkSeqs(t *testing.T, q *Queue, id string) (seqs []uint64, states map[uint64]queue.State) {
+	t.Helper()
+	states = map[uint64]queue.State{}
+	var byState queue.Counts
+	err := q.Walk(context.Background(), id, func(j queue.Job) error {
+		seqs = append(seqs, j.Seq)
+		states[j.Seq] = j.State
+		byState.Add(j.State, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := q.Counts(context.Background(), id); err != nil || c != byState {
+		t.Fatalf("Counts %+v %v disagree with the jobs %+v", c, err, byState)
+	}
+	return seqs, states
+}
+
+func leaseSeqs(t *testing.T, q *Queue, id string, n int) []queue.Job {
+	t.Helper()
+	jobs, err := q.Lease(context.Background(), id, time.Now(), n, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+func seqsOf(jobs []queue.Job) []uint64 {
+	var out []uint64
+	for _, j := range jobs {
+		out = append(out, j.Seq)
+	}
+	return out
+}
+
+// TestListsAndSortedSets mixes jobs appended to pendlist/orderlist (new
+// lines in ascending order) with jobs that go to the sorted sets (gaps
+// filled by a re-plan, unordered batches, releases): Lease and Walk still
+// see Seq order.
+func TestListsAndSortedSets(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "m", Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range [][]uint64{{10, 20, 30}, {5, 15, 25}, {40, 41, 42}, {1}, {44, 43}, {50, 51, 50}} {
+		if _, err := q.Enqueue(ctx, "m", jobsFor(batch...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := q.keys("m")
+	if n, _ := q.rdb.LLen(ctx, k.pendlist).Result(); n != 6 {
+		t.Errorf("pendlist holds %d, want 6 (10 20 30 40 41 42)", n)
+	}
+	all := []uint64{1, 5, 10, 15, 20, 25, 30, 40, 41, 42, 43, 44, 50, 51}
+	if got, _ := walkSeqs(t, q, "m"); !slices.Equal(got, all) {
+		t.Fatalf("Walk %v", got)
+	}
+	first := leaseSeqs(t, q, "m", 4)
+	if got := seqsOf(first); !slices.Equal(got, []uint64{1, 5, 10, 15}) {
+		t.Fatalf("first lease %v", got)
+	}
+	if err := q.Release(ctx, "m", first[1:3]); err != nil { // 5 and 10 go back, into pending
+		t.Fatal(err)
+	}
+	if got := seqsOf(leaseSeqs(t, q, "m", 4)); !slices.Equal(got, []uint64{5, 10, 20, 25}) {
+		t.Fatalf("after release %v", got)
+	}
+	if got := seqsOf(leaseSeqs(t, q, "m", 100)); !slices.Equal(got, []uint64{30, 40, 41, 42, 43, 44, 50, 51}) {
+		t.Fatalf("the rest %v", got)
+	}
+	if got, states := walkSeqs(t, q, "m"); !slices.Equal(got, all) || states[5] != queue.Leased {
+		t.Fatalf("Walk %v %v", got, states)
+	}
+}
+
+// TestCancelLists cancels jobs from both pending structures and retries.
+func TestCancelLists(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	fill(t, q, "c", 2500)                                               // pendlist, in chunks
+	if _, err := q.Enqueue(ctx, "c", jobsFor(2600, 2550)); err != nil { // pending
+		t.Fatal(err)
+	}
+	l := leaseSeqs(t, q, "c", 3)
+	if _, err := q.Settle(ctx, "c", []queue.Settlement{
+		{Seq: l[0].Seq, Lease: l[0].Lease, State: queue.Retry, At: time.Now().Add(time.Hour), Reply: "451 later", Provider: "p"},
+		{Seq: l[1].Seq, Lease: l[1].Lease, State: queue.Sent},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SetStatus(ctx, "c", queue.CampaignCancelled, "test"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Counts(ctx, "c")
+	if err != nil || c.Cancelled != 2500 || c.Sent != 1 || c.Leased != 1 || c.Open() != 1 {
+		t.Fatalf("counts %+v %v", c, err)
+	}
+	_, states := walkSeqs(t, q, "c")
+	if states[1] != queue.Cancelled || states[2] != queue.Sent || states[3] != queue.Leased || states[2550] != queue.Cancelled {
+		t.Fatalf("states %v %v %v %v", states[1], states[2], states[3], states[2550])
+	}
+	if next, ok, _ := q.NextDue(ctx, "c"); !ok || next.Before(time.Now().Add(30*time.Minute)) {
+		t.Fatalf("only the leased job's deadline remains: %v %v", next, ok)
+	}
+	var retry queue.Job
+	q.Walk(ctx, "c", func(j queue.Job) error {
+		if j.Seq == 1 {
+			retry = j
+		}
+		return nil
+	})
+	if retry.Reply != "451 later" || retry.Provider != "p" || !retry.At.IsZero() {
+		t.Fatalf("a cancelled retry keeps its reply and loses its due time: %+v", retry)
+	}
+}
+
+// TestExtend is queuetest's Extend check, which queuetest.Run does not run
+// (there, the job leased again after 2 minutes expires before the extended
+// one comes back; here it is leased for an hour).
+func TestExtend(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	q.CreateCampaign(ctx, queue.Campaign{ID: "e", Header: []string{"email"}})
+	q.Enqueue(ctx, "e", jobsFor(1, 2))
+	l, _ := q.Lease(ctx, "e", now, 2, time.Minute)
+	stale := l[1]
+	stale.Lease++
+	lost, err := q.Extend(ctx, "e", []queue.Job{l[0], stale}, now.Add(5*time.Minute))
+	if err != nil || !slices.Equal(lost, []uint64{2}) {
+		t.Fatalf("Extend: lost %v err %v", lost, err)
+	}
+	if got, _ := q.Lease(ctx, "e", now.Add(2*time.Minute), 5, time.Hour); !slices.Equal(seqsOf(got), []uint64{2}) {
+		t.Fatalf("after 2 minutes only the unextended lease may come back: %v", seqsOf(got))
+	}
+	if next, ok, _ := q.NextDue(ctx, "e"); !ok || next.After(now.Add(5*time.Minute)) || next.Before(now.Add(3*time.Minute)) {
+		t.Fatalf("NextDue %v", next)
+	}
+	got, _ := q.Lease(ctx, "e", now.Add(6*time.Minute), 5, time.Minute)
+	if !slices.Equal(seqsOf(got), []uint64{1}) {
+		t.Fatalf("the extended lease must come back after its new deadline: %v", seqsOf(got))
+	}
+	if lost, _ := q.Settle(ctx, "e", []queue.Settlement{{Seq: 1, Lease: l[0].Lease, State: queue.Sent}}); !slices.Equal(lost, []uint64{1}) {
+		t.Fatalf("the old holder settled after losing the lease: %v", lost)
+	}
+	walkSeqs(t, q, "e")
+}
+
+// TestSeqTaken: a line that already holds another address is refused, in
+// the fast path's absence (seqs not above maxseq) and inside one batch.
+func TestSeqTaken(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	q.CreateCampaign(ctx, queue.Campaign{ID: "s", Header: []string{"email"}})
+	q.Enqueue(ctx, "s", jobsFor(1, 2, 3))
+	other := jobsFor(2)
+	other[0].Key, other[0].Email = "other@example.com", "other@example.com"
+	if _, err := q.Enqueue(ctx, "s", other); err == nil || !strings.Contains(err.Error(), "SEQTAKEN") {
+		t.Fatalf("stored seq: %v", err)
+	}
+	two := jobsFor(7, 8)
+	two[1].Seq = 7
+	if _, err := q.Enqueue(ctx, "s", two); err == nil || !strings.Contains(err.Error(), "SEQTAKEN") {
+		t.Fatalf("seq twice in a batch: %v", err)
+	}
+	if got, _ := walkSeqs(t, q, "s"); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("Walk %v", got)
+	}
+	if _, err := q.Enqueue(ctx, "nope", jobsFor(1)); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatal(err)
+	}
+}
+
+// TestTimersStaySkiplist: the pin keeps timers out of the listpack
+// encoding, and nothing sees it.
+func TestTimersStaySkiplist(t *testing.T) {
+	if len(timersPin) <= 64 {
+		t.Fatalf("timersPin is %d bytes; it must exceed zset-max-listpack-value (64)", len(timersPin))
+	}
+	q := openTest(t)
+	ctx := context.Background()
+	q.CreateCampaign(ctx, queue.Campaign{ID: "t", Header: []string{"email"}})
+	if enc, err := q.rdb.ObjectEncoding(ctx, q.keys("t").timers).Result(); err != nil || enc != "skiplist" {
+		t.Fatalf("timers encoding %q %v", enc, err)
+	}
+	if _, ok, err := q.NextDue(ctx, "t"); ok || err != nil {
+		t.Fatalf("NextDue of an empty campaign: %v %v", ok, err)
+	}
+	q.Enqueue(ctx, "t", jobsFor(1))
+	l := leaseSeqs(t, q, "t", 1)
+	if _, ok, _ := q.NextDue(ctx, "t"); !ok {
+		t.Fatal("no deadline for the lease")
+	}
+	q.Settle(ctx, "t", []queue.Settlement{{Seq: 1, Lease: l[0].Lease, State: queue.Sent}})
+	if _, ok, _ := q.NextDue(ctx, "t"); ok {
+		t.Fatal("the pin counts as due")
+	}
+	if got := leaseSeqs(t, q, "t", 5); len(got) != 0 {
+		t.Fatalf("leased %v", seqsOf(got))
+	}
+}
+
+// TestStateEncoding pins the documented st layout.
+func TestStateEncoding(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	q.CreateCampaign(ctx, queue.Campaign{ID: "x", Header: []string{"email"}})
+	q.Enqueue(ctx, "x", jobsFor(1))
+	k := q.keys("x")
+	if n, _ := q.rdb.HLen(ctx, k.st).Result(); n != 0 {
+		t.Fatalf("a fresh job has no st field, got %d", n)
+	}
+	now := time.UnixMilli(1_800_000_000_123)
+	l, _ := q.Lease(ctx, "x", now, 1, time.Minute)
+	v, _ := q.rdb.HGet(ctx, k.st, "1").Result()
+	want := fmt.Sprintf("2:0000:%015d:1800000060123:", l[0].Lease)
+	if v != want {
+		t.Fatalf("leased: %q, want %q", v, want)
+	}
+	q.Settle(ctx, "x", []queue.Settlement{{Seq: 1, Lease: l[0].Lease, State: queue.Retry, At: now.Add(time.Hour), CountAttempt: true, Provider: "p", Reply: "451 a\r\nb"}})
+	v, _ = q.rdb.HGet(ctx, k.st, "1").Result()
+	want = fmt.Sprintf("4:0001:%015d:1800003600123:p\x00451 a\r\nb", l[0].Lease)
+	if v != want {
+		t.Fatalf("retry: %q, want %q", v, want)
+	}
+}
