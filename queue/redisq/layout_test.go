@@ -261,3 +261,38 @@ func TestStateEncoding(t *testing.T) {
 		t.Fatalf("retry: %q, want %q", v, want)
 	}
 }
+
+// TestBigBatchTokens leases more than 100 jobs at once (the token's place
+// digits), counts attempts past 100, and settles them all.
+func TestBigBatchTokens(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	fill(t, q, "b", 1200)
+	jobs := leaseSeqs(t, q, "b", 1100)
+	seen := map[uint64]bool{}
+	for i, j := range jobs {
+		if seen[j.Lease] || j.Seq != uint64(i+1) {
+			t.Fatalf("job %d: seq %d token %d", i, j.Seq, j.Lease)
+		}
+		seen[j.Lease] = true
+	}
+	var s []queue.Settlement
+	for _, j := range jobs {
+		s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent, CountAttempt: true, Provider: "p", Reply: "250 ok"})
+	}
+	if lost, err := q.Settle(ctx, "b", s); err != nil || len(lost) != 0 {
+		t.Fatalf("lost %d %v", len(lost), err)
+	}
+	// One job retried 150 times keeps counting.
+	j := leaseSeqs(t, q, "b", 1)[0]
+	for a := 1; a <= 150; a++ {
+		if _, err := q.Settle(ctx, "b", []queue.Settlement{{Seq: j.Seq, Lease: j.Lease, State: queue.Retry, At: time.Now().Add(-time.Second), CountAttempt: true}}); err != nil {
+			t.Fatal(err)
+		}
+		j = leaseSeqs(t, q, "b", 1)[0]
+		if j.Attempts != a {
+			t.Fatalf("attempts %d, want %d", j.Attempts, a)
+		}
+	}
+	walkSeqs(t, q, "b")
+}

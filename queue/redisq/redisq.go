@@ -249,18 +249,35 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	for i, j := range jobs {
 		keysList[i] = j.Key
 	}
-	supp, err := q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
-	if err != nil {
-		return res, err
-	}
+	// The suppression list is read while the records are encoded.
+	var supp []any
+	suppErr := make(chan error, 1)
+	go func() {
+		var err error
+		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
+		suppErr <- err
+	}()
 	unique := distinct(jobs)
-	k := q.keys(id)
-	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order, k.pendlist, k.orderlist}
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		hi := min(lo+enqueueChunk, len(jobs))
-		args = append(args, enqueueArgs(jobs[lo:hi], supp[lo:hi], unique))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], unique))
 	}
+	if err := <-suppErr; err != nil {
+		return res, err
+	}
+	for c := range args {
+		lo := c * enqueueChunk
+		m := 0
+		for i, r := range supp[lo:min(lo+enqueueChunk, len(jobs))] {
+			if r != nil {
+				args[c] = append(args[c], i+1, str(r))
+				m++
+			}
+		}
+		args[c][4] = m
+	}
+	k := q.keys(id)
+	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order, k.pendlist, k.orderlist}
 	cmds := make([]*redis.Cmd, len(args))
 	if len(args) == 1 {
 		cmds[0] = scriptEnqueue.Run(ctx, q.rdb, ks, args[0]...)
@@ -311,8 +328,9 @@ func distinct(jobs []queue.Job) bool {
 	return len(keys) == len(jobs) && len(seqs) == len(jobs)
 }
 
-// enqueueArgs lays out ARGV for scriptEnqueue.
-func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
+// enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
+// (m is 0).
+func enqueueArgs(jobs []queue.Job, unique bool) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
 	ascending := true
@@ -322,12 +340,6 @@ func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
 			ascending = false
 		}
 	}
-	var suppressed []any
-	for i, r := range supp {
-		if r != nil {
-			suppressed = append(suppressed, i+1, str(r))
-		}
-	}
 	u := 0
 	if unique {
 		u = 1
@@ -335,8 +347,8 @@ func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
 			u = 2
 		}
 	}
-	a := make([]any, 0, 5+3*n+len(suppressed))
-	a = append(a, n, u, minSeq, maxSeq, len(suppressed)/2)
+	a := make([]any, 0, 5+3*n)
+	a = append(a, n, u, minSeq, maxSeq, 0)
 	for _, j := range jobs {
 		a = append(a, j.Key)
 	}
@@ -346,14 +358,20 @@ func enqueueArgs(jobs []queue.Job, supp []any, unique bool) []any {
 	for _, j := range jobs {
 		a = append(a, encodeData(j))
 	}
-	return append(a, suppressed...)
+	return a
 }
 
-// Lease hands out due retries and expired leases, then pending jobs.
+// maxLease is the most jobs one Lease call hands out: a token holds a
+// job's place in the batch in 4 digits (see scripts.go).
+const maxLease = 9999
+
+// Lease hands out due retries and expired leases, then pending jobs (at
+// most maxLease).
 func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	n = min(n, maxLease)
 	k := q.keys(id)
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
 	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
@@ -363,7 +381,7 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	if len(v) < 4 {
 		return nil, nil
 	}
-	last := uint64(v[0].(int64))
+	call := uint64(v[0].(int64))
 	seqs, sts, data := v[1].([]any), v[2].([]any), v[3].([]any)
 	jobs := make([]queue.Job, len(seqs))
 	for i := range seqs {
@@ -379,7 +397,7 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 			}
 			j.Attempts, j.Provider, j.Reply = h.Attempts, h.Provider, h.Reply
 		}
-		j.Lease = last - uint64(len(seqs)) + uint64(i) + 1
+		j.Lease = call*10000 + uint64(i) + 1
 		j.State, j.At = queue.Leased, until
 		jobs[i] = j
 	}
@@ -735,7 +753,11 @@ func (q *Queue) Usage(ctx context.Context, provider string, since time.Time) (in
 
 // A job's immutable part: enqueued time, key, email, fields.
 func encodeData(j queue.Job) string {
-	var b []byte
+	size := 4*binary.MaxVarintLen64 + len(j.Key) + len(j.Email)
+	for _, f := range j.Fields {
+		size += binary.MaxVarintLen64 + len(f)
+	}
+	b := make([]byte, 0, size)
 	var enq int64
 	if !j.Enqueued.IsZero() {
 		enq = j.Enqueued.UnixNano()

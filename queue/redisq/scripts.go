@@ -34,8 +34,10 @@ import "github.com/redis/go-redis/v9"
 //	1 3    8               24           38            (Lua string positions)
 //
 // S is the queue.State digit (1 pending .. 7 cancelled), AAAA the attempts
-// (zero-padded, capped at 9999), L the lease token (15 digits, zero-padded,
-// kept after the lease ends), T the Retry due time or lease deadline in Unix
+// (zero-padded, capped at 9999), L the lease token (kept after the lease
+// ends): 11 digits numbering the Lease call (meta's lease counts them), then
+// 4 digits for the job's place in that call's batch, so Job.Lease is
+// call*10000 + place; T the Retry due time or lease deadline in Unix
 // ms (13 digits, zero-padded; 0 when neither). After the header comes the
 // provider of the last attempt, a NUL byte and the reply; a job never tried
 // (and not suppressed) has nothing after the header. A job without an st
@@ -57,6 +59,17 @@ const timersPin = "~pin: keeps this sorted set a skiplist; not a job (see redisq
 
 // stHeaderLen is the length of the fixed-width header of an st value.
 const stHeaderLen = 37
+
+// twoDigits defines two(), which returns {'00', '01', .. '99'} (index x+1
+// holds x): string.format costs about half a microsecond a call, too much
+// once per job.
+const twoDigits = `
+local function two()
+  local D, P = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}, {}
+  for x = 0, 99 do P[x + 1] = D[(x - x % 10) / 10 + 1] .. D[x % 10 + 1] end
+  return P
+end
+`
 
 // KEYS: meta timers. ARGV: rec json, timersPin.
 var scriptCreate = redis.NewScript(`
@@ -163,10 +176,11 @@ if meta[2] and tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEY
 return {nf, ns, existing, dups}
 `)
 
-// KEYS: meta st pending timers data pendlist. ARGV: now_ms n until_ms (13 digits).
-// Returns {last lease token, seqs, their st values, their data}; the i-th
-// job's token is last - #seqs + i.
-var scriptLease = redis.NewScript(`
+// KEYS: meta st pending timers data pendlist. ARGV: now_ms n (at most
+// 9999) until_ms (13 digits).
+// Returns {call, seqs, their st values, their data}; the i-th job's lease
+// token is call*10000 + i (see the st layout).
+var scriptLease = redis.NewScript(twoDigits + `
 if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
@@ -200,21 +214,23 @@ end
 local k = #seqs
 if k == 0 then return {} end
 local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
-local last = redis.call('HINCRBY', KEYS[1], 'lease', k)
+local call = redis.call('HINCRBY', KEYS[1], 'lease', 1)
+local prefix = string.format('%011d', call)
+local P = two()
 local st, timers, from = {}, {}, {0, 0, 0, 0, 0, 0, 0}
 local untl = ARGV[3]
 local tail = ':' .. untl .. ':'
 for i = 1, k do
   local seq, v = seqs[i], sts[i]
-  local lease = string.format('%015d', last - k + i)
+  local lo = i % 100
   st[2*i-1] = seq; timers[2*i-1] = untl; timers[2*i] = seq
   if v then
     local s = string.byte(v, 1) - 48
     from[s] = from[s] + 1
-    st[2*i] = '2:' .. string.sub(v, 3, 7) .. lease .. tail .. string.sub(v, 38)
+    st[2*i] = '2:' .. string.sub(v, 3, 7) .. prefix .. P[(i - lo) / 100 + 1] .. P[lo + 1] .. tail .. string.sub(v, 38)
   else
     from[1] = from[1] + 1
-    st[2*i] = '2:0000:' .. lease .. tail
+    st[2*i] = '2:0000:' .. prefix .. P[(i - lo) / 100 + 1] .. P[lo + 1] .. tail
   end
 end
 redis.call('HSET', KEYS[2], unpack(st))
@@ -223,14 +239,15 @@ for s = 1, 7 do
   if s ~= 2 and from[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, -from[s]) end
 end
 if from[2] ~= k then redis.call('HINCRBY', KEYS[1], 'c2', k - from[2]) end
-return {last, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
+return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 `)
 
 // KEYS: meta st timers.
 // ARGV: n, then n seqs, then per settlement: lease (15 digits), state,
 // count (0|1), tail (at_ms in 13 digits .. ':' .. provider .. '\0' .. reply).
 // Returns the seqs whose lease did not match.
-var scriptSettle = redis.NewScript(`
+var scriptSettle = redis.NewScript(twoDigits + `
+local P
 local n = tonumber(ARGV[1])
 local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
 local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
@@ -240,6 +257,7 @@ for i = 1, n do
   local seq, v = ARGV[1 + i], sts[i]
   if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[b] then
     local state, tail = ARGV[b + 1], ARGV[b + 3]
+    if ARGV[b + 2] == '1' and not P then P = two() end
     done = done + 1
     rem[done] = seq
     if state == '4' then
@@ -248,7 +266,9 @@ for i = 1, n do
     end
     st[2*done-1] = seq
     if ARGV[b + 2] == '1' then
-      st[2*done] = state .. ':' .. string.format('%04d', math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)) .. string.sub(v, 7, 23) .. tail
+      local a = math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)
+      local lo = a % 100
+      st[2*done] = state .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(v, 7, 23) .. tail
     else
       st[2*done] = state .. string.sub(v, 2, 23) .. tail
     end
