@@ -451,7 +451,7 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 1+5*len(batch))
+	args := make([]any, 0, 1+2*len(batch))
 	args = append(args, len(batch))
 	for _, s := range batch {
 		if s.State < queue.Pending || s.State > queue.Cancelled {
@@ -459,16 +459,25 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		}
 		args = append(args, s.Seq)
 	}
+	var buf []byte
 	for _, s := range batch {
-		count := 0
+		// See scriptSettle: S C :lease:at:provider\0reply
+		buf = append(buf[:0], '0'+byte(s.State), '0', ':')
 		if s.CountAttempt {
-			count = 1
+			buf[1] = '1'
 		}
-		at := "0000000000000"
+		buf = append(buf, lease15(s.Lease)...)
+		buf = append(buf, ':')
 		if s.State == queue.Retry {
-			at = ms13(s.At)
+			buf = append(buf, ms13(s.At)...)
+		} else {
+			buf = append(buf, "0000000000000"...)
 		}
-		args = append(args, lease15(s.Lease), int(s.State), count, at+":"+s.Provider+"\x00"+s.Reply)
+		buf = append(buf, ':')
+		buf = append(buf, s.Provider...)
+		buf = append(buf, 0)
+		buf = append(buf, s.Reply...)
+		args = append(args, string(buf))
 	}
 	k := q.keys(id)
 	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()

@@ -243,9 +243,11 @@ return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 `)
 
 // KEYS: meta st timers.
-// ARGV: n, then n seqs, then per settlement: lease (15 digits), state,
-// count (0|1), tail (at_ms in 13 digits .. ':' .. provider .. '\0' .. reply).
-// Returns the seqs whose lease did not match.
+// ARGV: n, then n seqs, then per settlement one string: the new state
+// digit, count ('0'|'1'), then the rest of the new st value from AAAA on,
+// ':' lease ':' at ':' provider '\0' reply, whose lease (15 digits) must
+// match the job's (positions 4-18) and whose at (20-32) is the Retry due
+// time. Returns the seqs whose lease did not match.
 var scriptSettle = redis.NewScript(twoDigits + `
 local P
 local n = tonumber(ARGV[1])
@@ -253,26 +255,24 @@ local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
 local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
 local done, na = 0, 0
 for i = 1, n do
-  local b = n + 4*i - 2
-  local seq, v = ARGV[1 + i], sts[i]
-  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[b] then
-    local state, tail = ARGV[b + 1], ARGV[b + 3]
-    if ARGV[b + 2] == '1' and not P then P = two() end
+  local seq, v, x = ARGV[1 + i], sts[i], ARGV[1 + n + i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == string.sub(x, 4, 18) then
+    local s = string.byte(x, 1) - 48
     done = done + 1
     rem[done] = seq
-    if state == '4' then
-      add[na + 1] = string.sub(tail, 1, 13); add[na + 2] = seq
+    if s == 4 then
+      add[na + 1] = string.sub(x, 20, 32); add[na + 2] = seq
       na = na + 2
     end
     st[2*done-1] = seq
-    if ARGV[b + 2] == '1' then
+    if string.byte(x, 2) == 49 then
+      if not P then P = two() end
       local a = math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)
       local lo = a % 100
-      st[2*done] = state .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(v, 7, 23) .. tail
+      st[2*done] = string.sub(x, 1, 1) .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(x, 3)
     else
-      st[2*done] = state .. string.sub(v, 2, 23) .. tail
+      st[2*done] = string.sub(x, 1, 1) .. string.sub(v, 2, 6) .. string.sub(x, 3)
     end
-    local s = tonumber(state)
     to[s] = to[s] + 1
   else
     lost[#lost+1] = seq
