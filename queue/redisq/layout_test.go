@@ -262,13 +262,18 @@ func TestStateEncoding(t *testing.T) {
 	}
 }
 
-// TestBigBatchTokens leases more than 100 jobs at once (the token's place
-// digits), counts attempts past 100, and settles them all.
-func TestBigBatchTokens(t *testing.T) {
+// TestBigBatches leases more than 100 jobs at once (the token's place
+// digits) and more than maxLease, extends, releases and settles more than
+// scriptBatch in one call, and counts attempts past 100.
+func TestBigBatches(t *testing.T) {
 	q := openTest(t)
 	ctx := context.Background()
-	fill(t, q, "b", 1200)
-	jobs := leaseSeqs(t, q, "b", 1100)
+	fill(t, q, "b", 3200)
+	jobs := leaseSeqs(t, q, "b", 5000)
+	if len(jobs) != maxLease {
+		t.Fatalf("leased %d, want maxLease", len(jobs))
+	}
+	jobs = append(jobs, leaseSeqs(t, q, "b", 5000)...)
 	seen := map[uint64]bool{}
 	for i, j := range jobs {
 		if seen[j.Lease] || j.Seq != uint64(i+1) {
@@ -276,12 +281,25 @@ func TestBigBatchTokens(t *testing.T) {
 		}
 		seen[j.Lease] = true
 	}
+	if len(jobs) != 3200 {
+		t.Fatalf("%d jobs", len(jobs))
+	}
+	if lost, err := q.Extend(ctx, "b", jobs, time.Now().Add(2*time.Hour)); err != nil || len(lost) != 0 {
+		t.Fatalf("extend: lost %d %v", len(lost), err)
+	}
+	if err := q.Release(ctx, "b", jobs[3000:]); err != nil {
+		t.Fatal(err)
+	}
 	var s []queue.Settlement
 	for _, j := range jobs {
 		s = append(s, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent, CountAttempt: true, Provider: "p", Reply: "250 ok"})
 	}
-	if lost, err := q.Settle(ctx, "b", s); err != nil || len(lost) != 0 {
-		t.Fatalf("lost %d %v", len(lost), err)
+	lost, err := q.Settle(ctx, "b", s)
+	if err != nil || len(lost) != 200 || lost[0] != 3001 {
+		t.Fatalf("settle: lost %d %v", len(lost), err)
+	}
+	if n, _ := q.Usage(ctx, "p", time.Now().Add(-time.Hour)); n != 3000 {
+		t.Fatalf("usage %d", n)
 	}
 	// One job retried 150 times keeps counting.
 	j := leaseSeqs(t, q, "b", 1)[0]

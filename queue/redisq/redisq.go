@@ -362,8 +362,9 @@ func enqueueArgs(jobs []queue.Job, unique bool) []any {
 }
 
 // maxLease is the most jobs one Lease call hands out: a token holds a
-// job's place in the batch in 4 digits (see scripts.go).
-const maxLease = 9999
+// job's place in the batch in 4 digits (see scripts.go), and Lua's unpack
+// stops at about 8000 values.
+const maxLease = 2000
 
 // Lease hands out due retries and expired leases, then pending jobs (at
 // most maxLease).
@@ -451,17 +452,41 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 1+2*len(batch))
-	args = append(args, len(batch))
 	for _, s := range batch {
 		if s.State < queue.Pending || s.State > queue.Cancelled {
 			return nil, fmt.Errorf("redisq: settle job %d: invalid state %d", s.Seq, s.State)
 		}
+	}
+	k := q.keys(id)
+	var lost []uint64
+	lostSet := map[uint64]bool{}
+	for lo := 0; lo < len(batch); lo += scriptBatch {
+		l, err := q.settle(ctx, k, batch[lo:min(lo+scriptBatch, len(batch))])
+		if err != nil {
+			return lost, err
+		}
+		for _, seq := range l {
+			lost = append(lost, seq)
+			lostSet[seq] = true
+		}
+	}
+	return lost, q.usageAndSuppression(ctx, k, batch, lostSet)
+}
+
+// scriptBatch is the most jobs one Settle, Release or Extend script takes
+// (Lua's unpack stops at about 8000 values).
+const scriptBatch = 1000
+
+// settle runs scriptSettle for at most scriptBatch settlements.
+func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([]uint64, error) {
+	args := make([]any, 0, 1+2*len(batch))
+	args = append(args, len(batch))
+	for _, s := range batch {
 		args = append(args, s.Seq)
 	}
 	var buf []byte
 	for _, s := range batch {
-		// See scriptSettle: S C :lease:at:provider\0reply
+		// See scriptSettle: S C :lease:at:provider\x00reply
 		buf = append(buf[:0], '0'+byte(s.State), '0', ':')
 		if s.CountAttempt {
 			buf[1] = '1'
@@ -479,18 +504,25 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		buf = append(buf, s.Reply...)
 		args = append(args, string(buf))
 	}
-	k := q.keys(id)
 	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	lostSet := map[uint64]bool{}
-	var lost []uint64
+	return seqList(v), nil
+}
+
+func seqList(v []any) []uint64 {
+	var out []uint64
 	for _, e := range v {
 		seq, _ := strconv.ParseUint(str(e), 10, 64)
-		lost = append(lost, seq)
-		lostSet[seq] = true
+		out = append(out, seq)
 	}
+	return out
+}
+
+// usageAndSuppression records what the settled (not lost) jobs of batch
+// add to provider usage and the suppression list.
+func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) error {
 	pipe := q.rdb.Pipeline()
 	var need bool
 	usage := map[string]map[string]int64{}
@@ -523,7 +555,7 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		// The keys live in the data records.
 		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
 		if err != nil {
-			return lost, err
+			return err
 		}
 		reasons := map[string]string{}
 		for _, s := range batch {
@@ -532,7 +564,7 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		for i, d := range data {
 			j, err := decodeData(str(d))
 			if err != nil {
-				return lost, err
+				return err
 			}
 			pipe.HSet(ctx, q.suppressionKey(), j.Key, reasons[suppressSeqs[i]])
 			need = true
@@ -540,10 +572,10 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	}
 	if need {
 		if _, err := pipe.Exec(ctx); err != nil {
-			return lost, err
+			return err
 		}
 	}
-	return lost, nil
+	return nil
 }
 
 // Release returns leased jobs to pending without counting an attempt.
@@ -551,16 +583,27 @@ func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error 
 	if len(jobs) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 1+2*len(jobs))
-	args = append(args, len(jobs))
+	k := q.keys(id)
+	for lo := 0; lo < len(jobs); lo += scriptBatch {
+		if err := scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))])...).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seqsAndLeases is the ARGV of scriptRelease and (after until) of
+// scriptExtend: n, the seqs, the leases.
+func seqsAndLeases(jobs []queue.Job, before ...any) []any {
+	args := make([]any, 0, len(before)+1+2*len(jobs))
+	args = append(append(args, before...), len(jobs))
 	for _, j := range jobs {
 		args = append(args, j.Seq)
 	}
 	for _, j := range jobs {
 		args = append(args, lease15(j.Lease))
 	}
-	k := q.keys(id)
-	return scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, args...).Err()
+	return args
 }
 
 // Extend moves the deadline of leases still held.
@@ -568,23 +611,14 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 2+2*len(jobs))
-	args = append(args, ms13(until), len(jobs))
-	for _, j := range jobs {
-		args = append(args, j.Seq)
-	}
-	for _, j := range jobs {
-		args = append(args, lease15(j.Lease))
-	}
 	k := q.keys(id)
-	v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, args...).Slice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
 	var lost []uint64
-	for _, e := range v {
-		seq, _ := strconv.ParseUint(str(e), 10, 64)
-		lost = append(lost, seq)
+	for lo := 0; lo < len(jobs); lo += scriptBatch {
+		v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))], ms13(until))...).Slice()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return lost, err
+		}
+		lost = append(lost, seqList(v)...)
 	}
 	return lost, nil
 }
