@@ -314,3 +314,22 @@ func TestBigBatches(t *testing.T) {
 	}
 	walkSeqs(t, q, "b")
 }
+
+func TestDataRoundTrip(t *testing.T) {
+	for _, j := range []queue.Job{
+		{Key: "a@b", Email: "A@b", Fields: []string{"A@b", "", "李雷 Zoë", strings.Repeat("x", 300)}, Enqueued: time.Unix(1_800_000_000, 123)},
+		{Key: "k", Email: "e", Fields: []string{}},
+		{Key: "", Email: "", Fields: []string{"x"}, Enqueued: time.Unix(-5, 0)},
+	} {
+		got, err := decodeData(encodeData(j))
+		if err != nil || got.Key != j.Key || got.Email != j.Email || !slices.Equal(got.Fields, j.Fields) || !got.Enqueued.Equal(j.Enqueued) {
+			t.Errorf("%+v -> %+v %v", j, got, err)
+		}
+	}
+	enc := encodeData(queue.Job{Key: "abc", Email: "abc", Fields: []string{"abc"}})
+	for i := 0; i < len(enc); i++ {
+		if _, err := decodeData(enc[:i]); err == nil {
+			t.Errorf("truncated at %d: no error", i)
+		}
+	}
+}

@@ -427,19 +427,26 @@ func parseState(v string) (queue.Job, error) {
 // ms13 is t in Unix milliseconds, zero-padded to 13 digits (clamped to
 // what 13 digits hold).
 func ms13(t time.Time) string {
-	return pad(uint64(min(max(t.UnixMilli(), 0), 9_999_999_999_999)), 13)
+	return string(appendPad(nil, uint64(min(max(t.UnixMilli(), 0), maxMs)), 13))
 }
 
 // lease15 is a lease token as the st header holds it.
-func lease15(l uint64) string { return pad(min(l, 999_999_999_999_999), 15) }
+func lease15(l uint64) string { return string(appendPad(nil, min(l, maxToken), 15)) }
 
-func pad(v uint64, width int) string {
-	b := make([]byte, width)
-	for i := width - 1; i >= 0; i-- {
+// The largest values the st header holds.
+const (
+	maxMs    = 9_999_999_999_999
+	maxToken = 999_999_999_999_999
+)
+
+// appendPad appends v in decimal, zero-padded to width digits.
+func appendPad(b []byte, v uint64, width int) []byte {
+	b = append(b, "000000000000000000000"[:width]...)
+	for i := len(b) - 1; i >= len(b)-width; i-- {
 		b[i] = byte('0' + v%10)
 		v /= 10
 	}
-	return string(b)
+	return b
 }
 
 func splitReply(v string) (provider, reply string) {
@@ -491,10 +498,10 @@ func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([
 		if s.CountAttempt {
 			buf[1] = '1'
 		}
-		buf = append(buf, lease15(s.Lease)...)
+		buf = appendPad(buf, min(s.Lease, maxToken), 15)
 		buf = append(buf, ':')
 		if s.State == queue.Retry {
-			buf = append(buf, ms13(s.At)...)
+			buf = appendPad(buf, uint64(min(max(s.At.UnixMilli(), 0), maxMs)), 13)
 		} else {
 			buf = append(buf, "0000000000000"...)
 		}
@@ -823,23 +830,23 @@ func appendString(b []byte, s string) []byte {
 var errCorrupt = errors.New("redisq: corrupt job record")
 
 func decodeData(s string) (queue.Job, error) {
+	// Substrings of s, not copies: one record is one allocation.
 	var j queue.Job
-	b := []byte(s)
-	enq, n := binary.Varint(b)
+	ux, n := uvarint(s)
 	if n <= 0 {
 		return j, errCorrupt
 	}
-	b = b[n:]
-	if enq != 0 {
+	s = s[n:]
+	if enq := int64(ux>>1) ^ -int64(ux&1); enq != 0 { // binary.Varint's zig-zag
 		j.Enqueued = time.Unix(0, enq)
 	}
 	next := func() (string, bool) {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
+		l, n := uvarint(s)
+		if n <= 0 || l > uint64(len(s)-n) {
 			return "", false
 		}
-		v := string(b[n : n+int(l)])
-		b = b[n+int(l):]
+		v := s[n : n+int(l)]
+		s = s[n+int(l):]
 		return v, true
 	}
 	var ok bool
@@ -849,11 +856,11 @@ func decodeData(s string) (queue.Job, error) {
 	if j.Email, ok = next(); !ok {
 		return j, errCorrupt
 	}
-	cnt, n := binary.Uvarint(b)
-	if n <= 0 || cnt > uint64(len(b)) {
+	cnt, n := uvarint(s)
+	if n <= 0 || cnt > uint64(len(s)) {
 		return j, errCorrupt
 	}
-	b = b[n:]
+	s = s[n:]
 	j.Fields = make([]string, cnt)
 	for i := range j.Fields {
 		if j.Fields[i], ok = next(); !ok {
@@ -861,4 +868,22 @@ func decodeData(s string) (queue.Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// uvarint is binary.Uvarint on a string.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		b := s[i]
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(b)<<shift, i + 1
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
 }
