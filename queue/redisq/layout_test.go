@@ -333,3 +333,37 @@ func TestDataRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestAscendingDuplicates: batches of new lines (ascending, above maxseq)
+// that repeat a key, or hold one already stored.
+func TestAscendingDuplicates(t *testing.T) {
+	q := openTest(t)
+	ctx := context.Background()
+	q.CreateCampaign(ctx, queue.Campaign{ID: "d", Header: []string{"email"}})
+	q.Enqueue(ctx, "d", jobsFor(1, 2, 3))
+	b := jobsFor(4, 5, 6, 7)
+	b[1].Key = b[0].Key
+	b[2].Key = jobsFor(1)[0].Key
+	r, err := q.Enqueue(ctx, "d", b)
+	if err != nil || r.Added != 2 || r.Existing != 0 || !slices.Equal(r.Duplicates, []queue.Duplicate{{Seq: 5, FirstSeq: 4}, {Seq: 6, FirstSeq: 1}}) {
+		t.Fatalf("%+v %v", r, err)
+	}
+	b = jobsFor(8, 9, 10)
+	b[1].Key = b[0].Key
+	if r, err = q.Enqueue(ctx, "d", b); err != nil || r.Added != 2 || !slices.Equal(r.Duplicates, []queue.Duplicate{{Seq: 9, FirstSeq: 8}}) {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if r, err = q.Enqueue(ctx, "d", jobsFor(9, 10, 11)); err != nil || r.Added != 2 || r.Existing != 1 || len(r.Duplicates) != 0 {
+		t.Fatalf("re-plan over the duplicate line: %+v %v", r, err)
+	}
+	want := []uint64{1, 2, 3, 4, 7, 8, 9, 10, 11}
+	if got, _ := walkSeqs(t, q, "d"); !slices.Equal(got, want) {
+		t.Fatalf("Walk %v", got)
+	}
+	if seq, _ := q.rdb.HGet(ctx, q.keys("d").keys, b[0].Key).Result(); seq != "8" {
+		t.Fatalf("the first occurrence holds the key, got %q", seq)
+	}
+	if got := seqsOf(leaseSeqs(t, q, "d", 100)); !slices.Equal(got, want) {
+		t.Fatalf("Lease %v", got)
+	}
+}

@@ -257,10 +257,9 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
 		suppErr <- err
 	}()
-	unique := distinct(jobs)
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], unique))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))]))
 	}
 	if err := <-suppErr; err != nil {
 		return res, err
@@ -317,20 +316,9 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	return res, nil
 }
 
-// distinct reports whether no two jobs share a key or a seq.
-func distinct(jobs []queue.Job) bool {
-	keys := make(map[string]struct{}, len(jobs))
-	seqs := make(map[uint64]struct{}, len(jobs))
-	for _, j := range jobs {
-		keys[j.Key] = struct{}{}
-		seqs[j.Seq] = struct{}{}
-	}
-	return len(keys) == len(jobs) && len(seqs) == len(jobs)
-}
-
 // enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
 // (m is 0).
-func enqueueArgs(jobs []queue.Job, unique bool) []any {
+func enqueueArgs(jobs []queue.Job) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
 	ascending := true
@@ -341,11 +329,8 @@ func enqueueArgs(jobs []queue.Job, unique bool) []any {
 		}
 	}
 	u := 0
-	if unique {
-		u = 1
-		if ascending {
-			u = 2
-		}
+	if ascending {
+		u = 2
 	}
 	a := make([]any, 0, 5+3*n)
 	a = append(a, n, u, minSeq, maxSeq, 0)

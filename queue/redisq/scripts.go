@@ -82,26 +82,35 @@ return redis.call('HGET', KEYS[1], 'rec')
 `)
 
 // KEYS: meta data st keys pending order pendlist orderlist.
-// ARGV: n, unique (0, 1: no two jobs of the batch share a key or a seq, 2:
-// and their seqs ascend), min seq, max seq, m, then the n keys, the n seqs, the n data records, then m
-// pairs (1-based index of a suppressed job, reason).
+// ARGV: n, ascending (2: the seqs ascend, so they differ; 0: not known),
+// min seq, max seq, m, then the n keys, the n seqs, the n data records, then
+// m pairs (1-based index of a suppressed job, reason).
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 //
-// When the batch is unique, none of its keys is stored yet and its smallest
-// seq is above meta's maxseq (planning a new file), nothing else needs
-// checking; otherwise every job is looked at.
+// When the seqs ascend and the smallest is above meta's maxseq (planning a
+// new file, or the rest of one), no seq can be taken and the new jobs go to
+// the lists; when moreover no key is stored yet, the keys are written at
+// once, first occurrence winning, and only if a key repeats in the batch
+// (fewer new fields than jobs) is every job looked at.
 var scriptEnqueue = redis.NewScript(`
 local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq')
 if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
 local K, S, B, P = 5, 5 + n, 5 + 2*n, 5 + 3*n
 local prevs = redis.call('HMGET', KEYS[4], unpack(ARGV, K + 1, K + n))
-local clean = ARGV[2] ~= '0' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
-if clean then
-  for i = 1, n do if prevs[i] then clean = false; break end end
+local lists = ARGV[2] == '2' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
+local keysDone = false
+if lists then
+  local stored = false
+  for i = 1, n do if prevs[i] then stored = true; break end end
+  if not stored then
+    local kv = {}
+    for i = 1, n do kv[2*(n-i)+1] = ARGV[K + i]; kv[2*(n-i)+2] = ARGV[S + i] end
+    keysDone = redis.call('HSET', KEYS[4], unpack(kv)) == n
+  end
 end
 local fresh, nf, existing, dups = nil, n, 0, {}
-if not clean then
+if not keysDone then
   fresh, nf = {}, 0
   local seen = {}
   for i = 1, n do
@@ -114,19 +123,20 @@ if not clean then
     end
   end
   if nf == 0 then return {0, 0, existing, dups} end
-  local seqs, taken = {}, {}
-  for j = 1, nf do
-    local seq = ARGV[S + fresh[j]]
-    if taken[seq] then return redis.error_reply('SEQTAKEN ' .. seq) end
-    taken[seq] = true
-    seqs[j] = seq
-  end
-  local stored = redis.call('HMGET', KEYS[2], unpack(seqs))
-  for j = 1, nf do
-    if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+  if not lists then
+    local seqs, taken = {}, {}
+    for j = 1, nf do
+      local seq = ARGV[S + fresh[j]]
+      if taken[seq] then return redis.error_reply('SEQTAKEN ' .. seq) end
+      taken[seq] = true
+      seqs[j] = seq
+    end
+    local stored = redis.call('HMGET', KEYS[2], unpack(seqs))
+    for j = 1, nf do
+      if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+    end
   end
 end
-local lists = clean and ARGV[2] == '2'
 local supp = {}
 for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
 local kv, data, zs, pend, st = {}, {}, {}, {}, {}
@@ -135,7 +145,7 @@ for j = 1, nf do
   local i = j
   if fresh then i = fresh[j] end
   local seq = ARGV[S + i]
-  kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq
+  if not keysDone then kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq end
   data[2*j-1] = seq; data[2*j] = ARGV[B + i]
   if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
   if m > 0 then
@@ -153,15 +163,20 @@ for j = 1, nf do
   end
 end
 if m == 0 then np = nf end
-redis.call('HSET', KEYS[4], unpack(kv))
+if not keysDone then redis.call('HSET', KEYS[4], unpack(kv)) end
 redis.call('HSET', KEYS[2], unpack(data))
 if lists then
-  redis.call('RPUSH', KEYS[8], unpack(ARGV, S + 1, S + n))
-  if m == 0 then
-    redis.call('RPUSH', KEYS[7], unpack(ARGV, S + 1, S + n))
-  elseif np > 0 then
-    redis.call('RPUSH', KEYS[7], unpack(pend))
+  if fresh then
+    -- some were not new: push the new ones
+    local fs = {}
+    for j = 1, nf do fs[j] = ARGV[S + fresh[j]] end
+    redis.call('RPUSH', KEYS[8], unpack(fs))
+    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(fs)) end
+  else
+    redis.call('RPUSH', KEYS[8], unpack(ARGV, S + 1, S + n))
+    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(ARGV, S + 1, S + n)) end
   end
+  if m > 0 and np > 0 then redis.call('RPUSH', KEYS[7], unpack(pend)) end
 else
   redis.call('ZADD', KEYS[6], unpack(zs))
   if m == 0 then pend = zs end
