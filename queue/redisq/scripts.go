@@ -7,7 +7,7 @@ import "github.com/redis/go-redis/v9"
 //
 // Keys of campaign ID, all under the hash tag {ID}:
 //
-//	meta     hash: rec (JSON), status, reason, planned, lease (last token),
+//	meta     hash: rec (JSON), status, reason, planned, lease (Lease calls so far),
 //	         maxseq (no stored job has a greater Seq), c1..c7 (jobs per state)
 //	data     hash: seq -> the job's immutable record (encodeData)
 //	st       hash: seq -> the job's mutable state, below
@@ -54,7 +54,8 @@ import "github.com/redis/go-redis/v9"
 // whole set, which made leasing a batch quadratic. Scripts that read timers
 // stop before +inf.
 
-// timersPin is the placeholder member of timers (see above); 65 bytes.
+// timersPin is the placeholder member of timers (see above), longer than
+// 64 bytes.
 const timersPin = "~pin: keeps this sorted set a skiplist; not a job (see redisq/scripts.go)~~~~~"
 
 // stHeaderLen is the length of the fixed-width header of an st value.
