@@ -376,12 +376,14 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 			return nil, err
 		}
 		j.Seq, _ = strconv.ParseUint(str(seqs[i]), 10, 64)
-		if st := str(sts[i]); st != "" {
-			h, err := parseState(st)
-			if err != nil {
-				return nil, err
+		if i < len(sts) { // else fresh from pendlist
+			if st := str(sts[i]); st != "" {
+				h, err := parseState(st)
+				if err != nil {
+					return nil, err
+				}
+				j.Attempts, j.Provider, j.Reply = h.Attempts, h.Provider, h.Reply
 			}
-			j.Attempts, j.Provider, j.Reply = h.Attempts, h.Provider, h.Reply
 		}
 		j.Lease = call*10000 + uint64(i) + 1
 		j.State, j.At = queue.Leased, until

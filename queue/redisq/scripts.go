@@ -13,7 +13,9 @@ import "github.com/redis/go-redis/v9"
 //	st       hash: seq -> the job's mutable state, below
 //	keys     hash: key -> seq of the job holding it
 //	pending  zset: seq scored by seq, pending jobs (see pendlist)
-//	pendlist list: pending jobs too, in ascending seq order
+//	pendlist list: pending jobs too, in ascending seq order, only ones never
+//	         leased (no st field): a job that becomes pending again goes
+//	         to pending
 //	timers   zset: seq scored by the Retry due time or the lease deadline (ms);
 //	         plus the member timersPin at +inf, see below
 //	order    zset: seq scored by seq, every job (Walk; see orderlist)
@@ -195,18 +197,21 @@ return {nf, ns, existing, dups}
 // KEYS: meta st pending timers data pendlist. ARGV: now_ms n (at most
 // 9999) until_ms (13 digits).
 // Returns {call, seqs, their st values, their data}; the i-th job's lease
-// token is call*10000 + i (see the st layout).
+// token is call*10000 + i (see the st layout). The st values are left out
+// ({}) when every job came from pendlist, whose jobs were never leased.
 var scriptLease = redis.NewScript(twoDigits + `
 if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
 local due = #seqs
 if due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, due - 1) end
+local fresh = false -- all of them come from pendlist: none has an st field
 if due < n then
   local want = n - due
   local z = redis.call('ZRANGE', KEYS[3], 0, want - 1)
   local p
   if #z == 0 then
+    fresh = due == 0
     p = redis.call('LPOP', KEYS[6], want) or {}
   else
     -- the smallest seqs of both
@@ -229,7 +234,8 @@ if due < n then
 end
 local k = #seqs
 if k == 0 then return {} end
-local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
+local sts = {}
+if not fresh then sts = redis.call('HMGET', KEYS[2], unpack(seqs)) end
 local call = redis.call('HINCRBY', KEYS[1], 'lease', 1)
 local prefix = string.format('%011d', call)
 local P = two()
