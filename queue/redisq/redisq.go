@@ -233,13 +233,16 @@ func (q *Queue) MarkPlanned(ctx context.Context, id string) error {
 
 // enqueueChunk is the most jobs one enqueue script takes; a larger batch
 // is sent as several scripts in one pipeline. Redis runs them one after the
-// other, so a later chunk sees the keys of an earlier one.
+// other, so a later chunk sees the keys of an earlier one. A chunk runs for
+// about a millisecond, so senders leasing meanwhile do not wait long, and
+// Lua's unpack limit (about 8000 values) is never reached.
 const enqueueChunk = 250
 
 // Enqueue adds the jobs whose keys are new to the campaign. The suppression
-// list is read first (it lives in another hash slot than the campaign), then
-// the batch goes in chunks of enqueueChunk, all in one pipeline. Each chunk
-// is atomic; when one fails (SEQTAKEN), the chunks before it are stored.
+// list is read first (it lives in another hash slot than the campaign, so a
+// script cannot read it on a cluster), then the batch goes in chunks of
+// enqueueChunk, all in one pipeline. Each chunk is atomic, the batch is not:
+// when a chunk fails (SEQTAKEN), the other chunks are stored all the same.
 func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
 	var res queue.EnqueueResult
 	if len(jobs) == 0 {
