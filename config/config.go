@@ -389,8 +389,9 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 	switch c.Queue.Backend {
 	case "embedded":
 	case "redis":
-		if !strings.HasPrefix(c.Queue.URL, "redis://") && !strings.HasPrefix(c.Queue.URL, "rediss://") && !strings.HasPrefix(c.Queue.URL, "unix://") {
-			bad("queue.url", "%q: use redis://host:port/db, rediss:// for TLS, or unix:///path", c.Queue.URL)
+		if !validRedisURL(c.Queue.URL) {
+			bad("queue.url", "%q: use redis://host:port/db, rediss:// for TLS, unix:///path, "+
+				"redis+cluster://host:port?addr=host2:port for a cluster, or redis+sentinel://host:port/db?master_name=name", c.Queue.URL)
 		}
 		if c.Queue.Lease.Duration < 3*time.Second {
 			bad("queue.lease", "%v: at least 3s (leases are renewed every third of it)", c.Queue.Lease.Duration)
@@ -527,4 +528,15 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validRedisURL accepts the schemes redisq.Open knows; Open checks the rest.
+func validRedisURL(u string) bool {
+	for _, p := range []string{"redis://", "rediss://", "unix://",
+		"redis+cluster://", "rediss+cluster://", "redis+sentinel://", "rediss+sentinel://"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }

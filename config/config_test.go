@@ -60,6 +60,23 @@ func TestParseValidAndDefaults(t *testing.T) {
 	}
 }
 
+func TestRedisURLSchemes(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	for _, u := range []string{
+		"redis://127.0.0.1:6379/0", "rediss://redis.example:6380/1", "unix:///run/redis.sock",
+		"redis+cluster://10.0.0.1:7000?addr=10.0.0.2:7000", "rediss+cluster://10.0.0.1:7000",
+		"redis+sentinel://10.0.0.1:26379/0?master_name=mymaster", "rediss+sentinel://10.0.0.1:26379?master_name=m",
+	} {
+		c, err := Parse(valid+"\n[queue]\nbackend = \"redis\"\nurl = \""+u+"\"\n", d, env(nil))
+		if err != nil {
+			t.Errorf("%s: %v", u, err)
+		} else if c.Queue.URL != u {
+			t.Errorf("%s: got %q", u, c.Queue.URL)
+		}
+	}
+}
+
 func TestParseProblems(t *testing.T) {
 	t.Parallel()
 	d := dir(t)
@@ -101,6 +118,7 @@ func TestParseProblems(t *testing.T) {
 		{"reserved header", func(s string) string { return s + "\n[campaign.headers]\nSubject = \"x\"\n" }, nil, []string{"campaign.headers.Subject:"}},
 		{"bad backend", func(s string) string { return s + "\n[queue]\nbackend = \"postgres\"\n" }, nil, []string{"queue.backend:"}},
 		{"bad redis url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"http://x\"\n" }, nil, []string{"queue.url:"}},
+		{"bad redis cluster url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"unix+cluster:///x\"\n" }, nil, []string{"queue.url:"}},
 		{"toml syntax", func(s string) string { return s + "\n[campaign\n" }, nil, []string{"line "}},
 		{"several at once", func(s string) string {
 			return strings.Replace(strings.Replace(s, `port = 2525`, `port = 0`+"\nconnections = -3", 1), `subject = "Hello {{.name}}"`, "", 1)

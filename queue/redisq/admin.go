@@ -101,16 +101,16 @@ return 1
 
 // KEYS: meta st data pending. ARGV: n, then per job: seq blob.
 // Moves each job that is still failed to pending with no attempts and the
-// new data blob (its Enqueued time reset); returns how many moved.
+// new data blob (its Enqueued time reset); returns how many moved. The st
+// layout is described in scripts.go.
 var scriptRetryFailed = redis.NewScript(`
 local n, moved = tonumber(ARGV[1]), 0
 for i = 0, n - 1 do
   local seq, blob = ARGV[2 + i*2], ARGV[3 + i*2]
   local v = redis.call('HGET', KEYS[2], seq)
-  local s, l
-  if v then s, l = string.match(v, '^(%d+):%d+:(%d+):') end
-  if s == '5' then
-    redis.call('HSET', KEYS[2], seq, '1:0:' .. l .. ':0')
+  if v and v:sub(1, 1) == '5' then
+    -- Pending, attempts 0, lease token kept, no due time; last reply kept.
+    redis.call('HSET', KEYS[2], seq, '1:0000' .. v:sub(7, 23) .. '0000000000000:' .. v:sub(38))
     redis.call('HSET', KEYS[3], seq, blob)
     redis.call('ZADD', KEYS[4], seq, seq)
     moved = moved + 1

@@ -3,5 +3,7 @@
 // are namespaced and hash-tagged per campaign (herald:{ID}:...), every
 // multi-key step is one Lua script, and expired leases come back through
 // the same timer set as due retries. It implements queue.Queue and passes
-// queuetest unchanged.
+// queuetest unchanged. Open takes a single server, a Redis Cluster or a
+// Sentinel-managed master (see Open); scripts.go documents the keys and the
+// per-job state encoding.
 package redisq

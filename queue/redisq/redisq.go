@@ -30,23 +30,36 @@ type Options struct {
 	Prefix string
 }
 
-// Open connects to the Redis at url: redis://, rediss:// (TLS) or unix://.
+// Open connects to the Redis at url. The scheme picks the kind of client:
+//
+//   - redis://[user:pass@]host:port/db, rediss://… (TLS) or unix:///path/redis.sock:
+//     one server (redis.ParseURL; its query options such as dial_timeout apply).
+//   - redis+cluster://[user:pass@]host:port?addr=host2:port&addr=host3:port,
+//     rediss+cluster://… (TLS): a Redis Cluster; the host and every addr are
+//     seed nodes (redis.ParseClusterURL). A cluster has only database 0, so
+//     the path must be empty, / or /0.
+//   - redis+sentinel://[user:pass@]host:port/db?master_name=mymaster&addr=host2:port,
+//     rediss+sentinel://… (TLS): the master that the Sentinels at host and
+//     every addr name (redis.ParseFailoverURL). master_name is required. The
+//     user and password in the URL log in to the Sentinels; the master's
+//     own are the query options username= and password=.
+//
+// Unless the URL sets them, Open retries a failed command up to 10 times
+// with a backoff from 8ms to 1s, so that a restart or a failover of Redis
+// does not fail a running send.
 func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
-	o, err := redis.ParseURL(url)
+	o, err := parseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	uo := &redis.UniversalOptions{
-		Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username, Password: o.Password,
-		TLSConfig: o.TLSConfig, Protocol: o.Protocol,
-		MaxRetries: 10, MinRetryBackoff: 8 * time.Millisecond, MaxRetryBackoff: time.Second,
+		return nil, err
 	}
 	var rdb redis.UniversalClient
-	if o.Network == "unix" {
-		rdb = redis.NewClient(&redis.Options{Network: "unix", Addr: o.Addr, DB: o.DB, Password: o.Password,
-			MaxRetries: uo.MaxRetries, MinRetryBackoff: uo.MinRetryBackoff, MaxRetryBackoff: uo.MaxRetryBackoff})
-	} else {
-		rdb = redis.NewUniversalClient(uo)
+	switch o := o.(type) {
+	case *redis.Options:
+		rdb = redis.NewClient(o)
+	case *redis.ClusterOptions:
+		rdb = redis.NewClusterClient(o)
+	case *redis.FailoverOptions:
+		rdb = redis.NewFailoverClient(o)
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -58,17 +71,84 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	return &Queue{rdb: rdb, prefix: opts.Prefix}, nil
 }
 
+// Retry defaults for a URL that sets none.
+const (
+	defaultMaxRetries      = 10
+	defaultMinRetryBackoff = 8 * time.Millisecond
+	defaultMaxRetryBackoff = time.Second
+)
+
+func retryDefaults(maxRetries *int, minBackoff, maxBackoff *time.Duration) {
+	if *maxRetries == 0 {
+		*maxRetries = defaultMaxRetries
+	}
+	if *minBackoff == 0 {
+		*minBackoff = defaultMinRetryBackoff
+	}
+	if *maxBackoff == 0 {
+		*maxBackoff = defaultMaxRetryBackoff
+	}
+}
+
+// parseURL turns url into *redis.Options, *redis.ClusterOptions or
+// *redis.FailoverOptions (see Open); it contacts nothing.
+func parseURL(url string) (any, error) {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return nil, fmt.Errorf("redis url %q: no scheme (use redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://)", url)
+	}
+	base, kind, _ := strings.Cut(scheme, "+")
+	if kind != "" && base != "redis" && base != "rediss" {
+		return nil, fmt.Errorf("redis url: unknown scheme %q", scheme)
+	}
+	switch kind {
+	case "":
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(base + "://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("redis cluster url: %w", err)
+		}
+		// ParseClusterURL ignores the path; a cluster has only db 0.
+		path := rest
+		if i := strings.IndexAny(path, "?#"); i >= 0 {
+			path = path[:i]
+		}
+		if _, p, ok := strings.Cut(path, "/"); ok && p != "" && p != "0" {
+			return nil, fmt.Errorf("redis cluster url: database %q: a cluster has only database 0", p)
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(base + "://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("redis sentinel url: %w", err)
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("redis sentinel url: master_name=… is required")
+		}
+		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		return o, nil
+	}
+	return nil, fmt.Errorf("redis url: unknown scheme %q (use redis+cluster:// or redis+sentinel://)", scheme)
+}
+
 // Close closes the connections.
 func (q *Queue) Close() error { return q.rdb.Close() }
 
-// keys of one campaign, all in one hash slot.
+// keys of one campaign, all in one hash slot (see scripts.go).
 type keys struct {
-	meta, data, st, reply, keys, pending, timers, order string
+	meta, data, st, keys, pending, timers, order, pendlist, orderlist string
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{p + "meta", p + "data", p + "st", p + "reply", p + "keys", p + "pending", p + "timers", p + "order"}
+	return keys{p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist"}
 }
 
 func (q *Queue) campaignsKey() string   { return q.prefix + "campaigns" }
@@ -90,7 +170,7 @@ func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Cam
 		return queue.Campaign{}, err
 	}
 	k := q.keys(c.ID)
-	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta}, rec, c.Spec).Err(); err != nil {
+	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta, k.timers}, rec, timersPin, c.Spec).Err(); err != nil {
 		return queue.Campaign{}, err
 	}
 	if err := q.rdb.SAdd(ctx, q.campaignsKey(), c.ID).Err(); err != nil {
@@ -135,7 +215,7 @@ func (q *Queue) SetStatus(ctx context.Context, id string, s queue.Status, reason
 		return err
 	}
 	for s == queue.CampaignCancelled {
-		n, err := scriptCancel.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers}, 1000).Int()
+		n, err := scriptCancel.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.pendlist}, 1000).Int()
 		if err != nil {
 			return err
 		}
@@ -151,7 +231,18 @@ func (q *Queue) MarkPlanned(ctx context.Context, id string) error {
 	return q.rdb.HSet(ctx, q.keys(id).meta, "planned", "1").Err()
 }
 
-// Enqueue adds the jobs whose keys are new to the campaign.
+// enqueueChunk is the most jobs one enqueue script takes; a larger batch
+// is sent as several scripts in one pipeline. Redis runs them one after the
+// other, so a later chunk sees the keys of an earlier one. A chunk runs for
+// about a millisecond, so senders leasing meanwhile do not wait long, and
+// Lua's unpack limit (about 8000 values) is never reached.
+const enqueueChunk = 250
+
+// Enqueue adds the jobs whose keys are new to the campaign. The suppression
+// list is read first (it lives in another hash slot than the campaign, so a
+// script cannot read it on a cluster), then the batch goes in chunks of
+// enqueueChunk, all in one pipeline. Each chunk is atomic, the batch is not:
+// when a chunk fails (SEQTAKEN), the other chunks are stored all the same.
 func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
 	var res queue.EnqueueResult
 	if len(jobs) == 0 {
@@ -161,65 +252,191 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	for i, j := range jobs {
 		keysList[i] = j.Key
 	}
-	supp, err := q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
-	if err != nil {
+	// The suppression list is read while the records are encoded.
+	var supp []any
+	suppErr := make(chan error, 1)
+	go func() {
+		var err error
+		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
+		suppErr <- err
+	}()
+	var args [][]any
+	for lo := 0; lo < len(jobs); lo += enqueueChunk {
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))]))
+	}
+	if err := <-suppErr; err != nil {
 		return res, err
 	}
-	args := make([]any, 0, 1+5*len(jobs))
-	args = append(args, len(jobs))
-	for i, j := range jobs {
-		s, reason := "0", ""
-		if supp[i] != nil {
-			s, reason = "1", str(supp[i])
+	for c := range args {
+		lo := c * enqueueChunk
+		m := 0
+		for i, r := range supp[lo:min(lo+enqueueChunk, len(jobs))] {
+			if r != nil {
+				args[c] = append(args[c], i+1, str(r))
+				m++
+			}
 		}
-		args = append(args, j.Seq, j.Key, encodeData(j), s, reason)
+		args[c][4] = m
 	}
 	k := q.keys(id)
-	v, err := scriptEnqueue.Run(ctx, q.rdb, []string{k.meta, k.data, k.st, k.reply, k.keys, k.pending, k.order}, args...).Slice()
-	if err != nil {
-		if strings.Contains(err.Error(), "NOCAMPAIGN") {
-			return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order, k.pendlist, k.orderlist}
+	cmds := make([]*redis.Cmd, len(args))
+	if len(args) == 1 {
+		cmds[0] = scriptEnqueue.Run(ctx, q.rdb, ks, args[0]...)
+	} else {
+		pipe := q.rdb.Pipeline()
+		for i, a := range args {
+			cmds[i] = scriptEnqueue.EvalSha(ctx, pipe, ks, a...)
 		}
-		if strings.Contains(err.Error(), "SEQTAKEN") {
-			return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
-		}
-		return res, err
+		pipe.Exec(ctx) // errors are looked at per chunk
 	}
-	res.Added, res.Suppressed, res.Existing = int(v[0].(int64)), int(v[1].(int64)), int(v[2].(int64))
-	d := v[3].([]any)
-	for i := 0; i+1 < len(d); i += 2 {
-		seq, _ := strconv.ParseUint(str(d[i]), 10, 64)
-		first, _ := strconv.ParseUint(str(d[i+1]), 10, 64)
-		res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: seq, FirstSeq: first})
+	for i, c := range cmds {
+		v, err := c.Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// The server lost its script cache (a restart): this chunk
+			// did not run. Run loads the script.
+			v, err = scriptEnqueue.Run(ctx, q.rdb, ks, args[i]...).Slice()
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "NOCAMPAIGN") {
+				return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+			}
+			if strings.Contains(err.Error(), "SEQTAKEN") {
+				return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
+			}
+			return res, err
+		}
+		res.Added += int(v[0].(int64))
+		res.Suppressed += int(v[1].(int64))
+		res.Existing += int(v[2].(int64))
+		d := v[3].([]any)
+		for i := 0; i+1 < len(d); i += 2 {
+			seq, _ := strconv.ParseUint(str(d[i]), 10, 64)
+			first, _ := strconv.ParseUint(str(d[i+1]), 10, 64)
+			res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: seq, FirstSeq: first})
+		}
 	}
 	return res, nil
 }
 
-// Lease hands out due retries and expired leases, then pending jobs.
+// enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
+// (m is 0).
+func enqueueArgs(jobs []queue.Job) []any {
+	n := len(jobs)
+	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
+	ascending := true
+	for i, j := range jobs {
+		minSeq, maxSeq = min(minSeq, j.Seq), max(maxSeq, j.Seq)
+		if i > 0 && j.Seq <= jobs[i-1].Seq {
+			ascending = false
+		}
+	}
+	u := 0
+	if ascending {
+		u = 2
+	}
+	a := make([]any, 0, 5+3*n)
+	a = append(a, n, u, minSeq, maxSeq, 0)
+	for _, j := range jobs {
+		a = append(a, j.Key)
+	}
+	for _, j := range jobs {
+		a = append(a, j.Seq)
+	}
+	for _, j := range jobs {
+		a = append(a, encodeData(j))
+	}
+	return a
+}
+
+// maxLease is the most jobs one Lease call hands out: a token holds a
+// job's place in the batch in 4 digits (see scripts.go), and Lua's unpack
+// stops at about 8000 values.
+const maxLease = 2000
+
+// Lease hands out due retries and expired leases, then pending jobs (at
+// most maxLease).
 func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	n = min(n, maxLease)
 	k := q.keys(id)
-	until := now.Add(ttl)
-	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.reply}, now.UnixMilli(), n, until.UnixMilli()).Slice()
+	until := time.UnixMilli(now.Add(ttl).UnixMilli())
+	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	jobs := make([]queue.Job, 0, len(v))
-	for _, e := range v {
-		f := e.([]any)
-		j, err := decodeData(str(f[3]))
+	if len(v) < 4 {
+		return nil, nil
+	}
+	call := uint64(v[0].(int64))
+	seqs, sts, data := v[1].([]any), v[2].([]any), v[3].([]any)
+	jobs := make([]queue.Job, len(seqs))
+	for i := range seqs {
+		j, err := decodeData(str(data[i]))
 		if err != nil {
 			return nil, err
 		}
-		j.Seq, _ = strconv.ParseUint(str(f[0]), 10, 64)
-		a, _ := strconv.Atoi(str(f[1]))
-		j.Attempts, j.Lease, j.State, j.At = a, uint64(f[2].(int64)), queue.Leased, time.UnixMilli(until.UnixMilli())
-		j.Provider, j.Reply = splitReply(str(f[4]))
-		jobs = append(jobs, j)
+		j.Seq, _ = strconv.ParseUint(str(seqs[i]), 10, 64)
+		if i < len(sts) { // else fresh from pendlist
+			if st := str(sts[i]); st != "" {
+				h, err := parseState(st)
+				if err != nil {
+					return nil, err
+				}
+				j.Attempts, j.Provider, j.Reply = h.Attempts, h.Provider, h.Reply
+			}
+		}
+		j.Lease = call*10000 + uint64(i) + 1
+		j.State, j.At = queue.Leased, until
+		jobs[i] = j
 	}
 	return jobs, nil
+}
+
+// parseState decodes an st value (see scripts.go) into the mutable fields
+// of a Job.
+func parseState(v string) (queue.Job, error) {
+	var j queue.Job
+	if len(v) < stHeaderLen || v[1] != ':' || v[6] != ':' || v[22] != ':' || v[36] != ':' || v[0] < '1' || v[0] > '7' {
+		return j, fmt.Errorf("redisq: job state %.40q is not in the format this version writes", v)
+	}
+	j.State = queue.State(v[0] - '0')
+	j.Attempts, _ = strconv.Atoi(v[2:6])
+	j.Lease, _ = strconv.ParseUint(v[7:22], 10, 64)
+	if ms, _ := strconv.ParseInt(v[23:36], 10, 64); ms != 0 {
+		j.At = time.UnixMilli(ms)
+	}
+	if len(v) > stHeaderLen {
+		j.Provider, j.Reply = splitReply(v[stHeaderLen:])
+	}
+	return j, nil
+}
+
+// ms13 is t in Unix milliseconds, zero-padded to 13 digits (clamped to
+// what 13 digits hold).
+func ms13(t time.Time) string {
+	return string(appendPad(nil, uint64(min(max(t.UnixMilli(), 0), maxMs)), 13))
+}
+
+// lease15 is a lease token as the st header holds it.
+func lease15(l uint64) string { return string(appendPad(nil, min(l, maxToken), 15)) }
+
+// The largest values the st header holds.
+const (
+	maxMs    = 9_999_999_999_999
+	maxToken = 999_999_999_999_999
+)
+
+// appendPad appends v in decimal, zero-padded to width digits.
+func appendPad(b []byte, v uint64, width int) []byte {
+	b = append(b, "000000000000000000000"[:width]...)
+	for i := len(b) - 1; i >= len(b)-width; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
 }
 
 func splitReply(v string) (provider, reply string) {
@@ -232,31 +449,77 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 1+7*len(batch))
-	args = append(args, len(batch))
 	for _, s := range batch {
-		count := 0
-		if s.CountAttempt {
-			count = 1
+		if s.State < queue.Pending || s.State > queue.Cancelled {
+			return nil, fmt.Errorf("redisq: settle job %d: invalid state %d", s.Seq, s.State)
 		}
-		var at int64
-		if s.State == queue.Retry {
-			at = s.At.UnixMilli()
-		}
-		args = append(args, s.Seq, s.Lease, int(s.State), at, count, s.Provider, s.Reply)
 	}
 	k := q.keys(id)
-	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.reply}, args...).Slice()
+	var lost []uint64
+	lostSet := map[uint64]bool{}
+	for lo := 0; lo < len(batch); lo += scriptBatch {
+		l, err := q.settle(ctx, k, batch[lo:min(lo+scriptBatch, len(batch))])
+		if err != nil {
+			return lost, err
+		}
+		for _, seq := range l {
+			lost = append(lost, seq)
+			lostSet[seq] = true
+		}
+	}
+	return lost, q.usageAndSuppression(ctx, k, batch, lostSet)
+}
+
+// scriptBatch is the most jobs one Settle, Release or Extend script takes
+// (Lua's unpack stops at about 8000 values).
+const scriptBatch = 1000
+
+// settle runs scriptSettle for at most scriptBatch settlements.
+func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([]uint64, error) {
+	args := make([]any, 0, 1+2*len(batch))
+	args = append(args, len(batch))
+	for _, s := range batch {
+		args = append(args, s.Seq)
+	}
+	var buf []byte
+	for _, s := range batch {
+		// See scriptSettle: S C :lease:at:provider\x00reply
+		buf = append(buf[:0], '0'+byte(s.State), '0', ':')
+		if s.CountAttempt {
+			buf[1] = '1'
+		}
+		buf = appendPad(buf, min(s.Lease, maxToken), 15)
+		buf = append(buf, ':')
+		if s.State == queue.Retry {
+			buf = appendPad(buf, uint64(min(max(s.At.UnixMilli(), 0), maxMs)), 13)
+		} else {
+			buf = append(buf, "0000000000000"...)
+		}
+		buf = append(buf, ':')
+		buf = append(buf, s.Provider...)
+		buf = append(buf, 0)
+		buf = append(buf, s.Reply...)
+		args = append(args, string(buf))
+	}
+	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	lostSet := map[uint64]bool{}
-	var lost []uint64
+	return seqList(v), nil
+}
+
+func seqList(v []any) []uint64 {
+	var out []uint64
 	for _, e := range v {
 		seq, _ := strconv.ParseUint(str(e), 10, 64)
-		lost = append(lost, seq)
-		lostSet[seq] = true
+		out = append(out, seq)
 	}
+	return out
+}
+
+// usageAndSuppression records what the settled (not lost) jobs of batch
+// add to provider usage and the suppression list.
+func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) error {
 	pipe := q.rdb.Pipeline()
 	var need bool
 	usage := map[string]map[string]int64{}
@@ -289,7 +552,7 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		// The keys live in the data records.
 		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
 		if err != nil {
-			return lost, err
+			return err
 		}
 		reasons := map[string]string{}
 		for _, s := range batch {
@@ -298,7 +561,7 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 		for i, d := range data {
 			j, err := decodeData(str(d))
 			if err != nil {
-				return lost, err
+				return err
 			}
 			pipe.HSet(ctx, q.suppressionKey(), j.Key, reasons[suppressSeqs[i]])
 			need = true
@@ -306,10 +569,10 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	}
 	if need {
 		if _, err := pipe.Exec(ctx); err != nil {
-			return lost, err
+			return err
 		}
 	}
-	return lost, nil
+	return nil
 }
 
 // Release returns leased jobs to pending without counting an attempt.
@@ -317,13 +580,27 @@ func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error 
 	if len(jobs) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 1+2*len(jobs))
-	args = append(args, len(jobs))
-	for _, j := range jobs {
-		args = append(args, j.Seq, j.Lease)
-	}
 	k := q.keys(id)
-	return scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, args...).Err()
+	for lo := 0; lo < len(jobs); lo += scriptBatch {
+		if err := scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))])...).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seqsAndLeases is the ARGV of scriptRelease and (after until) of
+// scriptExtend: n, the seqs, the leases.
+func seqsAndLeases(jobs []queue.Job, before ...any) []any {
+	args := make([]any, 0, len(before)+1+2*len(jobs))
+	args = append(append(args, before...), len(jobs))
+	for _, j := range jobs {
+		args = append(args, j.Seq)
+	}
+	for _, j := range jobs {
+		args = append(args, lease15(j.Lease))
+	}
+	return args
 }
 
 // Extend moves the deadline of leases still held.
@@ -331,20 +608,14 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 	if len(jobs) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, 2+2*len(jobs))
-	args = append(args, until.UnixMilli(), len(jobs))
-	for _, j := range jobs {
-		args = append(args, j.Seq, j.Lease)
-	}
 	k := q.keys(id)
-	v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, args...).Slice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
 	var lost []uint64
-	for _, e := range v {
-		seq, _ := strconv.ParseUint(str(e), 10, 64)
-		lost = append(lost, seq)
+	for lo := 0; lo < len(jobs); lo += scriptBatch {
+		v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))], ms13(until))...).Slice()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return lost, err
+		}
+		lost = append(lost, seqList(v)...)
 	}
 	return lost, nil
 }
@@ -352,7 +623,7 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 // NextDue is the earliest time a retry or a lease comes due.
 func (q *Queue) NextDue(ctx context.Context, id string) (time.Time, bool, error) {
 	z, err := q.rdb.ZRangeWithScores(ctx, q.keys(id).timers, 0, 0).Result()
-	if err != nil || len(z) == 0 {
+	if err != nil || len(z) == 0 || z[0].Member == timersPin {
 		return time.Time{}, false, err
 	}
 	return time.UnixMilli(int64(z[0].Score)), true, nil
@@ -375,7 +646,8 @@ func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
 	return c, nil
 }
 
-// Walk calls fn for every job in Seq order, reading 500 at a time.
+// Walk calls fn for every job in Seq order, reading 500 at a time: it
+// merges orderlist and order (see scripts.go).
 func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
 	k := q.keys(id)
 	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
@@ -385,10 +657,32 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		return err
 	}
 	const page = 500
-	for start := int64(0); ; start += page {
-		seqs, err := q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
-		if err != nil {
-			return err
+	list := &seqSource{fetch: func(start int64) ([]string, error) {
+		return q.rdb.LRange(ctx, k.orderlist, start, start+page-1).Result()
+	}}
+	zset := &seqSource{fetch: func(start int64) ([]string, error) {
+		return q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
+	}}
+	seqs := make([]string, 0, page)
+	for {
+		seqs = seqs[:0]
+		for len(seqs) < page {
+			a, aok, err := list.peek()
+			if err != nil {
+				return err
+			}
+			b, bok, err := zset.peek()
+			if err != nil {
+				return err
+			}
+			if !aok && !bok {
+				break
+			}
+			if aok && (!bok || a < b) {
+				seqs = append(seqs, list.next())
+			} else {
+				seqs = append(seqs, zset.next())
+			}
 		}
 		if len(seqs) == 0 {
 			return nil
@@ -396,7 +690,6 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		pipe := q.rdb.Pipeline()
 		data := pipe.HMGet(ctx, k.data, seqs...)
 		st := pipe.HMGet(ctx, k.st, seqs...)
-		reply := pipe.HMGet(ctx, k.reply, seqs...)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
@@ -406,17 +699,14 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 				return err
 			}
 			j.Seq, _ = strconv.ParseUint(seq, 10, 64)
-			parts := strings.Split(str(st.Val()[i]), ":")
-			if len(parts) == 4 {
-				s, _ := strconv.Atoi(parts[0])
-				j.State = queue.State(s)
-				j.Attempts, _ = strconv.Atoi(parts[1])
-				j.Lease, _ = strconv.ParseUint(parts[2], 10, 64)
-				if ms, _ := strconv.ParseInt(parts[3], 10, 64); ms != 0 {
-					j.At = time.UnixMilli(ms)
+			j.State = queue.Pending // no st field: pending, never leased
+			if v := str(st.Val()[i]); v != "" {
+				h, err := parseState(v)
+				if err != nil {
+					return err
 				}
+				j.State, j.Attempts, j.Lease, j.At, j.Provider, j.Reply = h.State, h.Attempts, h.Lease, h.At, h.Provider, h.Reply
 			}
-			j.Provider, j.Reply = splitReply(str(reply.Val()[i]))
 			if err := fn(j); err != nil {
 				return err
 			}
@@ -425,6 +715,42 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 			return err
 		}
 	}
+}
+
+// seqSource reads an ascending list of seqs a page at a time.
+type seqSource struct {
+	fetch func(start int64) ([]string, error)
+	buf   []string
+	nums  []uint64
+	start int64 // index of the next page
+	done  bool
+}
+
+// peek returns the next seq without taking it; ok is false at the end.
+func (s *seqSource) peek() (seq uint64, ok bool, err error) {
+	if len(s.buf) == 0 && !s.done {
+		if s.buf, err = s.fetch(s.start); err != nil {
+			return 0, false, err
+		}
+		s.start += int64(len(s.buf))
+		s.done = len(s.buf) == 0
+		s.nums = s.nums[:0]
+		for _, v := range s.buf {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			s.nums = append(s.nums, n)
+		}
+	}
+	if len(s.buf) == 0 {
+		return 0, false, nil
+	}
+	return s.nums[0], true, nil
+}
+
+// next takes the seq peek returned.
+func (s *seqSource) next() string {
+	v := s.buf[0]
+	s.buf, s.nums = s.buf[1:], s.nums[1:]
+	return v
 }
 
 // Suppressed reports whether key is on the suppression list.
@@ -467,7 +793,11 @@ func (q *Queue) Usage(ctx context.Context, provider string, since time.Time) (in
 
 // A job's immutable part: enqueued time, key, email, fields.
 func encodeData(j queue.Job) string {
-	var b []byte
+	size := 4*binary.MaxVarintLen64 + len(j.Key) + len(j.Email)
+	for _, f := range j.Fields {
+		size += binary.MaxVarintLen64 + len(f)
+	}
+	b := make([]byte, 0, size)
 	var enq int64
 	if !j.Enqueued.IsZero() {
 		enq = j.Enqueued.UnixNano()
@@ -490,23 +820,23 @@ func appendString(b []byte, s string) []byte {
 var errCorrupt = errors.New("redisq: corrupt job record")
 
 func decodeData(s string) (queue.Job, error) {
+	// Substrings of s, not copies: one record is one allocation.
 	var j queue.Job
-	b := []byte(s)
-	enq, n := binary.Varint(b)
+	ux, n := uvarint(s)
 	if n <= 0 {
 		return j, errCorrupt
 	}
-	b = b[n:]
-	if enq != 0 {
+	s = s[n:]
+	if enq := int64(ux>>1) ^ -int64(ux&1); enq != 0 { // binary.Varint's zig-zag
 		j.Enqueued = time.Unix(0, enq)
 	}
 	next := func() (string, bool) {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
+		l, n := uvarint(s)
+		if n <= 0 || l > uint64(len(s)-n) {
 			return "", false
 		}
-		v := string(b[n : n+int(l)])
-		b = b[n+int(l):]
+		v := s[n : n+int(l)]
+		s = s[n+int(l):]
 		return v, true
 	}
 	var ok bool
@@ -516,11 +846,11 @@ func decodeData(s string) (queue.Job, error) {
 	if j.Email, ok = next(); !ok {
 		return j, errCorrupt
 	}
-	cnt, n := binary.Uvarint(b)
-	if n <= 0 || cnt > uint64(len(b)) {
+	cnt, n := uvarint(s)
+	if n <= 0 || cnt > uint64(len(s)) {
 		return j, errCorrupt
 	}
-	b = b[n:]
+	s = s[n:]
 	j.Fields = make([]string, cnt)
 	for i := range j.Fields {
 		if j.Fields[i], ok = next(); !ok {
@@ -528,4 +858,22 @@ func decodeData(s string) (queue.Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// uvarint is binary.Uvarint on a string.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		b := s[i]
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(b)<<shift, i + 1
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
 }

@@ -115,7 +115,7 @@ func BenchmarkLeaseSettle(b *testing.B) {
 	}
 	defer q.Close()
 	ctx := context.Background()
-	fill(b, q, "b", 300000)
+	fill(b, q, "b", 1000000)
 	now := time.Now()
 	total := 0
 	var s []queue.Settlement

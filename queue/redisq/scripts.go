@@ -5,223 +5,408 @@ import "github.com/redis/go-redis/v9"
 // Every multi-key step is one script; all its keys share the campaign's
 // hash tag, so the scripts also run on Redis Cluster.
 //
-// A job's mutable state is one hash field "state:attempts:lease:at_ms"
-// (state numbers as in queue.State); counters are fields c1..c7 of meta.
+// Keys of campaign ID, all under the hash tag {ID}:
+//
+//	meta     hash: rec (JSON), status, reason, planned, lease (Lease calls so far),
+//	         maxseq (no stored job has a greater Seq), c1..c7 (jobs per state)
+//	data     hash: seq -> the job's immutable record (encodeData)
+//	st       hash: seq -> the job's mutable state, below
+//	keys     hash: key -> seq of the job holding it
+//	pending  zset: seq scored by seq, pending jobs (see pendlist)
+//	pendlist list: pending jobs too, in ascending seq order, only ones never
+//	         leased (no st field): a job that becomes pending again goes
+//	         to pending
+//	timers   zset: seq scored by the Retry due time or the lease deadline (ms);
+//	         plus the member timersPin at +inf, see below
+//	order    zset: seq scored by seq, every job (Walk; see orderlist)
+//	orderlist list: every job too, in ascending seq order
+//
+// A pending job is in pending or in pendlist, and every job is in order or
+// in orderlist. The lists take the common case, planning a file line by
+// line: a chunk whose seqs ascend and are all above maxseq is appended to
+// them (RPUSH is far cheaper than ZADD). Everything else (a re-plan filling
+// gaps, Release, a requeue) goes into the sorted sets. Lease takes the
+// smallest seqs of pending and pendlist together; Walk merges order and
+// orderlist.
+//
+// The state of a job is one st field, a fixed-width header of 37 bytes
+// optionally followed by the last reply:
+//
+//	S:AAAA:LLLLLLLLLLLLLLL:TTTTTTTTTTTTT:provider\0reply
+//	1 3    8               24           38            (Lua string positions)
+//
+// S is the queue.State digit (1 pending .. 7 cancelled), AAAA the attempts
+// (zero-padded, capped at 9999), L the lease token (kept after the lease
+// ends): 11 digits numbering the Lease call (meta's lease counts them), then
+// 4 digits for the job's place in that call's batch, so Job.Lease is
+// call*10000 + place; T the Retry due time or lease deadline in Unix
+// ms (13 digits, zero-padded; 0 when neither). After the header comes the
+// provider of the last attempt, a NUL byte and the reply; a job never tried
+// (and not suppressed) has nothing after the header. A job without an st
+// field is Pending and was never leased: "1:0000:000000000000000:0000000000000:".
+// A script that changes a state rewrites byte 1 (and T when it leaves Retry
+// or Leased), keeps the rest, moves the seq between pending and timers and
+// adjusts the counters c<S> of meta; e.g. Failed -> Pending is
+// '1' .. v:sub(2, 23) .. '0000000000000:' .. v:sub(38), ZADD pending seq seq,
+// HINCRBY meta c5 -1, HINCRBY meta c1 1.
+//
+// timers always holds timersPin, a member longer than the default
+// zset-max-listpack-value, scored +inf, so that the set keeps the skiplist
+// encoding: as a listpack (up to 128 members) every ZADD and ZREM scans the
+// whole set, which made leasing a batch quadratic. Scripts that read timers
+// stop before +inf.
 
-// KEYS: meta. ARGV: rec json, spec.
+// timersPin is the placeholder member of timers (see above), longer than
+// 64 bytes.
+const timersPin = "~pin: keeps this sorted set a skiplist; not a job (see redisq/scripts.go)~~~~~"
+
+// stHeaderLen is the length of the fixed-width header of an st value.
+const stHeaderLen = 37
+
+// twoDigits defines two(), which returns {'00', '01', .. '99'} (index x+1
+// holds x): string.format costs about half a microsecond a call, too much
+// once per job.
+const twoDigits = `
+local function two()
+  local D, P = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}, {}
+  for x = 0, 99 do P[x + 1] = D[(x - x % 10) / 10 + 1] .. D[x % 10 + 1] end
+  return P
+end
+`
+
+// KEYS: meta timers. ARGV: rec json, timersPin, spec.
 var scriptCreate = redis.NewScript(`
 if redis.call('HSETNX', KEYS[1], 'rec', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'spec', ARGV[2],
+  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'maxseq', '0', 'spec', ARGV[3],
     'c1', 0, 'c2', 0, 'c3', 0, 'c4', 0, 'c5', 0, 'c6', 0, 'c7', 0)
+  redis.call('ZADD', KEYS[2], 'NX', '+inf', ARGV[2])
 end
 return redis.call('HGET', KEYS[1], 'rec')
 `)
 
-// KEYS: meta data st reply keys pending order.
-// ARGV: n, then per job: seq key blob suppressed(0|1) reason.
+// KEYS: meta data st keys pending order pendlist orderlist.
+// ARGV: n, ascending (2: the seqs ascend, so they differ; 0: not known),
+// min seq, max seq, m, then the n keys, the n seqs, the n data records, then
+// m pairs (1-based index of a suppressed job, reason).
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
+//
+// When the seqs ascend and the smallest is above meta's maxseq (planning a
+// new file, or the rest of one), no seq can be taken and the new jobs go to
+// the lists; when moreover no key is stored yet, the keys are written at
+// once, first occurrence winning, and only if a key repeats in the batch
+// (fewer new fields than jobs) is every job looked at.
 var scriptEnqueue = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCAMPAIGN') end
-local n = tonumber(ARGV[1])
-local ks = {}
-for i = 0, n - 1 do ks[i+1] = ARGV[3 + i*5] end
-local prevs = redis.call('HMGET', KEYS[5], unpack(ks))
-local seen, fresh = {}, {}
-for i = 0, n - 1 do
-  local key = ks[i+1]
-  if not prevs[i+1] and not seen[key] then
-    seen[key] = ARGV[2 + i*5]
-    table.insert(fresh, i)
+local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq')
+if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
+local K, S, B, P = 5, 5 + n, 5 + 2*n, 5 + 3*n
+local prevs = redis.call('HMGET', KEYS[4], unpack(ARGV, K + 1, K + n))
+local lists = ARGV[2] == '2' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
+local keysDone = false
+if lists then
+  local stored = false
+  for i = 1, n do if prevs[i] then stored = true; break end end
+  if not stored then
+    local kv = {}
+    for i = 1, n do kv[2*(n-i)+1] = ARGV[K + i]; kv[2*(n-i)+2] = ARGV[S + i] end
+    keysDone = redis.call('HSET', KEYS[4], unpack(kv)) == n
   end
 end
-if #fresh > 0 then
-  local seqs = {}
-  for j, i in ipairs(fresh) do seqs[j] = ARGV[2 + i*5] end
-  local taken = redis.call('HMGET', KEYS[2], unpack(seqs))
-  for j = 1, #seqs do
-    if taken[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+local fresh, nf, existing, dups = nil, n, 0, {}
+if not keysDone then
+  fresh, nf = {}, 0
+  local seen = {}
+  for i = 1, n do
+    local key, seq = ARGV[K + i], ARGV[S + i]
+    local first = prevs[i] or seen[key]
+    if first then
+      if first == seq then existing = existing + 1 else dups[#dups+1] = seq; dups[#dups+1] = first end
+    else
+      seen[key] = seq; nf = nf + 1; fresh[nf] = i
+    end
+  end
+  if nf == 0 then return {0, 0, existing, dups} end
+  if not lists then
+    local seqs, taken = {}, {}
+    for j = 1, nf do
+      local seq = ARGV[S + fresh[j]]
+      if taken[seq] then return redis.error_reply('SEQTAKEN ' .. seq) end
+      taken[seq] = true
+      seqs[j] = seq
+    end
+    local stored = redis.call('HMGET', KEYS[2], unpack(seqs))
+    for j = 1, nf do
+      if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+    end
   end
 end
-local existing, dups = 0, {}
-local added = {}
-for i = 0, n - 1 do added[i] = false end
-for _, i in ipairs(fresh) do added[i] = true end
-for i = 0, n - 1 do
-  if not added[i] then
-    local seq, first = ARGV[2 + i*5], prevs[i+1] or seen[ks[i+1]]
-    if first == seq then existing = existing + 1 else table.insert(dups, seq); table.insert(dups, first) end
+local supp = {}
+for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
+local kv, data, zs, pend, st = {}, {}, {}, {}, {}
+local np, ns = 0, 0
+for j = 1, nf do
+  local i = j
+  if fresh then i = fresh[j] end
+  local seq = ARGV[S + i]
+  if not keysDone then kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq end
+  data[2*j-1] = seq; data[2*j] = ARGV[B + i]
+  if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
+  if m > 0 then
+    local r = supp[i]
+    if r then
+      st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0on the suppression list: ' .. r
+      ns = ns + 1
+    elseif lists then
+      np = np + 1
+      pend[np] = seq
+    else
+      pend[2*np+1] = seq; pend[2*np+2] = seq
+      np = np + 1
+    end
   end
 end
-if #fresh == 0 then return {0, 0, existing, dups} end
-local kv, data, order, st, pend, reply = {}, {}, {}, {}, {}, {}
-local supp = 0
-for _, i in ipairs(fresh) do
-  local b = 1 + i*5
-  local seq, key, blob, s, reason = ARGV[b+1], ARGV[b+2], ARGV[b+3], ARGV[b+4], ARGV[b+5]
-  kv[#kv+1] = key; kv[#kv+1] = seq
-  data[#data+1] = seq; data[#data+1] = blob
-  order[#order+1] = seq; order[#order+1] = seq
-  st[#st+1] = seq
-  if s == '1' then
-    st[#st+1] = '6:0:0:0'
-    reply[#reply+1] = seq; reply[#reply+1] = '\0on the suppression list: ' .. reason
-    supp = supp + 1
-  else
-    st[#st+1] = '1:0:0:0'
-    pend[#pend+1] = seq; pend[#pend+1] = seq
-  end
-end
-redis.call('HSET', KEYS[5], unpack(kv))
+if m == 0 then np = nf end
+if not keysDone then redis.call('HSET', KEYS[4], unpack(kv)) end
 redis.call('HSET', KEYS[2], unpack(data))
-redis.call('HSET', KEYS[3], unpack(st))
-redis.call('ZADD', KEYS[7], unpack(order))
-if #pend > 0 then redis.call('ZADD', KEYS[6], unpack(pend)) end
-if #reply > 0 then redis.call('HSET', KEYS[4], unpack(reply)) end
-redis.call('HINCRBY', KEYS[1], 'c1', #fresh - supp)
-redis.call('HINCRBY', KEYS[1], 'c6', supp)
-return {#fresh, supp, existing, dups}
+if lists then
+  if fresh then
+    -- some were not new: push the new ones
+    local fs = {}
+    for j = 1, nf do fs[j] = ARGV[S + fresh[j]] end
+    redis.call('RPUSH', KEYS[8], unpack(fs))
+    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(fs)) end
+  else
+    redis.call('RPUSH', KEYS[8], unpack(ARGV, S + 1, S + n))
+    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(ARGV, S + 1, S + n)) end
+  end
+  if m > 0 and np > 0 then redis.call('RPUSH', KEYS[7], unpack(pend)) end
+else
+  redis.call('ZADD', KEYS[6], unpack(zs))
+  if m == 0 then pend = zs end
+  if np > 0 then redis.call('ZADD', KEYS[5], unpack(pend)) end
+end
+if ns > 0 then
+  redis.call('HSET', KEYS[3], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c6', ns)
+end
+if np > 0 then redis.call('HINCRBY', KEYS[1], 'c1', np) end
+if meta[2] and tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEYS[1], 'maxseq', ARGV[4]) end
+return {nf, ns, existing, dups}
 `)
 
-// KEYS: meta st pending timers data reply. ARGV: now_ms n until_ms.
-// Returns per job {seq, attempts, lease, data, reply}.
-var scriptLease = redis.NewScript(`
+// KEYS: meta st pending timers data pendlist. ARGV: now_ms n (at most
+// 9999) until_ms (13 digits).
+// Returns {call, seqs, their st values, their data}; the i-th job's lease
+// token is call*10000 + i (see the st layout). The st values are left out
+// ({}) when every job came from pendlist, whose jobs were never leased.
+var scriptLease = redis.NewScript(twoDigits + `
 if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
-if #seqs > 0 then redis.call('ZREM', KEYS[4], unpack(seqs)) end
-if #seqs < n then
-  local p = redis.call('ZPOPMIN', KEYS[3], n - #seqs)
-  for i = 1, #p, 2 do table.insert(seqs, p[i]) end
+local due = #seqs
+if due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, due - 1) end
+local fresh = false -- all of them come from pendlist: none has an st field
+if due < n then
+  local want = n - due
+  local z = redis.call('ZRANGE', KEYS[3], 0, want - 1)
+  local p
+  if #z == 0 then
+    fresh = due == 0
+    p = redis.call('LPOP', KEYS[6], want) or {}
+  else
+    -- the smallest seqs of both
+    local l = redis.call('LRANGE', KEYS[6], 0, want - 1)
+    local i, j = 1, 1
+    p = {}
+    for x = 1, want do
+      if i <= #l and (j > #z or tonumber(l[i]) < tonumber(z[j])) then
+        p[x] = l[i]; i = i + 1
+      elseif j <= #z then
+        p[x] = z[j]; j = j + 1
+      else
+        break
+      end
+    end
+    if i > 1 then redis.call('LTRIM', KEYS[6], i - 1, -1) end
+    if j > 1 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, j - 2) end
+  end
+  if due == 0 then seqs = p else for i = 1, #p do seqs[due + i] = p[i] end end
 end
-if #seqs == 0 then return {} end
-local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
-local last = redis.call('HINCRBY', KEYS[1], 'lease', #seqs)
-local st, timers, from, out, atts = {}, {}, {}, {}, {}
-for i, seq in ipairs(seqs) do
-  local s, a = string.match(sts[i], '^(%d+):(%d+):')
-  local lease = last - #seqs + i
-  st[#st+1] = seq; st[#st+1] = '2:' .. a .. ':' .. lease .. ':' .. ARGV[3]
-  timers[#timers+1] = ARGV[3]; timers[#timers+1] = seq
-  from[s] = (from[s] or 0) + 1
-  atts[i] = {a, lease}
+local k = #seqs
+if k == 0 then return {} end
+local sts = {}
+if not fresh then sts = redis.call('HMGET', KEYS[2], unpack(seqs)) end
+local call = redis.call('HINCRBY', KEYS[1], 'lease', 1)
+local prefix = string.format('%011d', call)
+local P = two()
+local st, timers, from = {}, {}, {0, 0, 0, 0, 0, 0, 0}
+local untl = ARGV[3]
+local tail = ':' .. untl .. ':'
+for i = 1, k do
+  local seq, v = seqs[i], sts[i]
+  local lo = i % 100
+  st[2*i-1] = seq; timers[2*i-1] = untl; timers[2*i] = seq
+  if v then
+    local s = string.byte(v, 1) - 48
+    from[s] = from[s] + 1
+    st[2*i] = '2:' .. string.sub(v, 3, 7) .. prefix .. P[(i - lo) / 100 + 1] .. P[lo + 1] .. tail .. string.sub(v, 38)
+  else
+    from[1] = from[1] + 1
+    st[2*i] = '2:0000:' .. prefix .. P[(i - lo) / 100 + 1] .. P[lo + 1] .. tail
+  end
 end
 redis.call('HSET', KEYS[2], unpack(st))
 redis.call('ZADD', KEYS[4], unpack(timers))
-for s, c in pairs(from) do redis.call('HINCRBY', KEYS[1], 'c' .. s, -c) end
-redis.call('HINCRBY', KEYS[1], 'c2', #seqs)
-local data = redis.call('HMGET', KEYS[5], unpack(seqs))
-local replies = redis.call('HMGET', KEYS[6], unpack(seqs))
-for i, seq in ipairs(seqs) do
-  out[i] = {seq, atts[i][1], atts[i][2], data[i] or '', replies[i] or ''}
+for s = 1, 7 do
+  if s ~= 2 and from[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, -from[s]) end
 end
-return out
+if from[2] ~= k then redis.call('HINCRBY', KEYS[1], 'c2', k - from[2]) end
+return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 `)
 
-// KEYS: meta st timers reply.
-// ARGV: n, then per settlement: seq lease state at_ms count(0|1) provider reply.
-// Returns the seqs whose lease did not match.
-var scriptSettle = redis.NewScript(`
+// KEYS: meta st timers.
+// ARGV: n, then n seqs, then per settlement one string: the new state
+// digit, count ('0'|'1'), then the rest of the new st value from AAAA on,
+// ':' lease ':' at ':' provider '\0' reply, whose lease (15 digits) must
+// match the job's (positions 4-18) and whose at (20-32) is the Retry due
+// time. Returns the seqs whose lease did not match.
+var scriptSettle = redis.NewScript(twoDigits + `
+local P
 local n = tonumber(ARGV[1])
-local seqs = {}
-for i = 0, n - 1 do seqs[i+1] = ARGV[2 + i*7] end
-local sts = redis.call('HMGET', KEYS[2], unpack(seqs))
-local lost, st, reply, rem, add, to = {}, {}, {}, {}, {}, {}
-local done = 0
-for i = 0, n - 1 do
-  local b = 1 + i*7
-  local seq, v = ARGV[b+1], sts[i+1]
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if (not v) or s ~= '2' or l ~= ARGV[b+2] then
-    table.insert(lost, seq)
-  else
-    local state, at = ARGV[b+3], '0'
-    rem[#rem+1] = seq
-    if state == '4' then
-      at = ARGV[b+4]
-      add[#add+1] = at; add[#add+1] = seq
-    end
-    st[#st+1] = seq; st[#st+1] = state .. ':' .. (tonumber(a) + tonumber(ARGV[b+5])) .. ':' .. l .. ':' .. at
-    reply[#reply+1] = seq; reply[#reply+1] = ARGV[b+6] .. '\0' .. ARGV[b+7]
-    to[state] = (to[state] or 0) + 1
+local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
+local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
+local done, na = 0, 0
+for i = 1, n do
+  local seq, v, x = ARGV[1 + i], sts[i], ARGV[1 + n + i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == string.sub(x, 4, 18) then
+    local s = string.byte(x, 1) - 48
     done = done + 1
+    rem[done] = seq
+    if s == 4 then
+      add[na + 1] = string.sub(x, 20, 32); add[na + 2] = seq
+      na = na + 2
+    end
+    st[2*done-1] = seq
+    if string.byte(x, 2) == 49 then
+      if not P then P = two() end
+      local a = math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)
+      local lo = a % 100
+      st[2*done] = string.sub(x, 1, 1) .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(x, 3)
+    else
+      st[2*done] = string.sub(x, 1, 1) .. string.sub(v, 2, 6) .. string.sub(x, 3)
+    end
+    to[s] = to[s] + 1
+  else
+    lost[#lost+1] = seq
   end
 end
 if done > 0 then
   redis.call('ZREM', KEYS[3], unpack(rem))
-  if #add > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
+  if na > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
   redis.call('HSET', KEYS[2], unpack(st))
-  redis.call('HSET', KEYS[4], unpack(reply))
   redis.call('HINCRBY', KEYS[1], 'c2', -done)
-  for s, c in pairs(to) do redis.call('HINCRBY', KEYS[1], 'c' .. s, c) end
+  for s = 1, 7 do
+    if to[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, to[s]) end
+  end
 end
 return lost
 `)
 
-// KEYS: meta st timers pending. ARGV: n, then per job: seq lease.
+// KEYS: meta st timers pending. ARGV: n, then n seqs, then n leases (15 digits).
 var scriptRelease = redis.NewScript(`
 local n = tonumber(ARGV[1])
-for i = 0, n - 1 do
-  local seq = ARGV[2 + i*2]
-  local v = redis.call('HGET', KEYS[2], seq)
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if v and s == '2' and l == ARGV[3 + i*2] then
-    redis.call('ZREM', KEYS[3], seq)
-    redis.call('ZADD', KEYS[4], seq, seq)
-    redis.call('HSET', KEYS[2], seq, '1:' .. a .. ':' .. l .. ':0')
-    redis.call('HINCRBY', KEYS[1], 'c2', -1)
-    redis.call('HINCRBY', KEYS[1], 'c1', 1)
-  end
-end
-return n
-`)
-
-// KEYS: meta st pending timers. ARGV: limit.
-// Cancels up to limit pending or retrying jobs; returns how many.
-var scriptCancel = redis.NewScript(`
-local limit = tonumber(ARGV[1])
+local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
+local st, rem, pend = {}, {}, {}
 local done = 0
-local p = redis.call('ZPOPMIN', KEYS[3], limit)
-for i = 1, #p, 2 do
-  local a, l = string.match(redis.call('HGET', KEYS[2], p[i]), '^%d+:(%d+):(%d+):')
-  redis.call('HSET', KEYS[2], p[i], '7:' .. a .. ':' .. l .. ':0')
-  redis.call('HINCRBY', KEYS[1], 'c1', -1)
-  redis.call('HINCRBY', KEYS[1], 'c7', 1)
-  done = done + 1
-end
-if done < limit then
-  for _, seq in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-    if done >= limit then break end
-    local s, a, l = string.match(redis.call('HGET', KEYS[2], seq), '^(%d+):(%d+):(%d+):')
-    if s == '4' then
-      redis.call('ZREM', KEYS[4], seq)
-      redis.call('HSET', KEYS[2], seq, '7:' .. a .. ':' .. l .. ':0')
-      redis.call('HINCRBY', KEYS[1], 'c4', -1)
-      redis.call('HINCRBY', KEYS[1], 'c7', 1)
-      done = done + 1
-    end
+for i = 1, n do
+  local seq, v = ARGV[1 + i], sts[i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[1 + n + i] then
+    done = done + 1
+    rem[done] = seq
+    pend[2*done-1] = seq; pend[2*done] = seq
+    st[2*done-1] = seq; st[2*done] = '1' .. string.sub(v, 2, 23) .. '0000000000000' .. string.sub(v, 37)
   end
+end
+if done > 0 then
+  redis.call('ZREM', KEYS[3], unpack(rem))
+  redis.call('ZADD', KEYS[4], unpack(pend))
+  redis.call('HSET', KEYS[2], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c2', -done)
+  redis.call('HINCRBY', KEYS[1], 'c1', done)
 end
 return done
 `)
 
-// KEYS: st timers. ARGV: until_ms n, then per job: seq lease.
-// Returns the seqs whose lease is no longer held.
+// KEYS: meta st pending timers pendlist. ARGV: limit.
+// Cancels up to limit pending or retrying jobs; returns how many.
+var scriptCancel = redis.NewScript(`
+local limit = tonumber(ARGV[1])
+local function cancel(v)
+  if not v then return '7:0000:000000000000000:0000000000000:' end
+  return '7' .. string.sub(v, 2, 23) .. '0000000000000' .. string.sub(v, 37)
+end
+local done, st = 0, {}
+local p = redis.call('ZRANGE', KEYS[3], 0, limit - 1)
+if #p > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, #p - 1) end
+if #p < limit then
+  for _, seq in ipairs(redis.call('LPOP', KEYS[5], limit - #p) or {}) do p[#p+1] = seq end
+end
+if #p > 0 then
+  local sts = redis.call('HMGET', KEYS[2], unpack(p))
+  for i = 1, #p do
+    st[2*i-1] = p[i]; st[2*i] = cancel(sts[i])
+  end
+  done = #p
+  redis.call('HINCRBY', KEYS[1], 'c1', -done)
+end
+local retries = 0
+if done < limit then
+  local t = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(+inf')
+  for i = 1, #t, 500 do
+    if done >= limit then break end
+    local part = {unpack(t, i, math.min(i + 499, #t))}
+    local sts = redis.call('HMGET', KEYS[2], unpack(part))
+    local rem = {}
+    for j = 1, #part do
+      if done >= limit then break end
+      if sts[j] and string.byte(sts[j], 1) == 52 then
+        done = done + 1
+        retries = retries + 1
+        rem[#rem+1] = part[j]
+        st[2*done-1] = part[j]; st[2*done] = cancel(sts[j])
+      end
+    end
+    if #rem > 0 then redis.call('ZREM', KEYS[4], unpack(rem)) end
+  end
+  if retries > 0 then redis.call('HINCRBY', KEYS[1], 'c4', -retries) end
+end
+if done > 0 then
+  redis.call('HSET', KEYS[2], unpack(st))
+  redis.call('HINCRBY', KEYS[1], 'c7', done)
+end
+return done
+`)
+
+// KEYS: st timers. ARGV: until_ms (13 digits) n, then n seqs, then n leases
+// (15 digits). Returns the seqs whose lease is no longer held.
 var scriptExtend = redis.NewScript(`
 local n = tonumber(ARGV[2])
-local lost = {}
-for i = 0, n - 1 do
-  local seq = ARGV[3 + i*2]
-  local v = redis.call('HGET', KEYS[1], seq)
-  local s, a, l
-  if v then s, a, l = string.match(v, '^(%d+):(%d+):(%d+):') end
-  if v and s == '2' and l == ARGV[4 + i*2] then
-    redis.call('HSET', KEYS[1], seq, '2:' .. a .. ':' .. l .. ':' .. ARGV[1])
-    redis.call('ZADD', KEYS[2], ARGV[1], seq)
+local sts = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, n + 2))
+local lost, st, timers = {}, {}, {}
+local done = 0
+for i = 1, n do
+  local seq, v = ARGV[2 + i], sts[i]
+  if v and string.byte(v, 1) == 50 and string.sub(v, 8, 22) == ARGV[2 + n + i] then
+    done = done + 1
+    st[2*done-1] = seq; st[2*done] = '2' .. string.sub(v, 2, 23) .. ARGV[1] .. string.sub(v, 37)
+    timers[2*done-1] = ARGV[1]; timers[2*done] = seq
   else
-    table.insert(lost, seq)
+    lost[#lost+1] = seq
   end
+end
+if done > 0 then
+  redis.call('HSET', KEYS[1], unpack(st))
+  redis.call('ZADD', KEYS[2], unpack(timers))
 end
 return lost
 `)
