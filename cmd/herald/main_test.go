@@ -486,16 +486,7 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 // message at least once and returns how many extra copies the server got.
 func duplicates(t *testing.T, s *sink.Server, n int) int {
 	t.Helper()
-	dups := 0
-	for i := range n {
-		switch got := s.Received(fmt.Sprintf("u%d@example.com", i)); {
-		case got == 0:
-			t.Fatalf("u%d was lost", i)
-		case got > 1:
-			dups += got - 1
-		}
-	}
-	return dups
+	return duplicatesOf(t, s, "u", n)
 }
 
 func TestSinkRefusesBadInput(t *testing.T) {

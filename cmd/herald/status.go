@@ -42,6 +42,18 @@ func openExisting(path string, args []string, stderr io.Writer) (*campaign, queu
 	return c, camp, exitOK
 }
 
+// openChangeable is openExisting for commands that change a campaign: a
+// cancelled one cannot change any more.
+func openChangeable(path string, args []string, stderr io.Writer) (*campaign, queue.Campaign, int) {
+	c, camp, code := openExisting(path, args, stderr)
+	if c != nil && camp.Status == queue.CampaignCancelled {
+		c.Close()
+		fmt.Fprintf(stderr, "herald: campaign %s was cancelled; it cannot change any more\n", camp.ID)
+		return nil, camp, exitInput
+	}
+	return c, camp, code
+}
+
 type statusReport struct {
 	Campaign string           `json:"campaign"`
 	Status   string           `json:"status"`
@@ -198,17 +210,13 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		if code, ok := parse(fs, args); !ok {
 			return code
 		}
-		c, camp, code := openExisting(*path, fs.Args(), stderr)
+		c, camp, code := openChangeable(*path, fs.Args(), stderr)
 		if c == nil {
 			return code
 		}
 		defer c.Close()
 		ctx := context.Background()
 		id := camp.ID
-		if camp.Status == queue.CampaignCancelled {
-			fmt.Fprintf(stderr, "herald: campaign %s was cancelled; it cannot change any more\n", id)
-			return exitInput
-		}
 		r := *reason
 		if r == "" && to != queue.Active {
 			r = "by herald " + name + " at " + time.Now().Format(time.DateTime)

@@ -63,15 +63,11 @@ func cmdRetryFailed(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, camp, code := openExisting(*path, fs.Args(), stderr)
+	c, camp, code := openChangeable(*path, fs.Args(), stderr)
 	if c == nil {
 		return code
 	}
 	defer c.Close()
-	if camp.Status == queue.CampaignCancelled {
-		fmt.Fprintf(stderr, "herald: campaign %s was cancelled; it cannot change any more\n", camp.ID)
-		return exitInput
-	}
 	res, err := c.q.RetryFailed(context.Background(), camp.ID, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
