@@ -1,123 +1,142 @@
-package ratelimit
+package ratelimit_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldmail/herald/internal/redistest"
+	"github.com/heraldmail/herald/ratelimit"
+	"github.com/heraldmail/herald/ratelimit/limitertest"
 )
 
-func TestDailyRollingWindow(t *testing.T) {
-	t.Parallel()
-	d := NewDaily(3)
-	t0 := time.Date(2026, 11, 24, 10, 0, 30, 0, time.UTC)
-	for i := range 3 {
-		if ok, _ := d.Take(t0.Add(time.Duration(i) * time.Minute)); !ok {
-			t.Fatalf("take %d refused", i)
-		}
-	}
-	ok, at := d.Take(t0.Add(time.Hour))
-	if ok {
-		t.Fatal("fourth message within the day allowed")
-	}
-	// The first message's minute (10:00) leaves the window at 10:01 next day.
-	if want := time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC); !at.Equal(want) {
-		t.Fatalf("retry at %v, want %v", at, want)
-	}
-	if ok, _ := d.Take(at.Add(-time.Second)); ok {
-		t.Fatal("allowed before the window moved")
-	}
-	if ok, _ := d.Take(at); !ok {
-		t.Fatal("refused after the oldest minute left the window")
-	}
-	if d.Used(at) != 3 {
-		t.Fatalf("used %d", d.Used(at))
-	}
-	d.Undo(at)
-	if d.Used(at) != 2 {
-		t.Fatalf("undo: used %d", d.Used(at))
-	}
+func TestLocal(t *testing.T) {
+	limitertest.Run(t, limitertest.Makers{
+		Pacer: func(_ *testing.T, p ratelimit.Policy) ratelimit.Pacer { return ratelimit.NewLocalPacer(p) },
+		Quota: func(_ *testing.T, n int) ratelimit.Quota { return ratelimit.NewLocalQuota(n) },
+		Slots: func(_ *testing.T, n int) ratelimit.Slots { return ratelimit.NewLocalSlots(n) },
+	})
 }
 
-func TestDailySeedSurvivesRestart(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	d := NewDaily(10)
-	d.Seed(now.Add(-2*time.Hour), 9) // what the store says was sent today
-	if ok, _ := d.Take(now); !ok {
-		t.Fatal("tenth refused")
+var names atomic.Int64
+
+// name is a provider name no other test uses.
+func name() string { return fmt.Sprintf("p%d", names.Add(1)) }
+
+func client(t *testing.T, srv *redistest.Server) redis.UniversalClient {
+	t.Helper()
+	o, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ok, _ := d.Take(now); ok {
-		t.Fatal("eleventh allowed: the seed was ignored")
-	}
-	if ok, _ := NewDaily(0).Take(now); !ok {
-		t.Fatal("unlimited refused")
-	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
-func TestLimiterRate(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter(10, 1, time.Second)
-		start := time.Now()
-		for range 21 {
-			if err := l.Wait(context.Background()); err != nil {
+func TestRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := client(t, srv)
+	limitertest.Run(t, limitertest.Makers{
+		Pacer: func(_ *testing.T, p ratelimit.Policy) ratelimit.Pacer {
+			return ratelimit.NewRedisPacer(rdb, "t:", name(), p)
+		},
+		Quota: func(_ *testing.T, n int) ratelimit.Quota { return ratelimit.NewRedisQuota(rdb, "t:", name(), n) },
+		Slots: func(_ *testing.T, n int) ratelimit.Slots { return ratelimit.NewRedisSlots(rdb, "t:", name(), n) },
+	})
+}
+
+// TestRedisShared: two processes (two clients) pacing the same provider
+// share its rate, its cool-down, its quota and its connection slots; a
+// dead process's slot frees itself after SlotTTL.
+func TestRedisShared(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := client(t, srv), client(t, srv)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	pol := ratelimit.Policy{Rate: 100, Burst: 1, Cooldown: 10 * time.Second}
+	pa, pb := ratelimit.NewRedisPacer(a, "t:", "shared", pol), ratelimit.NewRedisPacer(b, "t:", "shared", pol)
+	n := 0
+	for now := t0; now.Before(t0.Add(time.Second)); now = now.Add(time.Millisecond) {
+		for _, p := range []ratelimit.Pacer{pa, pb} {
+			if w, err := p.Take(ctx, now); err != nil {
 				t.Fatal(err)
+			} else if w == 0 {
+				n++
 			}
 		}
-		// 1 from the burst, 20 more at 10/s: 2 seconds of fake time.
-		if got := time.Since(start); got != 2*time.Second {
-			t.Fatalf("21 messages at 10/s took %v", got)
-		}
-	})
+	}
+	if n < 99 || n > 101 {
+		t.Fatalf("two processes at a shared 100/s took %d in a second", n)
+	}
+	pa.Throttled(ctx, t0.Add(time.Second))
+	if w, _ := pb.Take(ctx, t0.Add(2*time.Second)); w < 8*time.Second {
+		t.Fatalf("the other process does not see the cool-down: %v", w)
+	}
+	if r, _ := pb.Rate(ctx, t0.Add(2*time.Second)); r != 50 {
+		t.Fatalf("the other process does not see the rate halved: %v", r)
+	}
+
+	qa, qb := ratelimit.NewRedisQuota(a, "t:", "shared", 3), ratelimit.NewRedisQuota(b, "t:", "shared", 3)
+	qa.Take(ctx, t0)
+	qb.Take(ctx, t0)
+	qa.Take(ctx, t0)
+	if ok, _, _ := qb.Take(ctx, t0); ok {
+		t.Fatal("the quota is not shared")
+	}
+	if err := qb.Seed(ctx, t0, 100); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := qa.Used(ctx, t0); used != 3 {
+		t.Fatalf("a seed replaced a live quota: used %d", used)
+	}
+
+	sa, sb := ratelimit.NewRedisSlots(a, "t:", "shared", 1), ratelimit.NewRedisSlots(b, "t:", "shared", 1)
+	if ok, _ := sa.Acquire(ctx, "a1", t0); !ok {
+		t.Fatal("first slot refused")
+	}
+	if ok, _ := sb.Acquire(ctx, "b1", t0); ok {
+		t.Fatal("a second process got the only slot")
+	}
+	sa.Renew(ctx, t0.Add(ratelimit.SlotTTL/2))
+	if ok, _ := sb.Acquire(ctx, "b1", t0.Add(ratelimit.SlotTTL)); ok {
+		t.Fatal("a renewed slot was taken")
+	}
+	// Process a dies: it renews no more.
+	if ok, _ := sb.Acquire(ctx, "b1", t0.Add(ratelimit.SlotTTL*3/2+time.Millisecond)); !ok {
+		t.Fatal("a dead process's slot did not free itself")
+	}
 }
 
-func TestLimiterThrottleAndRecovery(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter(100, 1, 10*time.Second)
-		l.Throttled()
-		if r := l.Rate(); r != 50 {
-			t.Fatalf("after a throttle rate %v, want 50", r)
-		}
-		l.Throttled() // same burst of replies: no second cut
-		if r := l.Rate(); r != 50 {
-			t.Fatalf("a burst of throttle replies cut twice: %v", r)
-		}
-		start := time.Now()
-		if err := l.Wait(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if waited := time.Since(start); waited < 10*time.Second {
-			t.Fatalf("no cool-down: waited %v", waited)
-		}
-		l.Sent()
-		if r := l.Rate(); r != 60 {
-			t.Fatalf("after a quiet cool-down rate %v, want 60", r)
-		}
-		l.Sent()
-		if r := l.Rate(); r != 60 {
-			t.Fatalf("recovered again without a quiet period: %v", r)
-		}
-		for range 10 {
-			time.Sleep(10 * time.Second)
-			l.Sent()
-		}
-		if r := l.Rate(); r != 100 {
-			t.Fatalf("rate did not recover to the configured 100: %v", r)
-		}
-	})
-}
-
-func TestLimiterWaitHonoursContext(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter(1, 1, time.Minute)
-		l.Throttled()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := l.Wait(ctx); err == nil {
-			t.Fatal("Wait ignored the context during a cool-down")
-		}
-	})
+// TestRedisPacerConcurrent: many goroutines of two processes at real time
+// never get more than rate × time + burst.
+func TestRedisPacerConcurrent(t *testing.T) {
+	srv := redistest.Start(t)
+	pol := ratelimit.Policy{Rate: 200, Burst: 5, Cooldown: time.Second}
+	ps := []ratelimit.Pacer{ratelimit.NewRedisPacer(client(t, srv), "t:", "conc", pol), ratelimit.NewRedisPacer(client(t, srv), "t:", "conc", pol)}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var n atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for ratelimit.Wait(ctx, ps[i%2], time.Now) == nil {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if max := int64(pol.Rate*elapsed.Seconds()) + int64(pol.Burst) + 1; n.Load() > max {
+		t.Fatalf("%d messages in %v, more than %d", n.Load(), elapsed, max)
+	}
+	if n.Load() < 50 {
+		t.Fatalf("only %d messages in %v at 200/s", n.Load(), elapsed)
+	}
 }

@@ -1,0 +1,316 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Shared limits live in Redis under keys hash-tagged by provider name
+// ({name}), so each provider's keys share a slot on Redis Cluster: the
+// provider's name identifies the account for every worker that uses it.
+
+// RedisPacer is a Pacer whose state every process shares through Redis.
+type RedisPacer struct {
+	rdb redis.UniversalClient
+	key string
+	p   Policy
+
+	// With no rate, only a cool-down can hold a message back: its end is
+	// read at most every pausePoll, not once per message.
+	mu        sync.Mutex
+	paused    time.Time
+	pausedAt  time.Time
+	pausePoll time.Duration
+}
+
+var _ Pacer = (*RedisPacer)(nil)
+
+// NewRedisPacer returns the shared pacer of provider name; prefix
+// namespaces the keys ("herald:").
+func NewRedisPacer(rdb redis.UniversalClient, prefix, name string, p Policy) *RedisPacer {
+	return &RedisPacer{rdb: rdb, key: prefix + "pace:{" + name + "}", p: p, pausePoll: 100 * time.Millisecond}
+}
+
+func (r *RedisPacer) run(ctx context.Context, op string, now time.Time) (float64, error) {
+	v, err := scriptPace.Run(ctx, r.rdb, []string{r.key}, op, fmt.Sprintf("%.3f", ms(now)), r.p.Rate, r.p.Burst, msOf(r.p.Cooldown)).Text()
+	if err != nil {
+		return 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return strconv.ParseFloat(v, 64)
+}
+
+func (r *RedisPacer) Take(ctx context.Context, now time.Time) (time.Duration, error) {
+	if r.p.Rate == 0 {
+		until, err := r.PausedUntil(ctx, now)
+		if err != nil || until.IsZero() {
+			return 0, err
+		}
+		return until.Sub(now), nil
+	}
+	w, err := r.run(ctx, "take", now)
+	return fromMs(w), err
+}
+
+func (r *RedisPacer) Undo(ctx context.Context, now time.Time) error {
+	if r.p.Rate == 0 {
+		return nil
+	}
+	_, err := r.run(ctx, "undo", now)
+	return err
+}
+
+func (r *RedisPacer) Throttled(ctx context.Context, now time.Time) error {
+	_, err := r.run(ctx, "throttle", now)
+	r.mu.Lock()
+	r.pausedAt = time.Time{} // read it again
+	r.mu.Unlock()
+	return err
+}
+
+func (r *RedisPacer) Rate(ctx context.Context, now time.Time) (float64, error) {
+	if r.p.Rate == 0 {
+		return 0, nil
+	}
+	return r.run(ctx, "rate", now)
+}
+
+func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time, error) {
+	r.mu.Lock()
+	fresh := !r.pausedAt.IsZero() && now.Sub(r.pausedAt) < r.pausePoll && !now.Before(r.pausedAt)
+	until := r.paused
+	r.mu.Unlock()
+	if !fresh {
+		v, err := r.run(ctx, "paused", now)
+		if err != nil {
+			return time.Time{}, err
+		}
+		until = time.UnixMicro(int64(v * 1000))
+		r.mu.Lock()
+		r.paused, r.pausedAt = until, now
+		r.mu.Unlock()
+	}
+	if until.After(now) {
+		return until, nil
+	}
+	return time.Time{}, nil
+}
+
+// scriptPace is pace (pace.go) in Lua. KEYS: the provider's pace hash.
+// ARGV: op (take, undo, throttle, rate, paused), now (ms), rate, burst,
+// cool-down (ms). Returns, as a string: take: the wait in ms (0: taken);
+// rate: the effective rate; paused: the end of the cool-down (ms).
+var scriptPace = redis.NewScript(`
+local op, now, base, burst, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed')
+local tat, cur, paused, changed = tonumber(v[1]) or 0, tonumber(v[2]) or base, tonumber(v[3]) or 0, tonumber(v[4]) or 0
+if cur > base then cur = base end
+if cur < base and now - changed >= cool then
+  cur = math.min(cur + math.floor((now - changed) / math.max(cool, 1)) * base / 10, base)
+  changed = now
+end
+local out = 0
+if op == 'take' then
+  if now < paused then
+    out = paused - now
+  elseif base > 0 then
+    local t = 1000 / cur
+    local nxt = math.max(tat, now) + t
+    local limit = math.max(burst, 1) * t
+    if nxt - now > limit + 0.001 then out = nxt - now - limit else tat = nxt end
+  end
+elseif op == 'undo' then
+  if base > 0 then tat = tat - 1000 / cur end
+elseif op == 'throttle' then
+  paused = now + cool
+  if base > 0 and now - changed >= cool / 2 then cur = math.max(cur / 2, base / 64) end
+  changed = now
+elseif op == 'rate' then
+  out = cur
+elseif op == 'paused' then
+  out = paused
+end
+local f = '%.3f'
+redis.call('HSET', KEYS[1], 'tat', string.format(f, tat), 'cur', string.format('%.6f', cur), 'paused', string.format(f, paused), 'changed', string.format(f, changed))
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return string.format('%.6f', out)
+`)
+
+// RedisQuota is a Quota every process shares through Redis.
+type RedisQuota struct {
+	rdb           redis.UniversalClient
+	counts, order string
+	limit         int64
+}
+
+var _ Quota = (*RedisQuota)(nil)
+
+// NewRedisQuota returns the shared quota of limit messages a day of
+// provider name (0: unlimited).
+func NewRedisQuota(rdb redis.UniversalClient, prefix, name string, limit int) *RedisQuota {
+	tag := "{" + name + "}"
+	return &RedisQuota{rdb: rdb, counts: prefix + "quota:" + tag, order: prefix + "quota-minutes:" + tag, limit: int64(limit)}
+}
+
+func (q *RedisQuota) run(ctx context.Context, op string, now time.Time, n int64) ([]int64, error) {
+	minute := now.Unix() / 60
+	first := now.Add(-Window).Unix() / 60
+	v, err := scriptQuota.Run(ctx, q.rdb, []string{q.counts, q.order}, op, minute, first, q.limit, n).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("daily quota: %w", err)
+	}
+	return v, nil
+}
+
+func (q *RedisQuota) Take(ctx context.Context, now time.Time) (bool, time.Time, error) {
+	if q.limit == 0 {
+		return true, time.Time{}, nil
+	}
+	v, err := q.run(ctx, "take", now, 0)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	if v[0] == 1 {
+		return true, time.Time{}, nil
+	}
+	return false, time.Unix((v[1]+1)*60, 0).Add(Window), nil
+}
+
+func (q *RedisQuota) Undo(ctx context.Context, t time.Time) error {
+	if q.limit == 0 {
+		return nil
+	}
+	_, err := q.run(ctx, "undo", t, 0)
+	return err
+}
+
+func (q *RedisQuota) Used(ctx context.Context, now time.Time) (int64, error) {
+	v, err := q.run(ctx, "used", now, 0)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+func (q *RedisQuota) Seed(ctx context.Context, t time.Time, n int64) error {
+	_, err := q.run(ctx, "seed", t, n)
+	return err
+}
+
+func (q *RedisQuota) Limit() int64 { return q.limit }
+
+// scriptQuota keeps a rolling day counted per minute. KEYS: counts (hash:
+// minute -> n, and total), minutes (sorted set of the minutes counted).
+// ARGV: op (take, undo, used, seed), minute, first minute of the window,
+// limit, n (seed). Returns take: {1} or {0, oldest minute}; used: {total}.
+var scriptQuota = redis.NewScript(`
+local op, m, first, limit, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if op == 'seed' then
+  if redis.call('EXISTS', KEYS[1]) == 1 or n <= 0 then return {0} end
+  redis.call('HSET', KEYS[1], m, n, 'total', n)
+  redis.call('ZADD', KEYS[2], m, m)
+  return {1}
+end
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. first)) do
+  local c = tonumber(redis.call('HGET', KEYS[1], old)) or 0
+  redis.call('HINCRBY', KEYS[1], 'total', -c)
+  redis.call('HDEL', KEYS[1], old)
+  redis.call('ZREM', KEYS[2], old)
+end
+local total = tonumber(redis.call('HGET', KEYS[1], 'total')) or 0
+if op == 'used' then return {total} end
+if op == 'undo' then
+  if (tonumber(redis.call('HGET', KEYS[1], m)) or 0) > 0 then
+    redis.call('HINCRBY', KEYS[1], m, -1)
+    redis.call('HINCRBY', KEYS[1], 'total', -1)
+  end
+  return {0}
+end
+if total >= limit then
+  return {0, tonumber(redis.call('ZRANGE', KEYS[2], 0, 0)[1])}
+end
+redis.call('HINCRBY', KEYS[1], m, 1)
+redis.call('HINCRBY', KEYS[1], 'total', 1)
+redis.call('ZADD', KEYS[2], m, m)
+redis.call('PEXPIRE', KEYS[1], 2 * 86400000)
+redis.call('PEXPIRE', KEYS[2], 2 * 86400000)
+return {1}
+`)
+
+// RedisSlots is Slots shared by every process through Redis: a sorted set
+// of holders scored by when their slot expires.
+type RedisSlots struct {
+	rdb   redis.UniversalClient
+	key   string
+	limit int
+
+	mu   sync.Mutex
+	held map[string]bool
+}
+
+var _ Slots = (*RedisSlots)(nil)
+
+// NewRedisSlots returns the shared connection slots of provider name.
+func NewRedisSlots(rdb redis.UniversalClient, prefix, name string, limit int) *RedisSlots {
+	return &RedisSlots{rdb: rdb, key: prefix + "conns:{" + name + "}", limit: limit, held: map[string]bool{}}
+}
+
+func (s *RedisSlots) Acquire(ctx context.Context, holder string, now time.Time) (bool, error) {
+	ok, err := scriptSlots.Run(ctx, s.rdb, []string{s.key}, "acquire", holder, now.UnixMilli(), now.Add(SlotTTL).UnixMilli(), s.limit).Int()
+	if err != nil {
+		return false, fmt.Errorf("connection slots: %w", err)
+	}
+	if ok == 1 {
+		s.mu.Lock()
+		s.held[holder] = true
+		s.mu.Unlock()
+	}
+	return ok == 1, nil
+}
+
+func (s *RedisSlots) Release(ctx context.Context, holder string) error {
+	s.mu.Lock()
+	delete(s.held, holder)
+	s.mu.Unlock()
+	if err := s.rdb.ZRem(ctx, s.key, holder).Err(); err != nil {
+		return fmt.Errorf("connection slots: %w", err)
+	}
+	return nil
+}
+
+// Renew extends every slot this process holds. A slot that expired
+// meanwhile (this process stalled for SlotTTL) is taken again if one is
+// free; if none is, the holder keeps its connection until it next drops
+// it: the cap is exceeded by at most the stalled holders.
+func (s *RedisSlots) Renew(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	holders := make([]string, 0, len(s.held))
+	for h := range s.held {
+		holders = append(holders, h)
+	}
+	s.mu.Unlock()
+	for _, h := range holders {
+		if _, err := s.Acquire(ctx, h, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *RedisSlots) Limit() int { return s.limit }
+
+// scriptSlots: KEYS: the slots' sorted set. ARGV: acquire, holder, now
+// (ms), until (ms), limit. Returns 1 when holder has a slot until until.
+var scriptSlots = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[5]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  return 1
+end
+return 0
+`)
