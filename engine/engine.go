@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -66,6 +68,9 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Observer receives measurements (metrics); nil: none.
 	Observer Observer
+	// Limits makes each provider's limits; nil: this process's own.
+	// cmd/herald shares them through Redis when the queue is Redis.
+	Limits Limits
 }
 
 // Engine delivers campaigns through the configured providers: the one
@@ -79,6 +84,7 @@ type Engine struct {
 	log       *slog.Logger
 	obs       Observer
 	providers []*provider
+	holder    string // this process, in the providers' connection slots
 	// spec and content are the configured campaign's (nil for a worker).
 	spec    Spec
 	content *content
@@ -127,9 +133,9 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer}
+	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer, holder: processName()}
 	for _, pc := range cfg.Provider {
-		p, err := newProvider(pc, opts.TLSConfig)
+		p, err := newProvider(pc, opts.TLSConfig, opts.Limits)
 		if err != nil {
 			return nil, &InputError{err}
 		}
@@ -215,4 +221,11 @@ func sortedHeaderIndexes(header, fields []string) []int {
 		}
 	}
 	return idx
+}
+
+// processName names this process among the workers: host, process id and
+// a random part (a restarted process with the same pid is another holder).
+func processName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -28,8 +29,9 @@ type provider struct {
 	client  *mail.Client // configured once; senders dial their own connections
 	tlsConf *tls.Config
 	auth    func(mechs string) smtp.Auth
-	limiter *ratelimit.Limiter
-	daily   *ratelimit.Daily
+	pacer   ratelimit.Pacer
+	quota   ratelimit.Quota
+	slots   ratelimit.Slots
 
 	mu     sync.Mutex
 	closed string    // why the circuit is open ("" while closed)
@@ -38,7 +40,7 @@ type provider struct {
 
 type connKey struct{}
 
-func newProvider(p config.Provider, tlsOverride *tls.Config) (*provider, error) {
+func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*provider, error) {
 	tlsConf := &tls.Config{ServerName: p.Host, MinVersion: tls.VersionTLS12}
 	if p.CAFile != "" {
 		pem, err := os.ReadFile(p.CAFile)
@@ -83,9 +85,11 @@ func newProvider(p config.Provider, tlsOverride *tls.Config) (*provider, error) 
 		cfg:     p,
 		client:  client,
 		tlsConf: tlsConf,
-		limiter: ratelimit.NewLimiter(p.Rate, p.Burst, p.Cooldown.Duration),
-		daily:   ratelimit.NewDaily(p.Daily),
 	}
+	if limits == nil {
+		limits = localLimits
+	}
+	pr.pacer, pr.quota, pr.slots = limits(p)
 	if p.Username != "" {
 		user, pass, host := p.Username, p.Password, p.Host
 		pr.auth = func(mechs string) smtp.Auth {
@@ -160,6 +164,27 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryE
 		}
 	}
 	return c, slot.conn, nil
+}
+
+// Limits makes a provider's limits: its pace, daily quota and connection
+// slots. Options.Limits shares them between processes (Redis); by default
+// each process keeps its own.
+type Limits func(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots)
+
+func localLimits(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
+	return ratelimit.NewLocalPacer(policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections)
+}
+
+// policy is the pace p's configuration asks for.
+func policy(p config.Provider) ratelimit.Policy {
+	return ratelimit.Policy{Rate: p.Rate, Burst: p.Burst, Cooldown: p.Cooldown.Duration}
+}
+
+// throttled slows the provider down after a throttle reply.
+func (p *provider) throttled(ctx context.Context, log *slog.Logger) {
+	if err := p.pacer.Throttled(ctx, time.Now()); err != nil {
+		log.Warn("cannot record a throttle reply in the shared rate limit", "error", err)
+	}
 }
 
 // state reports why the provider is unusable now, or "".

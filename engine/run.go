@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/ratelimit"
 )
 
 const (
@@ -21,6 +22,7 @@ const (
 	dialCeiling    = 30 * time.Second
 	storeTimeout   = 30 * time.Second
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
+	slotWait       = time.Second            // how long a job waits for a connection slot before it goes back
 	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.
@@ -182,9 +184,10 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 	}
 	var work sync.WaitGroup
 	for _, p := range e.providers {
-		for range p.cfg.Connections {
+		for i := range p.cfg.Connections {
 			r.senders.Add(1)
-			work.Go(func() { r.sender(p) })
+			holder := fmt.Sprintf("%s/%d", e.holder, i)
+			work.Go(func() { r.sender(p, holder) })
 		}
 	}
 	work.Go(r.dispatch)
@@ -192,6 +195,7 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 	go func() { defer close(settler); r.settle() }()
 	renewer := make(chan struct{})
 	go func() { defer close(renewer); r.renew(settler) }()
+	go r.renewSlots(settler)
 	go r.track(settler)
 	work.Wait()
 	close(r.results)
@@ -211,14 +215,18 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 // seedQuotas loads each provider's usage of the last 24 hours.
 func (e *Engine) seedQuotas(ctx context.Context, now time.Time) error {
 	for _, p := range e.providers {
-		if p.daily.Limit() == 0 {
+		if p.quota.Limit() == 0 {
 			continue
 		}
 		n, err := e.q.Usage(ctx, p.cfg.Name, now.Add(-24*time.Hour))
 		if err != nil {
 			return fmt.Errorf("provider %s: daily usage: %w", p.cfg.Name, err)
 		}
-		p.daily.Seed(now.Add(-23*time.Hour), n) // conservative: counted as recent
+		// Conservative: counted as recent. A shared quota that already
+		// counts takes no seed.
+		if err := p.quota.Seed(ctx, now.Add(-23*time.Hour), n); err != nil {
+			return fmt.Errorf("provider %s: %w", p.cfg.Name, err)
+		}
 	}
 	return nil
 }
@@ -422,6 +430,27 @@ func (r *run) renew(done <-chan struct{}) {
 	}
 }
 
+// renewSlots keeps the connection slots this process holds until done
+// is closed (shared slots expire when their process stops renewing them).
+func (r *run) renewSlots(done <-chan struct{}) {
+	t := time.NewTicker(ratelimit.SlotTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		for _, p := range r.e.providers {
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			if err := p.slots.Renew(ctx, time.Now()); err != nil {
+				r.e.log.Warn("cannot renew connection slots", "provider", p.cfg.Name, "error", err)
+			}
+			cancel()
+		}
+	}
+}
+
 // track follows the campaigns' status every statusPoll until done is
 // closed. Run stops when its campaign is paused or cancelled; Work drops
 // such campaigns and picks up new ones.
@@ -552,11 +581,10 @@ func addCounts(a, b queue.Counts) queue.Counts {
 func (r *run) batchSize() int {
 	total := 0.0
 	for _, p := range r.e.providers {
-		rate := p.limiter.Rate()
-		if rate == 0 {
+		if p.cfg.Rate == 0 {
 			return maxBatch
 		}
-		total += rate
+		total += p.cfg.Rate
 	}
 	return max(1, min(maxBatch, int(total)))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -12,11 +13,12 @@ import (
 	"github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 
+	"github.com/heraldmail/herald/ratelimit"
 	"github.com/heraldmail/herald/templates"
 )
 
 // sender delivers jobs over one connection of provider p at a time.
-func (r *run) sender(p *provider) {
+func (r *run) sender(p *provider, holder string) {
 	defer func() {
 		// The last sender to leave while jobs are still coming means no
 		// provider can send.
@@ -24,7 +26,7 @@ func (r *run) sender(p *provider) {
 			r.halt(&StoppedError{Reason: r.providersDown()})
 		}
 	}()
-	cn := &conn{r: r, p: p, log: r.e.log.With("provider", p.cfg.Name)}
+	cn := &conn{r: r, p: p, log: r.e.log.With("provider", p.cfg.Name), holder: holder}
 	unhook := context.AfterFunc(r.hard, cn.cut)
 	defer unhook()
 	defer cn.drop(true)
@@ -51,8 +53,14 @@ func (r *run) sender(p *provider) {
 			continue
 		}
 		waited := time.Now()
-		if err := p.limiter.Wait(r.stop); err != nil {
+		if err := ratelimit.Wait(r.stop, p.pacer, time.Now); err != nil {
 			r.results <- result{task: t, release: true}
+			if r.stop.Err() == nil {
+				// The shared limits are out of reach (Redis): the job goes
+				// back; wait before taking another.
+				cn.log.Warn("rate limit out of reach", "error", err)
+				sleepCtx(r.stop, time.Second)
+			}
 			continue
 		}
 		r.e.obs.LimitWait(p.cfg.Name, time.Since(waited))
@@ -97,9 +105,14 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 		r.results <- result{task: t, release: true}
 		return nil, false
 	}
-	if ok, until := p.daily.Take(now); !ok {
+	if ok, until, err := p.quota.Take(r.hard, now); err != nil || !ok {
 		r.results <- result{task: t, release: true}
-		p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.daily.Limit(), until.Format(time.DateTime)), until)
+		if err != nil {
+			cn.log.Warn("daily quota out of reach", "error", err)
+			sleepCtx(r.stop, time.Second)
+			return nil, true
+		}
+		p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.quota.Limit(), until.Format(time.DateTime)), until)
 		return nil, false
 	}
 	if w.c != t.c {
@@ -110,7 +123,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	}
 	msg, err := t.c.content.comp.compose(&w.rend, w.data, t.job.Email, t.job.Key, now)
 	if err != nil {
-		p.daily.Undo(now)
+		p.quota.Undo(r.hard, now)
 		r.results <- result{task: t, p: p, derr: Classify(StageRender, err), at: now}
 		return nil, true
 	}
@@ -125,10 +138,11 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 	if cn.used+1 >= p.cfg.PerConnection || r.stop.Err() != nil || p.state(time.Now()) != "" {
 		return nil
 	}
-	ok, undo := p.limiter.TryTake()
-	if !ok {
+	now := time.Now()
+	if w, err := p.pacer.Take(r.stop, now); err != nil || w > 0 {
 		return nil
 	}
+	undo := func() { p.pacer.Undo(r.hard, now) }
 	select {
 	case t, open := <-r.jobs:
 		if !open {
@@ -154,7 +168,15 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 	for pr != nil {
 		pr.tries++
 		if cn.c == nil {
+			if !cn.acquireSlot() {
+				// Every connection the provider allows is open (in other
+				// workers): the job goes back for a worker that has one.
+				r.giveBack(cn.p, pr)
+				sleepCtx(r.stop, slotWait/2+rand.N(slotWait))
+				return true
+			}
 			if derr := cn.open(); derr != nil {
+				cn.releaseSlot()
 				return r.connectFailed(cn, pr, derr)
 			}
 		}
@@ -268,7 +290,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 
 // giveBack returns a prepared job untouched.
 func (r *run) giveBack(p *provider, pr *prepared) {
-	p.daily.Undo(pr.at)
+	p.quota.Undo(r.hard, pr.at)
 	r.e.progress.inFlight.Add(-1)
 	r.results <- result{task: pr.task, release: true}
 }
@@ -297,7 +319,6 @@ func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) 
 	r.notePolicy(pr.c, derr)
 	cn.lastUsed = time.Now()
 	if derr == nil {
-		p.limiter.Sent()
 		r.e.obs.Outcome(p.cfg.Name, ClassSent)
 		r.e.obs.Latency(p.cfg.Name, cn.lastUsed.Sub(pr.at))
 		r.results <- result{task: pr.task, p: p, reply: reply, at: pr.at}
@@ -310,7 +331,7 @@ func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) 
 			until := pr.at.Add(time.Hour)
 			p.trip(fmt.Sprintf("%s: sending quota reply %q; paused until %s", p.cfg, derr.Reply(), until.Format(time.DateTime)), until)
 		} else if !derr.Domain {
-			p.limiter.Throttled()
+			p.throttled(r.hard, cn.log)
 		}
 	}
 	r.results <- result{task: pr.task, p: p, derr: derr, at: pr.at}
@@ -327,6 +348,40 @@ type conn struct {
 	used     int
 	lastUsed time.Time
 	live     atomic.Pointer[net.Conn]
+	holder   string // names this connection's slot in the provider's Slots
+	slot     bool   // a slot is held
+}
+
+// acquireSlot takes one of the provider's connection slots, waiting up to
+// slotWait for one to free up; false when none did.
+func (cn *conn) acquireSlot() bool {
+	deadline := time.Now().Add(slotWait)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
+		ok, err := cn.p.slots.Acquire(cn.r.stop, cn.holder, time.Now())
+		if err != nil && cn.r.stop.Err() == nil {
+			cn.log.Warn("connection slots out of reach", "error", err)
+		}
+		if ok {
+			cn.slot = true
+			return true
+		}
+		if time.Now().After(deadline) || cn.r.stop.Err() != nil {
+			return false
+		}
+		sleepCtx(cn.r.stop, wait)
+	}
+}
+
+func (cn *conn) releaseSlot() {
+	if !cn.slot {
+		return
+	}
+	cn.slot = false
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := cn.p.slots.Release(ctx, cn.holder); err != nil {
+		cn.log.Warn("cannot free a connection slot; it frees itself soon", "error", err)
+	}
 }
 
 // open connects, replacing a connection idle for too long.
@@ -369,6 +424,7 @@ func (cn *conn) drop(quit bool) {
 	cn.live.Store(nil)
 	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
 	cn.c, cn.pipe, cn.used = nil, nil, 0
+	cn.releaseSlot()
 }
 
 // after counts a finished transaction and rotates the connection.
@@ -413,7 +469,7 @@ func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *D
 			break
 		}
 		if derr.Class == ClassThrottle {
-			p.limiter.Throttled()
+			p.throttled(r.hard, log)
 		}
 		d := backoff(n, dialBase, dialCeiling)
 		log.Warn("cannot connect; retrying", "error", derr.Reply(), "in", d.Round(time.Millisecond))
@@ -456,4 +512,14 @@ func (r *run) providersDown() string {
 		return "all senders stopped"
 	}
 	return "no provider can send: " + strings.Join(why, "; ")
+}
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
