@@ -323,6 +323,7 @@ func (c *Config) validate(getenv func(string) string, campaign bool) Problems {
 	}
 	if campaign {
 		c.validateCampaign(bad)
+		c.validateSenders(bad)
 	}
 	c.validateDelivery(getenv, bad)
 	sort.Strings(probs)

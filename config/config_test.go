@@ -371,3 +371,43 @@ func TestLoginHint(t *testing.T) {
 		})
 	}
 }
+
+func TestQQSenderIsLogin(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	pw := env(map[string]string{"PW": "secret"})
+	qq := func(provider, from string) string {
+		return strings.Replace(campaignOnly, "news@example.com", from, 1) + "[[provider]]\n" + provider + "\npassword_env = \"PW\"\n"
+	}
+	tests := []struct {
+		name, text string
+		want       string // "" means valid
+	}{
+		{"preset, same", qq(`preset = "qq"`+"\nusername = \"12345@qq.com\"", "12345@qq.com"), ""},
+		{"preset, same but case", qq(`preset = "qq"`+"\nusername = \"News@QQ.com\"", "news@qq.com"), ""},
+		{"preset, other", qq(`preset = "qq"`+"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`campaign.from: "news@example.com" must be provider[0].username "12345@qq.com"`},
+		{"host, other", qq("host = \"smtp.qq.com\"\ntls = \"tls\"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`campaign.from: "news@example.com" must be provider[0].username`},
+		{"second provider", qq("preset = \"gmail\"\nusername = \"news@example.com\"\npassword_env = \"PW\"\n[[provider]]\npreset = \"qq\"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`must be provider[1].username`},
+		{"other provider", qq("preset = \"163\"\nusername = \"me@163.com\"", "news@example.com"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.text, d, pw)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v does not contain %q", err, tt.want)
+			}
+		})
+	}
+	// Only with a [campaign]: a worker takes its campaigns from the queue.
+	worker := "[[provider]]\npreset = \"qq\"\nusername = \"12345@qq.com\"\npassword_env = \"PW\"\n"
+	if _, err := ParseWorker(worker, d, pw); err != nil {
+		t.Fatalf("worker without [campaign]: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/mail"
 	"sort"
 	"strings"
 
@@ -268,4 +269,22 @@ func (p Provider) LoginHint() string {
 			"and not disabled for the whole tenant, in the Microsoft 365 admin center."
 	}
 	return ""
+}
+
+// validateSenders checks campaign.from against providers that only accept
+// their login as the sender: QQ Mail answers 501 to any other MAIL FROM.
+func (c *Config) validateSenders(bad func(key, format string, args ...any)) {
+	from, err := mail.ParseAddress(c.Campaign.From)
+	if err != nil {
+		return // reported by validateCampaign
+	}
+	for i, p := range c.Provider {
+		if p.kind() != "qq" || p.Username == "" {
+			continue
+		}
+		if !strings.EqualFold(from.Address, p.Username) {
+			bad("campaign.from", "%q must be provider[%d].username %q: QQ Mail refuses any other sender (501)",
+				from.Address, i, p.Username)
+		}
+	}
 }
