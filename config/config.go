@@ -65,6 +65,13 @@ type Retry struct {
 
 // Provider is one SMTP submission server and its policy.
 type Provider struct {
+	// Preset fills host, port, tls and conservative limits for a known
+	// provider ("163", "qq", "gmail", "office365", "ses"); keys set in the
+	// file win. See presets.go.
+	Preset string `toml:"preset"`
+	// Region is the Amazon SES region ("us-east-1") that preset = "ses"
+	// builds the host from, when host is not given.
+	Region        string   `toml:"region"`
 	Name          string   `toml:"name"`
 	Host          string   `toml:"host"`
 	Port          int      `toml:"port"`
@@ -176,6 +183,7 @@ func parse(text, dir string, getenv func(string) string, needCampaign bool) (*Co
 		probs = append(probs, fmt.Sprintf("%s: unknown key", keyName(k)))
 	}
 	c.Dir = dir
+	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
 	c.applyDefaults()
 	probs = append(probs, c.validate(getenv, needCampaign || md.IsDefined("campaign"))...)
 	if len(probs) > 0 {
@@ -315,6 +323,7 @@ func (c *Config) validate(getenv func(string) string, campaign bool) Problems {
 	}
 	if campaign {
 		c.validateCampaign(bad)
+		c.validateSenders(bad)
 	}
 	c.validateDelivery(getenv, bad)
 	sort.Strings(probs)
@@ -420,8 +429,8 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 	for i := range c.Provider {
 		p := &c.Provider[i]
 		k := fmt.Sprintf("provider[%d]", i)
-		if p.Host == "" {
-			bad(k+".host", "required")
+		if p.Host == "" && p.Preset == "" {
+			bad(k+".host", "required (or a preset)")
 		}
 		if prev, dup := names[p.Name]; dup && p.Name != "" {
 			bad(k+".name", "%q is also the name of provider[%d]", p.Name, prev)

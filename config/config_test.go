@@ -197,3 +197,217 @@ func TestParseWorker(t *testing.T) {
 		t.Fatalf("a worker without providers: %v", err)
 	}
 }
+
+// campaignOnly is valid without its [[provider]] block.
+var campaignOnly = valid[:strings.Index(valid, "[[provider]]")]
+
+func TestPresetValues(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	tests := []struct {
+		provider string
+		want     Provider
+	}{
+		{`preset = "163"`, Provider{Name: "163", Host: "smtp.163.com", Port: 465, TLS: "tls", Rate: 0.05, Burst: 1, Connections: 1, PerConnection: 20, Daily: 200}},
+		{`preset = "qq"`, Provider{Name: "qq", Host: "smtp.qq.com", Port: 465, TLS: "tls", Rate: 0.05, Burst: 1, Connections: 1, PerConnection: 20, Daily: 200}},
+		{`preset = "gmail"`, Provider{Name: "gmail", Host: "smtp.gmail.com", Port: 587, TLS: "starttls", Rate: 0.2, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 500}},
+		{`preset = "office365"`, Provider{Name: "office365", Host: "smtp.office365.com", Port: 587, TLS: "starttls", Rate: 0.4, Burst: 1, Connections: 3, PerConnection: DefaultPerConnection, Daily: 10000}},
+		{"preset = \"ses\"\nregion = \"eu-west-1\"", Provider{Name: "ses", Host: "email-smtp.eu-west-1.amazonaws.com", Port: 587, TLS: "starttls", Rate: 1, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 200}},
+		{"preset = \"ses\"\nhost = \"email-smtp.us-east-1.amazonaws.com\"", Provider{Name: "ses", Host: "email-smtp.us-east-1.amazonaws.com", Port: 587, TLS: "starttls", Rate: 1, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 200}},
+		{`preset = "Gmail"`, Provider{Name: "gmail", Host: "smtp.gmail.com", Port: 587, TLS: "starttls", Rate: 0.2, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.provider, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n", d, env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkProvider(t, c.Provider[0], tt.want)
+			if p := c.Provider[0]; p.Timeout.Duration != DefaultTimeout || !p.PipeliningOn() {
+				t.Errorf("generic defaults not applied after the preset: %+v", p)
+			}
+		})
+	}
+}
+
+// checkProvider compares the keys a preset fills.
+func checkProvider(t *testing.T, got, want Provider) {
+	t.Helper()
+	if got.Name != want.Name || got.Host != want.Host || got.Port != want.Port || got.TLS != want.TLS ||
+		got.Rate != want.Rate || got.Burst != want.Burst || got.Connections != want.Connections ||
+		got.PerConnection != want.PerConnection || got.Daily != want.Daily {
+		t.Errorf("got  name=%q host=%q port=%d tls=%q rate=%v burst=%d connections=%d per_connection=%d daily=%d\n"+
+			"want name=%q host=%q port=%d tls=%q rate=%v burst=%d connections=%d per_connection=%d daily=%d",
+			got.Name, got.Host, got.Port, got.TLS, got.Rate, got.Burst, got.Connections, got.PerConnection, got.Daily,
+			want.Name, want.Host, want.Port, want.TLS, want.Rate, want.Burst, want.Connections, want.PerConnection, want.Daily)
+	}
+}
+
+func TestPresetOverrides(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	tests := []struct {
+		name, provider string
+		want           Provider
+	}{
+		{"every key", "preset = \"gmail\"\nname = \"g\"\nhost = \"smtp.example.com\"\nport = 2525\ntls = \"tls\"\nrate = 3\nburst = 4\nconnections = 5\nper_connection = 6\ndaily = 2000",
+			Provider{Name: "g", Host: "smtp.example.com", Port: 2525, TLS: "tls", Rate: 3, Burst: 4, Connections: 5, PerConnection: 6, Daily: 2000}},
+		{"explicit 0 means unlimited", "preset = \"office365\"\nrate = 0\ndaily = 0",
+			Provider{Name: "office365", Host: "smtp.office365.com", Port: 587, TLS: "starttls", Rate: 0, Burst: 1, Connections: 3, PerConnection: DefaultPerConnection, Daily: 0}},
+		{"tls picks the documented port", "preset = \"qq\"\ntls = \"starttls\"",
+			Provider{Name: "qq", Host: "smtp.qq.com", Port: 587, TLS: "starttls", Rate: 0.05, Burst: 1, Connections: 1, PerConnection: 20, Daily: 200}},
+		{"port picks the documented tls", "preset = \"gmail\"\nport = 465",
+			Provider{Name: "gmail", Host: "smtp.gmail.com", Port: 465, TLS: "tls", Rate: 0.2, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 500}},
+		{"ses alternative port", "preset = \"ses\"\nregion = \"us-east-1\"\nport = 2465",
+			Provider{Name: "ses", Host: "email-smtp.us-east-1.amazonaws.com", Port: 2465, TLS: "tls", Rate: 1, Burst: 1, Connections: 2, PerConnection: DefaultPerConnection, Daily: 200}},
+		{"163 port 994", "preset = \"163\"\nport = 994\nconnections = 2",
+			Provider{Name: "163", Host: "smtp.163.com", Port: 994, TLS: "tls", Rate: 0.05, Burst: 1, Connections: 2, PerConnection: 20, Daily: 200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\npipelining = false\n", d, env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkProvider(t, c.Provider[0], tt.want)
+			if c.Provider[0].PipeliningOn() {
+				t.Error("pipelining = false was not kept")
+			}
+		})
+	}
+
+	// The explicit keys are found per provider, also in an inline array.
+	c, err := Parse("provider = [{preset = \"gmail\", daily = 0}, {preset = \"gmail\", name = \"g2\"}]\n"+campaignOnly, d, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provider[0].Daily != 0 || c.Provider[1].Daily != 500 {
+		t.Errorf("inline providers: daily %d and %d, want 0 and 500", c.Provider[0].Daily, c.Provider[1].Daily)
+	}
+}
+
+func TestPresetProblems(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	tests := []struct {
+		name, provider string
+		want           []string // each must appear in the error
+		not            []string // none may
+	}{
+		{"unknown preset", `preset = "yahoo"`,
+			[]string{`provider[0].preset: unknown preset "yahoo"`, `"163", "gmail", "office365", "qq", "ses"`}, []string{".host"}},
+		{"ses without region or host", `preset = "ses"`,
+			[]string{`provider[0].region: required with preset = "ses"`, "or set host"}, []string{".host"}},
+		{"ses bad region", "preset = \"ses\"\nregion = \"us east 1\"", []string{"provider[0].region:", "not an AWS region"}, nil},
+		{"ses region and host disagree", "preset = \"ses\"\nregion = \"eu-west-1\"\nhost = \"email-smtp.us-east-1.amazonaws.com\"",
+			[]string{"provider[0].region:", "does not match host"}, nil},
+		{"region without ses", "preset = \"gmail\"\nregion = \"eu-west-1\"", []string{`provider[0].region: only used with preset = "ses"`}, nil},
+		{"region without preset", "host = \"smtp.example.com\"\nregion = \"eu-west-1\"", []string{`provider[0].region: only used with preset = "ses"`}, nil},
+		{"tls without a documented port", "preset = \"163\"\ntls = \"starttls\"", []string{`provider[0].port: preset "163" documents no port for tls = "starttls"`}, nil},
+		{"port without a documented tls", "preset = \"qq\"\nport = 25", []string{`provider[0].tls: preset "qq" documents no port 25`}, nil},
+		{"preset key typo", "presett = \"qq\"", []string{"provider.presett: unknown key"}, nil},
+		{"several at once", "preset = \"nope\"\n[[provider]]\npreset = \"ses\"\nconnections = -1",
+			[]string{"provider[0].preset:", "provider[1].region:", "provider[1].connections:"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n", d, env(nil))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q contains %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoginHint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		p    Provider
+		want []string // each must appear; none means an empty hint
+	}{
+		{"163", Provider{Preset: "163", Host: "smtp.163.com", PasswordEnv: "PW163"}, []string{"SMTP", "web settings", "password_env (PW163)", "授权码", "not the web password"}},
+		{"163 by host", Provider{Host: "smtp.163.com"}, []string{"SMTP", "web settings", "password_env", "授权码"}},
+		{"qq", Provider{Preset: "qq", PasswordEnv: "PWQQ"}, []string{"SMTP", "web settings", "password_env (PWQQ)", "授权码", "campaign.from", "login address"}},
+		{"qq by host", Provider{Host: "SMTP.QQ.COM"}, []string{"授权码", "campaign.from"}},
+		{"gmail", Provider{Preset: "gmail"}, []string{"app password"}},
+		{"gmail by host", Provider{Host: "smtp.gmail.com"}, []string{"app password"}},
+		{"office365", Provider{Preset: "office365"}, []string{"SMTP AUTH", "enabled for this mailbox"}},
+		{"ses", Provider{Preset: "ses", Host: "email-smtp.us-east-1.amazonaws.com"}, nil},
+		{"other", Provider{Host: "smtp.example.com"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.p.Password = "hunter2-secret"
+			h := tt.p.LoginHint()
+			if len(tt.want) == 0 && h != "" {
+				t.Errorf("want no hint, got %q", h)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(h, w) {
+					t.Errorf("hint %q does not contain %q", h, w)
+				}
+			}
+			if strings.Contains(h, "hunter2") {
+				t.Errorf("hint leaks the password: %q", h)
+			}
+			if strings.Count(h, ". ") > 0 {
+				t.Errorf("hint is more than one sentence: %q", h)
+			}
+		})
+	}
+}
+
+func TestQQSenderIsLogin(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	pw := env(map[string]string{"PW": "secret"})
+	qq := func(provider, from string) string {
+		return strings.Replace(campaignOnly, "news@example.com", from, 1) + "[[provider]]\n" + provider + "\npassword_env = \"PW\"\n"
+	}
+	tests := []struct {
+		name, text string
+		want       string // "" means valid
+	}{
+		{"preset, same", qq(`preset = "qq"`+"\nusername = \"12345@qq.com\"", "12345@qq.com"), ""},
+		{"preset, same but case", qq(`preset = "qq"`+"\nusername = \"News@QQ.com\"", "news@qq.com"), ""},
+		{"preset, other", qq(`preset = "qq"`+"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`campaign.from: "news@example.com" must be provider[0].username "12345@qq.com"`},
+		{"host, other", qq("host = \"smtp.qq.com\"\ntls = \"tls\"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`campaign.from: "news@example.com" must be provider[0].username`},
+		{"second provider", qq("preset = \"gmail\"\nusername = \"news@example.com\"\npassword_env = \"PW\"\n[[provider]]\npreset = \"qq\"\nusername = \"12345@qq.com\"", "news@example.com"),
+			`must be provider[1].username`},
+		{"other provider", qq("preset = \"163\"\nusername = \"me@163.com\"", "news@example.com"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.text, d, pw)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v does not contain %q", err, tt.want)
+			}
+		})
+	}
+	// Only with a [campaign]: a worker takes its campaigns from the queue.
+	worker := "[[provider]]\npreset = \"qq\"\nusername = \"12345@qq.com\"\npassword_env = \"PW\"\n"
+	if _, err := ParseWorker(worker, d, pw); err != nil {
+		t.Fatalf("worker without [campaign]: %v", err)
+	}
+}
