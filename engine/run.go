@@ -22,7 +22,6 @@ const (
 	dialCeiling    = 30 * time.Second
 	storeTimeout   = 30 * time.Second
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
-	slotWait       = time.Second            // how long a job waits for a connection slot before it goes back
 	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.

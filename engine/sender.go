@@ -29,12 +29,18 @@ func (r *run) sender(p *provider, holder string) {
 	cn := &conn{r: r, p: p, log: r.e.log.With("provider", p.cfg.Name), holder: holder}
 	unhook := context.AfterFunc(r.hard, cn.cut)
 	defer unhook()
+	defer cn.releaseSlot()
 	defer cn.drop(true)
 
 	w := &worker{}
-	idle := time.NewTimer(p.cfg.IdleTimeout.Duration)
+	idle := time.NewTimer(cn.idleTimeout())
 	defer idle.Stop()
 	for {
+		// A connection slot first, then a job: a sender without one
+		// would hold a job some other process could send.
+		if !cn.slot && !cn.waitSlot() {
+			return // stopping
+		}
 		var t task
 		var ok bool
 		select {
@@ -44,6 +50,7 @@ func (r *run) sender(p *provider, holder string) {
 			}
 		case <-idle.C:
 			cn.drop(true)
+			cn.releaseSlot()
 			continue
 		case <-r.hard.Done():
 			return
@@ -76,7 +83,7 @@ func (r *run) sender(p *provider, holder string) {
 		if pr != nil && !r.transact(cn, w, pr) {
 			return
 		}
-		idle.Reset(p.cfg.IdleTimeout.Duration)
+		idle.Reset(cn.idleTimeout())
 	}
 }
 
@@ -168,15 +175,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 	for pr != nil {
 		pr.tries++
 		if cn.c == nil {
-			if !cn.acquireSlot() {
-				// Every connection the provider allows is open (in other
-				// workers): the job goes back for a worker that has one.
-				r.giveBack(cn.p, pr)
-				sleepCtx(r.stop, slotWait/2+rand.N(slotWait))
-				return true
-			}
 			if derr := cn.open(); derr != nil {
-				cn.releaseSlot()
 				return r.connectFailed(cn, pr, derr)
 			}
 		}
@@ -301,6 +300,9 @@ func (r *run) connectFailed(cn *conn, pr *prepared, derr *DeliveryError) bool {
 	r.giveBack(p, pr)
 	if derr.Class == ClassAuth || derr.Class == ClassReconnect {
 		reason := fmt.Sprintf("%s: %s", p.cfg, describeConnectFailure(derr))
+		if hint := p.cfg.LoginHint(); hint != "" && derr.Class == ClassAuth && derr.Stage == StageAuth {
+			reason += " (" + hint + ")"
+		}
 		cn.log.Error("provider stopped", "reason", reason, "code", derr.Code)
 		p.trip(reason, time.Time{})
 		return false
@@ -352,10 +354,11 @@ type conn struct {
 	slot     bool   // a slot is held
 }
 
-// acquireSlot takes one of the provider's connection slots, waiting up to
-// slotWait for one to free up; false when none did.
-func (cn *conn) acquireSlot() bool {
-	deadline := time.Now().Add(slotWait)
+// waitSlot takes one of the provider's connection slots (the sender then
+// keeps it across reconnects, until the connection rotates or idles),
+// waiting its turn while other processes hold them all; false when the run
+// stops first.
+func (cn *conn) waitSlot() bool {
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
 		ok, err := cn.p.slots.Acquire(cn.r.stop, cn.holder, time.Now())
 		if err != nil && cn.r.stop.Err() == nil {
@@ -365,11 +368,20 @@ func (cn *conn) acquireSlot() bool {
 			cn.slot = true
 			return true
 		}
-		if time.Now().After(deadline) || cn.r.stop.Err() != nil {
+		if cn.r.stop.Err() != nil {
 			return false
 		}
-		sleepCtx(cn.r.stop, wait)
+		sleepCtx(cn.r.stop, wait/2+rand.N(wait))
 	}
+}
+
+// idleTimeout is how long an unused connection stays open: the provider's
+// idle_timeout, or a second while other processes wait for a slot.
+func (cn *conn) idleTimeout() time.Duration {
+	if d := cn.p.cfg.IdleTimeout.Duration; !cn.p.slots.Contended() || d < time.Second {
+		return d
+	}
+	return time.Second
 }
 
 func (cn *conn) releaseSlot() {
@@ -424,7 +436,6 @@ func (cn *conn) drop(quit bool) {
 	cn.live.Store(nil)
 	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
 	cn.c, cn.pipe, cn.used = nil, nil, 0
-	cn.releaseSlot()
 }
 
 // after counts a finished transaction and rotates the connection.
@@ -437,7 +448,9 @@ func (cn *conn) after(keep bool) {
 		cn.used++
 	}
 	if cn.used >= cn.p.cfg.PerConnection {
+		// A fresh connection, and the slot goes to whoever waited.
 		cn.drop(true)
+		cn.releaseSlot()
 	}
 }
 

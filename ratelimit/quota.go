@@ -62,11 +62,14 @@ type Slots interface {
 	Renew(ctx context.Context, now time.Time) error
 	// Limit is the number of slots.
 	Limit() int
+	// Contended reports whether, at the last Acquire or Renew, holders
+	// were waiting for a slot.
+	Contended() bool
 }
 
 // SlotTTL is how long a shared slot outlives the last renewal of its
 // process.
-const SlotTTL = 15 * time.Second
+const SlotTTL = 6 * time.Second
 
 // LocalSlots is Slots kept in this process.
 type LocalSlots struct {
@@ -105,3 +108,6 @@ func (s *LocalSlots) Release(_ context.Context, holder string) error {
 func (s *LocalSlots) Renew(context.Context, time.Time) error { return nil }
 
 func (s *LocalSlots) Limit() int { return s.limit }
+
+// Contended is false: the engine starts no more senders than slots.
+func (s *LocalSlots) Contended() bool { return false }

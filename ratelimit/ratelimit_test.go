@@ -108,8 +108,24 @@ func TestRedisShared(t *testing.T) {
 		t.Fatal("a renewed slot was taken")
 	}
 	// Process a dies: it renews no more.
-	if ok, _ := sb.Acquire(ctx, "b1", t0.Add(ratelimit.SlotTTL*3/2+time.Millisecond)); !ok {
+	t1 := t0.Add(ratelimit.SlotTTL*3/2 + time.Millisecond)
+	if ok, _ := sb.Acquire(ctx, "b1", t1); !ok {
 		t.Fatal("a dead process's slot did not free itself")
+	}
+	// Waiters are served in turn: a holder that drops its connection and
+	// asks again at once queues behind the one already waiting.
+	if ok, _ := sa.Acquire(ctx, "a2", t1); ok {
+		t.Fatal("a slot beyond the limit")
+	}
+	if !sa.Contended() {
+		t.Fatal("a waiting holder does not make the slots contended")
+	}
+	sb.Release(ctx, "b1")
+	if ok, _ := sb.Acquire(ctx, "b1", t1.Add(time.Millisecond)); ok {
+		t.Fatal("the slot went back to its last holder, not to the waiter")
+	}
+	if ok, _ := sa.Acquire(ctx, "a2", t1.Add(2*time.Millisecond)); !ok {
+		t.Fatal("the waiter did not get the freed slot")
 	}
 }
 

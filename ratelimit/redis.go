@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -242,28 +243,39 @@ return {1}
 `)
 
 // RedisSlots is Slots shared by every process through Redis: a sorted set
-// of holders scored by when their slot expires.
+// of holders scored by when their slot expires, and a queue of the holders
+// waiting for one, served in the order they came, so that a process that
+// drops a connection and opens the next one at once does not keep the
+// slots from the others.
 type RedisSlots struct {
-	rdb   redis.UniversalClient
-	key   string
-	limit int
+	rdb                 redis.UniversalClient
+	key, waiting, alive string
+	limit               int
 
-	mu   sync.Mutex
-	held map[string]bool
+	mu        sync.Mutex
+	held      map[string]bool
+	contended atomic.Bool
 }
 
 var _ Slots = (*RedisSlots)(nil)
 
+// slotWaiterTTL is how long a waiter keeps its place after its last try.
+const slotWaiterTTL = 5 * time.Second
+
 // NewRedisSlots returns the shared connection slots of provider name.
 func NewRedisSlots(rdb redis.UniversalClient, prefix, name string, limit int) *RedisSlots {
-	return &RedisSlots{rdb: rdb, key: prefix + "conns:{" + name + "}", limit: limit, held: map[string]bool{}}
+	tag := "{" + name + "}"
+	return &RedisSlots{rdb: rdb, key: prefix + "conns:" + tag, waiting: prefix + "conns-waiting:" + tag, alive: prefix + "conns-waiters:" + tag,
+		limit: limit, held: map[string]bool{}}
 }
 
 func (s *RedisSlots) Acquire(ctx context.Context, holder string, now time.Time) (bool, error) {
-	ok, err := scriptSlots.Run(ctx, s.rdb, []string{s.key}, "acquire", holder, now.UnixMilli(), now.Add(SlotTTL).UnixMilli(), s.limit).Int()
+	v, err := scriptSlots.Run(ctx, s.rdb, []string{s.key, s.waiting, s.alive}, holder, now.UnixMilli(), now.Add(SlotTTL).UnixMilli(), s.limit, now.Add(slotWaiterTTL).UnixMilli()).Int64Slice()
 	if err != nil {
 		return false, fmt.Errorf("connection slots: %w", err)
 	}
+	ok := v[0]
+	s.contended.Store(v[1] > 0)
 	if ok == 1 {
 		s.mu.Lock()
 		s.held[holder] = true
@@ -293,24 +305,52 @@ func (s *RedisSlots) Renew(ctx context.Context, now time.Time) error {
 		holders = append(holders, h)
 	}
 	s.mu.Unlock()
+	pipe := s.rdb.Pipeline()
 	for _, h := range holders {
-		if _, err := s.Acquire(ctx, h, now); err != nil {
-			return err
-		}
+		pipe.ZAddXX(ctx, s.key, redis.Z{Score: float64(now.Add(SlotTTL).UnixMilli()), Member: h})
 	}
+	waiting := pipe.ZCount(ctx, s.waiting, "-inf", "+inf")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("connection slots: %w", err)
+	}
+	s.contended.Store(waiting.Val() > 0)
 	return nil
 }
 
+func (s *RedisSlots) Contended() bool { return s.contended.Load() }
+
 func (s *RedisSlots) Limit() int { return s.limit }
 
-// scriptSlots: KEYS: the slots' sorted set. ARGV: acquire, holder, now
-// (ms), until (ms), limit. Returns 1 when holder has a slot until until.
+// scriptSlots: KEYS: holders (sorted set: holder -> slot expiry, ms),
+// waiting (sorted set: holder -> when it began to wait), waiters (hash:
+// holder -> when its place expires). ARGV: holder, now, slot expiry,
+// limit, place expiry. Returns {1 when holder has a slot, holders waiting}.
 var scriptSlots = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[5]) then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], 86400000)
-  return 1
+local me, now = ARGV[1], tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], me) then
+  redis.call('ZADD', KEYS[1], ARGV[3], me)
+  return {1, redis.call('ZCARD', KEYS[2])}
 end
-return 0
+local seen = redis.call('HGETALL', KEYS[3])
+for i = 1, #seen, 2 do
+  if tonumber(seen[i+1]) < now then
+    redis.call('HDEL', KEYS[3], seen[i])
+    redis.call('ZREM', KEYS[2], seen[i])
+  end
+end
+local free = tonumber(ARGV[4]) - redis.call('ZCARD', KEYS[1])
+local ahead = redis.call('ZRANK', KEYS[2], me) or redis.call('ZCARD', KEYS[2])
+if ahead < free then
+  redis.call('ZADD', KEYS[1], ARGV[3], me)
+  redis.call('ZREM', KEYS[2], me)
+  redis.call('HDEL', KEYS[3], me)
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  return {1, redis.call('ZCARD', KEYS[2])}
+end
+redis.call('ZADD', KEYS[2], 'NX', now, me)
+redis.call('HSET', KEYS[3], me, ARGV[5])
+redis.call('PEXPIRE', KEYS[2], 86400000)
+redis.call('PEXPIRE', KEYS[3], 86400000)
+return {0, redis.call('ZCARD', KEYS[2])}
 `)

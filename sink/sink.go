@@ -119,6 +119,7 @@ type Message struct {
 	To      []string
 	Data    []byte
 	Session int64
+	At      time.Time // when the server accepted it
 }
 
 // Stats are the server's counters; JSON names are stable for scripts.
@@ -476,7 +477,7 @@ func (ss *session) accept() error {
 		ss.s.received[strings.ToLower(to)]++
 	}
 	if ss.s.cfg.Keep {
-		ss.s.kept = append(ss.s.kept, Message{From: ss.from, To: append([]string(nil), ss.rcpts...), Data: ss.data, Session: ss.id})
+		ss.s.kept = append(ss.s.kept, Message{From: ss.from, To: append([]string(nil), ss.rcpts...), Data: ss.data, Session: ss.id, At: time.Now()})
 	}
 	ss.s.mu.Unlock()
 	return nil

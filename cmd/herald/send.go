@@ -17,6 +17,7 @@ import (
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/boltq"
 	"github.com/heraldmail/herald/queue/redisq"
+	"github.com/heraldmail/herald/ratelimit"
 )
 
 // campaign is what every campaign command opens: config, queue, engine.
@@ -71,6 +72,14 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			return nil, exitInput
 		}
 		c.q, opts.LeaseTTL = q, cfg.Queue.Lease.Duration
+		// Every process sending through a provider shares its limits.
+		rdb := q.Client()
+		opts.Limits = func(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
+			pol := ratelimit.Policy{Rate: p.Rate, Burst: p.Burst, Cooldown: p.Cooldown.Duration}
+			return ratelimit.NewRedisPacer(rdb, redisq.Prefix, p.Name, pol),
+				ratelimit.NewRedisQuota(rdb, redisq.Prefix, p.Name, p.Daily),
+				ratelimit.NewRedisSlots(rdb, redisq.Prefix, p.Name, p.Connections)
+		}
 	default:
 		q, err := boltq.Open(cfg.Queue.Path)
 		if err != nil {

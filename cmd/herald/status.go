@@ -76,6 +76,9 @@ type providerUsage struct {
 	LastDay  int64   `json:"sent_last_24h"`
 	DailyCap int     `json:"daily,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
+	// QuotaFrees is when a message may go again, while the daily quota
+	// is spent.
+	QuotaFrees *time.Time `json:"quota_frees,omitempty"`
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
@@ -161,7 +164,12 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 	for _, p := range c.cfg.Provider {
 		m, _ := c.q.Usage(ctx, p.Name, now.Add(-time.Minute))
 		d, _ := c.q.Usage(ctx, p.Name, now.Add(-24*time.Hour))
-		rep.Providers = append(rep.Providers, providerUsage{Name: p.Name, LastMin: m, LastDay: d, DailyCap: p.Daily, Rate: p.Rate})
+		pu := providerUsage{Name: p.Name, LastMin: m, LastDay: d, DailyCap: p.Daily, Rate: p.Rate}
+		if p.Daily > 0 && d >= int64(p.Daily) {
+			t := quotaFrees(ctx, c, p.Name, int64(p.Daily), now)
+			pu.QuotaFrees = &t
+		}
+		rep.Providers = append(rep.Providers, pu)
 		lastMin += m
 	}
 	rep.Rate = float64(lastMin) / 60
@@ -169,6 +177,28 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 		rep.ETA = (time.Duration(float64(rep.Open) / rep.Rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return rep, nil
+}
+
+// quotaFrees is when a provider whose daily quota is spent may send
+// again: 24 hours after the earliest minute s of the last day such that
+// fewer than quota messages were sent from s on (the store counts per
+// minute; a binary search over the 1,440 minutes).
+func quotaFrees(ctx context.Context, c *campaign, provider string, quota int64, now time.Time) time.Time {
+	lo, hi := 0, 24*60 // minutes after now-24h
+	start := now.Add(-24 * time.Hour).Truncate(time.Minute)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		n, err := c.q.Usage(ctx, provider, start.Add(time.Duration(mid)*time.Minute))
+		if err != nil {
+			break
+		}
+		if n < quota {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return start.Add(time.Duration(lo)*time.Minute + 24*time.Hour)
 }
 
 func printStatus(w io.Writer, rep statusReport) {
@@ -196,6 +226,9 @@ func printStatus(w io.Writer, rep statusReport) {
 		fmt.Fprintf(w, "  provider %s: %d sent in the last minute, %d in the last 24 hours", p.Name, p.LastMin, p.LastDay)
 		if p.DailyCap > 0 {
 			fmt.Fprintf(w, " of %d a day", p.DailyCap)
+		}
+		if p.QuotaFrees != nil {
+			fmt.Fprintf(w, ": quota spent, sending resumes from %s", p.QuotaFrees.Format(time.DateTime))
 		}
 		fmt.Fprintln(w)
 	}

@@ -182,13 +182,15 @@ func (c *cluster) exactlyOnce(prefix string, n int) {
 
 // TestWorkersDeliverTogether: three worker processes deliver a 20,000
 // recipient campaign; every recipient gets it once, every worker takes
-// part, and each stops cleanly on SIGTERM. One of them serves metrics.
+// part, and each stops cleanly on SIGTERM. The provider allows 3
+// connections: each worker could open 3, yet the server never sees more
+// than 3 at once. One of them serves metrics.
 func TestWorkersDeliverTogether(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, nil, sink.Config{})
-	const n = 20000
+	const n, conns = 20000, 3
 	conf := c.campaign("together", "t", n, "")
-	wconf := c.workerConf("connections = 4")
+	wconf := c.workerConf(fmt.Sprintf("connections = %d", conns))
 	workers := []*worker{c.startWorker(wconf, "--metrics-addr", "127.0.0.1:0"), c.startWorker(wconf), c.startWorker(wconf)}
 	waitFor(t, 3*time.Minute, func() bool { return c.s.Stats().Messages >= n })
 	waitFor(t, 10*time.Second, func() bool { return c.status(conf, "together").Open == 0 })
@@ -213,6 +215,11 @@ func TestWorkersDeliverTogether(t *testing.T) {
 	c.exactlyOnce("t", n)
 	if total != n {
 		t.Fatalf("the workers say they sent %d of %d", total, n)
+	}
+	st := c.s.Stats()
+	t.Logf("3 workers, connections = %d: the server saw %d sessions, at most %d at once", conns, st.Sessions, st.PeakSessions)
+	if st.PeakSessions > conns {
+		t.Fatalf("%d sessions at once, more than the %d the provider allows", st.PeakSessions, conns)
 	}
 	if st := c.status(conf, "together"); st.Counts["sent"] != n {
 		t.Fatalf("status: %+v", st)
@@ -336,10 +343,10 @@ func TestWorkersSurviveRedisRestart(t *testing.T) {
 func TestWorkersPauseResume(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, nil, sink.Config{})
-	// 2 workers at 150 msgs/s: 6,000 messages take 20 s, time enough to
-	// see a pause while both campaigns have work left.
-	const n, rate = 3000, 150
-	wconf := c.workerConf(fmt.Sprintf("connections = 2\nrate = %d\nburst = 5", rate))
+	// 300 msgs/s for both workers together: 6,000 messages take 20 s,
+	// time enough to see a pause while both campaigns have work left.
+	const n, rate = 3000, 300
+	wconf := c.workerConf(fmt.Sprintf("connections = 4\nrate = %d\nburst = 5", rate))
 	workers := []*worker{c.startWorker(wconf), c.startWorker(wconf)}
 	// Planned while the workers run: they pick both up.
 	confA := c.campaign("fair-a", "a", n, "")
@@ -364,7 +371,7 @@ func TestWorkersPauseResume(t *testing.T) {
 	if later := c.sentTo("a", n); later != settled {
 		t.Fatalf("fair-a delivery went on while paused: %d, then %d", settled, later)
 	}
-	t.Logf("fair-a: %d delivered after the pause command returned (2 workers × 2 connections, %d msgs/s each)", settled-atPause, rate)
+	t.Logf("fair-a: %d delivered after the pause command returned (2 workers, 4 connections, %d msgs/s together)", settled-atPause, rate)
 	if st := c.status(confA, "fair-a"); st.Status != "paused" || st.Counts["leased"] != 0 {
 		t.Fatalf("paused campaign: %+v", st)
 	}

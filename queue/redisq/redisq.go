@@ -66,7 +66,7 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	if opts.Prefix == "" {
-		opts.Prefix = "herald:"
+		opts.Prefix = Prefix
 	}
 	return &Queue{rdb: rdb, prefix: opts.Prefix}, nil
 }
@@ -137,6 +137,13 @@ func parseURL(url string) (any, error) {
 	}
 	return nil, fmt.Errorf("redis url: unknown scheme %q (use redis+cluster:// or redis+sentinel://)", scheme)
 }
+
+// Prefix is the default namespace of herald's keys.
+const Prefix = "herald:"
+
+// Client is the queue's Redis client, for other shared state (the
+// providers' limits) to use the same connections.
+func (q *Queue) Client() redis.UniversalClient { return q.rdb }
 
 // Close closes the connections.
 func (q *Queue) Close() error { return q.rdb.Close() }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/sink"
+)
+
+// TestSharedRate: three worker processes share a provider's 200 msgs/s.
+// Over 30 seconds the server sees 200/s within 2%, and no one-second
+// window holds more than rate + burst.
+func TestSharedRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 35 s")
+	}
+	t.Parallel()
+	c := newCluster(t, nil, sink.Config{Keep: true})
+	const rate, burst, window = 200, 10, 30 * time.Second
+	c.campaign("paced", "p", 8000, "")
+	wconf := c.workerConf(fmt.Sprintf("connections = 6\nrate = %d\nburst = %d", rate, burst))
+	workers := []*worker{c.startWorker(wconf), c.startWorker(wconf), c.startWorker(wconf)}
+	waitFor(t, time.Minute, func() bool { return c.s.Stats().Messages > 0 })
+	time.Sleep(window + 2*time.Second)
+	sent := 0
+	for i, w := range workers {
+		if code := w.stop(t, syscall.SIGTERM); code != 0 {
+			t.Fatalf("worker %d: exit %d\n%s", i, code, w.err.String())
+		}
+		if w.sent() == 0 {
+			t.Errorf("worker %d sent nothing", i)
+		}
+		sent += w.sent()
+	}
+	var at []time.Time
+	for _, m := range c.s.Messages() {
+		at = append(at, m.At)
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	// Skip the first second (the burst), then count 30 seconds.
+	from := at[0].Add(time.Second)
+	n := 0
+	for _, a := range at {
+		if !a.Before(from) && a.Before(from.Add(window)) {
+			n++
+		}
+	}
+	got := float64(n) / window.Seconds()
+	busiest := 0
+	for i, j := 0, 0; i < len(at); i++ {
+		for at[i].Sub(at[j]) >= time.Second {
+			j++
+		}
+		busiest = max(busiest, i-j+1)
+	}
+	t.Logf("3 workers sharing %d msgs/s: %.1f msgs/s over %s at the server; busiest second %d messages; %d sent in all", rate, got, window, busiest, sent)
+	if got < rate*0.98 || got > rate*1.02 {
+		t.Errorf("aggregate rate %.1f, want %d ± 2%%", got, rate)
+	}
+	// Herald takes a slot at most every 1/rate after a burst; the server
+	// stamps a message when its data is accepted, a few milliseconds later,
+	// by a varying amount: that jitter can bring one or two more messages
+	// into a one-second window at the server (measured: 211 once).
+	if jitter := rate / 100; busiest > rate+burst+jitter {
+		t.Errorf("a one-second window held %d messages, more than rate + burst (%d) + arrival jitter (%d)", busiest, rate+burst, jitter)
+	}
+}
+
+// TestFailoverOnLoginRefused: the first provider refuses the login; its
+// circuit opens with a clear reason, the second provider delivers every
+// recipient, none fails, and the password appears nowhere.
+func TestFailoverOnLoginRefused(t *testing.T) {
+	t.Parallel()
+	refusing := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "other"}, AllowInsecureAuth: true})
+	good := startSink(t, sink.Config{})
+	c := newCampaign(t, good, 200, "")
+	host, port, _ := strings.Cut(refusing.Addr(), ":")
+	conf := mustRead(t, c.conf)
+	// The refusing provider comes first.
+	conf = strings.Replace(conf, "[[provider]]", fmt.Sprintf("[[provider]]\nname = \"first\"\nhost = %q\nport = %s\ntls = \"none\"\nusername = \"news\"\npassword_env = \"HERALD_FIRST_PW\"\n\n[[provider]]", host, port), 1)
+	os.WriteFile(c.conf, []byte(conf), 0o644)
+	code, out, errOut := runHerald(t, []string{"HERALD_FIRST_PW=s3cret-first-pw"}, "send", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "200 sent, 0 failed") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "first") || !strings.Contains(errOut, "refused the login") {
+		t.Fatalf("no word of the first provider's refusal:\n%s", errOut)
+	}
+	if strings.Contains(out+errOut, "s3cret-first-pw") {
+		t.Fatal("the password was printed")
+	}
+	if good.Stats().Messages != 200 || refusing.Stats().Messages != 0 {
+		t.Fatalf("good %d, refusing %d", good.Stats().Messages, refusing.Stats().Messages)
+	}
+}
+
+// TestDailyQuota: a provider allowed 1,000 messages a day and a campaign
+// of 1,500: 1,000 go, 500 wait; herald says why and when it continues, and
+// so does herald status. On Redis, so the quota is the shared one.
+func TestDailyQuota(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, nil, sink.Config{})
+	conf := c.campaign("quota", "q", 1500, "")
+	os.WriteFile(conf, []byte(strings.Replace(mustRead(t, conf), "tls = \"none\"", "tls = \"none\"\ndaily = 1000", 1)), 0o644)
+	code, out, errOut := runHerald(t, nil, "send", "--config", conf)
+	if code != exitInterrupted || !strings.Contains(out, "1000 sent, 0 failed") || !strings.Contains(out, "500 waiting") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "daily quota of 1000 messages spent; it frees up from") {
+		t.Fatalf("no reason given:\n%s", errOut)
+	}
+	if got := c.s.Stats().Messages; got != 1000 {
+		t.Fatalf("the server got %d", got)
+	}
+	code, out, _ = runHerald(t, nil, "status", "--config", conf)
+	if code != 0 || !strings.Contains(out, "500 to go") || !strings.Contains(out, "1000 in the last 24 hours of 1000 a day: quota spent, sending resumes from") {
+		t.Fatalf("status: %d\n%s", code, out)
+	}
+	// A worker on the same account sends nothing either: the quota is
+	// shared.
+	w := c.startWorker(c.workerConf("daily = 1000"))
+	time.Sleep(2 * time.Second)
+	w.stop(t, syscall.SIGTERM)
+	if got := c.s.Stats().Messages; got != 1000 {
+		t.Fatalf("a worker went past the shared quota: %d", got)
+	}
+}
