@@ -300,11 +300,13 @@ func (r *run) dispatch() {
 			r.drain()
 			return
 		}
-		n := r.batchSize()
-		if len(r.jobs) >= n {
-			// A batch still waits for the senders: keep no more than
-			// about a second of work buffered, so that a campaign planned
-			// now, or a pause, is not queued behind it.
+		// Top the buffer up to about a second of work, in equal shares
+		// of the active campaigns: a campaign planned now, or a pause, is
+		// not queued behind more, and the senders alternate between
+		// campaigns in small steps.
+		cs := r.rotation()
+		n := min(r.batchSize(), cap(r.jobs)) - len(r.jobs)
+		if n < max(1, len(cs)) || n < min(r.batchSize(), cap(r.jobs))/8 {
 			t := time.NewTimer(10 * time.Millisecond)
 			select {
 			case <-t.C:
@@ -313,7 +315,6 @@ func (r *run) dispatch() {
 			t.Stop()
 			continue
 		}
-		cs := r.rotation()
 		leased := 0
 		for _, c := range cs {
 			jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)

@@ -18,9 +18,11 @@ type Policy struct {
 // Pacer paces one provider's messages with GCRA (the generic cell rate
 // algorithm: a theoretical arrival time advanced by 1/rate per message,
 // with a burst tolerance). A throttle reply halves the effective rate (down
-// to a 64th of the configured one, at most once per half cool-down) and
-// pauses sending for the cool-down; after a quiet cool-down the rate climbs
-// back by a tenth of the configured rate. Time is passed in, so that tests
+// to a 64th of the configured one, at most once per half cool-down),
+// pauses sending for the cool-down and empties the burst, so that sending
+// resumes one message at a time; each quiet cool-down after the pause the
+// rate climbs back by a tenth of the rate that met the throttle (so it
+// settles near the provider's real limit), up to the configured rate. Time is passed in, so that tests
 // drive the clock; LocalPacer keeps the state in this process, RedisPacer
 // shares it between every process sending through the provider. Both are
 // safe for concurrent use and pass the same suite (ratelimit/limitertest).
@@ -43,6 +45,12 @@ type Pacer interface {
 // RedisPacer (scriptPace) is this code, line for line.
 type pace struct {
 	tat, cur, paused, changed float64
+	cut                       float64 // the last decrease
+	// ceil is the rate at which the provider last throttled us: the rate
+	// climbs back in tenths of it, so that it nears the provider's real
+	// limit in small steps (0: never throttled; steps of the configured
+	// rate).
+	ceil float64
 }
 
 func ms(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
@@ -53,10 +61,14 @@ func (s *pace) recover(now float64, p Policy) {
 	if s.cur > base {
 		s.cur = base // the configured rate went down
 	}
-	cool := msOf(p.Cooldown)
-	if s.cur < base && now-s.changed >= cool {
-		steps := math.Floor((now - s.changed) / math.Max(cool, 1))
-		s.cur = math.Min(s.cur+steps*base/10, base)
+	// Quiet since the last change and the end of the last pause.
+	cool, quiet := msOf(p.Cooldown), math.Max(s.changed, s.paused)
+	if s.cur < base && now-quiet >= cool {
+		step := base / 10
+		if s.ceil > 0 {
+			step = math.Max(s.ceil/10, base/64)
+		}
+		s.cur = math.Min(s.cur+math.Floor((now-quiet)/math.Max(cool, 1))*step, base)
 		s.changed = now
 	}
 }
@@ -93,10 +105,16 @@ func (s *pace) throttled(now float64, p Policy) {
 	s.recover(now, p)
 	cool := msOf(p.Cooldown)
 	s.paused = now + cool
-	if p.Rate > 0 && now-s.changed >= cool/2 {
-		s.cur = math.Max(s.cur/2, p.Rate/64)
+	if p.Rate > 0 && now-s.cut >= cool/2 {
+		s.ceil, s.cur, s.cut = s.cur, math.Max(s.cur/2, p.Rate/64), now
 	}
 	s.changed = now
+	if p.Rate > 0 {
+		// No burst when sending resumes: the senders waiting for the end
+		// of the pause go one 1/rate apart, or they would all meet the
+		// server's limit again at once. The burst builds up again.
+		s.tat = s.paused + float64(max(p.Burst, 1)-1)*1000/s.cur
+	}
 }
 
 // LocalPacer is a Pacer whose state lives in this process.

@@ -107,11 +107,15 @@ func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time,
 // rate: the effective rate; paused: the end of the cool-down (ms).
 var scriptPace = redis.NewScript(`
 local op, now, base, burst, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed')
+local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed', 'ceil', 'cut')
 local tat, cur, paused, changed = tonumber(v[1]) or 0, tonumber(v[2]) or base, tonumber(v[3]) or 0, tonumber(v[4]) or 0
+local ceil, cut = tonumber(v[5]) or 0, tonumber(v[6]) or 0
 if cur > base then cur = base end
-if cur < base and now - changed >= cool then
-  cur = math.min(cur + math.floor((now - changed) / math.max(cool, 1)) * base / 10, base)
+local quiet = math.max(changed, paused)
+if cur < base and now - quiet >= cool then
+  local step = base / 10
+  if ceil > 0 then step = math.max(ceil / 10, base / 64) end
+  cur = math.min(cur + math.floor((now - quiet) / math.max(cool, 1)) * step, base)
   changed = now
 end
 local out = 0
@@ -128,15 +132,17 @@ elseif op == 'undo' then
   if base > 0 then tat = tat - 1000 / cur end
 elseif op == 'throttle' then
   paused = now + cool
-  if base > 0 and now - changed >= cool / 2 then cur = math.max(cur / 2, base / 64) end
+  if base > 0 and now - cut >= cool / 2 then ceil = cur; cur = math.max(cur / 2, base / 64); cut = now end
   changed = now
+  if base > 0 then tat = paused + (math.max(burst, 1) - 1) * 1000 / cur end
 elseif op == 'rate' then
   out = cur
 elseif op == 'paused' then
   out = paused
 end
 local f = '%.3f'
-redis.call('HSET', KEYS[1], 'tat', string.format(f, tat), 'cur', string.format('%.6f', cur), 'paused', string.format(f, paused), 'changed', string.format(f, changed))
+redis.call('HSET', KEYS[1], 'tat', string.format(f, tat), 'cur', string.format('%.6f', cur), 'paused', string.format(f, paused),
+  'changed', string.format(f, changed), 'ceil', string.format('%.6f', ceil), 'cut', string.format(f, cut))
 redis.call('PEXPIRE', KEYS[1], 86400000)
 return string.format('%.6f', out)
 `)

@@ -130,3 +130,33 @@ func TestDailyQuota(t *testing.T) {
 		t.Fatalf("a worker went past the shared quota: %d", got)
 	}
 }
+
+// TestThrottleConvergence: the server answers 421 4.7.0 above 100 msgs/s,
+// a limit herald is not told (it is configured for 400): herald slows down
+// to near the server's rate, delivers everyone, fails no one, and meets
+// few throttle replies.
+func TestThrottleConvergence(t *testing.T) {
+	t.Parallel()
+	const n, serverRate = 1500, 100
+	s := startSink(t, sink.Config{Faults: sink.Faults{Throttle: serverRate, ThrottleBurst: 10}})
+	c := newCampaign(t, s, n, "rate = 400\nburst = 10\nconnections = 4\ncooldown = \"1s\"")
+	start := time.Now()
+	code, out, errOut := runHerald(t, nil, "send", "--config", c.conf)
+	elapsed := time.Since(start)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d sent, 0 failed", n)) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if d := duplicates(t, s, n); d != 0 {
+		t.Fatalf("%d duplicates", d)
+	}
+	st := s.Stats()
+	got := float64(n) / elapsed.Seconds()
+	t.Logf("server limit %d msgs/s, herald told 400: %.0f msgs/s over the campaign, %d throttle replies for %d messages (%.1f%%)",
+		serverRate, got, st.Throttled, n, 100*float64(st.Throttled)/n)
+	if got < serverRate*0.5 || got > serverRate*1.1 {
+		t.Errorf("herald ran at %.0f msgs/s against a server that takes %d", got, serverRate)
+	}
+	if float64(st.Throttled) > 0.05*n {
+		t.Errorf("%d throttle replies for %d messages: herald does not slow down enough", st.Throttled, n)
+	}
+}

@@ -113,22 +113,34 @@ func testThrottle(t *testing.T, m Makers) {
 	if w := take(t, p, after); w != 0 {
 		t.Fatalf("after the cool-down: wait %v", w)
 	}
+	// Sending resumes one message at a time, not in a burst.
+	burst := m.Pacer(t, ratelimit.Policy{Rate: 100, Burst: 10, Cooldown: cool})
+	burst.Throttled(ctx, t0)
+	if w := take(t, burst, t0.Add(cool)); w != 0 {
+		t.Fatalf("first message after the cool-down waits %v", w)
+	}
+	if w := take(t, burst, t0.Add(cool)); w < 19*time.Millisecond || w > 21*time.Millisecond {
+		t.Fatalf("second message right after the cool-down waits %v, want 1/50 s (no burst)", w)
+	}
 	if until, _ := p.PausedUntil(ctx, after); !until.IsZero() {
 		t.Fatalf("PausedUntil after the cool-down: %v", until)
 	}
-	// The rate climbs back by a tenth per quiet cool-down, the first step
-	// as the pause ends.
-	if r, _ := p.Rate(ctx, after); r != 60 {
-		t.Fatalf("rate as the cool-down ends: %v, want 60", r)
+	// The rate climbs back by a tenth per quiet cool-down after the pause.
+	if n := sendFor(t, p, after, time.Second); n < 49 || n > 51 {
+		t.Fatalf("50/s for a second gave %d", n)
 	}
-	if n := sendFor(t, p, after, time.Second); n < 59 || n > 61 {
-		t.Fatalf("60/s for a second gave %d", n)
-	}
+	// In tenths of the rate that met the throttle (100).
 	later := after.Add(cool)
-	if r, _ := p.Rate(ctx, later); r != 70 {
-		t.Fatalf("rate one more quiet cool-down later: %v, want 70", r)
+	if r, _ := p.Rate(ctx, later); r != 60 {
+		t.Fatalf("rate one quiet cool-down after the pause: %v, want 60", r)
 	}
-	if r, _ := p.Rate(ctx, later.Add(10*cool)); r != 100 {
+	// Throttled again at 60: down to 30, and back in steps of 6.
+	p.Throttled(ctx, later)
+	if r, _ := p.Rate(ctx, later.Add(2*cool)); r != 36 {
+		t.Fatalf("rate one quiet cool-down after a throttle at 60: %v, want 36", r)
+	}
+	later = later.Add(2 * cool)
+	if r, _ := p.Rate(ctx, later.Add(20*cool)); r != 100 {
 		t.Fatalf("rate much later: %v, want back to 100", r)
 	}
 	// Never below a 64th.
