@@ -92,6 +92,10 @@ type Provider struct {
 	Pipelining *bool `toml:"pipelining"`
 	// Cooldown is how long a provider pauses after a throttle reply.
 	Cooldown Duration `toml:"cooldown"`
+	// Priority orders providers: jobs go to the providers of the smallest
+	// priority whose circuit is closed; the others wait as a backup.
+	// Unset (0) for all: every provider is used at once.
+	Priority int `toml:"priority"`
 
 	// Password is read from the environment variable PasswordEnv by Load;
 	// it is never printed (see Provider.String).
@@ -475,6 +479,9 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 		}
 		if p.Daily < 0 {
 			bad(k+".daily", "must not be negative (0 = unlimited)")
+		}
+		if p.Priority < 0 {
+			bad(k+".priority", "must not be negative (smaller goes first)")
 		}
 		for key, d := range map[string]time.Duration{".timeout": p.Timeout.Duration, ".idle_timeout": p.IdleTimeout.Duration, ".cooldown": p.Cooldown.Duration} {
 			if d < 0 {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wneessen/go-mail"
@@ -32,6 +33,8 @@ type provider struct {
 	pacer   ratelimit.Pacer
 	quota   ratelimit.Quota
 	slots   ratelimit.Slots
+
+	senders atomic.Int64 // sender goroutines running: 0 once they all gave up
 
 	mu     sync.Mutex
 	closed string    // why the circuit is open ("" while closed)

@@ -185,6 +185,7 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 	for _, p := range e.providers {
 		for i := range p.cfg.Connections {
 			r.senders.Add(1)
+			p.senders.Add(1)
 			holder := fmt.Sprintf("%s/%d", e.holder, i)
 			work.Go(func() { r.sender(p, holder) })
 		}

@@ -19,6 +19,7 @@ import (
 
 // sender delivers jobs over one connection of provider p at a time.
 func (r *run) sender(p *provider, holder string) {
+	defer p.senders.Add(-1)
 	defer func() {
 		// The last sender to leave while jobs are still coming means no
 		// provider can send.
@@ -38,6 +39,14 @@ func (r *run) sender(p *provider, holder string) {
 	for {
 		// A connection slot first, then a job: a sender without one
 		// would hold a job some other process could send.
+		if !r.turn(p) {
+			// A provider of a smaller priority can send again.
+			cn.drop(true)
+			cn.releaseSlot()
+			if !r.waitTurn(p) {
+				return // stopping
+			}
+		}
 		if !cn.slot && !cn.waitSlot() {
 			return // stopping
 		}
@@ -373,6 +382,30 @@ func (cn *conn) waitSlot() bool {
 		}
 		sleepCtx(cn.r.stop, wait/2+rand.N(wait))
 	}
+}
+
+// waitTurn waits while a provider of a smaller priority can send (p is
+// their backup); false when the run stops first.
+func (r *run) waitTurn(p *provider) bool {
+	for !r.turn(p) {
+		if r.stop.Err() != nil {
+			return false
+		}
+		sleepCtx(r.stop, 250*time.Millisecond)
+	}
+	return r.stop.Err() == nil
+}
+
+// turn reports whether p may take jobs: no provider of a smaller priority
+// is usable.
+func (r *run) turn(p *provider) bool {
+	now := time.Now()
+	for _, q := range r.e.providers {
+		if q.cfg.Priority < p.cfg.Priority && q.state(now) == "" && q.senders.Load() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // idleTimeout is how long an unused connection stays open: the provider's

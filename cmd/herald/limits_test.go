@@ -160,3 +160,29 @@ func TestThrottleConvergence(t *testing.T) {
 		t.Errorf("%d throttle replies for %d messages: herald does not slow down enough", st.Throttled, n)
 	}
 }
+
+// TestProviderPriority: a backup provider (priority 2) gets nothing while
+// the first one can send, and everything once its login is refused.
+func TestProviderPriority(t *testing.T) {
+	t.Parallel()
+	first, backup := startSink(t, sink.Config{}), startSink(t, sink.Config{})
+	c := newCampaign(t, first, 300, "priority = 1")
+	host, port, _ := strings.Cut(backup.Addr(), ":")
+	backupTOML := fmt.Sprintf("\n[[provider]]\nname = \"backup\"\nhost = %q\nport = %s\ntls = \"none\"\npriority = 2\n", host, port)
+	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+backupTOML), 0o644)
+	if code, out, e := runHerald(t, nil, "send", "--config", c.conf); code != 0 || !strings.Contains(out, "300 sent") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, e)
+	}
+	if first.Stats().Messages != 300 || backup.Stats().Sessions != 0 {
+		t.Fatalf("first %d messages, backup %d sessions: the backup was used while the first could send", first.Stats().Messages, backup.Stats().Sessions)
+	}
+
+	// The first provider now refuses the login: the backup takes over.
+	refusing := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "u", Password: "right"}, AllowInsecureAuth: true})
+	c2 := newCampaign(t, refusing, 300, "priority = 1\nusername = \"u\"\npassword_env = \"HERALD_PRIO_PW\"")
+	os.WriteFile(c2.conf, []byte(mustRead(t, c2.conf)+backupTOML), 0o644)
+	code, out, e := runHerald(t, []string{"HERALD_PRIO_PW=wrong"}, "send", "--config", c2.conf)
+	if code != 0 || !strings.Contains(out, "300 sent, 0 failed") || backup.Stats().Messages != 300 {
+		t.Fatalf("failover to the backup: exit %d, backup %d messages\n%s\n%s", code, backup.Stats().Messages, out, e)
+	}
+}
