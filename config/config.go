@@ -21,6 +21,9 @@ type Config struct {
 	Queue    Queue      `toml:"queue"`
 	Retry    Retry      `toml:"retry"`
 	Provider []Provider `toml:"provider"`
+	// Domain limits messages to one recipient domain, whichever provider
+	// sends them: [domain."gmail.com"] rate = 20.
+	Domain map[string]Domain `toml:"domain"`
 
 	// Dir is the folder of the config file; relative paths were resolved
 	// against it.
@@ -109,6 +112,22 @@ func (p Provider) String() string {
 
 // PipeliningOn reports whether commands may be pipelined to this provider.
 func (p Provider) PipeliningOn() bool { return p.Pipelining == nil || *p.Pipelining }
+
+// Domain is the policy for one recipient domain.
+type Domain struct {
+	Rate     float64  `toml:"rate"`     // messages a second to the domain (0: unlimited)
+	Burst    int      `toml:"burst"`    // default rate/10, at least 1
+	Cooldown Duration `toml:"cooldown"` // pause after the domain throttles us
+}
+
+// DomainPolicy is the policy for recipient domain d (lower case): its
+// [domain] section, or none (no rate) with the default cool-down.
+func (c *Config) DomainPolicy(d string) Domain {
+	if p, ok := c.Domain[d]; ok {
+		return p
+	}
+	return Domain{Cooldown: Duration{DefaultCooldown}}
+}
 
 // Duration is a time.Duration written as a string ("30s", "72h") in TOML.
 type Duration struct{ time.Duration }
@@ -307,6 +326,16 @@ func (c *Config) applyDefaults() {
 	for i := range c.Provider {
 		c.Provider[i].CAFile = c.path(c.Provider[i].CAFile)
 	}
+	for name, d := range c.Domain {
+		if d.Burst == 0 && d.Rate > 0 {
+			d.Burst = max(1, int(d.Rate/10))
+		}
+		if d.Cooldown.Duration == 0 {
+			d.Cooldown.Duration = DefaultCooldown
+		}
+		delete(c.Domain, name)
+		c.Domain[strings.ToLower(name)] = d
+	}
 	if c.Queue.Backend == "embedded" {
 		c.Queue.Path = c.path(c.Queue.Path)
 	}
@@ -428,6 +457,21 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 
 	if len(c.Provider) == 0 {
 		bad("provider", "at least one [[provider]] is required")
+	}
+	for name, d := range c.Domain {
+		k := fmt.Sprintf("domain.%q", name)
+		if name == "" || strings.ContainsAny(name, "@ \t") || !strings.Contains(name, ".") {
+			bad(k, "not a domain name (e.g. [domain.\"gmail.com\"])")
+		}
+		if d.Rate < 0 {
+			bad(k+".rate", "must not be negative (0 = unlimited)")
+		}
+		if d.Burst < 0 {
+			bad(k+".burst", "must not be negative")
+		}
+		if d.Cooldown.Duration < 0 {
+			bad(k+".cooldown", "must be positive")
+		}
 	}
 	names := map[string]int{}
 	for i := range c.Provider {

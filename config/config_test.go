@@ -411,3 +411,27 @@ func TestQQSenderIsLogin(t *testing.T) {
 		t.Fatalf("worker without [campaign]: %v", err)
 	}
 }
+
+func TestDomainLimits(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	c, err := Parse(valid+"[domain.\"Gmail.com\"]\nrate = 20\n[domain.\"yahoo.com\"]\nrate = 5\nburst = 2\ncooldown = \"1m\"\n", d, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.DomainPolicy("gmail.com"); g.Rate != 20 || g.Burst != 2 || g.Cooldown.Duration != DefaultCooldown {
+		t.Errorf("gmail.com: %+v", g)
+	}
+	if y := c.DomainPolicy("yahoo.com"); y.Burst != 2 || y.Cooldown.Duration != time.Minute {
+		t.Errorf("yahoo.com: %+v", y)
+	}
+	if o := c.DomainPolicy("example.com"); o.Rate != 0 || o.Cooldown.Duration != DefaultCooldown {
+		t.Errorf("a domain without a section: %+v", o)
+	}
+	_, err = Parse(valid+"[domain.\"nodot\"]\nrate = -1\ncolour = 1\n", d, env(nil))
+	for _, want := range []string{`domain."nodot": not a domain name`, `domain."nodot".rate: must not be negative`, "colour: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}

@@ -9,11 +9,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/ratelimit"
 )
 
 // Queue is what the engine needs from a job queue (queue.Queue fulfils it).
@@ -68,8 +71,7 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Observer receives measurements (metrics); nil: none.
 	Observer Observer
-	// Limits makes each provider's limits; nil: this process's own.
-	// cmd/herald shares them through Redis when the queue is Redis.
+	// Limits makes the providers' and domains' limits; nil: LocalLimits.
 	Limits Limits
 }
 
@@ -85,6 +87,7 @@ type Engine struct {
 	obs       Observer
 	providers []*provider
 	holder    string // this process, in the providers' connection slots
+	domains   *domains
 	// spec and content are the configured campaign's (nil for a worker).
 	spec    Spec
 	content *content
@@ -133,7 +136,11 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer, holder: processName()}
+	if opts.Limits == nil {
+		opts.Limits = LocalLimits{}
+	}
+	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer, holder: processName(),
+		domains: &domains{cfg: cfg, limits: opts.Limits, m: map[string]ratelimit.Pacer{}}}
 	for _, pc := range cfg.Provider {
 		p, err := newProvider(pc, opts.TLSConfig, opts.Limits)
 		if err != nil {
@@ -228,4 +235,49 @@ func sortedHeaderIndexes(header, fields []string) []int {
 func processName() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%08x", host, os.Getpid(), rand.Uint32())
+}
+
+// domains holds the pacers of recipient domains, made when a domain is
+// first met. Safe for concurrent use.
+type domains struct {
+	cfg    *config.Config
+	limits Limits
+	mu     sync.Mutex
+	m      map[string]ratelimit.Pacer
+	next   map[string]time.Time // the latest time a job was put off to
+}
+
+// later is when a job put off for domain's pace, which wants it to wait
+// until at least t, is due: one 1/rate after the job put off before it,
+// so that the jobs come back spread out rather than all at once.
+func (d *domains) later(domain string, t time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.next == nil {
+		d.next = map[string]time.Time{}
+	}
+	at := t
+	if rate := d.cfg.DomainPolicy(domain).Rate; rate > 0 {
+		if n := d.next[domain].Add(time.Duration(float64(time.Second) / rate)); n.After(at) {
+			at = n
+		}
+	}
+	d.next[domain] = at
+	return at
+}
+
+func (d *domains) pacer(domain string) ratelimit.Pacer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.m[domain]
+	if !ok {
+		p = d.limits.Domain(domain, d.cfg.DomainPolicy(domain))
+		d.m[domain] = p
+	}
+	return p
+}
+
+// domainOf is the domain of a lower-cased address.
+func domainOf(key string) string {
+	return key[strings.LastIndexByte(key, '@')+1:]
 }

@@ -89,10 +89,7 @@ func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*pr
 		client:  client,
 		tlsConf: tlsConf,
 	}
-	if limits == nil {
-		limits = localLimits
-	}
-	pr.pacer, pr.quota, pr.slots = limits(p)
+	pr.pacer, pr.quota, pr.slots = limits.Provider(p)
 	if p.Username != "" {
 		user, pass, host := p.Username, p.Password, p.Host
 		pr.auth = func(mechs string) smtp.Auth {
@@ -169,17 +166,33 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryE
 	return c, slot.conn, nil
 }
 
-// Limits makes a provider's limits: its pace, daily quota and connection
-// slots. Options.Limits shares them between processes (Redis); by default
-// each process keeps its own.
-type Limits func(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots)
-
-func localLimits(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
-	return ratelimit.NewLocalPacer(policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections)
+// Limits makes the limits of providers (pace, daily quota, connection
+// slots) and of recipient domains (pace). By default each process keeps
+// its own (LocalLimits); cmd/herald shares them through Redis when the
+// queue is Redis.
+type Limits interface {
+	Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots)
+	Domain(name string, d config.Domain) ratelimit.Pacer
 }
 
-// policy is the pace p's configuration asks for.
-func policy(p config.Provider) ratelimit.Policy {
+// LocalLimits keeps every limit in this process.
+type LocalLimits struct{}
+
+func (LocalLimits) Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
+	return ratelimit.NewLocalPacer(Policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections)
+}
+
+func (LocalLimits) Domain(_ string, d config.Domain) ratelimit.Pacer {
+	return ratelimit.NewLocalPacer(DomainPolicy(d))
+}
+
+// DomainPolicy is the pace a [domain] section asks for.
+func DomainPolicy(d config.Domain) ratelimit.Policy {
+	return ratelimit.Policy{Rate: d.Rate, Burst: d.Burst, Cooldown: d.Cooldown.Duration}
+}
+
+// Policy is the pace a provider's configuration asks for.
+func Policy(p config.Provider) ratelimit.Policy {
 	return ratelimit.Policy{Rate: p.Rate, Burst: p.Burst, Cooldown: p.Cooldown.Duration}
 }
 

@@ -22,6 +22,7 @@ const (
 	dialCeiling    = 30 * time.Second
 	storeTimeout   = 30 * time.Second
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
+	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
 	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.
@@ -99,6 +100,9 @@ type result struct {
 	reply   string         // the server's reply to the end of DATA
 	release bool           // not tried: give the job back untouched
 	at      time.Time
+	// later: not tried; due again then (its recipient's domain wants a
+	// slower pace). No attempt is counted.
+	later time.Time
 }
 
 // run is the state of one Run or Work.
@@ -711,7 +715,17 @@ func (r *run) settle() {
 				p.releases = append(p.releases, res.job)
 				continue
 			}
-			s := res.c.content.settlement(res.job, res.p, res.derr, res.reply, res.at)
+			var s queue.Settlement
+			switch {
+			case !res.later.IsZero():
+				s = queue.Settlement{Seq: res.job.Seq, Lease: res.job.Lease, State: queue.Retry, At: res.later, Reply: res.reply}
+			default:
+				s = res.c.content.settlement(res.job, res.p, res.derr, res.reply, res.at)
+				if res.derr != nil && res.derr.Domain && s.State == queue.Retry {
+					// The domain throttled us: due when its cool-down ends.
+					s.At = res.at.Add(r.e.cfg.DomainPolicy(domainOf(res.job.Key)).Cooldown.Duration)
+				}
+			}
 			r.count(res, s)
 			p.batch = append(p.batch, s)
 			if size >= settleBatch {

@@ -68,6 +68,9 @@ func (r *run) sender(p *provider, holder string) {
 			r.results <- result{task: t, release: true}
 			continue
 		}
+		if !r.domainTurn(t, true) {
+			continue
+		}
 		waited := time.Now()
 		if err := ratelimit.Wait(r.stop, p.pacer, time.Now); err != nil {
 			r.results <- result{task: t, release: true}
@@ -168,6 +171,10 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 		if t.c.gone.Load() {
 			undo()
 			r.results <- result{task: t, release: true}
+			return nil
+		}
+		if !r.domainTurn(t, false) {
+			undo()
 			return nil
 		}
 		pr, _ := r.prepare(cn, w, t)
@@ -341,7 +348,12 @@ func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) 
 		if derr.Quota {
 			until := pr.at.Add(time.Hour)
 			p.trip(fmt.Sprintf("%s: sending quota reply %q; paused until %s", p.cfg, derr.Reply(), until.Format(time.DateTime)), until)
-		} else if !derr.Domain {
+		} else if derr.Domain {
+			d := domainOf(pr.job.Key)
+			if err := r.e.domains.pacer(d).Throttled(r.hard, time.Now()); err != nil {
+				cn.log.Warn("cannot record a domain's throttle reply", "domain", d, "error", err)
+			}
+		} else {
 			p.throttled(r.hard, cn.log)
 		}
 	}
@@ -381,6 +393,34 @@ func (cn *conn) waitSlot() bool {
 			return false
 		}
 		sleepCtx(cn.r.stop, wait/2+rand.N(wait))
+	}
+}
+
+// domainTurn takes the pace of t's recipient domain. When the domain
+// wants a wait of more than domainWaitMax (or any wait, unless mayWait),
+// the job is settled as a retry when the domain's pace allows it, no
+// attempt counted, and domainTurn returns false: a sender does not sit on
+// one slow domain while jobs for others wait.
+func (r *run) domainTurn(t task, mayWait bool) bool {
+	d := domainOf(t.job.Key)
+	pacer := r.e.domains.pacer(d)
+	for {
+		now := time.Now()
+		w, err := pacer.Take(r.stop, now)
+		if err != nil {
+			if r.stop.Err() == nil {
+				r.e.log.Warn("domain rate limit out of reach; sending without it", "domain", d, "error", err)
+			}
+			return true
+		}
+		if w == 0 {
+			return true
+		}
+		if !mayWait || w > domainWaitMax {
+			r.results <- result{task: t, later: r.e.domains.later(d, now.Add(w)), reply: "waiting for the pace of " + d}
+			return false
+		}
+		sleepCtx(r.stop, w)
 	}
 }
 

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/heraldmail/herald/sink"
 )
@@ -184,5 +187,88 @@ func TestProviderPriority(t *testing.T) {
 	code, out, e := runHerald(t, []string{"HERALD_PRIO_PW=wrong"}, "send", "--config", c2.conf)
 	if code != 0 || !strings.Contains(out, "300 sent, 0 failed") || backup.Stats().Messages != 300 {
 		t.Fatalf("failover to the backup: exit %d, backup %d messages\n%s\n%s", code, backup.Stats().Messages, out, e)
+	}
+}
+
+// TestDomainLimits: a recipient domain with its own rate goes at that
+// pace while the others go at full speed, and a domain that answers
+// "receiving mail too quickly" at RCPT is retried after its cool-down
+// without slowing the provider or failing anyone.
+func TestDomainLimits(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Keep: true, Faults: sink.Faults{Rules: []*sink.Rule{{
+		Match: "@slow.example", Stage: sink.StageRcpt, Code: 450, Enhanced: smtp.EnhancedCode{4, 2, 1},
+		Message: "The user you are trying to contact is receiving mail too quickly.", Times: 3,
+	}}}})
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("email,name\n")
+	var all []string
+	for i := range 300 {
+		all = append(all, fmt.Sprintf("u%d@example.com", i))
+	}
+	for i := range 10 {
+		all = append(all, fmt.Sprintf("p%d@paced.example", i))
+	}
+	for i := range 3 {
+		all = append(all, fmt.Sprintf("s%d@slow.example", i))
+	}
+	for i, a := range all {
+		fmt.Fprintf(&csv, "%s,N%d\n", a, i)
+	}
+	host, port, _ := strings.Cut(s.Addr(), ":")
+	files := map[string]string{"r.csv": csv.String(), "b.txt": "Hi\n", "h.toml": fmt.Sprintf(`
+[campaign]
+id = "domains"
+from = "T <t@example.com>"
+subject = "x"
+text = "b.txt"
+recipients = "r.csv"
+[domain."paced.example"]
+rate = 5
+burst = 1
+[domain."slow.example"]
+cooldown = "1s"
+[[provider]]
+name = "local"
+host = %q
+port = %s
+tls = "none"
+connections = 2
+`, host, port)}
+	for name, content := range files {
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
+	code, out, e := runHerald(t, nil, "send", "--config", filepath.Join(dir, "h.toml"))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d sent, 0 failed", len(all))) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, e)
+	}
+	for _, a := range all {
+		if got := s.Received(a); got != 1 {
+			t.Fatalf("%s received %d times", a, got)
+		}
+	}
+	var paced []time.Time
+	var lastFast time.Time
+	for _, m := range s.Messages() {
+		switch {
+		case strings.HasSuffix(m.To[0], "@paced.example"):
+			paced = append(paced, m.At)
+		case strings.HasSuffix(m.To[0], "@example.com") && m.At.After(lastFast):
+			lastFast = m.At
+		}
+	}
+	slices.SortFunc(paced, func(a, b time.Time) int { return a.Compare(b) })
+	span := paced[len(paced)-1].Sub(paced[0])
+	t.Logf("10 messages to a domain at 5/s took %v; the 300 others were done %v before the last of them", span, paced[len(paced)-1].Sub(lastFast))
+	if span < 1700*time.Millisecond {
+		t.Errorf("10 messages at 5/s in %v", span)
+	}
+	if !lastFast.Before(paced[len(paced)-1].Add(-time.Second)) {
+		t.Errorf("the other domains waited for the paced one")
+	}
+	code, out, _ = runHerald(t, nil, "report", "--config", filepath.Join(dir, "h.toml"))
+	if code != 0 || !strings.Contains(out, "s0@slow.example,sent,0,") {
+		t.Fatalf("a domain's throttle must not count as an attempt:\n%s", out)
 	}
 }

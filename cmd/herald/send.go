@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/engine"
 	"github.com/heraldmail/herald/queue"
@@ -72,14 +74,9 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			return nil, exitInput
 		}
 		c.q, opts.LeaseTTL = q, cfg.Queue.Lease.Duration
-		// Every process sending through a provider shares its limits.
-		rdb := q.Client()
-		opts.Limits = func(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
-			pol := ratelimit.Policy{Rate: p.Rate, Burst: p.Burst, Cooldown: p.Cooldown.Duration}
-			return ratelimit.NewRedisPacer(rdb, redisq.Prefix, p.Name, pol),
-				ratelimit.NewRedisQuota(rdb, redisq.Prefix, p.Name, p.Daily),
-				ratelimit.NewRedisSlots(rdb, redisq.Prefix, p.Name, p.Connections)
-		}
+		// Every process sending through a provider, or to a domain,
+		// shares its limits.
+		opts.Limits = redisLimits{q.Client()}
 	default:
 		q, err := boltq.Open(cfg.Queue.Path)
 		if err != nil {
@@ -100,6 +97,19 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		return nil, exitInput
 	}
 	return c, exitOK
+}
+
+// redisLimits shares the providers' and domains' limits through Redis.
+type redisLimits struct{ rdb redis.UniversalClient }
+
+func (l redisLimits) Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
+	return ratelimit.NewRedisPacer(l.rdb, redisq.Prefix, p.Name, engine.Policy(p)),
+		ratelimit.NewRedisQuota(l.rdb, redisq.Prefix, p.Name, p.Daily),
+		ratelimit.NewRedisSlots(l.rdb, redisq.Prefix, p.Name, p.Connections)
+}
+
+func (l redisLimits) Domain(name string, d config.Domain) ratelimit.Pacer {
+	return ratelimit.NewRedisPacer(l.rdb, redisq.Prefix, "domain:"+name, engine.DomainPolicy(d))
 }
 
 func cmdSend(args []string, stdout, stderr io.Writer) int {
