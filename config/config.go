@@ -99,6 +99,9 @@ type Provider struct {
 	// priority whose circuit is closed; the others wait as a backup.
 	// Unset (0) for all: every provider is used at once.
 	Priority int `toml:"priority"`
+	// Weight splits the messages between providers of the same priority
+	// in proportion (default 1).
+	Weight int `toml:"weight"`
 
 	// Password is read from the environment variable PasswordEnv by Load;
 	// it is never printed (see Provider.String).
@@ -316,6 +319,9 @@ func (c *Config) applyDefaults() {
 		if p.Cooldown.Duration == 0 {
 			p.Cooldown.Duration = DefaultCooldown
 		}
+		if p.Weight == 0 {
+			p.Weight = 1
+		}
 	}
 	c.Campaign.Text = c.path(c.Campaign.Text)
 	c.Campaign.HTML = c.path(c.Campaign.HTML)
@@ -526,6 +532,9 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 		}
 		if p.Priority < 0 {
 			bad(k+".priority", "must not be negative (smaller goes first)")
+		}
+		if p.Weight < 0 {
+			bad(k+".weight", "must be positive")
 		}
 		for key, d := range map[string]time.Duration{".timeout": p.Timeout.Duration, ".idle_timeout": p.IdleTimeout.Duration, ".cooldown": p.Cooldown.Duration} {
 			if d < 0 {

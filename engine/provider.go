@@ -35,6 +35,7 @@ type provider struct {
 	slots   ratelimit.Slots
 
 	senders atomic.Int64 // sender goroutines running: 0 once they all gave up
+	taken   atomic.Int64 // messages this process started through it (weights)
 
 	mu     sync.Mutex
 	closed string    // why the circuit is open ("" while closed)

@@ -23,6 +23,7 @@ const (
 	storeTimeout   = 30 * time.Second
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
 	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
+	weightSlack    = 8                      // messages a provider may run ahead of its weight
 	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.

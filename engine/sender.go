@@ -37,18 +37,15 @@ func (r *run) sender(p *provider, holder string) {
 	idle := time.NewTimer(cn.idleTimeout())
 	defer idle.Stop()
 	for {
-		// A connection slot first, then a job: a sender without one
-		// would hold a job some other process could send.
 		if !r.turn(p) {
-			// A provider of a smaller priority can send again.
-			cn.drop(true)
-			cn.releaseSlot()
+			if r.outranked(p) {
+				// A provider of a smaller priority can send (again).
+				cn.drop(true)
+				cn.releaseSlot()
+			}
 			if !r.waitTurn(p) {
 				return // stopping
 			}
-		}
-		if !cn.slot && !cn.waitSlot() {
-			return // stopping
 		}
 		var t task
 		var ok bool
@@ -70,6 +67,13 @@ func (r *run) sender(p *provider, holder string) {
 		}
 		if !r.domainTurn(t, true) {
 			continue
+		}
+		// A connection needs one of the provider's slots; while other
+		// processes hold them all, this sender waits its turn with the
+		// job (its lease is renewed), before it takes the job's pace.
+		if !cn.slot && !cn.waitSlot() {
+			r.results <- result{task: t, release: true}
+			return // stopping
 		}
 		waited := time.Now()
 		if err := ratelimit.Wait(r.stop, p.pacer, time.Now); err != nil {
@@ -147,6 +151,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 		return nil, true
 	}
 	r.e.progress.inFlight.Add(1)
+	p.taken.Add(1)
 	return &prepared{task: t, msg: msg, at: now}, true
 }
 
@@ -154,7 +159,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 // now: the pipelined path sends its envelope with the previous message.
 func (r *run) tryNext(cn *conn, w *worker) *prepared {
 	p := cn.p
-	if cn.used+1 >= p.cfg.PerConnection || r.stop.Err() != nil || p.state(time.Now()) != "" {
+	if cn.used+1 >= p.cfg.PerConnection || r.stop.Err() != nil || p.state(time.Now()) != "" || !r.turn(p) {
 		return nil
 	}
 	now := time.Now()
@@ -191,6 +196,10 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 	for pr != nil {
 		pr.tries++
 		if cn.c == nil {
+			if !cn.slot && !cn.waitSlot() {
+				r.giveBack(cn.p, pr)
+				return false // stopping
+			}
 			if derr := cn.open(); derr != nil {
 				return r.connectFailed(cn, pr, derr)
 			}
@@ -424,6 +433,17 @@ func (r *run) domainTurn(t task, mayWait bool) bool {
 	}
 }
 
+// outranked reports whether a usable provider has a smaller priority.
+func (r *run) outranked(p *provider) bool {
+	now := time.Now()
+	for _, q := range r.e.providers {
+		if q.cfg.Priority < p.cfg.Priority && q.state(now) == "" && q.senders.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // waitTurn waits while a provider of a smaller priority can send (p is
 // their backup); false when the run stops first.
 func (r *run) waitTurn(p *provider) bool {
@@ -431,17 +451,30 @@ func (r *run) waitTurn(p *provider) bool {
 		if r.stop.Err() != nil {
 			return false
 		}
-		sleepCtx(r.stop, 250*time.Millisecond)
+		wait := 250 * time.Millisecond
+		if !r.outranked(p) {
+			wait = 5 * time.Millisecond // behind its weight: soon its turn
+		}
+		sleepCtx(r.stop, wait)
 	}
 	return r.stop.Err() == nil
 }
 
 // turn reports whether p may take jobs: no provider of a smaller priority
-// is usable.
+// is usable, and p is not ahead of its weight among the usable providers
+// of its priority (messages taken ÷ weight, with a little slack so that
+// providers need not take turns message by message).
 func (r *run) turn(p *provider) bool {
 	now := time.Now()
+	mine := float64(p.taken.Load()) / float64(p.cfg.Weight)
 	for _, q := range r.e.providers {
-		if q.cfg.Priority < p.cfg.Priority && q.state(now) == "" && q.senders.Load() > 0 {
+		if q == p || q.state(now) != "" || q.senders.Load() == 0 {
+			continue
+		}
+		if q.cfg.Priority < p.cfg.Priority {
+			return false
+		}
+		if q.cfg.Priority == p.cfg.Priority && mine > float64(q.taken.Load())/float64(q.cfg.Weight)+weightSlack {
 			return false
 		}
 	}

@@ -272,3 +272,22 @@ connections = 2
 		t.Fatalf("a domain's throttle must not count as an attempt:\n%s", out)
 	}
 }
+
+// TestProviderWeights: two providers of the same priority, weights 3 and
+// 1, share the messages 3 to 1.
+func TestProviderWeights(t *testing.T) {
+	t.Parallel()
+	a, b := startSink(t, sink.Config{}), startSink(t, sink.Config{})
+	const n = 800
+	c := newCampaign(t, a, n, "weight = 3")
+	host, port, _ := strings.Cut(b.Addr(), ":")
+	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("\n[[provider]]\nname = \"b\"\nhost = %q\nport = %s\ntls = \"none\"\n", host, port)), 0o644)
+	if code, out, e := runHerald(t, nil, "send", "--config", c.conf); code != 0 || !strings.Contains(out, fmt.Sprintf("%d sent", n)) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, e)
+	}
+	ga, gb := a.Stats().Messages, b.Stats().Messages
+	t.Logf("weights 3 and 1: %d and %d of %d", ga, gb, n)
+	if ga+gb != n || ga < n*3/4-40 || ga > n*3/4+40 {
+		t.Fatalf("weights 3:1 gave %d:%d", ga, gb)
+	}
+}
