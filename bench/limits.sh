@@ -119,9 +119,14 @@ run() {
   kill -TERM $sink
   wait $sink || true
   sink=""
-  python3 - "$md/new" "$SECONDS_" "$rate" "$w" "$r" <<'PY' | tee -a "$OUT/limits.csv"
+  # What each worker says it sent ("herald worker: N sent, ..."), for
+  # the share of the busiest one.
+  local sent
+  sent=$(for i in $(seq "$w"); do sed -n 's/^herald worker: \([0-9]*\) sent.*/\1/p' "$OUT/worker$i.txt"; done | paste -sd' ')
+  python3 - "$md/new" "$SECONDS_" "$rate" "$w" "$r" "$sent" <<'PY' | tee -a "$OUT/limits.csv"
 import os, sys
 d, secs, rate, w, r = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+sent = [int(x) for x in sys.argv[6].split()]
 t = sorted(int(n.split(".", 1)[0]) for n in os.listdir(d))
 start = t[0] + 1_000_000_000  # skip the first second (the burst)
 end = start + secs * 1_000_000_000
@@ -138,12 +143,13 @@ per = [0] * secs
 for x in win:
     per[(x - start) // 1_000_000_000] += 1
 got = len(win) / secs
-print(f"{rate},{w},{r},{len(t)},{got:.1f},{100 * (got - rate) / rate:+.2f},{busiest},{min(per)}")
+top = 100 * max(sent) / max(sum(sent), 1)
+print(f"{rate},{w},{r},{len(t)},{got:.1f},{100 * (got - rate) / rate:+.2f},{busiest},{min(per)},{top:.1f},{'/'.join(map(str, sent))}")
 PY
   rm -rf "$md"
 }
 
-echo "target,workers,run,messages,delivered_per_s,error_pct,busiest_second,slowest_second" > "$OUT/limits.csv"
+echo "target,workers,run,messages,delivered_per_s,error_pct,busiest_second,slowest_second,top_worker_pct,sent_per_worker" > "$OUT/limits.csv"
 for rate in $RATES; do
   config "$rate"
   for w in $WORKERS; do
@@ -170,16 +176,18 @@ print("shared through RedisPacer. Arrival times are the sink's (the maildir file
 print(f"starts one second after the first arrival (skipping the initial burst) and lasts {secs} s; then")
 print("SIGTERM stops the workers. Busiest second: the most arrivals in any sliding one-second window;")
 print("slowest second: the fewest in a whole second of the window. Everything (workers, Redis, sink)")
-print(f"shares the machine's cores. Median of {runs} runs, every run in parentheses.\n")
-print("| target msgs/s | workers | delivered msgs/s | error % | busiest second | slowest second |")
-print("| --- | --- | --- | --- | --- | --- |")
+print(f"shares the machine's cores. Busiest worker: its share of the messages the workers sent (from their")
+print(f"summaries). Median of {runs} runs, every run in parentheses.\n")
+print("| target msgs/s | workers | delivered msgs/s | error % | busiest second | slowest second | busiest worker |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for (t, w), v in sorted(g.items()):
     d = [float(r["delivered_per_s"]) for r in v]
     e = [float(r["error_pct"]) for r in v]
     b = [int(r["busiest_second"]) for r in v]
     s = [int(r["slowest_second"]) for r in v]
+    top = [float(r["top_worker_pct"]) for r in v]
     print(f"| {t:,} | {w} | {cell(d, lambda x: f'{x:,.1f}')} | {cell(e, lambda x: f'{x:+.2f}')} | "
-          f"{cell(b, lambda x: f'{x:,.0f}')} | {cell(s, lambda x: f'{x:,.0f}')} |")
+          f"{cell(b, lambda x: f'{x:,.0f}')} | {cell(s, lambda x: f'{x:,.0f}')} | {cell(top, lambda x: f'{x:.0f}%')} |")
 
 bench = collections.defaultdict(lambda: ([], [], ""))
 for line in open(sys.argv[2]):
