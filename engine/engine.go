@@ -266,12 +266,32 @@ func (d *domains) later(domain string, t time.Time) time.Time {
 	return at
 }
 
+// pacer is domain's pacer, or nil: a domain without a [domain] section
+// has one only once it throttled us (then kept in this process only, so
+// that the many domains of a list cost nothing per message).
 func (d *domains) pacer(domain string) ratelimit.Pacer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p, ok := d.m[domain]
 	if !ok {
-		p = d.limits.Domain(domain, d.cfg.DomainPolicy(domain))
+		if _, configured := d.cfg.Domain[domain]; configured {
+			p = d.limits.Domain(domain, d.cfg.DomainPolicy(domain))
+			d.m[domain] = p
+		}
+	}
+	return p
+}
+
+// throttled is domain's pacer, made if it has none, for a throttle reply.
+func (d *domains) throttled(domain string) ratelimit.Pacer {
+	if p := d.pacer(domain); p != nil {
+		return p
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.m[domain]
+	if !ok {
+		p = LocalLimits{}.Domain(domain, d.cfg.DomainPolicy(domain))
 		d.m[domain] = p
 	}
 	return p

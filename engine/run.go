@@ -24,7 +24,10 @@ const (
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
 	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
 	weightSlack    = 8                      // messages a provider may run ahead of its weight
-	finishedPoll   = 10 * time.Second       // Work: how soon a finished campaign reopened by retry-failed is seen
+	// contendedPerConnection caps per_connection while other processes
+	// wait for a connection slot.
+	contendedPerConnection = 200
+	finishedPoll           = 10 * time.Second // Work: how soon a finished campaign reopened by retry-failed is seen
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.
 	queueOutage = 2 * time.Minute

@@ -159,7 +159,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 // now: the pipelined path sends its envelope with the previous message.
 func (r *run) tryNext(cn *conn, w *worker) *prepared {
 	p := cn.p
-	if cn.used+1 >= p.cfg.PerConnection || r.stop.Err() != nil || p.state(time.Now()) != "" || !r.turn(p) {
+	if cn.used+1 >= cn.perConnection() || r.stop.Err() != nil || p.state(time.Now()) != "" || !r.turn(p) {
 		return nil
 	}
 	now := time.Now()
@@ -359,7 +359,7 @@ func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) 
 			p.trip(fmt.Sprintf("%s: sending quota reply %q; paused until %s", p.cfg, derr.Reply(), until.Format(time.DateTime)), until)
 		} else if derr.Domain {
 			d := domainOf(pr.job.Key)
-			if err := r.e.domains.pacer(d).Throttled(r.hard, time.Now()); err != nil {
+			if err := r.e.domains.throttled(d).Throttled(r.hard, time.Now()); err != nil {
 				cn.log.Warn("cannot record a domain's throttle reply", "domain", d, "error", err)
 			}
 		} else {
@@ -413,6 +413,9 @@ func (cn *conn) waitSlot() bool {
 func (r *run) domainTurn(t task, mayWait bool) bool {
 	d := domainOf(t.job.Key)
 	pacer := r.e.domains.pacer(d)
+	if pacer == nil {
+		return true
+	}
 	for {
 		now := time.Now()
 		w, err := pacer.Take(r.stop, now)
@@ -479,6 +482,16 @@ func (r *run) turn(p *provider) bool {
 		}
 	}
 	return true
+}
+
+// perConnection is how many messages a connection carries before a fresh
+// one: the provider's per_connection, or at most contendedPerConnection
+// while other processes wait for a slot, so that the slots go round.
+func (cn *conn) perConnection() int {
+	if n := cn.p.cfg.PerConnection; n > contendedPerConnection && cn.p.slots.Contended() {
+		return contendedPerConnection
+	}
+	return cn.p.cfg.PerConnection
 }
 
 // idleTimeout is how long an unused connection stays open: the provider's
@@ -553,7 +566,7 @@ func (cn *conn) after(keep bool) {
 	if cn.pipe == nil {
 		cn.used++
 	}
-	if cn.used >= cn.p.cfg.PerConnection {
+	if cn.used >= cn.perConnection() {
 		// A fresh connection, and the slot goes to whoever waited.
 		cn.drop(true)
 		cn.releaseSlot()
