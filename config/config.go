@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -111,6 +113,14 @@ type Provider struct {
 // String names the provider without its secret.
 func (p Provider) String() string {
 	return fmt.Sprintf("%s (%s)", p.Name, net.JoinHostPort(p.Host, fmt.Sprint(p.Port)))
+}
+
+// Fingerprint identifies the provider's account and credentials without
+// revealing them: the first 16 hex digits of SHA-256 of host, username and
+// password.
+func (p Provider) Fingerprint() string {
+	sum := sha256.Sum256([]byte(p.Host + "\x00" + p.Username + "\x00" + p.Password))
+	return hex.EncodeToString(sum[:8])
 }
 
 // PipeliningOn reports whether commands may be pipelined to this provider.

@@ -146,6 +146,7 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 		if err != nil {
 			return nil, &InputError{err}
 		}
+		p.log = opts.Logger.With("provider", pc.Name)
 		e.providers = append(e.providers, p)
 	}
 	e.counts.Store(&queue.Counts{})

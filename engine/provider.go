@@ -33,6 +33,9 @@ type provider struct {
 	pacer   ratelimit.Pacer
 	quota   ratelimit.Quota
 	slots   ratelimit.Slots
+	circuit ratelimit.Circuit // shared with other processes (Redis)
+	log     *slog.Logger
+	checked atomic.Int64 // unix ns of the last look at the shared circuit
 
 	senders atomic.Int64 // sender goroutines running: 0 once they all gave up
 	taken   atomic.Int64 // messages this process started through it (weights)
@@ -90,7 +93,8 @@ func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*pr
 		client:  client,
 		tlsConf: tlsConf,
 	}
-	pr.pacer, pr.quota, pr.slots = limits.Provider(p)
+	l := limits.Provider(p)
+	pr.pacer, pr.quota, pr.slots, pr.circuit = l.Pacer, l.Quota, l.Slots, l.Circuit
 	if p.Username != "" {
 		user, pass, host := p.Username, p.Password, p.Host
 		pr.auth = func(mechs string) smtp.Auth {
@@ -168,19 +172,27 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryE
 }
 
 // Limits makes the limits of providers (pace, daily quota, connection
-// slots) and of recipient domains (pace). By default each process keeps
-// its own (LocalLimits); cmd/herald shares them through Redis when the
-// queue is Redis.
+// slots, circuit) and of recipient domains (pace). By default each process
+// keeps its own (LocalLimits); cmd/herald shares them through Redis when
+// the queue is Redis.
 type Limits interface {
-	Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots)
+	Provider(p config.Provider) ProviderLimits
 	Domain(name string, d config.Domain) ratelimit.Pacer
+}
+
+// ProviderLimits are one provider's limits and circuit.
+type ProviderLimits struct {
+	Pacer   ratelimit.Pacer
+	Quota   ratelimit.Quota
+	Slots   ratelimit.Slots
+	Circuit ratelimit.Circuit
 }
 
 // LocalLimits keeps every limit in this process.
 type LocalLimits struct{}
 
-func (LocalLimits) Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
-	return ratelimit.NewLocalPacer(Policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections)
+func (LocalLimits) Provider(p config.Provider) ProviderLimits {
+	return ProviderLimits{ratelimit.NewLocalPacer(Policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections), &ratelimit.LocalCircuit{}}
 }
 
 func (LocalLimits) Domain(_ string, d config.Domain) ratelimit.Pacer {
@@ -207,19 +219,53 @@ func (p *provider) throttled(ctx context.Context, log *slog.Logger) {
 // state reports why the provider is unusable now, or "".
 func (p *provider) state(now time.Time) string {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed != "" && !p.until.IsZero() && now.After(p.until) {
 		p.closed, p.until = "", time.Time{}
 	}
-	return p.closed
-}
-
-// trip opens the circuit with a reason, until t (zero: for this run).
-func (p *provider) trip(reason string, until time.Time) {
+	closed := p.closed
+	p.mu.Unlock()
+	if closed != "" || now.UnixNano()-p.checked.Load() < int64(circuitPoll) {
+		return closed
+	}
+	// Another process may have opened the shared circuit.
+	p.checked.Store(now.UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	reason, until, err := p.circuit.State(ctx, now)
+	if err != nil || reason == "" {
+		return ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed == "" {
 		p.closed, p.until = reason, until
+	}
+	return p.closed
+}
+
+// temporary reports whether the open circuit closes at a set time.
+func (p *provider) temporary() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed != "" && !p.until.IsZero()
+}
+
+// trip opens the circuit with a reason, until t (zero: for this run), in
+// this process and for every process sharing the provider.
+func (p *provider) trip(reason string, until time.Time) {
+	p.mu.Lock()
+	first := p.closed == ""
+	if first {
+		p.closed, p.until = reason, until
+	}
+	p.mu.Unlock()
+	if !first {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := p.circuit.Open(ctx, reason, until); err != nil {
+		p.log.Warn("cannot share the provider's circuit", "error", err)
 	}
 }
 

@@ -24,6 +24,7 @@ const (
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
 	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
 	weightSlack    = 8                      // messages a provider may run ahead of its weight
+	circuitPoll    = time.Second            // how often a provider looks at its shared circuit
 	// contendedPerConnection caps per_connection while other processes
 	// wait for a connection slot.
 	contendedPerConnection = 200
@@ -313,6 +314,13 @@ func (r *run) dispatch() {
 		// of the active campaigns: a campaign planned now, or a pause, is
 		// not queued behind more, and the senders alternate between
 		// campaigns in small steps.
+		if !r.anyUsable() {
+			// Every provider waits for its circuit to close (a spent
+			// quota): the jobs go back for other workers meanwhile.
+			r.drain()
+			sleepCtx(r.stop, time.Second)
+			continue
+		}
 		cs := r.rotation()
 		n := min(r.batchSize(), cap(r.jobs)) - len(r.jobs)
 		if n < max(1, len(cs)) || n < min(r.batchSize(), cap(r.jobs))/8 {
@@ -584,6 +592,17 @@ func addCounts(a, b queue.Counts) queue.Counts {
 		a.Add(s, b.Get(s))
 	}
 	return a
+}
+
+// anyUsable reports whether some provider's circuit is closed.
+func (r *run) anyUsable() bool {
+	now := time.Now()
+	for _, p := range r.e.providers {
+		if p.state(now) == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // batchSize leases no more than the providers can send in about a second.

@@ -37,6 +37,18 @@ func (r *run) sender(p *provider, holder string) {
 	idle := time.NewTimer(cn.idleTimeout())
 	defer idle.Stop()
 	for {
+		if p.state(time.Now()) != "" {
+			if !r.waitsOut(p) {
+				return
+			}
+			cn.drop(true)
+			cn.releaseSlot()
+			sleepCtx(r.stop, time.Second)
+			if r.stop.Err() != nil {
+				return
+			}
+			continue
+		}
 		if !r.turn(p) {
 			if r.outranked(p) {
 				// A provider of a smaller priority can send (again).
@@ -126,7 +138,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	now := time.Now()
 	if reason := p.state(now); reason != "" {
 		r.results <- result{task: t, release: true}
-		return nil, false
+		return nil, r.waitsOut(p)
 	}
 	if ok, until, err := p.quota.Take(r.hard, now); err != nil || !ok {
 		r.results <- result{task: t, release: true}
@@ -136,7 +148,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 			return nil, true
 		}
 		p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.quota.Limit(), until.Format(time.DateTime)), until)
-		return nil, false
+		return nil, r.waitsOut(p)
 	}
 	if w.c != t.c {
 		w.c, w.data = t.c, make(map[string]string, len(t.c.header))
@@ -434,6 +446,14 @@ func (r *run) domainTurn(t task, mayWait bool) bool {
 		}
 		sleepCtx(r.stop, w)
 	}
+}
+
+// waitsOut reports whether p's senders wait for its circuit to close
+// rather than stop: a worker (Work) waits out a circuit that closes at a
+// set time (a spent quota); herald send (Run) stops and says when to run
+// again.
+func (r *run) waitsOut(p *provider) bool {
+	return r.single == nil && p.temporary()
 }
 
 // outranked reports whether a usable provider has a smaller priority.

@@ -121,7 +121,8 @@ func TestDailyQuota(t *testing.T) {
 		t.Fatalf("the server got %d", got)
 	}
 	code, out, _ = runHerald(t, nil, "status", "--config", conf)
-	if code != 0 || !strings.Contains(out, "500 to go") || !strings.Contains(out, "1000 in the last 24 hours of 1000 a day: quota spent, sending resumes from") {
+	if code != 0 || !strings.Contains(out, "500 to go") || !strings.Contains(out, "1000 in the last 24 hours of 1000 a day: quota spent, sending resumes from") ||
+		!strings.Contains(out, "not used: daily quota of 1000 messages spent") {
 		t.Fatalf("status: %d\n%s", code, out)
 	}
 	// A worker on the same account sends nothing either: the quota is
@@ -289,5 +290,44 @@ func TestProviderWeights(t *testing.T) {
 	t.Logf("weights 3 and 1: %d and %d of %d", ga, gb, n)
 	if ga+gb != n || ga < n*3/4-40 || ga > n*3/4+40 {
 		t.Fatalf("weights 3:1 gave %d:%d", ga, gb)
+	}
+}
+
+// TestSharedCircuit: a worker whose login is refused opens the provider's
+// circuit for every worker: the next worker does not try to log in (a
+// provider locks an account out after too many attempts), herald status
+// says why, and no output holds the password.
+func TestSharedCircuit(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, nil, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "right"}, AllowInsecureAuth: true})
+	conf := c.campaign("circuit", "c", 50, "")
+	wconf := c.workerConf("username = \"news\"\npassword_env = \"HERALD_CIRCUIT_PW\"\nconnections = 3")
+	env := []string{"HERALD_CIRCUIT_PW=wr0ng-s3cret"}
+	run := func() (int, string) {
+		t.Helper()
+		code, out, e := runHerald(t, env, "worker", "--config", wconf)
+		if strings.Contains(out+e, "wr0ng-s3cret") {
+			t.Fatal("the password was printed")
+		}
+		return code, e
+	}
+	code, e := run()
+	if code != exitInterrupted || !strings.Contains(e, "refused the login") {
+		t.Fatalf("first worker: exit %d\n%s", code, e)
+	}
+	first := c.s.Stats().AuthFailures
+	code, e = run()
+	if code != exitInterrupted || !strings.Contains(e, "refused the login") {
+		t.Fatalf("second worker: exit %d\n%s", code, e)
+	}
+	if got := c.s.Stats().AuthFailures; got != first {
+		t.Fatalf("the second worker tried to log in again (%d refused logins, then %d)", first, got)
+	}
+	code, out, _ := runHerald(t, env, "status", "--config", wconf, "circuit")
+	if code != 0 || !strings.Contains(out, "not used:") || !strings.Contains(out, "refused the login") || strings.Contains(out, "wr0ng-s3cret") {
+		t.Fatalf("status: %d\n%s", code, out)
+	}
+	if st := c.status(conf, "circuit"); st.Counts["pending"] != 50 {
+		t.Fatalf("recipients must stay untouched: %+v", st.Counts)
 	}
 }

@@ -26,6 +26,7 @@ import (
 type campaign struct {
 	cfg *config.Config
 	q   queue.Queue
+	rdb redis.UniversalClient // the Redis queue's client (nil: embedded)
 	eng *engine.Engine
 	// recovered is how many leases of a dead process the embedded store
 	// returned when it was opened.
@@ -76,7 +77,8 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		c.q, opts.LeaseTTL = q, cfg.Queue.Lease.Duration
 		// Every process sending through a provider, or to a domain,
 		// shares its limits.
-		opts.Limits = redisLimits{q.Client()}
+		c.rdb = q.Client()
+		opts.Limits = redisLimits{c.rdb}
 	default:
 		q, err := boltq.Open(cfg.Queue.Path)
 		if err != nil {
@@ -102,10 +104,13 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 // redisLimits shares the providers' and domains' limits through Redis.
 type redisLimits struct{ rdb redis.UniversalClient }
 
-func (l redisLimits) Provider(p config.Provider) (ratelimit.Pacer, ratelimit.Quota, ratelimit.Slots) {
-	return ratelimit.NewRedisPacer(l.rdb, redisq.Prefix, p.Name, engine.Policy(p)),
-		ratelimit.NewRedisQuota(l.rdb, redisq.Prefix, p.Name, p.Daily),
-		ratelimit.NewRedisSlots(l.rdb, redisq.Prefix, p.Name, p.Connections)
+func (l redisLimits) Provider(p config.Provider) engine.ProviderLimits {
+	return engine.ProviderLimits{
+		Pacer:   ratelimit.NewRedisPacer(l.rdb, redisq.Prefix, p.Name, engine.Policy(p)),
+		Quota:   ratelimit.NewRedisQuota(l.rdb, redisq.Prefix, p.Name, p.Daily),
+		Slots:   ratelimit.NewRedisSlots(l.rdb, redisq.Prefix, p.Name, p.Connections),
+		Circuit: ratelimit.NewRedisCircuit(l.rdb, redisq.Prefix, p.Name, p.Fingerprint()),
+	}
 }
 
 func (l redisLimits) Domain(name string, d config.Domain) ratelimit.Pacer {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/heraldmail/herald/engine"
 	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/queue/redisq"
+	"github.com/heraldmail/herald/ratelimit"
 )
 
 // openExisting opens the queue of the config at path and looks up the
@@ -79,6 +81,10 @@ type providerUsage struct {
 	// QuotaFrees is when a message may go again, while the daily quota
 	// is spent.
 	QuotaFrees *time.Time `json:"quota_frees,omitempty"`
+	// Circuit is why the provider is not used, while a worker opened its
+	// circuit (Redis queue), and CircuitUntil when it closes.
+	Circuit      string     `json:"circuit,omitempty"`
+	CircuitUntil *time.Time `json:"circuit_until,omitempty"`
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
@@ -169,6 +175,15 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 			t := quotaFrees(ctx, c, p.Name, int64(p.Daily), now)
 			pu.QuotaFrees = &t
 		}
+		if c.rdb != nil {
+			circ := ratelimit.NewRedisCircuit(c.rdb, redisq.Prefix, p.Name, p.Fingerprint())
+			if reason, until, err := circ.State(ctx, now); err == nil && reason != "" {
+				pu.Circuit = reason
+				if !until.IsZero() {
+					pu.CircuitUntil = &until
+				}
+			}
+		}
 		rep.Providers = append(rep.Providers, pu)
 		lastMin += m
 	}
@@ -229,6 +244,12 @@ func printStatus(w io.Writer, rep statusReport) {
 		}
 		if p.QuotaFrees != nil {
 			fmt.Fprintf(w, ": quota spent, sending resumes from %s", p.QuotaFrees.Format(time.DateTime))
+		}
+		if p.Circuit != "" {
+			fmt.Fprintf(w, "\n    not used: %s", p.Circuit)
+			if p.CircuitUntil != nil {
+				fmt.Fprintf(w, " (until %s)", p.CircuitUntil.Format(time.DateTime))
+			}
 		}
 		fmt.Fprintln(w)
 	}
