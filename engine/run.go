@@ -67,18 +67,25 @@ func (c *campaign) hold(jobs []queue.Job) {
 	}
 }
 
-// unhold forgets leases and says how many of them were held.
-func (c *campaign) unhold(seqs ...uint64) int {
+// unhold forgets a lease if it is still the one held for seq (the seq
+// may have been leased again since), and says whether it was.
+func (c *campaign) unhold(seq, token uint64) bool {
 	c.heldMu.Lock()
 	defer c.heldMu.Unlock()
-	n := 0
-	for _, s := range seqs {
-		if _, ok := c.held[s]; ok {
-			delete(c.held, s)
-			n++
-		}
+	if t, ok := c.held[seq]; ok && t == token {
+		delete(c.held, seq)
+		return true
 	}
-	return n
+	return false
+}
+
+// holds reports whether the run still holds this lease: one lost to
+// another worker (it expired, and renew learnt so) must not be sent.
+func (c *campaign) holds(seq, token uint64) bool {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	t, ok := c.held[seq]
+	return ok && t == token
 }
 
 func (c *campaign) holding() []queue.Job {
@@ -172,6 +179,8 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 	}
 	stop, halt := context.WithCancelCause(soft)
 	defer halt(nil)
+	// A hard stop is a stop too, even without the soft one.
+	defer context.AfterFunc(hard, func() { halt(ErrInterrupted) })()
 	r := &run{
 		e: e, single: single, hard: hard, stop: stop, halt: halt,
 		jobs:    make(chan task, maxBatch),
@@ -439,8 +448,19 @@ func (r *run) renew(done <-chan struct{}) {
 			}
 			// A job settled while Extend was on its way is not held any
 			// more; one still held was taken by another worker after our
-			// lease ran out: our outcome for it will be refused.
-			if n := c.unhold(lost...); n > 0 {
+			// lease ran out: it is not sent (senders look), and an outcome
+			// for it is refused.
+			tokens := make(map[uint64]uint64, len(jobs))
+			for _, j := range jobs {
+				tokens[j.Seq] = j.Lease
+			}
+			n := 0
+			for _, seq := range lost {
+				if c.unhold(seq, tokens[seq]) {
+					n++
+				}
+			}
+			if n > 0 {
 				r.e.log.Warn("leases lost to another worker", "campaign", c.id, "jobs", n)
 			}
 		}
@@ -656,7 +676,7 @@ func (r *run) settle() {
 				r.e.log.Warn("outcomes for jobs whose lease had expired were dropped", "campaign", c.id, "jobs", len(lost))
 			}
 			for _, s := range p.batch {
-				c.unhold(s.Seq)
+				c.unhold(s.Seq, s.Lease)
 			}
 			p.batch = p.batch[:0]
 		}
@@ -665,7 +685,7 @@ func (r *run) settle() {
 				return err
 			}
 			for _, j := range p.releases {
-				c.unhold(j.Seq)
+				c.unhold(j.Seq, j.Lease)
 			}
 			p.releases = p.releases[:0]
 		}
@@ -700,10 +720,10 @@ func (r *run) settle() {
 				r.e.log.Error("cannot record outcomes; the jobs will be delivered again once their leases expire", "error", err)
 				for c, p := range byCampaign {
 					for _, s := range p.batch {
-						c.unhold(s.Seq) // no longer renewed: they expire
+						c.unhold(s.Seq, s.Lease) // no longer renewed: they expire
 					}
 					for _, j := range p.releases {
-						c.unhold(j.Seq)
+						c.unhold(j.Seq, j.Lease)
 					}
 				}
 				clear(byCampaign)

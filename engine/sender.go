@@ -99,6 +99,12 @@ func (r *run) sender(p *provider, holder string) {
 			continue
 		}
 		r.e.obs.LimitWait(p.cfg.Name, time.Since(waited))
+		if !t.c.holds(t.job.Seq, t.job.Lease) {
+			// The lease ran out while the job waited, and another worker
+			// has it now.
+			p.pacer.Undo(r.hard, time.Now())
+			continue
+		}
 		if cn.c != nil && time.Since(cn.lastUsed) > p.cfg.IdleTimeout.Duration {
 			// Idle too long waiting for the rate: the server may have
 			// closed it already.
@@ -191,6 +197,10 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 			return nil
 		}
 		if !r.domainTurn(t, false) {
+			undo()
+			return nil
+		}
+		if !t.c.holds(t.job.Seq, t.job.Lease) {
 			undo()
 			return nil
 		}

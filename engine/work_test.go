@@ -34,8 +34,12 @@ func TestWorkDeliversStoredCampaigns(t *testing.T) {
 	if _, err := b.q.CreateCampaign(ctx, queue.Campaign{ID: "held", Header: []string{"email", "name"}, Status: queue.Active, Spec: mustSpec(t, b)}); err != nil {
 		t.Fatal(err)
 	}
-	b.q.Enqueue(ctx, "held", []queue.Job{{Seq: 2, Key: "held@example.com", Email: "held@example.com", Fields: []string{"held@example.com", "Held"}}})
-	b.q.SetStatus(ctx, "held", queue.Paused, "by a test")
+	if _, err := b.q.Enqueue(ctx, "held", []queue.Job{{Seq: 2, Key: "held@example.com", Email: "held@example.com", Fields: []string{"held@example.com", "Held"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.q.SetStatus(ctx, "held", queue.Paused, "by a test"); err != nil {
+		t.Fatal(err)
+	}
 
 	w, err := engine.NewWorker(b.cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(b.logs, nil))})
 	if err != nil {

@@ -237,7 +237,9 @@ type Queue interface {
 	Lease(ctx context.Context, campaign string, now time.Time, n int, ttl time.Duration) ([]Job, error)
 	// Settle records outcomes in one batch. A settlement whose Lease does not
 	// match the job's current token is skipped; the returned slice holds the
-	// Seqs that were skipped this way.
+	// Seqs that were skipped this way. The same settlement again (same
+	// token, job already in that state: a batch retried after its reply was
+	// lost) is taken as done and changes nothing.
 	Settle(ctx context.Context, campaign string, s []Settlement) (lost []uint64, err error)
 	// Extend moves the deadline of leases still held to until (a sender
 	// renews what it holds while it works). Jobs whose token is stale are

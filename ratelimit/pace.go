@@ -58,6 +58,9 @@ func ms(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
 // recover applies the additive increase due at now.
 func (s *pace) recover(now float64, p Policy) {
 	base := p.Rate
+	if s.cur <= 0 || math.IsNaN(s.cur) {
+		s.cur = base // stored by a process configured without a rate
+	}
 	if s.cur > base {
 		s.cur = base // the configured rate went down
 	}
@@ -169,8 +172,11 @@ func (l *LocalPacer) PausedUntil(_ context.Context, now time.Time) (time.Time, e
 }
 
 func fromMs(v float64) time.Duration {
-	if v <= 0 {
+	if v <= 0 || math.IsNaN(v) {
 		return 0
+	}
+	if v > float64(24*time.Hour/time.Millisecond) {
+		return 24 * time.Hour
 	}
 	return time.Duration(math.Ceil(v * float64(time.Millisecond)))
 }

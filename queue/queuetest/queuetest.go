@@ -311,6 +311,15 @@ func testSettleStaleLease(t *testing.T, b *bundle) {
 	if lost := b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Failed}); !equal(lost, []uint64{1}) {
 		t.Fatalf("settling twice: lost %v", lost)
 	}
+	// The same outcome again (a batch retried after a lost reply) is
+	// taken as done, and changes nothing.
+	before, _ := b.q.Counts(b.ctx, b.id)
+	if lost := b.settle(queue.Settlement{Seq: 1, Lease: l[0].Lease, State: queue.Sent}); len(lost) != 0 {
+		t.Fatalf("the same settlement again: lost %v", lost)
+	}
+	if after, _ := b.q.Counts(b.ctx, b.id); after != before {
+		t.Fatalf("the same settlement again moved the counts: %+v, then %+v", before, after)
+	}
 	if lost := b.settle(queue.Settlement{Seq: 99, Lease: 1, State: queue.Sent}); !equal(lost, []uint64{99}) {
 		t.Fatalf("unknown job: lost %v", lost)
 	}
@@ -534,10 +543,14 @@ func testRetryFailed(t *testing.T, b *bundle) {
 		queue.Settlement{Seq: 3, Lease: l[2].Lease, State: queue.Failed, CountAttempt: true, Reply: "550 5.1.1 no such user", Suppress: true},
 		queue.Settlement{Seq: 4, Lease: l[3].Lease, State: queue.Retry, At: b.now.Add(200 * time.Hour)},
 	)
+	before, _ := b.q.Counts(b.ctx, b.id)
 	later := b.now.Add(100 * time.Hour)
 	res, err := b.q.RetryFailed(b.ctx, b.id, later)
 	if err != nil || res != (queue.RetryResult{Requeued: 1, Suppressed: 1}) {
 		t.Fatalf("RetryFailed = %+v %v", res, err)
+	}
+	if c, _ := b.q.Counts(b.ctx, b.id); c.Failed != before.Failed-1 || c.Pending != before.Pending+1 || c.Total() != before.Total() {
+		t.Fatalf("counts %+v after RetryFailed, %+v before", c, before)
 	}
 	jobs := b.jobs()
 	if j := jobs[2]; j.State != queue.Pending || j.Attempts != 0 || !j.Enqueued.Equal(later) || j.Email != job(2).Email || len(j.Fields) != 2 {

@@ -95,7 +95,7 @@ func retryDefaults(maxRetries *int, minBackoff, maxBackoff *time.Duration) {
 func parseURL(url string) (any, error) {
 	scheme, rest, ok := strings.Cut(url, "://")
 	if !ok {
-		return nil, fmt.Errorf("redis url %q: no scheme (use redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://)", url)
+		return nil, fmt.Errorf("redis url: no scheme (use redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://)")
 	}
 	base, kind, _ := strings.Cut(scheme, "+")
 	if kind != "" && base != "redis" && base != "rediss" {

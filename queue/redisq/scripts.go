@@ -269,7 +269,9 @@ return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 // digit, count ('0'|'1'), then the rest of the new st value from AAAA on,
 // ':' lease ':' at ':' provider '\0' reply, whose lease (15 digits) must
 // match the job's (positions 4-18) and whose at (20-32) is the Retry due
-// time. Returns the seqs whose lease did not match.
+// time. Returns the seqs whose lease did not match; a job already in the
+// new state under the same lease (a batch settled again after its reply
+// was lost) is neither changed nor lost.
 var scriptSettle = redis.NewScript(twoDigits + `
 local P
 local n = tonumber(ARGV[1])
@@ -296,7 +298,8 @@ for i = 1, n do
       st[2*done] = string.sub(x, 1, 1) .. string.sub(v, 2, 6) .. string.sub(x, 3)
     end
     to[s] = to[s] + 1
-  else
+  elseif not (v and string.byte(v, 1) == string.byte(x, 1) and string.sub(v, 8, 22) == string.sub(x, 4, 18)) then
+    -- (the same outcome under the same lease again: a retried batch; done)
     lost[#lost+1] = seq
   end
 end
