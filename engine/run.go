@@ -426,14 +426,7 @@ func (o *queueOutageClock) delay() time.Duration {
 // renew extends the leases the run holds every third of the lease TTL,
 // until done is closed.
 func (r *run) renew(done <-chan struct{}) {
-	t := time.NewTicker(r.e.leaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+	every(r.e.leaseTTL/3, done, func() {
 		for _, c := range r.campaigns() {
 			jobs := c.holding()
 			if len(jobs) == 0 {
@@ -464,20 +457,27 @@ func (r *run) renew(done <-chan struct{}) {
 				r.e.log.Warn("leases lost to another worker", "campaign", c.id, "jobs", n)
 			}
 		}
-	}
+	})
 }
 
-// renewSlots keeps the connection slots this process holds until done
-// is closed (shared slots expire when their process stops renewing them).
-func (r *run) renewSlots(done <-chan struct{}) {
-	t := time.NewTicker(ratelimit.SlotTTL / 3)
+// every calls fn every d until done is closed.
+func every(d time.Duration, done <-chan struct{}, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
+			fn()
 		}
+	}
+}
+
+// renewSlots keeps the connection slots this process holds until done
+// is closed (shared slots expire when their process stops renewing them).
+func (r *run) renewSlots(done <-chan struct{}) {
+	every(ratelimit.SlotTTL/3, done, func() {
 		for _, p := range r.e.providers {
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 			if err := p.slots.Renew(ctx, time.Now()); err != nil {
@@ -485,7 +485,7 @@ func (r *run) renewSlots(done <-chan struct{}) {
 			}
 			cancel()
 		}
-	}
+	})
 }
 
 // track follows the campaigns' status every statusPoll until done is
