@@ -38,7 +38,9 @@ type provider struct {
 	checked atomic.Int64 // unix ns of the last look at the shared circuit
 
 	senders atomic.Int64 // sender goroutines running: 0 once they all gave up
-	taken   atomic.Int64 // messages this process started through it (weights)
+	// Messages this process started through it in the current and the
+	// previous weight epoch.
+	taken, prevTaken atomic.Int64
 
 	mu     sync.Mutex
 	closed string    // why the circuit is open ("" while closed)

@@ -24,6 +24,7 @@ const (
 	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
 	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
 	weightSlack    = 8                      // messages a provider may run ahead of its weight
+	weightPeriod   = time.Second            // the weights hold within each such period
 	circuitPoll    = time.Second            // how often a provider looks at its shared circuit
 	// contendedPerConnection caps per_connection while other processes
 	// wait for a connection slot.
@@ -129,6 +130,8 @@ type run struct {
 	settled chan struct{} // a batch was settled: the dispatcher may look again
 	added   chan struct{} // Work: a campaign was added
 	senders atomic.Int64
+	// weightEpoch is when the current weight epoch began (unix ns).
+	weightEpoch atomic.Int64
 
 	mu      sync.Mutex
 	active  []*campaign          // delivered now, in round-robin order

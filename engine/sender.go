@@ -499,6 +499,7 @@ func (r *run) waitTurn(p *provider) bool {
 // providers need not take turns message by message).
 func (r *run) turn(p *provider) bool {
 	now := time.Now()
+	r.rollWeights(now)
 	mine := float64(p.taken.Load()) / float64(p.cfg.Weight)
 	for _, q := range r.e.providers {
 		if q == p || q.state(now) != "" || q.senders.Load() == 0 {
@@ -507,11 +508,28 @@ func (r *run) turn(p *provider) bool {
 		if q.cfg.Priority < p.cfg.Priority {
 			return false
 		}
-		if q.cfg.Priority == p.cfg.Priority && mine > float64(q.taken.Load())/float64(q.cfg.Weight)+weightSlack {
+		qt := q.taken.Load()
+		if q.cfg.Priority != p.cfg.Priority || qt == 0 && q.prevTaken.Load() == 0 {
+			continue // not of p's priority, or stalled (dialling, waiting): no share to keep
+		}
+		if mine > float64(qt)/float64(q.cfg.Weight)+weightSlack {
 			return false
 		}
 	}
 	return true
+}
+
+// rollWeights starts a new weight period: the weights hold within each, so a
+// provider that stalls for a while neither holds the others back for
+// long nor, when it comes back, stops them while it catches up.
+func (r *run) rollWeights(now time.Time) {
+	start := r.weightEpoch.Load()
+	if now.UnixNano()-start < int64(weightPeriod) || !r.weightEpoch.CompareAndSwap(start, now.UnixNano()) {
+		return
+	}
+	for _, q := range r.e.providers {
+		q.prevTaken.Store(q.taken.Swap(0))
+	}
 }
 
 // perConnection is how many messages a connection carries before a fresh

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -333,4 +334,28 @@ func TestSharedCircuit(t *testing.T) {
 	if st := c.status(conf, "circuit"); st.Counts["pending"] != 50 {
 		t.Fatalf("recipients must stay untouched: %+v", st.Counts)
 	}
+}
+
+// TestStalledProviderDoesNotHoldBack: a provider of the same priority and
+// a larger weight that cannot be reached (it keeps redialling for most of
+// a minute before it gives up) does not hold the healthy one to its share.
+func TestStalledProviderDoesNotHoldBack(t *testing.T) {
+	t.Parallel()
+	good := startSink(t, sink.Config{})
+	gone := startSink(t, sink.Config{})
+	host, port, _ := strings.Cut(gone.Addr(), ":")
+	gone.Close() // nothing listens there any more
+	const n, goneConns = 300, 2
+	c := newCampaign(t, good, n, "")
+	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("\n[[provider]]\nname = \"gone\"\nhost = %q\nport = %s\ntls = \"none\"\nweight = 3\nconnections = %d\n", host, port, goneConns)), 0o644)
+	cmd := exec.Command(herald, "send", "--config", c.conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// The unreachable provider's senders each hold one job while they
+	// redial (8 tries, about 45 s); everything else goes through the
+	// healthy one at once. Held to its weight (1 in 4) it would get about
+	// 8 messages a second.
+	waitFor(t, 15*time.Second, func() bool { return good.Stats().Messages >= n-goneConns })
 }
