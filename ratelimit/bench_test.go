@@ -74,21 +74,15 @@ func BenchmarkRedisPacerTake(b *testing.B) {
 // 4 goroutines per CPU share one pacer (one Redis client and its pool), as
 // a worker's senders do (8 connections on 2 CPUs).
 func BenchmarkLocalPacerTakeParallel(b *testing.B) {
-	ctx := context.Background()
-	p := ratelimit.NewLocalPacer(fast)
-	b.SetParallelism(4)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			take(b, ctx, p)
-		}
-	})
-	perSecond(b, "takes/s")
+	takeParallel(b, ratelimit.NewLocalPacer(fast))
 }
 
 func BenchmarkRedisPacerTakeParallel(b *testing.B) {
+	takeParallel(b, ratelimit.NewRedisPacer(benchClient(b), "b:", "pace", fast))
+}
+
+func takeParallel(b *testing.B, p ratelimit.Pacer) {
 	ctx := context.Background()
-	p := ratelimit.NewRedisPacer(benchClient(b), "b:", "pace", fast)
 	b.SetParallelism(4)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
