@@ -176,6 +176,9 @@ ssl = required
 ssl_cert = <%[1]s/cert.pem
 ssl_key = <%[1]s/key.pem
 auth_mechanisms = plain
+# tests try wrong passwords: answer at once
+auth_failure_delay = 0
+auth_verbose = yes
 default_internal_user = %[2]s
 default_internal_group = %[3]s
 default_login_user = %[4]s
@@ -285,16 +288,24 @@ func (s *Server) Deliver(raw []byte) string {
 	return name
 }
 
+// Message is one message file of the maildir.
+type Message struct {
+	Name  string // file name without the flags
+	Flags string // maildir flags: S seen, T deleted (trashed), …
+	Data  []byte
+}
+
 // Messages returns the messages in a folder ("INBOX" or another mailbox
-// name), read from the maildir, in file-name order. Expunged messages are
-// gone; messages flagged \Deleted but not expunged are still there.
-func (s *Server) Messages(folder string) [][]byte {
+// name), read from the maildir, in name order (the order of delivery).
+// Expunged messages are gone; messages flagged \Deleted but not expunged
+// are still there, with flag T.
+func (s *Server) Messages(folder string) []Message {
 	s.t.Helper()
 	root := s.maildir
 	if !strings.EqualFold(folder, "INBOX") {
 		root = filepath.Join(s.maildir, "."+folder)
 	}
-	var names []string
+	var msgs []Message
 	for _, sub := range []string{"new", "cur"} {
 		ents, err := os.ReadDir(filepath.Join(root, sub))
 		if os.IsNotExist(err) {
@@ -304,18 +315,18 @@ func (s *Server) Messages(folder string) [][]byte {
 			s.t.Fatal(err)
 		}
 		for _, e := range ents {
-			names = append(names, filepath.Join(root, sub, e.Name()))
+			b, err := os.ReadFile(filepath.Join(root, sub, e.Name()))
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			m := Message{Name: e.Name(), Data: b}
+			if i := strings.Index(m.Name, ":2,"); i >= 0 {
+				m.Name, m.Flags = m.Name[:i], m.Name[i+3:]
+			}
+			msgs = append(msgs, m)
 		}
 	}
-	sort.Slice(names, func(i, j int) bool { return filepath.Base(names[i]) < filepath.Base(names[j]) })
-	var msgs [][]byte
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		msgs = append(msgs, b)
-	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Name < msgs[j].Name })
 	return msgs
 }
 
