@@ -27,6 +27,8 @@ type Config struct {
 	// Domain limits messages to one recipient domain, whichever provider
 	// sends them: [domain."gmail.com"] rate = 20.
 	Domain map[string]Domain `toml:"domain"`
+	// Bounces is the bounce mailbox herald bounces reads (bounces.go).
+	Bounces Bounces `toml:"bounces"`
 
 	// Dir is the folder of the config file; relative paths were resolved
 	// against it.
@@ -176,16 +178,25 @@ func (p Problems) Error() string {
 // Load reads, defaults and validates the configuration at path. Every
 // problem is reported at once as Problems, each with its key.
 func Load(path string) (*Config, error) {
-	return load(path, true)
+	return load(path, forCampaign)
 }
 
 // LoadWorker is Load for herald worker, which takes its campaigns from the
 // queue: the [campaign] section is optional (and checked only when given).
 func LoadWorker(path string) (*Config, error) {
-	return load(path, false)
+	return load(path, forWorker)
 }
 
-func load(path string, needCampaign bool) (*Config, error) {
+// purpose says which sections a command needs.
+type purpose int
+
+const (
+	forCampaign purpose = iota // [campaign] and providers (send, enqueue, preview)
+	forWorker                  // providers; [campaign] checked when given (worker, status, ...)
+	forBounces                 // [bounces]; [campaign] checked when given, providers optional
+)
+
+func load(path string, p purpose) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -194,21 +205,21 @@ func load(path string, needCampaign bool) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return parse(string(raw), filepath.Dir(abs), os.Getenv, needCampaign)
+	return parse(string(raw), filepath.Dir(abs), os.Getenv, p)
 }
 
 // Parse decodes a configuration from TOML text. dir is the folder relative
 // paths resolve against; getenv reads secrets.
 func Parse(text, dir string, getenv func(string) string) (*Config, error) {
-	return parse(text, dir, getenv, true)
+	return parse(text, dir, getenv, forCampaign)
 }
 
 // ParseWorker is Parse for herald worker (see LoadWorker).
 func ParseWorker(text, dir string, getenv func(string) string) (*Config, error) {
-	return parse(text, dir, getenv, false)
+	return parse(text, dir, getenv, forWorker)
 }
 
-func parse(text, dir string, getenv func(string) string, needCampaign bool) (*Config, error) {
+func parse(text, dir string, getenv func(string) string, p purpose) (*Config, error) {
 	var c Config
 	md, err := toml.Decode(text, &c)
 	if err != nil {
@@ -226,7 +237,12 @@ func parse(text, dir string, getenv func(string) string, needCampaign bool) (*Co
 	c.Dir = dir
 	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
 	c.applyDefaults()
-	probs = append(probs, c.validate(getenv, needCampaign || md.IsDefined("campaign"))...)
+	c.applyBouncesDefaults()
+	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p != forBounces)...)
+	if p == forBounces || md.IsDefined("bounces") {
+		probs = append(probs, c.validateBounces(getenv)...)
+		sort.Strings(probs)
+	}
 	if len(probs) > 0 {
 		return nil, probs
 	}
@@ -370,7 +386,7 @@ func (c *Config) path(p string) string {
 	return filepath.Join(c.Dir, p)
 }
 
-func (c *Config) validate(getenv func(string) string, campaign bool) Problems {
+func (c *Config) validate(getenv func(string) string, campaign, providers bool) Problems {
 	var probs Problems
 	bad := func(key, format string, args ...any) {
 		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
@@ -379,7 +395,7 @@ func (c *Config) validate(getenv func(string) string, campaign bool) Problems {
 		c.validateCampaign(bad)
 		c.validateSenders(bad)
 	}
-	c.validateDelivery(getenv, bad)
+	c.validateDelivery(getenv, providers, bad)
 	sort.Strings(probs)
 	return probs
 }
@@ -447,7 +463,7 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 }
 
 // validateDelivery checks the queue, retry and provider settings.
-func (c *Config) validateDelivery(getenv func(string) string, bad func(key, format string, args ...any)) {
+func (c *Config) validateDelivery(getenv func(string) string, providers bool, bad func(key, format string, args ...any)) {
 
 	switch c.Queue.Backend {
 	case "embedded":
@@ -476,7 +492,7 @@ func (c *Config) validateDelivery(getenv func(string) string, bad func(key, form
 		bad("retry.max_backoff", "shorter than retry.backoff")
 	}
 
-	if len(c.Provider) == 0 {
+	if len(c.Provider) == 0 && providers {
 		bad("provider", "at least one [[provider]] is required")
 	}
 	for name, d := range c.Domain {
