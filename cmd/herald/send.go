@@ -46,6 +46,7 @@ const (
 	queueOnly      opening = iota // the queue; [campaign] optional (status, report, ...)
 	campaignEngine                // the configuration's campaign: templates, providers (send, enqueue, preview)
 	workerEngine                  // providers only; campaigns come from the queue (worker)
+	bounceMailbox                 // the queue and [bounces]; no providers needed (bounces)
 )
 
 // open loads the configuration and opens the queue, and prepares the engine
@@ -58,6 +59,9 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 	load := config.Load
 	if what != campaignEngine {
 		load = config.LoadWorker
+	}
+	if what == bounceMailbox {
+		load = config.LoadBounces
 	}
 	cfg, err := load(path)
 	if err != nil {

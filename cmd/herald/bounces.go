@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/heraldmail/herald/bounce"
+	"github.com/heraldmail/herald/engine"
+)
+
+// bouncesReport is herald bounces --json.
+type bouncesReport struct {
+	Mailbox string `json:"mailbox"`
+	DryRun  bool   `json:"dry_run"`
+	bounce.Summary
+	Error string `json:"error,omitempty"`
+}
+
+func cmdBounces(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bounces", "--config FILE [--dry-run] [--json] [--verbose]", stderr)
+	path := fs.String("config", "", "configuration `file` (TOML) with [bounces] and [queue]")
+	dry := fs.Bool("dry-run", false, "read and classify the reports, change nothing (no suppression, no message moved or deleted)")
+	asJSON := fs.Bool("json", false, "print the summary and every message's outcome as JSON")
+	verbose := fs.Bool("verbose", false, "a line for every message")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	c, code := open(*path, bounceMailbox, engine.Options{}, stderr)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	cfg := c.cfg.Bounces
+	ep, _ := bounce.ParseURL(cfg.URL) // validated by config
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	mb, err := bounce.Open(ctx, cfg.Account())
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: bounces: %s\n", err)
+		if errors.Is(err, bounce.ErrLogin) {
+			return exitInput
+		}
+		return exitInterrupted
+	}
+	sum, err := bounce.Process(ctx, mb, c.q, bounce.QueueLists(c.q), bounce.Options{
+		BounceAddress: cfg.Address,
+		SoftLimit:     cfg.SoftLimit,
+		DryRun:        *dry,
+		Logger:        newOutput(stderr, true).logger(),
+	})
+	if cerr := mb.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing the mailbox: %w", cerr)
+	}
+
+	if *asJSON {
+		rep := bouncesReport{Mailbox: ep.String(), DryRun: *dry, Summary: sum}
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		if rep.Messages == nil {
+			rep.Messages = []bounce.Result{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		if *verbose {
+			for _, m := range sum.Messages {
+				fmt.Fprintln(stdout, messageLine(m))
+			}
+		}
+		what := "bounces"
+		if *dry {
+			what = "bounces (dry run: nothing changed)"
+		}
+		fmt.Fprintf(stdout, "%s %s: read %d, hard %d, soft %d, suppressed %d, not bounces %d, unmatched %d, errors %d\n",
+			what, ep, sum.Read, sum.Hard, sum.Soft, sum.Suppressed, sum.NotBounces, sum.Unmatched, sum.Errors)
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "herald: bounces: interrupted (run again: what was recorded is not counted twice)")
+		return exitInterrupted
+	case err != nil:
+		fmt.Fprintf(stderr, "herald: bounces: %s\n", err)
+		return exitInterrupted
+	case sum.Errors > 0:
+		return exitFailed
+	}
+	return exitOK
+}
+
+// messageLine describes one message's outcome for --verbose.
+func messageLine(m bounce.Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-6s %-12s", m.ID, m.Kind)
+	if m.Format != "" {
+		fmt.Fprintf(&b, " [%s]", m.Format)
+	}
+	for _, r := range m.Recipients {
+		fmt.Fprintf(&b, " %s (%s, %s", r.Address, r.Campaign, r.Status)
+		if r.SoftCount > 0 {
+			fmt.Fprintf(&b, ", soft bounce %d", r.SoftCount)
+		}
+		if r.Suppressed {
+			fmt.Fprintf(&b, ", suppressed on %s", r.List)
+		}
+		b.WriteString(")")
+	}
+	if m.Note != "" {
+		fmt.Fprintf(&b, " %s", m.Note)
+	}
+	if m.Error != "" {
+		fmt.Fprintf(&b, " error: %s", m.Error)
+	}
+	if m.Marked {
+		b.WriteString(" — done")
+	}
+	return b.String()
+}
