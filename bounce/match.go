@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+
+	"github.com/heraldmail/herald/verp"
 )
 
 // CampaignHeader names the campaign in every message herald sends.
@@ -18,65 +20,31 @@ type Match struct {
 	By string
 }
 
-// decodeVERP reads a VERP address of the form
-// <bounce-local>+<campaign>+<rcpt-local>=<rcpt-domain>@<bounce-domain>
-// made for the bounce address bounce.
-//
-// TODO(merge): replace with verp.Decode from package verp (same signature)
-// once that package is on main.
-func decodeVERP(addr, bounce string) (campaign, rcpt string, err error) {
-	bl, bd, ok := splitAddr(bounce)
-	if !ok {
-		return "", "", fmt.Errorf("bounce address %q has no domain", bounce)
-	}
-	al, ad, ok := splitAddr(addr)
-	if !ok || !strings.EqualFold(ad, bd) {
-		return "", "", fmt.Errorf("%q is not at the bounce domain %s", addr, bd)
-	}
-	prefix := bl + "+"
-	if len(al) <= len(prefix) || !strings.EqualFold(al[:len(prefix)], prefix) {
-		return "", "", fmt.Errorf("%q is not a VERP address of %s", addr, bounce)
-	}
-	rest := al[len(prefix):]
-	i := strings.IndexByte(rest, '+')
-	if i <= 0 {
-		return "", "", fmt.Errorf("%q has no campaign", addr)
-	}
-	campaign, enc := rest[:i], rest[i+1:]
-	j := strings.LastIndexByte(enc, '=')
-	if j <= 0 || j == len(enc)-1 {
-		return "", "", fmt.Errorf("%q has no recipient", addr)
-	}
-	return campaign, enc[:j] + "@" + enc[j+1:], nil
-}
-
-func splitAddr(a string) (local, domain string, ok bool) {
-	a = strings.Trim(strings.TrimSpace(a), "<>")
-	i := strings.LastIndexByte(a, '@')
-	if i <= 0 || i == len(a)-1 {
-		return "", "", false
-	}
-	return a[:i], a[i+1:], true
-}
+// decodeVERP is the VERP decoder: package verp's, which the engine's
+// encoder (verp.Encode) matches.
+var decodeVERP = verp.Decode
 
 // errNoMatch: the report names no campaign herald knows of.
 var errNoMatch = errors.New("no VERP address and no " + CampaignHeader + " header")
 
 // match finds the campaign and the recipients of a report: first a VERP
-// address it was delivered to (or the Return-Path of the returned
-// message), for exactly one recipient; else the X-Herald-Campaign header of
+// address of one of bounceAddrs that it was delivered to (or the
+// Return-Path of the returned message), for exactly one recipient; else the X-Herald-Campaign header of
 // the returned message, for each failed recipient of the report (or the
 // returned message's To).
-func match(r *Report, bounceAddr string) ([]Match, error) {
+func match(r *Report, bounceAddrs ...string) ([]Match, error) {
 	cands := append([]string{}, r.Envelope...)
 	if r.Original != nil {
 		if rp := strings.Trim(strings.TrimSpace(r.Original.Get("Return-Path")), "<>"); rp != "" {
 			cands = append(cands, rp)
 		}
 	}
-	if bounceAddr != "" {
+	for _, base := range bounceAddrs {
+		if base == "" {
+			continue
+		}
 		for _, a := range cands {
-			if c, rcpt, err := decodeVERP(a, bounceAddr); err == nil {
+			if c, rcpt, err := decodeVERP(a, base); err == nil {
 				return []Match{{Campaign: c, Recipient: rcpt, By: "verp"}}, nil
 			}
 		}

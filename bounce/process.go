@@ -47,10 +47,11 @@ type Mailbox interface {
 
 // Options tune Process.
 type Options struct {
-	// BounceAddress is the address herald uses as MAIL FROM, whose VERP
-	// forms (bounces+campaign+ann=example.org@example.com) name campaign
-	// and recipient. Empty: only the X-Herald-Campaign header matches.
-	BounceAddress string
+	// BounceAddresses are the addresses herald uses as the base of VERP
+	// envelope senders (bounces+campaign+ann=example.org@example.com names
+	// campaign and recipient); each is tried. None: only the
+	// X-Herald-Campaign header of the returned message matches.
+	BounceAddresses []string
 	// SoftLimit is how many distinct soft bounces suppress a recipient
 	// (default 3).
 	SoftLimit int
@@ -189,7 +190,7 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		res.Kind, res.Note = kind.String(), r.Note
 		return res, true, nil
 	}
-	matches, merr := match(r, p.opts.BounceAddress)
+	matches, merr := match(r, p.opts.BounceAddresses...)
 	if merr != nil {
 		res.Kind, res.Note = "unmatched", merr.Error()
 		return res, false, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/heraldmail/herald/internal/dovecottest"
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/boltq"
+	"github.com/heraldmail/herald/verp"
 )
 
 const (
@@ -66,8 +67,8 @@ func (b bundle) run(t *testing.T, a Account, opts Options) Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.BounceAddress == "" {
-		opts.BounceAddress = bounceAddr
+	if opts.BounceAddresses == nil {
+		opts.BounceAddresses = []string{"news@example.com", bounceAddr}
 	}
 	sum, err := Process(ctx, mb, b.q, QueueLists(b.q), opts)
 	if err != nil {
@@ -297,7 +298,7 @@ func TestCrashBeforeMark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := Process(ctx, crashingBox{mb}, b.q, QueueLists(b.q), Options{BounceAddress: bounceAddr, SoftLimit: 2})
+	sum, err := Process(ctx, crashingBox{mb}, b.q, QueueLists(b.q), Options{BounceAddresses: []string{bounceAddr}, SoftLimit: 2})
 	if !errors.Is(err, errCrash) {
 		t.Fatalf("process: %v, want the crash", err)
 	}
@@ -436,6 +437,18 @@ func TestDecodeVERP(t *testing.T) {
 		c, r, err := decodeVERP(tt.addr, bounceAddr)
 		if c != tt.campaign || r != tt.rcpt || (err == nil) != (tt.campaign != "") {
 			t.Errorf("decodeVERP(%q) = %q, %q, %v; want %q, %q", tt.addr, c, r, err, tt.campaign, tt.rcpt)
+		}
+	}
+	// What the engine encodes as the envelope sender, match reads back
+	// from a report delivered to it.
+	for _, rcpt := range []string{"ann@example.org", "o'brien+tag@mail.example.net", "x=y@example.org"} {
+		env, err := verp.Encode(bounceAddr, testCampaign, rcpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := match(&Report{Envelope: []string{bounceAddr, env}}, bounceAddr)
+		if err != nil || len(ms) != 1 || ms[0] != (Match{Campaign: testCampaign, Recipient: rcpt, By: "verp"}) {
+			t.Errorf("match of %s = %+v, %v", env, ms, err)
 		}
 	}
 }

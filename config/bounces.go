@@ -27,11 +27,13 @@ type Bounces struct {
 	MoveTo      string `toml:"move_to"`
 	Delete      bool   `toml:"delete"`
 	SoftLimit   int    `toml:"soft_limit"`
-	// Address is the address herald sends from as MAIL FROM, whose VERP
-	// forms name the campaign and the recipient
-	// (bounces+ID+ann=example.org@example.com). Default: Username when it
-	// is an address; without one only the X-Herald-Campaign header of the
-	// returned message matches.
+	// Address is the base of herald's VERP envelope senders (the bounce
+	// address campaigns send from), whose VERP forms name the campaign and
+	// the recipient (bounces+ID+ann=example.org@example.com). Default:
+	// Username when it is an address. herald bounces also tries the From
+	// of the configuration's [campaign], if any; a report that matches no
+	// VERP address is matched by the X-Herald-Campaign header of the
+	// returned message.
 	Address string   `toml:"address"`
 	Timeout Duration `toml:"timeout"` // per mailbox command
 

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/heraldmail/herald/bounce"
+	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/engine"
 )
 
@@ -51,10 +53,10 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 		return exitInterrupted
 	}
 	sum, err := bounce.Process(ctx, mb, c.q, bounce.QueueLists(c.q), bounce.Options{
-		BounceAddress: cfg.Address,
-		SoftLimit:     cfg.SoftLimit,
-		DryRun:        *dry,
-		Logger:        newOutput(stderr, true).logger(),
+		BounceAddresses: bounceBases(c.cfg),
+		SoftLimit:       cfg.SoftLimit,
+		DryRun:          *dry,
+		Logger:          newOutput(stderr, true).logger(),
 	})
 	if cerr := mb.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing the mailbox: %w", cerr)
@@ -124,4 +126,14 @@ func messageLine(m bounce.Result) string {
 		b.WriteString(" — done")
 	}
 	return b.String()
+}
+
+// bounceBases are the VERP bases to try: bounces.address, and the sender of
+// the configuration's campaign when it has one (the engine's default base).
+func bounceBases(cfg *config.Config) []string {
+	bases := []string{cfg.Bounces.Address}
+	if a, err := mail.ParseAddress(cfg.Campaign.From); err == nil {
+		bases = append(bases, a.Address)
+	}
+	return bases
 }
