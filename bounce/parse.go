@@ -120,6 +120,9 @@ func Parse(raw []byte) (*Report, error) {
 	var w walker
 	w.walk(textproto.MIMEHeader(m.Header), m.Body, 0)
 	r.Original = w.original
+	if len(w.texts) == 0 {
+		w.texts = w.html // an HTML-only report
+	}
 
 	if len(w.dsn) > 0 {
 		parseDSN(r, w.dsn)
@@ -202,9 +205,6 @@ func (w *walker) walk(h textproto.MIMEHeader, body io.Reader, depth int) {
 		w.texts = append(w.texts, toUTF8(data, params["charset"]))
 	case "text/html":
 		w.html = append(w.html, stripHTML(toUTF8(data, params["charset"])))
-	}
-	if depth == 0 && len(w.texts) == 0 && len(w.html) > 0 {
-		w.texts = w.html
 	}
 }
 
@@ -357,7 +357,7 @@ func parseDSN(r *Report, bodies [][]byte) {
 func dsnBlocks(body []byte) []textproto.MIMEHeader {
 	var blocks []textproto.MIMEHeader
 	text := strings.ReplaceAll(string(body), "\r\n", "\n")
-	for _, chunk := range regexp.MustCompile(`\n[ \t]*\n`).Split(text, -1) {
+	for _, chunk := range blankLineRe.Split(text, -1) {
 		chunk = strings.TrimLeft(chunk, "\n")
 		if strings.TrimSpace(chunk) == "" {
 			continue
@@ -387,7 +387,10 @@ func addrField(v string) string {
 	return a
 }
 
-var spaceRe = regexp.MustCompile(`\s+`)
+var (
+	spaceRe     = regexp.MustCompile(`\s+`)
+	blankLineRe = regexp.MustCompile(`\n[ \t]*\n`)
+)
 
 func oneLine(s string) string { return strings.TrimSpace(spaceRe.ReplaceAllString(s, " ")) }
 

@@ -86,3 +86,29 @@ func TestParseSamples(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParse: no input makes Parse panic, and every recipient it reports
+// has an address and a kind that matches its action.
+func FuzzParse(f *testing.F) {
+	ents, err := os.ReadDir("testdata")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range ents {
+		f.Add(readSample(f, e.Name()))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r, err := Parse(raw)
+		if err != nil {
+			return
+		}
+		for _, rc := range r.Recipients {
+			if rc.Address == "" {
+				t.Errorf("a recipient without an address: %+v", rc)
+			}
+			if rc.Action == "delayed" && rc.Kind != NotBounce {
+				t.Errorf("a delayed recipient counted as a bounce: %+v", rc)
+			}
+		}
+	})
+}

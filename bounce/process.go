@@ -1,6 +1,7 @@
 package bounce
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -280,7 +281,8 @@ func bounceID(r *Report, raw []byte) string {
 	if r.MessageID != "" {
 		return "msgid:" + r.MessageID
 	}
-	sum := sha256.Sum256(raw)
+	// POP3 hands the message over with LF line ends, IMAP with CRLF.
+	sum := sha256.Sum256(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")))
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 

@@ -452,3 +452,30 @@ func TestDecodeVERP(t *testing.T) {
 		}
 	}
 }
+
+// TestNoMessageID: a report without a Message-ID is known by a hash of
+// its content, the same over POP3 and IMAP, so seeing it again through
+// the other protocol after a crash does not count it twice.
+func TestNoMessageID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	raw := bytes.Replace(softBounce(t, 1), []byte("Message-Id: <20261125120000.FULL1@mail.example.com>\n"), nil, 1)
+	if bytes.Contains(raw, []byte("Message-Id")) {
+		t.Fatal("the sample still has its Message-ID")
+	}
+	b.srv.Deliver(raw)
+	mb, err := Open(ctx, b.account("pop3s://"+b.srv.POP3S))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Process(ctx, crashingBox{mb}, b.q, QueueLists(b.q), Options{BounceAddresses: []string{bounceAddr}})
+	mb.Close()
+	if !errors.Is(err, errCrash) || !strings.HasPrefix(sum.Messages[0].BounceID, "sha256:") {
+		t.Fatalf("crashed run: %v %+v", err, sum.Messages)
+	}
+	sum = b.run(t, b.account("imaps://"+b.srv.IMAPS), Options{})
+	if rr := sum.Messages[0].Recipients[0]; rr.SoftCount != 1 {
+		t.Errorf("over IMAP after POP3: %+v, want count 1", rr)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,8 +48,9 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 	mb, err := bounce.Open(ctx, cfg.Account())
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: bounces: %s\n", err)
-		if errors.Is(err, bounce.ErrLogin) {
-			return exitInput
+		var cv *tls.CertificateVerificationError
+		if errors.Is(err, bounce.ErrLogin) || errors.As(err, &cv) || strings.Contains(err.Error(), "x509: ") {
+			return exitInput // fix bounces.username, the password or bounces.ca_file
 		}
 		return exitInterrupted
 	}
