@@ -112,3 +112,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse parses every sample in turn.
+func BenchmarkParse(b *testing.B) {
+	ents, err := os.ReadDir("testdata")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var raws [][]byte
+	for _, e := range ents {
+		raws = append(raws, readSample(b, e.Name()))
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := Parse(raws[i%len(raws)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

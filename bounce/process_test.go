@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -477,5 +478,52 @@ func TestNoMessageID(t *testing.T) {
 	sum = b.run(t, b.account("imaps://"+b.srv.IMAPS), Options{})
 	if rr := sum.Messages[0].Recipients[0]; rr.SoftCount != 1 {
 		t.Errorf("over IMAP after POP3: %+v, want count 1", rr)
+	}
+}
+
+// BenchmarkProcess processes b.N hard bounces (distinct recipients) from a
+// real Dovecot over IMAPS and POP3S into a bbolt queue, moving or deleting
+// each: the whole cost per report, round trips included.
+func BenchmarkProcess(b *testing.B) {
+	for _, proto := range []string{"imaps", "pop3s"} {
+		b.Run(proto, func(b *testing.B) {
+			srv := dovecottest.Start(b)
+			q, err := boltq.Open(filepath.Join(b.TempDir(), "herald.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			ctx := context.Background()
+			if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: testCampaign, List: testList, Status: queue.Active, Created: time.Now()}); err != nil {
+				b.Fatal(err)
+			}
+			raw, err := os.ReadFile(filepath.Join("testdata", "postfix-dsn-hard.eml"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range b.N {
+				m := bytes.ReplaceAll(raw, []byte("ann=example.org"), fmt.Appendf(nil, "u%d=example.org", i))
+				m = bytes.Replace(m, []byte("4Xk2Lr0sQmz9vBn@"), fmt.Appendf(nil, "%d@", i), 1)
+				srv.Deliver(m)
+			}
+			host := srv.IMAPS
+			if proto == "pop3s" {
+				host = srv.POP3S
+			}
+			a := Account{URL: proto + "://" + host, Username: srv.User, Password: srv.Password, CAFile: srv.CAFile}
+			b.ResetTimer()
+			mb, err := Open(ctx, a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum, err := Process(ctx, mb, q, QueueLists(q), Options{BounceAddresses: []string{bounceAddr}})
+			if err == nil {
+				err = mb.Close()
+			}
+			if err != nil || sum.Hard != b.N || sum.Suppressed != b.N {
+				b.Fatalf("%v: %s", err, counts(sum))
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
 }
