@@ -41,7 +41,6 @@ type campaign struct {
 	id      string
 	header  []string
 	content *content
-	envFrom string
 
 	heldMu sync.Mutex
 	held   map[uint64]uint64 // leases held: seq → token
@@ -54,7 +53,7 @@ type campaign struct {
 }
 
 func newCampaign(id string, header []string, c *content) *campaign {
-	cp := &campaign{id: id, header: header, content: c, envFrom: c.comp.from.Address, held: map[uint64]uint64{}}
+	cp := &campaign{id: id, header: header, content: c, held: map[uint64]uint64{}}
 	cp.counts.Store(&queue.Counts{})
 	return cp
 }
@@ -593,7 +592,7 @@ func (r *run) load(ctx context.Context, id string, header []string) *campaign {
 	}
 	var c *content
 	if err == nil {
-		c, err = newContent(id, spec)
+		c, err = newContent(id, spec, r.e.keys)
 	}
 	if err == nil {
 		err = c.set.Check(header, nil)
