@@ -401,3 +401,46 @@ func TestWorkerSigningKeys(t *testing.T) {
 		verifyOne(t, m, dnsStub(key), signer)
 	}
 }
+
+// TestPlainHeaders: without [unsubscribe], [dkim] and list_id a message
+// carries none of their headers, only X-Herald-Campaign; a fixed
+// bounce_address is the envelope sender. With VERP, a recipient whose
+// address VERP cannot carry (a domain literal) gets the plain bounce
+// address.
+func TestPlainHeaders(t *testing.T) {
+	t.Parallel()
+	for _, useVERP := range []bool{false, true} {
+		s := startSink(t, sink.Config{Keep: true})
+		extra := "bounce_address = \"bounces@example.com\"\n"
+		if useVERP {
+			extra += "verp = true\n"
+		}
+		b := setup(t, campaignSpec{
+			recipients: []string{"ann@example.org", "lit@[192.0.2.1]"},
+			providers:  providerTOML("local", s, ""),
+			extra:      extra,
+		})
+		b.plan()
+		if sum, err := b.run(); err != nil || sum.Sent != 2 {
+			t.Fatalf("run: %+v %v", sum, err)
+		}
+		for _, m := range s.Messages() {
+			msg, _ := mail.ReadMessage(bytes.NewReader(m.Data))
+			for _, h := range []string{"List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "DKIM-Signature"} {
+				if v := msg.Header.Get(h); v != "" {
+					t.Errorf("%s: %s: %q", m.To[0], h, v)
+				}
+			}
+			if msg.Header.Get("X-Herald-Campaign") != "test" {
+				t.Errorf("%s: no X-Herald-Campaign", m.To[0])
+			}
+			want := "bounces@example.com"
+			if useVERP && m.To[0] == "ann@example.org" {
+				want = "bounces+test+ann=example.org@example.com"
+			}
+			if m.From != want {
+				t.Errorf("verp=%v %s: MAIL FROM %q, want %q", useVERP, m.To[0], m.From, want)
+			}
+		}
+	}
+}
