@@ -140,9 +140,9 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
 			HeaderKeys:             signed,
 		}
-		// Fail here, not at the first message, on options the signer refuses.
-		if _, err := dkim.NewSigner(c.dkim); err != nil {
-			return nil, fmt.Errorf("dkim: %w", err)
+		// Fail here, not at the first message, on a key the signer refuses.
+		if _, err := c.sign([]byte("From: a@example.com\r\n\r\ncheck\r\n")); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
