@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	netmail "net/mail"
 	"os"
 	"slices"
 	"strings"
@@ -36,6 +37,18 @@ type Queue interface {
 	NextDue(ctx context.Context, campaign string) (time.Time, bool, error)
 	Counts(ctx context.Context, campaign string) (queue.Counts, error)
 	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
+	Suppressed(ctx context.Context, list string, keys ...string) (map[string]queue.Suppression, error)
+}
+
+// SuppressionList is the suppression list of a campaign sent from the
+// address from: its domain, lower-cased. An unsubscribe or a bounce for
+// news.example.com keeps the address from every campaign sent from
+// news.example.com, whatever its local part.
+func SuppressionList(from string) string {
+	if a, err := netmail.ParseAddress(from); err == nil {
+		from = a.Address
+	}
+	return strings.ToLower(from[strings.LastIndexByte(from, '@')+1:])
 }
 
 var _ Queue = queue.Queue(nil)
@@ -98,9 +111,9 @@ type Engine struct {
 }
 
 type progressCounters struct {
-	sent, failed, suppressed, retried, ambiguous, throttled, reconnects atomic.Int64
-	inFlight                                                            atomic.Int64
-	note                                                                atomic.Pointer[string]
+	sent, failed, suppressed, skipped, retried, ambiguous, throttled, reconnects atomic.Int64
+	inFlight                                                                     atomic.Int64
+	note                                                                         atomic.Pointer[string]
 }
 
 // New prepares the configuration's campaign: it loads and parses the
@@ -164,8 +177,11 @@ type Progress struct {
 	Counts queue.Counts // per state, as of the last settled batch
 	// This run's outcomes.
 	Sent, Failed, Suppressed, Retried, Ambiguous, Throttled, Reconnects int64
-	InFlight                                                            int64
-	Note                                                                string // e.g. why sending waits
+	// Skipped jobs were not sent: their address went on the suppression
+	// list after planning (an unsubscribe during the campaign).
+	Skipped  int64
+	InFlight int64
+	Note     string // e.g. why sending waits
 }
 
 // Progress returns the current snapshot; safe for concurrent use.
@@ -175,6 +191,7 @@ func (e *Engine) Progress() Progress {
 		Sent:       e.progress.sent.Load(),
 		Failed:     e.progress.failed.Load(),
 		Suppressed: e.progress.suppressed.Load(),
+		Skipped:    e.progress.skipped.Load(),
 		Retried:    e.progress.retried.Load(),
 		Ambiguous:  e.progress.ambiguous.Load(),
 		Throttled:  e.progress.throttled.Load(),

@@ -398,10 +398,11 @@ func testOutcomeClasses(t *testing.T, pipelining bool) {
 	if r := jobs["perm@example.com"].Reply; !strings.Contains(r, "550") || !strings.Contains(r, "does not exist") {
 		t.Errorf("permanent failure lost the server's reply: %q", r)
 	}
-	if _, ok, _ := b.q.Suppressed(context.Background(), "perm@example.com"); !ok {
-		t.Error("hard bounce not added to the suppression list")
+	supp, _ := b.q.Suppressed(context.Background(), "example.com", "perm@example.com", "spam@example.com")
+	if _, ok := supp["perm@example.com"]; !ok {
+		t.Error("hard bounce not added to the sending domain's suppression list")
 	}
-	if _, ok, _ := b.q.Suppressed(context.Background(), "spam@example.com"); ok {
+	if _, ok := supp["spam@example.com"]; ok {
 		t.Error("a policy rejection suppressed the recipient")
 	}
 	var ids []string
@@ -769,5 +770,58 @@ func TestPipelinedHardFailuresInsideGroups(t *testing.T) {
 	}
 	if sum.Counts.Sent != int64(300-refused) || sum.Counts.Failed != int64(refused) || sum.Counts.Open() != 0 {
 		t.Fatalf("counts %+v", sum.Counts)
+	}
+}
+
+// An address suppressed while its campaign runs (an unsubscribe) is not
+// sent to; one suppressed before planning is never leased; another sending
+// domain's list does not count.
+func TestSuppressedDuringCampaign(t *testing.T) {
+	t.Parallel()
+	rcpts := addresses(300, "user")
+	var b *bundle
+	var delivered atomic.Int64
+	suppressed := make(chan error, 1)
+	s := startSink(t, sink.Config{Keep: true, Faults: sink.Faults{Hook: func(ev sink.Event) sink.Action {
+		if ev.Stage == sink.StageData && delivered.Add(1) == 50 {
+			// The last 100 are leased about two seconds from now.
+			suppressed <- b.q.Suppress(context.Background(), "example.com", "unsubscribed (one-click)", rcpts[200:]...)
+		}
+		return sink.Action{}
+	}}})
+	b = setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 2\nrate = 100\nburst = 5")})
+	ctx := context.Background()
+	if err := b.q.Suppress(ctx, "example.com", "hard bounce 5.1.1", rcpts[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.q.Suppress(ctx, "other.example", "unsubscribed", rcpts[1]); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.plan(); res.Added != 300 || res.Suppressed != 1 {
+		t.Fatalf("plan: %+v", res)
+	}
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-suppressed; err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append([]string{rcpts[0]}, rcpts[200:]...) {
+		if n := s.Received(r); n != 0 {
+			t.Errorf("%s is on the suppression list and received %d messages", r, n)
+		}
+	}
+	if s.Received(rcpts[1]) != 1 {
+		t.Error("a suppression for another sending domain kept the address from this campaign")
+	}
+	jobs := b.jobs()
+	for _, r := range rcpts[200:] {
+		if j := jobs[r]; j.State != queue.Suppressed || j.Reply != "on the suppression list: unsubscribed (one-click)" {
+			t.Fatalf("%s: %s %q", r, j.State, j.Reply)
+		}
+	}
+	if sum.Sent != 199 || sum.Skipped != 100 || sum.Counts.Suppressed != 101 || sum.Counts.Open() != 0 {
+		t.Fatalf("summary %+v", sum)
 	}
 }

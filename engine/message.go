@@ -86,7 +86,7 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 	if at := strings.LastIndexByte(from.Address, '@'); at >= 0 {
 		c.domain = from.Address[at+1:]
 	}
-	c.list = strings.ToLower(c.domain)
+	c.list = SuppressionList(from.Address) // the list the unsubscribe endpoint adds to
 	if s.ReplyTo != "" {
 		if c.replyTo, err = netmail.ParseAddress(s.ReplyTo); err != nil {
 			return nil, fmt.Errorf("campaign.reply_to: %w", err)

@@ -137,7 +137,7 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		if !created {
 			// The campaign record is created only once the templates
 			// were checked against the first row.
-			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active, Spec: e.spec.Encode()})
+			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From)})
 			if err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 	}
 	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid
 	if !created {
-		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active, Spec: e.spec.Encode()}); err != nil {
+		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From)}); err != nil {
 			return res, err
 		}
 	}

@@ -41,6 +41,7 @@ type campaign struct {
 	id      string
 	header  []string
 	content *content
+	list    string // suppression list
 
 	heldMu sync.Mutex
 	held   map[uint64]uint64 // leases held: seq → token
@@ -53,7 +54,7 @@ type campaign struct {
 }
 
 func newCampaign(id string, header []string, c *content) *campaign {
-	cp := &campaign{id: id, header: header, content: c, held: map[uint64]uint64{}}
+	cp := &campaign{id: id, header: header, content: c, list: SuppressionList(c.comp.from.Address), held: map[uint64]uint64{}}
 	cp.counts.Store(&queue.Counts{})
 	return cp
 }
@@ -115,6 +116,8 @@ type result struct {
 	// later: not tried; due again then (its recipient's domain wants a
 	// slower pace). No attempt is counted.
 	later time.Time
+	// skip: not tried; the address went on the suppression list.
+	skip *queue.Suppression
 }
 
 // run is the state of one Run or Work.
@@ -355,6 +358,7 @@ func (r *run) dispatch() {
 			outage.ok()
 			c.hold(jobs)
 			leased += len(jobs)
+			jobs = r.unsuppressed(ctx, c, jobs, &outage)
 			for i, j := range jobs {
 				select {
 				case r.jobs <- task{c, j}:
@@ -394,6 +398,41 @@ func (r *run) dispatch() {
 		}
 		timer.Stop()
 	}
+}
+
+// unsuppressed returns the jobs whose address is not on the campaign's
+// suppression list; the others are settled as Suppressed. The list is read
+// as jobs are leased, about a second before they are sent, so an
+// unsubscribe during a campaign takes effect within that second. When the
+// list cannot be read, the jobs go back untried.
+func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job, outage *queueOutageClock) []queue.Job {
+	if len(jobs) == 0 {
+		return jobs
+	}
+	keys := make([]string, len(jobs))
+	for i, j := range jobs {
+		keys[i] = j.Key
+	}
+	supp, err := r.e.q.Suppressed(ctx, c.list, keys...)
+	if err != nil {
+		outage.failed(r, "suppression list", err)
+		for _, j := range jobs {
+			r.results <- result{task: task{c, j}, release: true}
+		}
+		return nil
+	}
+	if len(supp) == 0 {
+		return jobs
+	}
+	keep := jobs[:0:0]
+	for _, j := range jobs {
+		if e, ok := supp[j.Key]; ok {
+			r.results <- result{task: task{c, j}, skip: &e}
+			continue
+		}
+		keep = append(keep, j)
+	}
+	return keep
 }
 
 // queueOutageClock tracks how long the queue has been out of reach: a
@@ -762,6 +801,8 @@ func (r *run) settle() {
 			}
 			var s queue.Settlement
 			switch {
+			case res.skip != nil:
+				s = queue.Settlement{Seq: res.job.Seq, Lease: res.job.Lease, State: queue.Suppressed, Reply: queue.SuppressedReply(*res.skip)}
 			case !res.later.IsZero():
 				s = queue.Settlement{Seq: res.job.Seq, Lease: res.job.Lease, State: queue.Retry, At: res.later, Reply: res.reply}
 			default:
@@ -797,6 +838,8 @@ func (r *run) count(res result, s queue.Settlement) {
 		}
 	case queue.Retry:
 		pr.retried.Add(1)
+	case queue.Suppressed:
+		pr.skipped.Add(1)
 	}
 	if res.derr != nil && res.derr.Class == ClassAmbiguous {
 		pr.ambiguous.Add(1)

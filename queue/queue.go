@@ -96,6 +96,10 @@ type Campaign struct {
 	Created time.Time
 	Status  Status
 	Reason  string // why it is paused, if it is
+	// List names the suppression list the campaign's recipients are checked
+	// against: the sending domain (of the From address), lower-cased.
+	// Enqueue, Settle (Suppress) and RetryFailed use it. "" is a list too.
+	List string
 	// Planned is set once every row of the recipients file was enqueued;
 	// a resumed run skips planning when it is set.
 	Planned bool
@@ -182,11 +186,24 @@ type Settlement struct {
 	CountAttempt bool
 	Reply        string
 	Provider     string
-	// Suppress adds the job's Key to the suppression list (hard bounce).
+	// Suppress adds the job's Key to the campaign's suppression list (a hard
+	// bounce), with Reply as the reason.
 	Suppress bool
 	// At which the provider sent it: counted toward the provider's usage
 	// (see Usage) when State is Sent. Zero means time.Now().
 	SentAt time.Time
+}
+
+// Suppression is one address on a suppression list.
+type Suppression struct {
+	Key    string // the lower-cased address
+	Reason string // "hard bounce 5.1.1 ...", "unsubscribed (one-click)", ...
+	At     time.Time
+}
+
+// SuppressedReply is the Reply of a job not sent because of e.
+func SuppressedReply(e Suppression) string {
+	return "on the suppression list: " + e.Reason
 }
 
 // RetryResult says what RetryFailed did.
@@ -261,10 +278,23 @@ type Queue interface {
 	// Walk calls fn for every job in Seq order; an error from fn stops it.
 	Walk(ctx context.Context, campaign string, fn func(Job) error) error
 
-	// Suppressed reports whether key is on the suppression list, and why.
-	Suppressed(ctx context.Context, key string) (reason string, ok bool, err error)
-	// Suppress adds keys to the suppression list with a reason.
-	Suppress(ctx context.Context, reason string, keys ...string) error
+	// Suppressed returns the entries of list for those of keys that are on
+	// it (keys not on it are absent from the map).
+	Suppressed(ctx context.Context, list string, keys ...string) (map[string]Suppression, error)
+	// Suppress adds keys to list with a reason, at now. A key already on
+	// the list keeps its first reason and time.
+	Suppress(ctx context.Context, list, reason string, keys ...string) error
+	// Unsuppress removes keys from list; it returns how many were on it.
+	// Their soft-bounce counts go too.
+	Unsuppress(ctx context.Context, list string, keys ...string) (int, error)
+	// WalkSuppressed calls fn for every entry of list in key order.
+	WalkSuppressed(ctx context.Context, list string, fn func(Suppression) error) error
+	// SuppressionLists names every list with at least one entry, sorted.
+	SuppressionLists(ctx context.Context) ([]string, error)
+	// SoftBounce records a soft bounce of key, identified by bounceID (the
+	// same bounce read twice counts once), and returns how many distinct
+	// soft bounces key has on list.
+	SoftBounce(ctx context.Context, list, key, bounceID string) (int, error)
 
 	// Usage is the number of messages sent through provider since t
 	// (recorded by Settle), for daily quotas that survive a restart. The

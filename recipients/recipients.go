@@ -114,7 +114,7 @@ func (r *Reader) Next() (Row, error) {
 		return Row{}, &RowError{Line: line, Reason: fmt.Sprintf("%d fields, the header has %d", len(rec), len(r.header))}
 	}
 	email := strings.TrimSpace(rec[r.emailIndex])
-	if reason := checkAddress(email); reason != "" {
+	if reason := CheckAddress(email); reason != "" {
 		return Row{}, &RowError{Line: line, Reason: reason}
 	}
 	for _, i := range r.HeaderFields {
@@ -125,11 +125,14 @@ func (r *Reader) Next() (Row, error) {
 	fields := make([]string, len(rec))
 	copy(fields, rec)
 	fields[r.emailIndex] = email
-	return Row{Line: line, Email: email, Key: strings.ToLower(email), Fields: fields, header: r.header}, nil
+	return Row{Line: line, Email: email, Key: Key(email), Fields: fields, header: r.header}, nil
 }
 
-// checkAddress returns why s is not a plain address (addr-spec), or "".
-func checkAddress(s string) string {
+// Key is the deduplication and suppression key of a valid address.
+func Key(email string) string { return strings.ToLower(email) }
+
+// CheckAddress returns why s is not a plain address (addr-spec), or "".
+func CheckAddress(s string) string {
 	if s == "" {
 		return "no address in the email column"
 	}

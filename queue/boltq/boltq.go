@@ -31,6 +31,7 @@ var _ queue.Queue = (*Queue)(nil)
 var (
 	bucketSuppression = []byte("suppression")
 	bucketUsage       = []byte("usage")
+	bucketSoft        = []byte("softbounce")
 	keyCampaign       = []byte("campaign")
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
@@ -53,7 +54,7 @@ func Open(path string) (*Queue, error) {
 	}
 	q := &Queue{db: db}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSuppression, bucketUsage} {
+		for _, b := range [][]byte{bucketSuppression, bucketUsage, bucketSoft} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -363,7 +364,11 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 		if err != nil {
 			return err
 		}
-		supp := tx.Bucket(bucketSuppression)
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		supp := suppList(tx, rec.List)
 		var failed [][]byte
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
@@ -376,7 +381,7 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 			if err != nil {
 				return err
 			}
-			if supp.Get([]byte(j.Key)) != nil {
+			if getKey(supp, j.Key) != nil {
 				res.Suppressed++
 				continue
 			}
@@ -404,7 +409,11 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		if err != nil {
 			return err
 		}
-		supp := tx.Bucket(bucketSuppression)
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		supp := suppList(tx, rec.List)
 		for i := range jobs {
 			j := jobs[i]
 			seq := be(j.Seq)
@@ -420,9 +429,9 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 				return fmt.Errorf("queue: job %d already holds another address (did the recipients file change? use a new campaign id)", j.Seq)
 			}
 			j.State, j.Attempts, j.Lease, j.At = queue.Pending, 0, 0, time.Time{}
-			if supp.Get([]byte(j.Key)) != nil {
+			if v := getKey(supp, j.Key); v != nil {
 				j.State = queue.Suppressed
-				j.Reply = "on the suppression list: " + string(supp.Get([]byte(j.Key)))
+				j.Reply = queue.SuppressedReply(decodeSuppression(j.Key, v))
 				res.Suppressed++
 			} else if err := c.pending.Put(seq, nil); err != nil {
 				return err
@@ -514,7 +523,11 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 		if err != nil {
 			return err
 		}
-		supp := tx.Bucket(bucketSuppression)
+		rec, err := c.record()
+		if err != nil {
+			return err
+		}
+		var supp *bolt.Bucket // created on first use
 		usage := map[string]int64{}
 		for _, s := range batch {
 			j, ok, err := c.takeHeld(s.Seq, s.Lease)
@@ -546,8 +559,15 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 				usage[usageKey(s.Provider, at)]++
 			}
 			if s.Suppress {
-				if err := supp.Put([]byte(j.Key), []byte(s.Reply)); err != nil {
-					return err
+				if supp == nil {
+					if supp, err = tx.Bucket(bucketSuppression).CreateBucketIfNotExists(listName(rec.List)); err != nil {
+						return err
+					}
+				}
+				if supp.Get([]byte(j.Key)) == nil {
+					if err := supp.Put([]byte(j.Key), encodeSuppression(time.Now(), s.Reply)); err != nil {
+						return err
+					}
 				}
 			}
 			if err := c.putJob(&j); err != nil {
@@ -680,30 +700,160 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 	})
 }
 
-// Suppressed reports whether key is on the suppression list.
-func (q *Queue) Suppressed(_ context.Context, key string) (string, bool, error) {
-	var reason string
-	var ok bool
+// listName is a list's bucket name; "" gets a name of its own.
+func listName(list string) []byte { return []byte("l:" + list) }
+
+// suppList returns list's bucket, nil when it has no entries yet.
+func suppList(tx *bolt.Tx, list string) *bolt.Bucket {
+	return tx.Bucket(bucketSuppression).Bucket(listName(list))
+}
+
+// getKey is b.Get(key) where b may be nil.
+func getKey(b *bolt.Bucket, key string) []byte {
+	if b == nil {
+		return nil
+	}
+	return b.Get([]byte(key))
+}
+
+func encodeSuppression(at time.Time, reason string) []byte {
+	return append(be(uint64(at.UnixNano())), reason...)
+}
+
+func decodeSuppression(key string, v []byte) queue.Suppression {
+	if len(v) < 8 {
+		return queue.Suppression{Key: key, Reason: string(v)}
+	}
+	return queue.Suppression{Key: key, Reason: string(v[8:]), At: time.Unix(0, int64(u64(v[:8]))).UTC()}
+}
+
+// Suppressed returns the entries of list among keys.
+func (q *Queue) Suppressed(_ context.Context, list string, keys ...string) (map[string]queue.Suppression, error) {
+	out := map[string]queue.Suppression{}
 	err := q.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketSuppression).Get([]byte(key)); v != nil {
-			reason, ok = string(v), true
+		b := suppList(tx, list)
+		if b == nil {
+			return nil
+		}
+		for _, k := range keys {
+			if v := b.Get([]byte(k)); v != nil {
+				out[k] = decodeSuppression(k, v)
+			}
 		}
 		return nil
 	})
-	return reason, ok, err
+	return out, err
 }
 
-// Suppress adds keys to the suppression list.
-func (q *Queue) Suppress(_ context.Context, reason string, keys ...string) error {
+// Suppress adds keys to list; keys already on it keep their entry.
+func (q *Queue) Suppress(_ context.Context, list, reason string, keys ...string) error {
+	now := time.Now()
 	return q.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSuppression)
+		b, err := tx.Bucket(bucketSuppression).CreateBucketIfNotExists(listName(list))
+		if err != nil {
+			return err
+		}
 		for _, k := range keys {
-			if err := b.Put([]byte(k), []byte(reason)); err != nil {
+			if b.Get([]byte(k)) != nil {
+				continue
+			}
+			if err := b.Put([]byte(k), encodeSuppression(now, reason)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// Unsuppress removes keys from list, and their soft-bounce counts.
+func (q *Queue) Unsuppress(_ context.Context, list string, keys ...string) (int, error) {
+	var n int
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		if b := suppList(tx, list); b != nil {
+			for _, k := range keys {
+				if b.Get([]byte(k)) != nil {
+					n++
+					if err := b.Delete([]byte(k)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		soft := tx.Bucket(bucketSoft).Bucket(listName(list))
+		if soft == nil {
+			return nil
+		}
+		for _, k := range keys {
+			prefix := []byte(k + "\x00")
+			var del [][]byte
+			cur := soft.Cursor()
+			for sk, _ := cur.Seek(prefix); sk != nil && bytes.HasPrefix(sk, prefix); sk, _ = cur.Next() {
+				del = append(del, bytes.Clone(sk))
+			}
+			for _, sk := range del {
+				if err := soft.Delete(sk); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// WalkSuppressed calls fn for every entry of list in key order.
+func (q *Queue) WalkSuppressed(ctx context.Context, list string, fn func(queue.Suppression) error) error {
+	return q.db.View(func(tx *bolt.Tx) error {
+		b := suppList(tx, list)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(decodeSuppression(string(k), v))
+		})
+	})
+}
+
+// SuppressionLists names the lists with entries.
+func (q *Queue) SuppressionLists(_ context.Context) ([]string, error) {
+	var out []string
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSuppression).ForEach(func(name, v []byte) error {
+			if v == nil && bytes.HasPrefix(name, []byte("l:")) {
+				if k, _ := tx.Bucket(bucketSuppression).Bucket(name).Cursor().First(); k != nil {
+					out = append(out, string(name[2:]))
+				}
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SoftBounce records one soft bounce of key and returns its count.
+func (q *Queue) SoftBounce(_ context.Context, list, key, bounceID string) (int, error) {
+	var n int
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketSoft).CreateBucketIfNotExists(listName(list))
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(key+"\x00"+bounceID), nil); err != nil {
+			return err
+		}
+		n = 0
+		prefix := []byte(key + "\x00")
+		cur := b.Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Usage counts messages sent through provider since t (to the minute).

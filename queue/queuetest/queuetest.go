@@ -32,6 +32,8 @@ func Run(t *testing.T, open func(t *testing.T) queue.Queue) {
 		"Extend":              testExtend,
 		"SpecAndList":         testSpecAndList,
 		"RetryFailed":         testRetryFailed,
+		"SuppressionLists":    testSuppressionLists,
+		"SoftBounce":          testSoftBounce,
 	}
 	for name, fn := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -53,7 +55,7 @@ type bundle struct {
 
 func (b *bundle) create() {
 	b.t.Helper()
-	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active}); err != nil {
+	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active, List: "news.example"}); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -181,12 +183,16 @@ func testEnqueueIdempotent(t *testing.T, b *bundle) {
 
 func testEnqueueSuppressed(t *testing.T, b *bundle) {
 	b.create()
-	if err := b.q.Suppress(b.ctx, "550 5.1.1 no such user", job(2).Key); err != nil {
+	if err := b.q.Suppress(b.ctx, "news.example", "550 5.1.1 no such user", job(2).Key); err != nil {
 		t.Fatal(err)
 	}
-	reason, ok, err := b.q.Suppressed(b.ctx, job(2).Key)
-	if err != nil || !ok || reason != "550 5.1.1 no such user" {
-		t.Fatalf("Suppressed: %q %v %v", reason, ok, err)
+	// Another sending domain's list does not apply to this campaign.
+	if err := b.q.Suppress(b.ctx, "other.example", "unsubscribed", job(1).Key); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.q.Suppressed(b.ctx, "news.example", job(1).Key, job(2).Key)
+	if e, ok := got[job(2).Key]; err != nil || len(got) != 1 || !ok || e.Reason != "550 5.1.1 no such user" || e.Key != job(2).Key {
+		t.Fatalf("Suppressed: %+v %v", got, err)
 	}
 	if r := b.enqueue(1, 2); r.Added != 2 || r.Suppressed != 1 {
 		t.Fatalf("%+v", r)
@@ -194,6 +200,9 @@ func testEnqueueSuppressed(t *testing.T, b *bundle) {
 	jobs := b.jobs()
 	if jobs[2].State != queue.Suppressed || jobs[1].State != queue.Pending {
 		t.Fatalf("%+v", jobs)
+	}
+	if jobs[2].Reply != "on the suppression list: 550 5.1.1 no such user" {
+		t.Fatalf("suppressed job's reply: %q", jobs[2].Reply)
 	}
 	if got := b.lease(10, b.now); !equal(seqs(got), []uint64{1}) {
 		t.Fatalf("leased a suppressed job: %v", seqs(got))
@@ -289,10 +298,14 @@ func testSettleStates(t *testing.T, b *bundle) {
 	if j := jobs[2]; j.State != queue.Failed || j.Attempts != 1 || j.Reply != "550 5.1.1 no such user" {
 		t.Fatalf("failed %+v", j)
 	}
-	if _, ok, _ := b.q.Suppressed(b.ctx, jobs[2].Key); !ok {
-		t.Fatal("Suppress did not add the key to the suppression list")
+	supp, err := b.q.Suppressed(b.ctx, "news.example", jobs[2].Key, jobs[4].Key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok, _ := b.q.Suppressed(b.ctx, jobs[4].Key); ok {
+	if e, ok := supp[jobs[2].Key]; !ok || e.Reason != "550 5.1.1 no such user" || e.At.IsZero() {
+		t.Fatalf("Suppress did not add the key to the campaign's suppression list: %+v", supp)
+	}
+	if _, ok := supp[jobs[4].Key]; ok {
 		t.Fatal("a failure without Suppress suppressed the key")
 	}
 	if j := jobs[3]; j.State != queue.Retry || j.Attempts != 0 || !j.At.Equal(b.now.Add(time.Minute)) || j.Provider != "p2" {
@@ -568,5 +581,80 @@ func testRetryFailed(t *testing.T, b *bundle) {
 	}
 	if _, err := b.q.RetryFailed(b.ctx, "no-such-campaign", later); !errors.Is(err, queue.ErrNoCampaign) {
 		t.Fatalf("RetryFailed of a missing campaign: %v", err)
+	}
+}
+
+func testSuppressionLists(t *testing.T, b *bundle) {
+	before := time.Now().Add(-time.Second)
+	if err := b.q.Suppress(b.ctx, "a.example", "unsubscribed (one-click)", "x@example.org", "b@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	// A key already on the list keeps its first reason.
+	if err := b.q.Suppress(b.ctx, "a.example", "hard bounce 5.1.1", "x@example.org", "c@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.q.Suppress(b.ctx, "b.example", "manual", "x@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	var walked []string
+	err := b.q.WalkSuppressed(b.ctx, "a.example", func(s queue.Suppression) error {
+		if s.At.Before(before) || s.At.After(time.Now().Add(time.Second)) {
+			t.Errorf("%s: time %v", s.Key, s.At)
+		}
+		walked = append(walked, s.Key+"="+s.Reason)
+		return nil
+	})
+	want := []string{"b@example.org=unsubscribed (one-click)", "c@example.org=hard bounce 5.1.1", "x@example.org=unsubscribed (one-click)"}
+	if err != nil || fmt.Sprint(walked) != fmt.Sprint(want) {
+		t.Fatalf("WalkSuppressed = %v %v, want %v", walked, err, want)
+	}
+	lists, err := b.q.SuppressionLists(b.ctx)
+	if err != nil || fmt.Sprint(lists) != "[a.example b.example]" {
+		t.Fatalf("SuppressionLists = %v %v", lists, err)
+	}
+	n, err := b.q.Unsuppress(b.ctx, "a.example", "x@example.org", "nobody@example.org")
+	if err != nil || n != 1 {
+		t.Fatalf("Unsuppress = %d %v", n, err)
+	}
+	got, _ := b.q.Suppressed(b.ctx, "a.example", "x@example.org", "b@example.org")
+	if _, ok := got["x@example.org"]; ok || len(got) != 1 {
+		t.Fatalf("after Unsuppress: %+v", got)
+	}
+	if got, _ := b.q.Suppressed(b.ctx, "b.example", "x@example.org"); len(got) != 1 {
+		t.Fatal("Unsuppress on one list removed the key from another")
+	}
+	if _, err := b.q.Unsuppress(b.ctx, "b.example", "x@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if lists, _ := b.q.SuppressionLists(b.ctx); fmt.Sprint(lists) != "[a.example]" {
+		t.Fatalf("an emptied list is still named: %v", lists)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := b.q.WalkSuppressed(b.ctx, "a.example", func(queue.Suppression) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("WalkSuppressed did not stop at fn's error: %v after %d calls", err, calls)
+	}
+}
+
+func testSoftBounce(t *testing.T, b *bundle) {
+	for i, id := range []string{"<b1@mx>", "<b2@mx>", "<b1@mx>", "<b3@mx>"} {
+		n, err := b.q.SoftBounce(b.ctx, "a.example", "ann@example.org", id)
+		want := []int{1, 2, 2, 3}[i]
+		if err != nil || n != want {
+			t.Fatalf("bounce %d (%s): count %d %v, want %d", i, id, n, err, want)
+		}
+	}
+	if n, _ := b.q.SoftBounce(b.ctx, "b.example", "ann@example.org", "<b1@mx>"); n != 1 {
+		t.Fatalf("another list shares the count: %d", n)
+	}
+	if n, _ := b.q.SoftBounce(b.ctx, "a.example", "bob@example.org", "<b1@mx>"); n != 1 {
+		t.Fatalf("another key shares the count: %d", n)
+	}
+	// Unsuppress forgets the soft bounces: a re-subscribed address starts again.
+	if _, err := b.q.Unsuppress(b.ctx, "a.example", "ann@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.q.SoftBounce(b.ctx, "a.example", "ann@example.org", "<b4@mx>"); n != 1 {
+		t.Fatalf("after Unsuppress the count is %d, want 1", n)
 	}
 }

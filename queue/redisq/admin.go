@@ -59,6 +59,10 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		return res, err
 	}
 	k := q.keys(id)
+	list, err := q.list(ctx, id)
+	if err != nil {
+		return res, err
+	}
 	const batch = 500
 	for start := 0; start < len(failed); start += batch {
 		jobs := failed[start:min(start+batch, len(failed))]
@@ -66,7 +70,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		for i, j := range jobs {
 			keys[i] = j.Key
 		}
-		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(), keys...).Result()
+		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(list), keys...).Result()
 		if err != nil {
 			return res, err
 		}

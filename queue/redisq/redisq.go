@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,7 +21,8 @@ import (
 // one; it is safe for concurrent use.
 type Queue struct {
 	rdb    redis.UniversalClient
-	prefix string // "herald:" unless Options.Prefix
+	prefix string   // "herald:" unless Options.Prefix
+	lists  sync.Map // campaign id → its suppression list
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -150,16 +153,50 @@ func (q *Queue) Close() error { return q.rdb.Close() }
 
 // keys of one campaign, all in one hash slot (see scripts.go).
 type keys struct {
+	id                                                                string
 	meta, data, st, keys, pending, timers, order, pendlist, orderlist string
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist"}
+	return keys{id, p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist"}
 }
 
-func (q *Queue) campaignsKey() string   { return q.prefix + "campaigns" }
-func (q *Queue) suppressionKey() string { return q.prefix + "suppression" }
+func (q *Queue) campaignsKey() string { return q.prefix + "campaigns" }
+
+// suppressionKey is list's hash: key → "unix-nanos reason".
+func (q *Queue) suppressionKey(list string) string { return q.prefix + "suppression:{" + list + "}" }
+func (q *Queue) suppressionListsKey() string       { return q.prefix + "suppression-lists" }
+func (q *Queue) softKey(list, key string) string {
+	return q.prefix + "soft:{" + list + "}:" + key
+}
+
+// list returns campaign id's suppression list; it never changes, so it is
+// read once.
+func (q *Queue) list(ctx context.Context, id string) (string, error) {
+	if v, ok := q.lists.Load(id); ok {
+		return v.(string), nil
+	}
+	c, err := q.Campaign(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	q.lists.Store(id, c.List)
+	return c.List, nil
+}
+
+func encodeSuppression(at time.Time, reason string) string {
+	return strconv.FormatInt(at.UnixNano(), 10) + " " + reason
+}
+
+func decodeSuppression(key, v string) queue.Suppression {
+	ns, reason, ok := strings.Cut(v, " ")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil {
+		return queue.Suppression{Key: key, Reason: v}
+	}
+	return queue.Suppression{Key: key, Reason: reason, At: time.Unix(0, n).UTC()}
+}
 func (q *Queue) usageKey(p string) string {
 	return q.prefix + "usage:{" + p + "}"
 }
@@ -168,11 +205,12 @@ type record struct {
 	ID      string
 	Header  []string
 	Created time.Time
+	List    string `json:",omitempty"`
 }
 
 // CreateCampaign stores c unless the campaign exists.
 func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Campaign, error) {
-	rec, err := json.Marshal(record{ID: c.ID, Header: c.Header, Created: c.Created})
+	rec, err := json.Marshal(record{ID: c.ID, Header: c.Header, Created: c.Created, List: c.List})
 	if err != nil {
 		return queue.Campaign{}, err
 	}
@@ -200,7 +238,7 @@ func (q *Queue) Campaign(ctx context.Context, id string) (queue.Campaign, error)
 		return queue.Campaign{}, err
 	}
 	st, _ := strconv.Atoi(str(v[1]))
-	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
+	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
 }
 
 func str(v any) string {
@@ -259,12 +297,16 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	for i, j := range jobs {
 		keysList[i] = j.Key
 	}
+	list, err := q.list(ctx, id)
+	if err != nil {
+		return res, err
+	}
 	// The suppression list is read while the records are encoded.
 	var supp []any
 	suppErr := make(chan error, 1)
 	go func() {
 		var err error
-		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(), keysList...).Result()
+		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(list), keysList...).Result()
 		suppErr <- err
 	}()
 	var args [][]any
@@ -279,7 +321,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 		m := 0
 		for i, r := range supp[lo:min(lo+enqueueChunk, len(jobs))] {
 			if r != nil {
-				args[c] = append(args[c], i+1, str(r))
+				args[c] = append(args[c], i+1, queue.SuppressedReply(decodeSuppression(jobs[lo+i].Key, str(r))))
 				m++
 			}
 		}
@@ -556,6 +598,11 @@ func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.S
 		}
 	}
 	if len(suppressSeqs) > 0 {
+		list, err := q.list(ctx, k.id)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
 		// The keys live in the data records.
 		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
 		if err != nil {
@@ -570,8 +617,11 @@ func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.S
 			if err != nil {
 				return err
 			}
-			pipe.HSet(ctx, q.suppressionKey(), j.Key, reasons[suppressSeqs[i]])
+			pipe.HSetNX(ctx, q.suppressionKey(list), j.Key, encodeSuppression(now, reasons[suppressSeqs[i]]))
 			need = true
+		}
+		if len(data) > 0 {
+			pipe.SAdd(ctx, q.suppressionListsKey(), list)
 		}
 	}
 	if need {
@@ -760,25 +810,103 @@ func (s *seqSource) next() string {
 	return v
 }
 
-// Suppressed reports whether key is on the suppression list.
-func (q *Queue) Suppressed(ctx context.Context, key string) (string, bool, error) {
-	v, err := q.rdb.HGet(ctx, q.suppressionKey(), key).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", false, nil
+// Suppressed returns the entries of list among keys.
+func (q *Queue) Suppressed(ctx context.Context, list string, keys ...string) (map[string]queue.Suppression, error) {
+	out := map[string]queue.Suppression{}
+	if len(keys) == 0 {
+		return out, nil
 	}
-	return v, err == nil, err
+	v, err := q.rdb.HMGet(ctx, q.suppressionKey(list), keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range v {
+		if r != nil {
+			out[keys[i]] = decodeSuppression(keys[i], str(r))
+		}
+	}
+	return out, nil
 }
 
-// Suppress adds keys to the suppression list.
-func (q *Queue) Suppress(ctx context.Context, reason string, keys ...string) error {
+// Suppress adds keys to list; keys already on it keep their entry.
+func (q *Queue) Suppress(ctx context.Context, list, reason string, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 2*len(keys))
+	val := encodeSuppression(time.Now(), reason)
+	pipe := q.rdb.Pipeline()
 	for _, k := range keys {
-		args = append(args, k, reason)
+		pipe.HSetNX(ctx, q.suppressionKey(list), k, val)
 	}
-	return q.rdb.HSet(ctx, q.suppressionKey(), args...).Err()
+	pipe.SAdd(ctx, q.suppressionListsKey(), list)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Unsuppress removes keys from list, and their soft-bounce counts.
+func (q *Queue) Unsuppress(ctx context.Context, list string, keys ...string) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	pipe := q.rdb.Pipeline()
+	del := pipe.HDel(ctx, q.suppressionKey(list), keys...)
+	for _, k := range keys {
+		pipe.Del(ctx, q.softKey(list, k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	return int(del.Val()), nil
+}
+
+// WalkSuppressed calls fn for every entry of list in key order.
+func (q *Queue) WalkSuppressed(ctx context.Context, list string, fn func(queue.Suppression) error) error {
+	m, err := q.rdb.HGetAll(ctx, q.suppressionKey(list)).Result()
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := fn(decodeSuppression(k, m[k])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SuppressionLists names the lists with entries.
+func (q *Queue) SuppressionLists(ctx context.Context) ([]string, error) {
+	names, err := q.rdb.SMembers(ctx, q.suppressionListsKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range names {
+		n, err := q.rdb.HLen(ctx, q.suppressionKey(l)).Result()
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// SoftBounce records one soft bounce of key and returns its count.
+func (q *Queue) SoftBounce(ctx context.Context, list, key, bounceID string) (int, error) {
+	pipe := q.rdb.TxPipeline()
+	pipe.SAdd(ctx, q.softKey(list, key), bounceID)
+	n := pipe.SCard(ctx, q.softKey(list, key))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	return int(n.Val()), nil
 }
 
 // Usage counts messages sent through provider since t (to the minute).

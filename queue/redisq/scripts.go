@@ -154,7 +154,7 @@ for j = 1, nf do
   if m > 0 then
     local r = supp[i]
     if r then
-      st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0on the suppression list: ' .. r
+      st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0' .. r
       ns = ns + 1
     elseif lists then
       np = np + 1

@@ -1,0 +1,133 @@
+package unsubscribe
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// Store is where unsubscribes go: the queue's suppression lists.
+type Store interface {
+	Suppressed(ctx context.Context, list string, keys ...string) (map[string]queue.Suppression, error)
+	Suppress(ctx context.Context, list, reason string, keys ...string) error
+}
+
+// Handler answers the links of Signer's tokens:
+//
+//   - POST (RFC 8058 one-click, from the mail client, or the confirmation
+//     page's button): suppresses the recipient on the list the token names
+//     and answers 200 with a short page; no redirect, no cookie.
+//   - GET (a person following the link in the body): a confirmation page
+//     with one button. A GET changes nothing: mail scanners fetch links.
+//
+// A forged, altered or truncated token gets 400 and changes nothing.
+type Handler struct {
+	Signer *Signer
+	Store  Store
+	Log    *slog.Logger
+	// Timeout bounds one store operation (default 10 s).
+	Timeout time.Duration
+}
+
+// Reason is the suppression reason recorded for an unsubscribe.
+func Reason(how, campaign string) string {
+	r := "unsubscribed (" + how + ")"
+	if campaign != "" {
+		r += " from campaign " + campaign
+	}
+	return r
+}
+
+var page = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}
+button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}</style></head>
+<body><main>
+<h1 id="title">{{.Title}}</h1>
+<p id="message">{{.Message}}</p>
+{{if .Form}}<form method="post" action="{{.Action}}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button id="unsubscribe" type="submit">Unsubscribe</button>
+</form>{{end}}
+</main></body></html>
+`))
+
+type pageData struct {
+	Title, Message, Action string
+	Form                   bool
+}
+
+func (h *Handler) write(w http.ResponseWriter, code int, d pageData) {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(code)
+	_ = page.Execute(w, d)
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		h.write(w, http.StatusMethodNotAllowed, pageData{Title: "Not allowed", Message: "Use the link in the message."})
+		return
+	}
+	sub, err := h.Signer.Verify(r.URL.Query().Get(Param))
+	if err != nil {
+		h.log().Warn("unsubscribe link refused", "remote", r.RemoteAddr, "method", r.Method)
+		h.write(w, http.StatusBadRequest, pageData{Title: "This link is not valid", Message: "The unsubscribe link is incomplete or was altered. Copy the whole link from the message, or reply to it and ask to be removed."})
+		return
+	}
+	timeout := h.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if r.Method != http.MethodPost {
+		on, err := h.Store.Suppressed(ctx, sub.List, sub.Key)
+		if err == nil && len(on) > 0 {
+			h.write(w, http.StatusOK, pageData{Title: "You are unsubscribed", Message: sub.Key + " gets no more mail from " + sub.List + "."})
+			return
+		}
+		// Even when the store cannot be read, the button works once it can.
+		h.write(w, http.StatusOK, pageData{Title: "Unsubscribe", Message: "Stop mail from " + sub.List + " to " + sub.Key + "?", Action: r.URL.RequestURI(), Form: true})
+		return
+	}
+	// RFC 8058: the body is "List-Unsubscribe=One-Click"; a client that
+	// sends the POST at all asks for it, so a missing body is accepted too.
+	if err := r.ParseForm(); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		h.write(w, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request could not be read."})
+		return
+	}
+	how := "one-click"
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		how = "web page"
+	}
+	if err := h.Store.Suppress(ctx, sub.List, Reason(how, sub.Campaign), sub.Key); err != nil {
+		h.log().Error("cannot store an unsubscribe", "list", sub.List, "error", err)
+		w.Header().Set("Retry-After", "60")
+		h.write(w, http.StatusServiceUnavailable, pageData{Title: "Please try again", Message: "Your request could not be recorded just now. Please try again in a minute."})
+		return
+	}
+	h.log().Info("unsubscribed", "list", sub.List, "campaign", sub.Campaign, "how", how)
+	h.write(w, http.StatusOK, pageData{Title: "You are unsubscribed", Message: sub.Key + " gets no more mail from " + sub.List + "."})
+}
