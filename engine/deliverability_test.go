@@ -17,6 +17,8 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
+	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"net/url"
 	"os"
@@ -442,5 +444,52 @@ func TestPlainHeaders(t *testing.T) {
 				t.Errorf("verp=%v %s: MAIL FROM %q, want %q", useVERP, m.To[0], m.From, want)
 			}
 		}
+	}
+}
+
+// TestOneClickFromHeader: the List-Unsubscribe link of a delivered
+// message, POSTed as a mail client does (RFC 8058) to the unsubscribe
+// endpoint, puts that recipient on the campaign's suppression list.
+func TestOneClickFromHeader(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Keep: true})
+	b := setup(t, campaignSpec{
+		recipients: []string{"ann@example.org", "Bob.Smith+news@Example.net"},
+		providers:  providerTOML("local", s, ""),
+		extra:      "\n[unsubscribe]\nurl = \"https://news.example.com/unsubscribe\"\nsecret_env = \"UNSUB\"\n",
+		env:        map[string]string{"UNSUB": unsubSecret},
+	})
+	b.plan()
+	if sum, err := b.run(); err != nil || sum.Sent != 2 {
+		t.Fatalf("run: %+v %v", sum, err)
+	}
+	signer, _ := unsubscribe.NewSigner([]byte(unsubSecret))
+	srv := httptest.NewServer(&unsubscribe.Handler{Signer: signer, Store: b.q})
+	defer srv.Close()
+	for _, m := range s.Messages() {
+		if m.To[0] != "Bob.Smith+news@Example.net" {
+			continue
+		}
+		msg, _ := mail.ReadMessage(bytes.NewReader(m.Data))
+		lu := msg.Header.Get("List-Unsubscribe")
+		if !strings.HasPrefix(lu, "<https://news.example.com/unsubscribe?t=") || strings.Contains(lu, "mailto:") {
+			t.Fatalf("List-Unsubscribe %q", lu)
+		}
+		link, _ := url.Parse(strings.Trim(lu, "<>"))
+		resp, err := http.Post(srv.URL+link.RequestURI(), "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST: %s", resp.Status)
+		}
+	}
+	on, err := b.q.Suppressed(context.Background(), "example.com", "bob.smith+news@example.net", "ann@example.org")
+	if err != nil || len(on) != 1 {
+		t.Fatalf("suppressed: %+v %v", on, err)
+	}
+	if _, ok := on["bob.smith+news@example.net"]; !ok {
+		t.Fatalf("suppressed: %+v", on)
 	}
 }
