@@ -44,6 +44,7 @@ func init() {
 		"cancel":       {"cancel what is not yet sent; the record of what was sent stays", cmdSetStatus("cancel", queue.CampaignCancelled)},
 		"worker":       {"deliver every active campaign in the queue until stopped (SIGTERM)", cmdWorker},
 		"retry-failed": {"queue a campaign's failed recipients again, once the cause is fixed", cmdRetryFailed},
+		"serve":        {"answer one-click unsubscribe links (RFC 8058) and the confirmation page", cmdServe},
 		"suppress":     {"add, remove, list, import or export a sending domain's suppression list", cmdSuppress},
 	}
 }
