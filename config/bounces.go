@@ -30,8 +30,9 @@ type Bounces struct {
 	// Address is the base of herald's VERP envelope senders (the bounce
 	// address campaigns send from), whose VERP forms name the campaign and
 	// the recipient (bounces+ID+ann=example.org@example.com). Default:
-	// Username when it is an address. herald bounces also tries the From
-	// of the configuration's [campaign], if any; a report that matches no
+	// Username when it is an address. herald bounces also tries
+	// campaign.bounce_address and campaign.from when the configuration has
+	// a [campaign]; a report that matches no
 	// VERP address is matched by the X-Herald-Campaign header of the
 	// returned message.
 	Address string   `toml:"address"`

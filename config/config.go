@@ -29,6 +29,11 @@ type Config struct {
 	Domain map[string]Domain `toml:"domain"`
 	// Bounces is the bounce mailbox herald bounces reads (bounces.go).
 	Bounces Bounces `toml:"bounces"`
+	// Unsubscribe adds List-Unsubscribe (RFC 2369, 8058) to every message;
+	// nil when the section is absent.
+	Unsubscribe *Unsubscribe `toml:"unsubscribe"`
+	// DKIM signs every message (RFC 6376); nil when the section is absent.
+	DKIM *DKIM `toml:"dkim"`
 
 	// Dir is the folder of the config file; relative paths were resolved
 	// against it.
@@ -51,6 +56,13 @@ type Campaign struct {
 	// mismatch), after at least PolicyMinimum attempts.
 	PolicyThreshold float64 `toml:"policy_threshold"`
 	PolicyMinimum   int     `toml:"policy_minimum"`
+	// ListID is the List-Id header (RFC 2919), e.g.
+	// "Herald News <news.example.com>".
+	ListID string `toml:"list_id"`
+	// BounceAddress is the envelope sender (Return-Path); with VERP, the
+	// base of a per-recipient one (package verp). Default: the From address.
+	BounceAddress string `toml:"bounce_address"`
+	VERP          bool   `toml:"verp"`
 }
 
 // Queue says where jobs are kept.
@@ -363,6 +375,9 @@ func (c *Config) applyDefaults() {
 	for i := range c.Provider {
 		c.Provider[i].CAFile = c.path(c.Provider[i].CAFile)
 	}
+	if c.DKIM != nil {
+		c.DKIM.PrivateKey = c.path(c.DKIM.PrivateKey)
+	}
 	for name, d := range c.Domain {
 		if d.Burst == 0 && d.Rate > 0 {
 			d.Burst = max(1, int(d.Rate/10))
@@ -394,7 +409,9 @@ func (c *Config) validate(getenv func(string) string, campaign, providers bool) 
 	if campaign {
 		c.validateCampaign(bad)
 		c.validateSenders(bad)
+		c.validateHeaders(bad)
 	}
+	c.validateSigning(getenv, campaign, bad)
 	c.validateDelivery(getenv, providers, bad)
 	sort.Strings(probs)
 	return probs
@@ -615,7 +632,8 @@ func validHeaderName(k string) bool {
 
 func reservedHeader(k string) bool {
 	switch strings.ToLower(k) {
-	case "from", "to", "subject", "date", "message-id", "mime-version", "content-type", "content-transfer-encoding", "reply-to":
+	case "from", "to", "subject", "date", "message-id", "mime-version", "content-type", "content-transfer-encoding", "reply-to",
+		"list-id", "list-unsubscribe", "list-unsubscribe-post", "dkim-signature", "return-path", "x-herald-campaign":
 		return true
 	}
 	return false

@@ -101,6 +101,7 @@ type Engine struct {
 	providers []*provider
 	holder    string // this process, in the providers' connection slots
 	domains   *domains
+	keys      keys // this process's unsubscribe secret and DKIM key
 	// spec and content are the configured campaign's (nil for a worker).
 	spec    Spec
 	content *content
@@ -123,13 +124,13 @@ func New(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	c, err := newContent(cfg.Campaign.ID, spec)
-	if err != nil {
-		return nil, &InputError{err}
-	}
 	e, err := NewWorker(cfg, q, opts)
 	if err != nil {
 		return nil, err
+	}
+	c, err := newContent(cfg.Campaign.ID, spec, e.keys)
+	if err != nil {
+		return nil, &InputError{err}
 	}
 	e.spec, e.content = spec, c
 	e.log = e.log.With("campaign", cfg.Campaign.ID)
@@ -154,6 +155,11 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer, holder: processName(),
 		domains: &domains{cfg: cfg, limits: opts.Limits, m: map[string]ratelimit.Pacer{}}}
+	k, err := keysFrom(cfg)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	e.keys = k
 	for _, pc := range cfg.Provider {
 		p, err := newProvider(pc, opts.TLSConfig, opts.Limits)
 		if err != nil {

@@ -5,14 +5,52 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	netmail "net/mail"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/wneessen/go-mail"
 
+	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/templates"
+	"github.com/heraldmail/herald/unsubscribe"
+	"github.com/heraldmail/herald/verp"
 )
+
+// Headers herald sets for deliverability.
+const (
+	HeaderCampaign            = "X-Herald-Campaign" // the campaign id; bounce processing matches quoted headers by it
+	HeaderListID              = "List-Id"           // RFC 2919
+	HeaderListUnsubscribe     = "List-Unsubscribe"  // RFC 2369
+	HeaderListUnsubscribePost = "List-Unsubscribe-Post"
+)
+
+// keys are what a process's own configuration holds to sign messages: the
+// unsubscribe secret and the DKIM private key. They never travel in the
+// queue: a worker reads them from its own configuration, as it reads the
+// providers' passwords.
+type keys struct {
+	unsub *unsubscribe.Signer // nil: no [unsubscribe]
+	dkim  *config.DKIM        // nil: no [dkim]
+}
+
+func keysFrom(cfg *config.Config) (keys, error) {
+	var k keys
+	if u := cfg.Unsubscribe; u != nil && len(u.Secret) > 0 {
+		s, err := unsubscribe.NewSigner(u.Secret)
+		if err != nil {
+			return k, fmt.Errorf("unsubscribe.secret_env: %w", err)
+		}
+		k.unsub = s
+	}
+	if d := cfg.DKIM; d != nil && d.Key != nil {
+		k.dkim = d
+	}
+	return k, nil
+}
 
 // composer builds one recipient's message. It is safe for concurrent use:
 // everything it holds is read-only after newComposer.
@@ -24,17 +62,31 @@ type composer struct {
 	headers     [][2]string
 	attachments []Attachment // read once, shared by every message
 	set         *templates.Set
+
+	listID string
+	// One-click unsubscribe: set when the campaign has links.
+	unsub       *unsubscribe.Signer
+	unsubBase   *url.URL
+	unsubMailto string // the whole "<mailto:…>" item, or ""
+	list        string // the suppression list the links name: the From domain, lower case
+	// Envelope sender.
+	bounce string // "" : the From address
+	verp   bool
+	// dkim is read-only: each message gets its own dkim.Signer from it.
+	dkim *dkim.SignOptions
 }
 
-func newComposer(id string, s Spec, set *templates.Set) (*composer, error) {
+func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, error) {
 	from, err := netmail.ParseAddress(s.From)
 	if err != nil {
 		return nil, fmt.Errorf("campaign.from: %w", err)
 	}
-	c := &composer{campaign: id, from: from, set: set, attachments: s.Attachments}
+	c := &composer{campaign: id, from: from, set: set, attachments: s.Attachments,
+		listID: s.ListID, bounce: s.BounceAddress, verp: s.VERP}
 	if at := strings.LastIndexByte(from.Address, '@'); at >= 0 {
 		c.domain = from.Address[at+1:]
 	}
+	c.list = SuppressionList(from.Address) // the list the unsubscribe endpoint adds to
 	if s.ReplyTo != "" {
 		if c.replyTo, err = netmail.ParseAddress(s.ReplyTo); err != nil {
 			return nil, fmt.Errorf("campaign.reply_to: %w", err)
@@ -42,6 +94,56 @@ func newComposer(id string, s Spec, set *templates.Set) (*composer, error) {
 	}
 	for k, v := range s.Headers {
 		c.headers = append(c.headers, [2]string{k, v})
+	}
+	if c.verp && c.bounce == "" {
+		return nil, fmt.Errorf("campaign.verp: needs campaign.bounce_address")
+	}
+
+	switch {
+	case s.UnsubscribeURL != "":
+		if k.unsub == nil {
+			return nil, fmt.Errorf("campaign %s has one-click unsubscribe links: this configuration needs [unsubscribe] secret_env (the secret of the unsubscribe endpoint)", id)
+		}
+		if c.unsubBase, err = url.Parse(s.UnsubscribeURL); err != nil {
+			return nil, fmt.Errorf("unsubscribe.url: %w", err)
+		}
+		c.unsub = k.unsub
+		if s.UnsubscribeMailto != "" {
+			c.unsubMailto = "<mailto:" + s.UnsubscribeMailto + "?subject=unsubscribe>"
+		}
+	case set.UsesUnsubscribe():
+		return nil, fmt.Errorf("the templates call %s, but the campaign has no [unsubscribe] section (url, mailto, secret_env)", templates.UnsubscribeFunc)
+	}
+
+	if s.DKIMDomain != "" {
+		d := k.dkim
+		if d == nil {
+			return nil, fmt.Errorf("campaign %s is DKIM-signed (d=%s s=%s): this configuration needs a [dkim] section with that domain, selector and private_key", id, s.DKIMDomain, s.DKIMSelector)
+		}
+		if !strings.EqualFold(d.Domain, s.DKIMDomain) || !strings.EqualFold(d.Selector, s.DKIMSelector) {
+			return nil, fmt.Errorf("campaign %s is DKIM-signed as d=%s s=%s, but this configuration's [dkim] is d=%s s=%s", id, s.DKIMDomain, s.DKIMSelector, d.Domain, d.Selector)
+		}
+		signed := []string{"From", "To", "Subject", "Date", "Message-ID"}
+		if c.replyTo != nil {
+			signed = append(signed, "Reply-To")
+		}
+		if c.unsub != nil {
+			signed = append(signed, HeaderListUnsubscribe, HeaderListUnsubscribePost)
+		}
+		if c.listID != "" {
+			signed = append(signed, HeaderListID)
+		}
+		signed = append(signed, "MIME-Version", "Content-Type")
+		c.dkim = &dkim.SignOptions{
+			Domain: s.DKIMDomain, Selector: s.DKIMSelector, Signer: d.Key,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             signed,
+		}
+		// Fail here, not at the first message, on a key the signer refuses.
+		if _, err := c.sign([]byte("From: a@example.com\r\n\r\ncheck\r\n")); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -53,9 +155,36 @@ func MessageID(campaign, key, domain string) string {
 	return hex.EncodeToString(sum[:16]) + "." + campaign + "@" + domain
 }
 
+// unsubscribeLink is the recipient's one-click link, or "" when the
+// campaign has none.
+func (c *composer) unsubscribeLink(key string) string {
+	if c.unsub == nil {
+		return ""
+	}
+	return c.unsub.Link(c.unsubBase, unsubscribe.Subject{List: c.list, Key: key, Campaign: c.campaign})
+}
+
+// envelope is the envelope sender (MAIL FROM) for recipient email: with
+// VERP the campaign and recipient encoded into the bounce address, else
+// the bounce address, else the From address. An address VERP cannot carry
+// (a quoted local part) gets the plain bounce address: its bounce is still
+// matched through the X-Herald-Campaign header it quotes.
+func (c *composer) envelope(email string) string {
+	if c.verp {
+		if a, err := verp.Encode(c.bounce, c.campaign, email); err == nil {
+			return a
+		}
+	}
+	if c.bounce != "" {
+		return c.bounce
+	}
+	return c.from.Address
+}
+
 // compose renders and builds the message for one recipient.
 func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*mail.Msg, error) {
-	out, err := r.Render(c.set, data)
+	link := c.unsubscribeLink(key)
+	out, err := r.RenderLink(c.set, data, link)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +197,18 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	m.Subject(out.Subject)
 	m.SetMessageIDWithValue(MessageID(c.campaign, key, c.domain))
 	m.SetDateWithValue(now)
+	m.SetGenHeader(HeaderCampaign, c.campaign)
+	if c.listID != "" {
+		m.SetGenHeader(HeaderListID, c.listID)
+	}
+	if link != "" {
+		if c.unsubMailto != "" {
+			m.SetGenHeader(HeaderListUnsubscribe, "<"+link+">", c.unsubMailto)
+		} else {
+			m.SetGenHeader(HeaderListUnsubscribe, "<"+link+">")
+		}
+		m.SetGenHeader(HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
+	}
 	for _, h := range c.headers {
 		m.SetGenHeader(mail.Header(h[0]), h[1])
 	}
@@ -84,4 +225,52 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 		m.AttachReadSeeker(a.Name, bytes.NewReader(a.Data))
 	}
 	return m, nil
+}
+
+// build composes the message and, when the campaign is DKIM-signed, signs
+// it: what it returns is written as is, once or again on a retry.
+func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (io.WriterTo, error) {
+	m, err := c.compose(r, data, email, key, now)
+	if err != nil {
+		return nil, err
+	}
+	if c.dkim == nil {
+		return m, nil
+	}
+	var buf bytes.Buffer
+	if _, err := m.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	signed, err := c.sign(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return signed, nil
+}
+
+// sign prepends a DKIM-Signature to raw. Safe for concurrent use: the
+// signer is made per message from read-only options.
+func (c *composer) sign(raw []byte) (signedMessage, error) {
+	s, err := dkim.NewSigner(c.dkim)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	if _, err := s.Write(raw); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	if err := s.Close(); err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	sig := s.Signature()
+	out := make(signedMessage, 0, len(sig)+len(raw))
+	return append(append(out, sig...), raw...), nil
+}
+
+// signedMessage is a message's final bytes.
+type signedMessage []byte
+
+func (m signedMessage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(m)
+	return int64(n), err
 }

@@ -210,6 +210,8 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 			return nil
 		}
 		keys[row.Key] = row.Line
+		// Not signed: the key was tried once when the campaign was loaded,
+		// and a dry run of a large campaign need not pay a signature each.
 		msg, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
 		if err != nil {
 			res.Invalid++
@@ -261,7 +263,7 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 func (e *Engine) WriteMessage(r *templates.Renderer, header, fields []string, w io.Writer) error {
 	data := templates.Data(header, fields)
 	email := data[recipients.EmailColumn]
-	msg, err := e.content.comp.compose(r, data, email, strings.ToLower(email), time.Now())
+	msg, err := e.content.comp.build(r, data, email, strings.ToLower(email), time.Now())
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,6 @@ type campaign struct {
 	id      string
 	header  []string
 	content *content
-	envFrom string
 	list    string // suppression list
 
 	heldMu sync.Mutex
@@ -55,7 +54,7 @@ type campaign struct {
 }
 
 func newCampaign(id string, header []string, c *content) *campaign {
-	cp := &campaign{id: id, header: header, content: c, envFrom: c.comp.from.Address, list: SuppressionList(c.comp.from.Address), held: map[uint64]uint64{}}
+	cp := &campaign{id: id, header: header, content: c, list: SuppressionList(c.comp.from.Address), held: map[uint64]uint64{}}
 	cp.counts.Store(&queue.Counts{})
 	return cp
 }
@@ -632,7 +631,7 @@ func (r *run) load(ctx context.Context, id string, header []string) *campaign {
 	}
 	var c *content
 	if err == nil {
-		c, err = newContent(id, spec)
+		c, err = newContent(id, spec, r.e.keys)
 	}
 	if err == nil {
 		err = c.set.Check(header, nil)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -10,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/heraldmail/herald/ratelimit"
@@ -131,9 +131,10 @@ type worker struct {
 // prepared is a job ready to go: quota taken, message built.
 type prepared struct {
 	task
-	msg   *mail.Msg
-	at    time.Time
-	tries int
+	msg     io.WriterTo // the message, signed when the campaign is
+	envFrom string      // MAIL FROM: the bounce address, per recipient with VERP
+	at      time.Time
+	tries   int
 }
 
 // prepare takes the daily quota for job and builds its message. The rate
@@ -162,7 +163,8 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	for i, h := range t.c.header {
 		w.data[h] = t.job.Fields[i]
 	}
-	msg, err := t.c.content.comp.compose(&w.rend, w.data, t.job.Email, t.job.Key, now)
+	comp := t.c.content.comp
+	msg, err := comp.build(&w.rend, w.data, t.job.Email, t.job.Key, now)
 	if err != nil {
 		p.quota.Undo(r.hard, now)
 		r.results <- result{task: t, p: p, derr: Classify(StageRender, err), at: now}
@@ -170,7 +172,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	}
 	r.e.progress.inFlight.Add(1)
 	p.taken.Add(1)
-	return &prepared{task: t, msg: msg, at: now}, true
+	return &prepared{task: t, msg: msg, envFrom: comp.envelope(t.job.Email), at: now}, true
 }
 
 // tryNext takes another job only if one is waiting and the rate allows it
@@ -257,7 +259,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 
 // plain is one transaction without pipelining (one command, one reply).
 func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
-	derr, reply, keep := deliver(cn.c, pr.c.envFrom, pr.job.Email, pr.msg)
+	derr, reply, keep := deliver(cn.c, pr.envFrom, pr.job.Email, pr.msg)
 	cn.after(keep)
 	if derr != nil && derr.Class == ClassReconnect {
 		return pr, true
@@ -272,7 +274,7 @@ func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
 // a fresh one.
 func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, alive bool) {
 	pp := cn.pipe
-	if err := pp.writeEnvelope(pr.c.envFrom, pr.job.Email); err != nil {
+	if err := pp.writeEnvelope(pr.envFrom, pr.job.Email); err != nil {
 		return nil, r.finish(cn, pr, Classify(StageRender, err), "")
 	}
 	if err := pp.flush(); err != nil {
@@ -294,7 +296,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		}
 		next := r.tryNext(cn, w)
 		if next != nil {
-			if err := pp.writeEnvelope(next.c.envFrom, next.job.Email); err != nil {
+			if err := pp.writeEnvelope(next.envFrom, next.job.Email); err != nil {
 				// Nothing of it was written: settle it on its own.
 				if !r.finish(cn, next, Classify(StageRender, err), "") {
 					return cur, false

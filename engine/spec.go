@@ -28,6 +28,18 @@ type Spec struct {
 	Headers     map[string]string `json:"headers,omitempty"`
 	Attachments []Attachment      `json:"attachments,omitempty"`
 
+	// Deliverability headers and the envelope sender. The unsubscribe
+	// secret and the DKIM private key are not here: each process that
+	// sends reads them from its own configuration ([unsubscribe]
+	// secret_env, [dkim] private_key), so the queue holds no secret.
+	ListID            string `json:"list_id,omitempty"`
+	BounceAddress     string `json:"bounce_address,omitempty"`
+	VERP              bool   `json:"verp,omitempty"`
+	UnsubscribeURL    string `json:"unsubscribe_url,omitempty"` // "": no List-Unsubscribe
+	UnsubscribeMailto string `json:"unsubscribe_mailto,omitempty"`
+	DKIMDomain        string `json:"dkim_domain,omitempty"` // "": not signed
+	DKIMSelector      string `json:"dkim_selector,omitempty"`
+
 	PolicyThreshold float64 `json:"policy_threshold"`
 	PolicyMinimum   int     `json:"policy_minimum"`
 
@@ -53,6 +65,13 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
+		ListID: cp.ListID, BounceAddress: cp.BounceAddress, VERP: cp.VERP,
+	}
+	if u := cfg.Unsubscribe; u != nil {
+		s.UnsubscribeURL, s.UnsubscribeMailto = u.URL, u.Mailto
+	}
+	if d := cfg.DKIM; d != nil {
+		s.DKIMDomain, s.DKIMSelector = d.Domain, d.Selector
 	}
 	if cp.Text != "" {
 		b, err := os.ReadFile(cp.Text)
@@ -113,12 +132,12 @@ type content struct {
 	comp *composer
 }
 
-func newContent(id string, s Spec) (*content, error) {
+func newContent(id string, s Spec, k keys) (*content, error) {
 	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
 	if err != nil {
 		return nil, err
 	}
-	comp, err := newComposer(id, s, set)
+	comp, err := newComposer(id, s, set, k)
 	if err != nil {
 		return nil, err
 	}

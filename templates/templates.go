@@ -32,6 +32,11 @@ type Set struct {
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
 	names   [3]string
+	// unsub: a template calls unsubscribe_url. Its value is the
+	// recipient's, so such a Set is never executed itself: each Renderer
+	// executes its own clone, whose unsubscribe_url reads the Renderer's
+	// link (html/template cannot be cloned once executed).
+	unsub bool
 }
 
 // Rendered is one recipient's message content.
@@ -55,6 +60,8 @@ var ErrHeaderBreak = errors.New("the subject contains a line break")
 //	now           the time the message is rendered
 //	date L V      V (a time, or a string such as 2026-03-01 or RFC 3339)
 //	              formatted with Go layout L:      {{date "2 Jan 2006" .signup}}
+//	unsubscribe_url  the recipient's one-click unsubscribe link (an error
+//	              when the campaign has no [unsubscribe]): <a href="{{unsubscribe_url}}">
 func Funcs() map[string]any {
 	title := cases.Title(language.Und)
 	return map[string]any{
@@ -70,8 +77,19 @@ func Funcs() map[string]any {
 		"trim":  strings.TrimSpace,
 		"now":   time.Now,
 		"date":  formatDate,
+		// Bound per Renderer (see Renderer.RenderLink); this one says
+		// why there is no link.
+		UnsubscribeFunc: func() (string, error) { return "", ErrNoUnsubscribe },
 	}
 }
+
+// UnsubscribeFunc is the name of the template function that gives the
+// recipient's unsubscribe link.
+const UnsubscribeFunc = "unsubscribe_url"
+
+// ErrNoUnsubscribe is returned by rendering a template that calls
+// unsubscribe_url without a link for the recipient.
+var ErrNoUnsubscribe = errors.New(UnsubscribeFunc + ": this campaign has no unsubscribe link (configure [unsubscribe])")
 
 var dateLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"}
 
@@ -124,7 +142,81 @@ func Parse(src Sources) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("templates: %w", errors.Join(errs...))
 	}
+	var trees []*parse.Tree
+	for _, t := range s.subject.Templates() {
+		trees = append(trees, t.Tree)
+	}
+	if s.text != nil {
+		for _, t := range s.text.Templates() {
+			trees = append(trees, t.Tree)
+		}
+	}
+	if s.html != nil {
+		for _, t := range s.html.Templates() {
+			trees = append(trees, t.Tree)
+		}
+	}
+	for _, tr := range trees {
+		s.unsub = s.unsub || calls(tr, UnsubscribeFunc)
+	}
 	return s, nil
+}
+
+// UsesUnsubscribe reports whether a template calls unsubscribe_url.
+func (s *Set) UsesUnsubscribe() bool { return s.unsub }
+
+// calls reports whether tree (or a template it defines) calls function fn.
+func calls(tr *parse.Tree, fn string) bool {
+	if tr == nil || tr.Root == nil {
+		return false
+	}
+	found := false
+	var visit func(n parse.Node)
+	visit = func(n parse.Node) {
+		if found || n == nil {
+			return
+		}
+		switch n := n.(type) {
+		case *parse.IdentifierNode:
+			found = n.Ident == fn
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					visit(c)
+				}
+			}
+		case *parse.ActionNode:
+			visit(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					visit(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				visit(a)
+			}
+		case *parse.ChainNode:
+			visit(n.Node)
+		case *parse.IfNode:
+			visit(n.Pipe)
+			visit(n.List)
+			visit(n.ElseList)
+		case *parse.RangeNode:
+			visit(n.Pipe)
+			visit(n.List)
+			visit(n.ElseList)
+		case *parse.WithNode:
+			visit(n.Pipe)
+			visit(n.List)
+			visit(n.ElseList)
+		case *parse.TemplateNode:
+			visit(n.Pipe)
+		}
+	}
+	visit(tr.Root)
+	return found
 }
 
 func or(a, b string) string {
@@ -245,7 +337,9 @@ func (s *Set) Check(header []string, sample []string) error {
 	}
 	if sample != nil {
 		var r Renderer
-		if _, err := r.Render(s, Data(header, sample)); err != nil {
+		// Whether the campaign has links is its composer's to check; here
+		// any link will do.
+		if _, err := r.RenderLink(s, Data(header, sample), "https://example.invalid/unsubscribe?t=check"); err != nil {
 			return fmt.Errorf("rendering the first recipient: %w", err)
 		}
 	}
@@ -272,30 +366,94 @@ func Data(header, fields []string) map[string]string {
 // Renderer holds the buffers of one sender; it is not safe for concurrent
 // use, but many Renderers may share one Set.
 type Renderer struct {
-	buf bytes.Buffer
+	buf  bytes.Buffer
+	link string // the current recipient's unsubscribe link
+	// own are this Renderer's clones of Sets that call unsubscribe_url.
+	own map[*Set]*clones
 }
+
+// clones are a Set's templates with unsubscribe_url bound to a Renderer.
+type clones struct {
+	subject, text *texttemplate.Template
+	html          *htmltemplate.Template
+}
+
+// maxClones bounds the Sets a Renderer keeps clones of (a worker's
+// campaigns come and go).
+const maxClones = 16
 
 // Render executes every template for one recipient.
 func (r *Renderer) Render(s *Set, data map[string]string) (Rendered, error) {
+	return r.RenderLink(s, data, "")
+}
+
+// RenderLink is Render with the recipient's unsubscribe link, the value of
+// unsubscribe_url ("" for none: a template that calls it fails).
+func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string) (Rendered, error) {
+	subject, text, html := s.subject, s.text, s.html
+	if s.unsub {
+		c, err := r.clonesOf(s)
+		if err != nil {
+			return Rendered{}, err
+		}
+		subject, text, html = c.subject, c.text, c.html
+		r.link = unsubscribe
+	}
 	var out Rendered
 	var err error
-	if out.Subject, err = r.exec(s.subject.Execute, data); err != nil {
+	if out.Subject, err = r.exec(subject.Execute, data); err != nil {
 		return out, err
 	}
 	if strings.ContainsAny(out.Subject, "\r\n") {
 		return out, ErrHeaderBreak
 	}
-	if s.text != nil {
-		if out.Text, err = r.exec(s.text.Execute, data); err != nil {
+	if text != nil {
+		if out.Text, err = r.exec(text.Execute, data); err != nil {
 			return out, err
 		}
 	}
-	if s.html != nil {
-		if out.HTML, err = r.exec(s.html.Execute, data); err != nil {
+	if html != nil {
+		if out.HTML, err = r.exec(html.Execute, data); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// clonesOf returns this Renderer's clones of s, made on first use.
+func (r *Renderer) clonesOf(s *Set) (*clones, error) {
+	if c, ok := r.own[s]; ok {
+		return c, nil
+	}
+	if r.own == nil || len(r.own) >= maxClones {
+		r.own = map[*Set]*clones{}
+	}
+	fn := map[string]any{UnsubscribeFunc: func() (string, error) {
+		if r.link == "" {
+			return "", ErrNoUnsubscribe
+		}
+		return r.link, nil
+	}}
+	c := &clones{}
+	var err error
+	if c.subject, err = s.subject.Clone(); err != nil {
+		return nil, err
+	}
+	c.subject.Funcs(fn)
+	if s.text != nil {
+		if c.text, err = s.text.Clone(); err != nil {
+			return nil, err
+		}
+		c.text.Funcs(fn)
+	}
+	if s.html != nil {
+		if c.html, err = s.html.Clone(); err != nil {
+			return nil, err
+		}
+		c.html.Funcs(fn)
+	}
+	r.own[s] = c
+	return c, nil
 }
 
 func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]string) (string, error) {

@@ -130,10 +130,11 @@ func messageLine(m bounce.Result) string {
 	return b.String()
 }
 
-// bounceBases are the VERP bases to try: bounces.address, and the sender of
-// the configuration's campaign when it has one (the engine's default base).
+// bounceBases are the VERP bases to try: bounces.address, and the
+// configuration's campaign.bounce_address and campaign.from when it has a
+// campaign (the engine encodes VERP on the bounce address, else the From).
 func bounceBases(cfg *config.Config) []string {
-	bases := []string{cfg.Bounces.Address}
+	bases := []string{cfg.Bounces.Address, cfg.Campaign.BounceAddress}
 	if a, err := mail.ParseAddress(cfg.Campaign.From); err == nil {
 		bases = append(bases, a.Address)
 	}

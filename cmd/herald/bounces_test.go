@@ -14,17 +14,18 @@ import (
 	"github.com/heraldmail/herald/sink"
 )
 
-// TestBouncesCommand: a campaign is sent, its bounces arrive in a real
-// Dovecot mailbox, herald bounces suppresses the hard bounces on the
-// campaign's sending domain, and the next campaign from that domain skips
-// them.
+// TestBouncesCommand: a campaign is sent with VERP envelope senders, its
+// bounces arrive in a real Dovecot mailbox (reports made from the messages
+// herald sent, and the samples of bounce/testdata), herald bounces
+// suppresses the hard bounces on the campaign's sending domain, and the
+// next campaign from that domain skips them.
 func TestBouncesCommand(t *testing.T) {
 	t.Parallel()
 	srv := dovecottest.Start(t)
-	s := startSink(t, sink.Config{})
+	s := startSink(t, sink.Config{Keep: true})
 	host, port, _ := strings.Cut(s.Addr(), ":")
 	dir := t.TempDir()
-	rcpts := "email\nann@example.org\nbob.gone@gmail.com\ncarol@example.net\nfrank@example.org\nzoe@example.org\n"
+	rcpts := "email\nann@example.org\nbob.gone@gmail.com\ncarol@example.net\nfrank@example.org\nzoe@example.org\nyan@example.org\nwil@example.org\n"
 	campaign := func(id string) string {
 		return fmt.Sprintf(`
 [campaign]
@@ -33,6 +34,8 @@ from = "Herald News <news@example.com>"
 subject = "November news"
 text = "body.txt"
 recipients = "recipients.csv"
+bounce_address = "bounces@example.com"
+verp = true
 [[provider]]
 name = "local"
 host = %q
@@ -59,6 +62,19 @@ ca_file = %q
 	if code, out, errOut := runHerald(t, env, "send", "--config", conf, "--quiet"); code != 0 {
 		t.Fatalf("send: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// Reports on two messages herald sent: one to its VERP envelope sender,
+	// one to the plain bounce address (matched by X-Herald-Campaign).
+	sent := map[string]sink.Message{}
+	for _, m := range s.Messages() {
+		sent[m.To[0]] = m
+	}
+	for rcpt, to := range map[string]string{"zoe@example.org": sent["zoe@example.org"].From, "yan@example.org": "bounces@example.com"} {
+		m := sent[rcpt]
+		if !strings.HasPrefix(m.From, "bounces+nov-2026+") && rcpt == "zoe@example.org" {
+			t.Fatalf("the envelope sender of %s is %q, not a VERP address", rcpt, m.From)
+		}
+		srv.Deliver(dsn(to, rcpt, m.Data))
+	}
 	for _, name := range []string{"postfix-dsn-hard.eml", "gmail-dsn-hard.eml", "office365-ndr.eml", "exim-soft.eml", "out-of-office.eml", "unmatched-dsn.eml"} {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "bounce", "testdata", name))
 		if err != nil {
@@ -69,11 +85,11 @@ ca_file = %q
 
 	// A dry run changes nothing.
 	code, out, errOut := runHerald(t, env, "bounces", "--config", conf, "--dry-run")
-	want := "read 6, hard 3, soft 1, suppressed 3, not bounces 1, unmatched 1, errors 0"
+	want := "read 8, hard 5, soft 1, suppressed 5, not bounces 1, unmatched 1, errors 0"
 	if code != 0 || !strings.Contains(out, "dry run: nothing changed") || !strings.Contains(out, want) {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if n := len(srv.Messages("INBOX")); n != 6 {
+	if n := len(srv.Messages("INBOX")); n != 8 {
 		t.Fatalf("the dry run moved messages: %d left", n)
 	}
 
@@ -82,32 +98,33 @@ ca_file = %q
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
 		t.Fatalf("bounces --json: exit %d, %v\n%s\n%s", code, err, out, errOut)
 	}
-	if rep.Read != 6 || rep.Hard != 3 || rep.Soft != 1 || rep.Suppressed != 3 || rep.NotBounces != 1 || rep.Unmatched != 1 || rep.Errors != 0 || rep.DryRun || len(rep.Messages) != 6 {
+	if rep.Read != 8 || rep.Hard != 5 || rep.Soft != 1 || rep.Suppressed != 5 || rep.NotBounces != 1 || rep.Unmatched != 1 || rep.Errors != 0 || rep.DryRun || len(rep.Messages) != 8 {
 		t.Fatalf("summary %+v", rep.Summary)
 	}
 	if n := len(srv.Messages("INBOX")); n != 1 {
 		t.Errorf("INBOX holds %d messages, want the unmatched one", n)
 	}
-	if n := len(srv.Messages("Processed")); n != 5 {
-		t.Errorf("Processed holds %d messages, want 5", n)
+	if n := len(srv.Messages("Processed")); n != 7 {
+		t.Errorf("Processed holds %d messages, want 7", n)
 	}
 
 	q, err := boltq.Open(filepath.Join(dir, "herald.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := q.Suppressed(context.Background(), "example.com", "ann@example.org", "bob.gone@gmail.com", "carol@example.net", "frank@example.org", "zoe@example.org")
+	got, err := q.Suppressed(context.Background(), "example.com", "ann@example.org", "bob.gone@gmail.com", "carol@example.net", "frank@example.org", "zoe@example.org", "yan@example.org", "wil@example.org")
 	q.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got["ann@example.org"].Reason == "" || got["bob.gone@gmail.com"].Reason == "" || got["carol@example.net"].Reason == "" {
+	if len(got) != 5 || got["ann@example.org"].Reason == "" || got["bob.gone@gmail.com"].Reason == "" || got["carol@example.net"].Reason == "" ||
+		!strings.HasPrefix(got["zoe@example.org"].Reason, "hard bounce 5.1.1: 550 5.1.1 <zoe@example.org>") || got["yan@example.org"].Reason == "" {
 		t.Fatalf("suppressed on example.com: %+v", got)
 	}
 
 	// The next campaign from example.com does not write to them.
 	code, out, errOut = runHerald(t, env, "send", "--config", filepath.Join(dir, "dec.toml"), "--quiet")
-	if code != 0 || !strings.Contains(out, "dec-2026: 2 sent, 0 failed (3 suppressed") {
+	if code != 0 || !strings.Contains(out, "dec-2026: 2 sent, 0 failed (5 suppressed") {
 		t.Fatalf("next campaign: exit %d\n%s\n%s", code, out, errOut)
 	}
 
@@ -116,4 +133,41 @@ ca_file = %q
 	if code != exitInput || !strings.Contains(errOut, "login refused") || strings.Contains(out+errOut, srv.Password) {
 		t.Fatalf("wrong password: exit %d\n%s\n%s", code, out, errOut)
 	}
+}
+
+// dsn is a Postfix delivery status notification, delivered to to, saying
+// that rcpt does not exist, with the returned message.
+func dsn(to, rcpt string, returned []byte) []byte {
+	return []byte(fmt.Sprintf(`Return-Path: <>
+Delivered-To: %[1]s
+From: MAILER-DAEMON@mail.example.com (Mail Delivery System)
+To: %[1]s
+Subject: Undelivered Mail Returned to Sender
+Message-Id: <dsn.%[2]s@mail.example.com>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+This is the mail system at host mail.example.com.
+
+<%[2]s>: host mx.example.org[192.0.2.25] said: 550 5.1.1 <%[2]s>: User unknown
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.com
+
+Final-Recipient: rfc822; %[2]s
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <%[2]s>: Recipient address rejected: User unknown
+
+--B
+Content-Type: message/rfc822
+
+%[3]s
+--B--
+`, to, rcpt, returned))
 }

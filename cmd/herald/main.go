@@ -45,6 +45,7 @@ func init() {
 		"worker":       {"deliver every active campaign in the queue until stopped (SIGTERM)", cmdWorker},
 		"retry-failed": {"queue a campaign's failed recipients again, once the cause is fixed", cmdRetryFailed},
 		"bounces":      {"read the bounce mailbox: suppress hard bounces, count soft ones", cmdBounces},
+		"serve":        {"answer one-click unsubscribe links (RFC 8058) and the confirmation page", cmdServe},
 		"suppress":     {"add, remove, list, import or export a sending domain's suppression list", cmdSuppress},
 	}
 }

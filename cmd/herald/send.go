@@ -31,9 +31,15 @@ type campaign struct {
 	// recovered is how many leases of a dead process the embedded store
 	// returned when it was opened.
 	recovered int
+	// stopJournal stops moving unsubscribes from herald serve's journal
+	// into the embedded store (journal.go).
+	stopJournal func()
 }
 
 func (c *campaign) Close() {
+	if c.stopJournal != nil {
+		c.stopJournal()
+	}
 	if c.q != nil {
 		c.q.Close()
 	}
@@ -90,6 +96,7 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			return nil, exitInput
 		}
 		c.q, c.recovered = q, q.Recovered()
+		c.stopJournal = followJournal(cfg.Queue.Path, q, stderr)
 	}
 	switch what {
 	case campaignEngine:
