@@ -242,6 +242,9 @@ func (w *worker) run() {
 func (w *worker) one(seq uint64, start time.Time) {
 	if w.c == nil {
 		if d := w.connect(); d != nil {
+			if w.r.ctx.Err() != nil {
+				return // the run was stopped while dialling: not this message's failure
+			}
 			w.count(d)
 			if d.Class == engine.ClassAuth {
 				w.r.abort(d)
