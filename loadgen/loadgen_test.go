@@ -182,6 +182,17 @@ func TestPipeliningGroupsTheEnvelope(t *testing.T) {
 			if tt.want && groups != 20 {
 				t.Fatalf("%d of 20 envelopes arrived as one MAIL+RCPT+DATA group", groups)
 			}
+			// The content of a message goes with the next envelope: on each
+			// connection every envelope but the first follows a final dot.
+			chained := 0
+			for _, r := range s.Reads() {
+				if bytes.Contains(r, []byte("\r\n.\r\nMAIL FROM:")) {
+					chained++
+				}
+			}
+			if tt.want && chained != 20-int(res.Sessions) || !tt.want && chained != 0 {
+				t.Fatalf("%d envelopes sent with the previous content over %d sessions", chained, res.Sessions)
+			}
 			if !tt.want && groups != 0 {
 				t.Fatalf("%d envelopes were pipelined", groups)
 			}

@@ -78,9 +78,10 @@ type worker struct {
 	sent     int64
 	rcpts    int64
 	live     *live
-	env      []byte // the envelope being written
+	env      []byte // the group being written
 	wire     []byte // this worker's copy of the message, Message-ID patched per message
-	fails    []*engine.DeliveryError
+	held     held   // with holding: the message whose content goes with the next envelope
+	holding  bool
 }
 
 // Run generates the load cfg describes and returns what happened. Its
@@ -217,13 +218,29 @@ func (w *worker) run() {
 	r := w.r
 	defer w.quit()
 	if r.jobs != nil {
-		for j := range r.jobs {
+		for {
+			var j job
+			var ok bool
+			if w.holding {
+				// Chain the held content with the next envelope only if
+				// that message is already due: never make it wait.
+				select {
+				case j, ok = <-r.jobs:
+				default:
+					w.flush()
+					j, ok = <-r.jobs
+				}
+			} else {
+				j, ok = <-r.jobs
+			}
+			if !ok {
+				return
+			}
 			if r.ctx.Err() != nil {
 				continue // drain without sending
 			}
 			w.one(j.seq, j.due)
 		}
-		return
 	}
 	for r.ctx.Err() == nil {
 		now := time.Now()
@@ -240,42 +257,48 @@ func (w *worker) run() {
 
 // one sends message seq; start is when its latency starts.
 func (w *worker) one(seq uint64, start time.Time) {
-	if w.c == nil {
-		if d := w.connect(); d != nil {
-			if w.r.ctx.Err() != nil {
-				return // the run was stopped while dialling: not this message's failure
-			}
-			w.count(d)
-			if d.Class == engine.ClassAuth {
-				w.r.abort(d)
+	for attempt := 0; ; attempt++ {
+		if w.c == nil {
+			if d := w.connect(); d != nil {
+				if w.r.ctx.Err() != nil {
+					return // the run was stopped while dialling: not this message's failure
+				}
+				w.settle(start, 0, d)
+				if d.Class != engine.ClassAuth {
+					// Do not spin against a server that refuses connections.
+					sleepCtx(w.r.ctx, 50*time.Millisecond)
+				}
 				return
 			}
-			// Do not spin against a server that refuses connections.
-			sleepCtx(w.r.ctx, 50*time.Millisecond)
-			return
 		}
-	}
-	sent, accepted, fail := w.transaction(seq)
-	for _, d := range w.fails {
-		w.count(d)
-	}
-	if fail != nil {
-		w.count(fail)
-		if fail.Class == engine.ClassAuth {
-			w.r.abort(fail)
+		// A retry happens at most once: only when the previous message's
+		// content, sent with this envelope, broke the session, and a new
+		// session holds no previous message.
+		if !w.transaction(seq, start) || attempt > 0 {
+			break
 		}
-	}
-	if sent {
-		w.msgHist.Record(time.Since(start))
-		w.outcomes[engine.ClassSent]++
-		w.sent++
-		w.rcpts += int64(accepted)
-		w.live.sent.Add(1)
 	}
 	w.used++
 	if w.c != nil && w.r.cfg.Reuse > 0 && w.used >= w.r.cfg.Reuse {
 		w.quit()
 	}
+}
+
+// settle counts a message's outcome: accepted (fail nil) for accepted
+// recipients, or failed.
+func (w *worker) settle(start time.Time, accepted int, fail *engine.DeliveryError) {
+	if fail != nil {
+		w.count(fail)
+		if fail.Class == engine.ClassAuth {
+			w.r.abort(fail) // every other message would be refused the same way
+		}
+		return
+	}
+	w.msgHist.Record(time.Since(start))
+	w.outcomes[engine.ClassSent]++
+	w.sent++
+	w.rcpts += int64(accepted)
+	w.live.sent.Add(1)
 }
 
 func (w *worker) count(d *engine.DeliveryError) {
@@ -385,6 +408,10 @@ func (w *worker) connect() *engine.DeliveryError {
 
 // drop closes the connection without QUIT: the session is broken.
 func (w *worker) drop() {
+	if w.holding {
+		w.holding = false
+		w.settle(w.held.start, 0, engine.Classify(engine.StageContent, errors.New("connection closed before the message content was sent")))
+	}
 	if w.c != nil {
 		w.c.conn.Close()
 		w.c = nil
@@ -393,6 +420,7 @@ func (w *worker) drop() {
 
 // quit ends the session politely and times it.
 func (w *worker) quit() {
+	w.flush()
 	c := w.c
 	if c == nil {
 		return
@@ -441,35 +469,60 @@ func (w *worker) step(pipe bool, st stage, line []byte, expect int, t *time.Time
 	return err
 }
 
-// transaction sends message seq over the open session. It returns whether
-// the server accepted the message and for how many recipients; fail is the
-// message's failure (MAIL, DATA, the content, a broken connection) and
-// w.fails the refused recipients. A broken session is closed.
-func (w *worker) transaction(seq uint64) (sent bool, accepted int, fail *engine.DeliveryError) {
+// transaction sends message seq over the open session and settles it, or
+// leaves it held: with pipelining, the content waits to go out with the
+// next envelope (RFC 2920 allows the content to open a group), so a
+// message costs one write and one round trip. A held message from before
+// is settled here too. It returns true when seq must be tried again on a
+// new session: the held message's reply broke the session before seq's
+// envelope was answered. A broken session is closed.
+func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 	r := w.r
 	c := w.c
-	w.fails = w.fails[:0]
 	pipe := r.cfg.Pipelining && c.pipelining
 	_ = c.conn.SetDeadline(time.Now().Add(r.cfg.Timeout))
-	broken := func(s engine.Stage, err error) (bool, int, *engine.DeliveryError) {
+	accepted := 0
+	var fail *engine.DeliveryError
+	broken := func(s engine.Stage, err error) bool {
 		w.drop()
 		if fail == nil {
 			fail = engine.Classify(s, err)
 		}
-		return false, accepted, fail
+		w.settle(start, accepted, fail)
+		return false
 	}
 
 	t := time.Now()
 	if pipe {
-		// RFC 2920: MAIL, every RCPT and DATA in one write.
-		env := append(w.env[:0], r.mailCmd...)
+		// RFC 2920: the held content, MAIL, every RCPT and DATA in one write.
+		h, held := w.held, w.holding
+		w.holding = false
+		env := w.env[:0]
+		if held {
+			setID(w.wire, r.msg.idAt, h.seq)
+			env = append(env, w.wire...)
+		}
+		env = append(env, r.mailCmd...)
 		for j := range r.cfg.Rcpts {
 			env = w.rcptLine(env, seq, j)
 		}
 		env = append(env, dataCmd...)
 		w.env = env
 		if _, err := c.conn.Write(env); err != nil {
+			w.drop()
+			if held {
+				w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+				return true
+			}
 			return broken(engine.StageMail, err)
+		}
+		if held {
+			err := w.step(true, stBody, nil, 250, &t)
+			w.settleBody(h, err)
+			if err != nil && fatal(err) {
+				w.drop()
+				return true
+			}
 		}
 	}
 	if err := w.step(pipe, stMail, r.mailCmd, 250, &t); err != nil {
@@ -478,7 +531,8 @@ func (w *worker) transaction(seq uint64) (sent bool, accepted int, fail *engine.
 		}
 		fail = engine.Classify(engine.StageMail, err)
 		if !pipe {
-			return false, 0, fail // no transaction was opened
+			w.settle(start, 0, fail) // no transaction was opened
+			return false
 		}
 	}
 	for j := range r.cfg.Rcpts {
@@ -496,11 +550,13 @@ func (w *worker) transaction(seq uint64) (sent bool, accepted int, fail *engine.
 			return broken(engine.StageRcpt, err)
 		}
 		if fail == nil { // after a refused MAIL, RCPT replies are its echo
-			w.fails = append(w.fails, engine.Classify(engine.StageRcpt, err))
+			w.count(engine.Classify(engine.StageRcpt, err))
 		}
 	}
 	if !pipe && accepted == 0 {
-		return false, 0, w.reset(nil)
+		// Every recipient refused, each counted: no message failure besides.
+		w.reset()
+		return false
 	}
 	if err := w.step(pipe, stData, dataCmd, 354, &t); err != nil {
 		if fatal(err) {
@@ -509,7 +565,11 @@ func (w *worker) transaction(seq uint64) (sent bool, accepted int, fail *engine.
 		if fail == nil && accepted > 0 {
 			fail = engine.Classify(engine.StageData, err)
 		}
-		return false, accepted, w.reset(fail)
+		if fail != nil {
+			w.settle(start, accepted, fail)
+		}
+		w.reset()
+		return false
 	}
 	if fail != nil || accepted == 0 {
 		// DATA accepted although the envelope failed: end the transaction
@@ -517,34 +577,68 @@ func (w *worker) transaction(seq uint64) (sent bool, accepted int, fail *engine.
 		if _, err := c.conn.Write([]byte(".\r\n")); err != nil {
 			return broken(engine.StageContent, err)
 		}
-		if _, err := c.readReply(0); err != nil {
+		if _, err := c.readReply(0); err != nil && fatal(err) {
 			return broken(engine.StageDataEnd, err)
 		}
-		return false, accepted, fail
-	}
-	setID(w.wire, r.msg.idAt, seq)
-	t = time.Now()
-	if _, err := c.conn.Write(w.wire); err != nil {
-		return broken(engine.StageContent, err)
-	}
-	if err := w.step(true, stBody, nil, 250, &t); err != nil {
-		if fatal(err) {
-			return broken(engine.StageDataEnd, err)
+		if fail != nil {
+			w.settle(start, accepted, fail)
 		}
-		return false, accepted, engine.Classify(engine.StageDataEnd, err)
+		return false
 	}
-	return true, accepted, nil
+	w.held, w.holding = held{seq: seq, start: start, accepted: accepted}, true
+	if !pipe {
+		w.flush()
+	}
+	return false
 }
 
-// reset ends a refused transaction with RSET so the session can go on; it
-// returns fail for the caller's convenience.
-func (w *worker) reset(fail *engine.DeliveryError) *engine.DeliveryError {
+// held is a message whose DATA got its 354 and whose content is not
+// written yet.
+type held struct {
+	seq      uint64
+	start    time.Time
+	accepted int
+}
+
+// flush writes the held message's content alone and settles it.
+func (w *worker) flush() {
+	if !w.holding {
+		return
+	}
+	h := w.held
+	w.holding = false
+	c := w.c
+	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
+	setID(w.wire, w.r.msg.idAt, h.seq)
+	t := time.Now()
+	if _, err := c.conn.Write(w.wire); err != nil {
+		w.drop()
+		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+		return
+	}
+	err := w.step(true, stBody, nil, 250, &t)
+	w.settleBody(h, err)
+	if err != nil && fatal(err) {
+		w.drop()
+	}
+}
+
+// settleBody settles a message by the reply to its final dot.
+func (w *worker) settleBody(h held, err error) {
+	if err != nil {
+		w.settle(h.start, h.accepted, engine.Classify(engine.StageDataEnd, err))
+		return
+	}
+	w.settle(h.start, h.accepted, nil)
+}
+
+// reset ends a refused transaction with RSET so the session can go on.
+func (w *worker) reset() {
 	if _, err := w.c.conn.Write([]byte("RSET\r\n")); err != nil {
 		w.drop()
-		return fail
+		return
 	}
 	if _, err := w.c.readReply(250); err != nil {
 		w.drop()
 	}
-	return fail
 }
