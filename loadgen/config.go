@@ -41,7 +41,7 @@ func (m TLSMode) String() string {
 type Config struct {
 	Server      string        // host:port
 	AllowRemote bool          // permit a target that is not loopback
-	Connections int           // concurrent connections (closed loop: each sends back to back)
+	Connections int           // closed loop: connections sending back to back; open loop: at most this many, opened as needed
 	Messages    int           // messages in all; 0 with Duration: until Duration ends
 	Duration    time.Duration // 0: until Messages are sent
 	Rate        float64       // open loop: messages offered per second; 0 is closed loop

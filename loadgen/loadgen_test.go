@@ -223,8 +223,13 @@ func TestReuse(t *testing.T) {
 func TestOpenLoopRate(t *testing.T) {
 	t.Parallel()
 	s := startSink(t, sink.Config{})
-	res := run(t, Config{Server: s.Addr(), Rate: 200, Duration: time.Second, Connections: 8, Pipelining: true})
+	res := run(t, Config{Server: s.Addr(), Rate: 200, Duration: time.Second, Pipelining: true})
 	matchSink(t, res, s)
+	// Up to 256 connections by default, but opened only when no open one
+	// is idle: a message takes a millisecond or so, one every 5ms is due.
+	if res.Connections != DefaultOpenConnections || res.Sessions >= 100 || res.Sessions != s.Stats().Sessions {
+		t.Fatalf("%d sessions for 200 messages at 200/s (up to %d connections)", res.Sessions, res.Connections)
+	}
 	// 200 messages are due at 0, 5ms, ... 995ms: the run cannot be shorter.
 	if res.Messages != 200 || res.Errors != 0 || res.Mode != "open" || res.OfferedRate != 200 {
 		t.Fatalf("%+v", res)

@@ -42,6 +42,9 @@ func (r *runner) result(workers []*worker, elapsed time.Duration) *Result {
 	var outcomes [numClasses]int64
 	var stages [numStages]Histogram
 	for _, w := range workers {
+		if w == nil {
+			continue // open loop: never needed
+		}
 		res.Messages += w.sent
 		res.Recipients += w.rcpts
 		res.Message.Merge(&w.msgHist)

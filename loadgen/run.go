@@ -122,19 +122,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	workers := make([]*worker, cfg.Connections)
 	lives := make([]live, cfg.Connections)
-	for i := range workers {
-		workers[i] = &worker{r: r, live: &lives[i], wire: append([]byte(nil), msg.wire...)}
+	var wg sync.WaitGroup
+	spawn := func(i int) {
+		w := &worker{r: r, live: &lives[i], wire: append([]byte(nil), msg.wire...)}
+		workers[i] = w
+		wg.Go(w.run)
 	}
 	if cfg.Rate > 0 {
-		r.jobs = make(chan job, 1024)
-		go r.offer(start)
-	} else if cfg.Duration > 0 {
-		r.deadline = start.Add(cfg.Duration)
-	}
-
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Go(w.run)
+		// Connections open as the offered load needs them, up to
+		// Connections; the clock goroutine starts them.
+		r.jobs = make(chan job)
+		wg.Go(func() { r.offer(start, spawn) })
+	} else {
+		if cfg.Duration > 0 {
+			r.deadline = start.Add(cfg.Duration)
+		}
+		for i := range workers {
+			spawn(i)
+		}
 	}
 	done := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -149,8 +154,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // offer is the open loop's clock: message i is due at start + i/rate,
-// whether or not a connection is free for it then.
-func (r *runner) offer(start time.Time) {
+// whether or not a connection is free for it then. A due message goes to
+// an idle connection; when none is idle it starts another (spawn), up to
+// Connections, and past that it waits for one, its latency running.
+func (r *runner) offer(start time.Time, spawn func(int)) {
 	defer close(r.jobs)
 	n := uint64(r.cfg.Messages)
 	if d := r.cfg.Duration; d > 0 {
@@ -159,6 +166,7 @@ func (r *runner) offer(start time.Time) {
 			n = byTime
 		}
 	}
+	spawned := 0
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for i := uint64(0); i < n; i++ {
@@ -171,8 +179,18 @@ func (r *runner) offer(start time.Time) {
 				return
 			}
 		}
+		j := job{seq: i + 1, due: due}
 		select {
-		case r.jobs <- job{seq: i + 1, due: due}:
+		case r.jobs <- j:
+			continue
+		default:
+		}
+		if spawned < r.cfg.Connections {
+			spawn(spawned)
+			spawned++
+		}
+		select {
+		case r.jobs <- j:
 		case <-r.ctx.Done():
 			return
 		}
@@ -218,6 +236,12 @@ func (w *worker) run() {
 	r := w.r
 	defer w.quit()
 	if r.jobs != nil {
+		// Started because a message found no idle connection: connect
+		// first, then take whichever message is next, so that one does not
+		// wait for this setup if another connection frees sooner.
+		if d := w.connect(); d != nil && r.ctx.Err() == nil {
+			w.settle(time.Time{}, 0, d)
+		}
 		for {
 			var j job
 			var ok bool
