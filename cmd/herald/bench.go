@@ -122,6 +122,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	} else {
 		res.WriteText(stdout)
 	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "herald bench: interrupted; the report covers the messages sent until then")
+	}
 	if res.Aborted != "" {
 		fmt.Fprintf(stderr, "herald bench: stopped early: %s\n", res.Aborted)
 	}
