@@ -102,8 +102,15 @@ func (c *client) readEHLO() error {
 		if len(line) < 3 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') {
 			return textproto.ProtocolError("malformed EHLO reply: " + string(line))
 		}
+		n := 0
+		for _, d := range line[:3] {
+			if d < '0' || d > '9' {
+				return textproto.ProtocolError("malformed EHLO reply code: " + string(line))
+			}
+			n = n*10 + int(d-'0')
+		}
 		if code == 0 {
-			code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
+			code = n
 		}
 		text := ""
 		if len(line) > 4 {
