@@ -193,6 +193,16 @@ func TestPipeliningGroupsTheEnvelope(t *testing.T) {
 			if tt.want && chained != 20-int(res.Sessions) || !tt.want && chained != 0 {
 				t.Fatalf("%d envelopes sent with the previous content over %d sessions", chained, res.Sessions)
 			}
+			// And the last content of a session goes with QUIT.
+			quits := 0
+			for _, r := range s.Reads() {
+				if bytes.HasSuffix(r, []byte("\r\n.\r\nQUIT\r\n")) {
+					quits++
+				}
+			}
+			if tt.want && quits != int(res.Sessions) || !tt.want && quits != 0 {
+				t.Fatalf("%d of %d sessions ended with content and QUIT in one group", quits, res.Sessions)
+			}
 			if !tt.want && groups != 0 {
 				t.Fatalf("%d envelopes were pipelined", groups)
 			}

@@ -444,7 +444,10 @@ func (w *worker) drop() {
 
 // quit ends the session politely and times it.
 func (w *worker) quit() {
-	w.flush()
+	if w.holding {
+		w.quitHeld()
+		return
+	}
 	c := w.c
 	if c == nil {
 		return
@@ -459,6 +462,35 @@ func (w *worker) quit() {
 	if _, err := c.readReply(0); err == nil {
 		w.hist[stQuit].Record(time.Since(t))
 	}
+}
+
+// quitHeld sends the held content and QUIT in one write (a message is
+// held only with pipelining, and RFC 2920 lets QUIT end a group), settles
+// the message and ends the session.
+func (w *worker) quitHeld() {
+	h, c := w.held, w.c
+	w.holding = false
+	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
+	setID(w.wire, w.r.msg.idAt, h.seq)
+	buf := append(append(w.env[:0], w.wire...), "QUIT\r\n"...)
+	w.env = buf
+	t := time.Now()
+	if _, err := c.conn.Write(buf); err != nil {
+		w.drop()
+		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+		return
+	}
+	err := w.step(true, stBody, nil, 250, &t)
+	w.settleBody(h, err)
+	if err != nil && fatal(err) {
+		w.drop()
+		return
+	}
+	if _, err := c.readReply(0); err == nil {
+		w.hist[stQuit].Record(time.Since(t))
+	}
+	w.c = nil
+	c.conn.Close()
 }
 
 var dataCmd = []byte("DATA\r\n")
