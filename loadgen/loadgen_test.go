@@ -400,3 +400,22 @@ func TestConfigErrorsNameFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelStopsAndCountsWhatWasSent(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []float64{0, 500} {
+		s := startSink(t, sink.Config{})
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		res, err := Run(ctx, Config{Server: s.Addr(), Connections: 4, Duration: time.Minute, Rate: rate, Pipelining: true, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Messages whose content was held for the next envelope are sent
+		// and counted before the sessions end.
+		matchSink(t, res, s)
+		if res.Messages == 0 || res.Errors != 0 || res.Duration > 20*time.Second {
+			t.Fatalf("rate %v: %d messages, %d errors in %v", rate, res.Messages, res.Errors, res.Duration)
+		}
+	}
+}
