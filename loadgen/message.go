@@ -108,8 +108,8 @@ func stuff(text []byte) []byte {
 	return append(out, '.', '\r', '\n')
 }
 
-// setID writes seq, zero-padded hexadecimal, into the Message-ID slot of
-// wire (a copy of the template's).
+// setID writes seq, zero-padded hexadecimal, into the idDigits bytes of
+// wire at at.
 func setID(wire []byte, at int, seq uint64) {
 	var buf [idDigits]byte
 	for i := range buf {

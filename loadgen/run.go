@@ -78,9 +78,11 @@ type worker struct {
 	sent     int64
 	rcpts    int64
 	live     *live
-	env      []byte // the group being written
-	wire     []byte // this worker's copy of the message, Message-ID patched per message
-	held     held   // with holding: the message whose content goes with the next envelope
+	env      []byte         // the group being written
+	id       [idDigits]byte // this message's Message-ID number
+	bufs     net.Buffers    // the pieces of one write
+	out      []byte         // one write assembled, where writev is not available (TLS)
+	held     held           // with holding: the message whose content goes with the next envelope
 	holding  bool
 }
 
@@ -124,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	lives := make([]live, cfg.Connections)
 	var wg sync.WaitGroup
 	spawn := func(i int) {
-		w := &worker{r: r, live: &lives[i], wire: append([]byte(nil), msg.wire...)}
+		w := &worker{r: r, live: &lives[i]}
 		workers[i] = w
 		wg.Go(w.run)
 	}
@@ -471,11 +473,8 @@ func (w *worker) quitHeld() {
 	h, c := w.held, w.c
 	w.holding = false
 	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
-	setID(w.wire, w.r.msg.idAt, h.seq)
-	buf := append(append(w.env[:0], w.wire...), "QUIT\r\n"...)
-	w.env = buf
 	t := time.Now()
-	if _, err := c.conn.Write(buf); err != nil {
+	if err := w.write(true, h.seq, quitCmd); err != nil {
 		w.drop()
 		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
 		return
@@ -493,7 +492,41 @@ func (w *worker) quitHeld() {
 	c.conn.Close()
 }
 
-var dataCmd = []byte("DATA\r\n")
+var (
+	dataCmd = []byte("DATA\r\n")
+	quitCmd = []byte("QUIT\r\n")
+)
+
+// write sends, in one write, message seq's content (when content is set)
+// followed by tail, the next commands. The content is the shared template
+// around this message's Message-ID number: on TCP the pieces go with one
+// writev and nothing is copied; over TLS they are assembled into one
+// record's worth of writes.
+func (w *worker) write(content bool, seq uint64, tail []byte) error {
+	conn := w.c.conn
+	if !content {
+		_, err := conn.Write(tail)
+		return err
+	}
+	m := w.r.msg
+	setID(w.id[:], 0, seq)
+	if _, ok := conn.(*net.TCPConn); !ok {
+		out := append(w.out[:0], m.wire[:m.idAt]...)
+		out = append(out, w.id[:]...)
+		out = append(out, m.wire[m.idAt+idDigits:]...)
+		out = append(out, tail...)
+		w.out = out
+		_, err := conn.Write(out)
+		return err
+	}
+	bufs := append(w.bufs[:0], m.wire[:m.idAt], w.id[:], m.wire[m.idAt+idDigits:])
+	if len(tail) > 0 {
+		bufs = append(bufs, tail)
+	}
+	w.bufs = bufs
+	_, err := bufs.WriteTo(conn) // consumes its own copy of the slice header
+	return err
+}
 
 // rcptLine appends recipient j of message seq: r<j>-<seq>@domain.
 func (w *worker) rcptLine(b []byte, seq uint64, j int) []byte {
@@ -553,18 +586,13 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 		// RFC 2920: the held content, MAIL, every RCPT and DATA in one write.
 		h, held := w.held, w.holding
 		w.holding = false
-		env := w.env[:0]
-		if held {
-			setID(w.wire, r.msg.idAt, h.seq)
-			env = append(env, w.wire...)
-		}
-		env = append(env, r.mailCmd...)
+		env := append(w.env[:0], r.mailCmd...)
 		for j := range r.cfg.Rcpts {
 			env = w.rcptLine(env, seq, j)
 		}
 		env = append(env, dataCmd...)
 		w.env = env
-		if _, err := c.conn.Write(env); err != nil {
+		if err := w.write(held, h.seq, env); err != nil {
 			w.drop()
 			if held {
 				w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
@@ -665,9 +693,8 @@ func (w *worker) flush() {
 	w.holding = false
 	c := w.c
 	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
-	setID(w.wire, w.r.msg.idAt, h.seq)
 	t := time.Now()
-	if _, err := c.conn.Write(w.wire); err != nil {
+	if err := w.write(true, h.seq, nil); err != nil {
 		w.drop()
 		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
 		return
