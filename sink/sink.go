@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -262,7 +263,10 @@ func Start(cfg Config) (*Server, error) {
 	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.srv.TLSConfig = cfg.TLSConfig
 	s.srv.ErrorLog = errorLog{cfg.Logger}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// No TCP keep-alive: it costs four setsockopt calls per connection,
+	// and ReadTimeout already ends idle sessions.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
