@@ -43,6 +43,7 @@ func init() {
 		"resume":       {"let a paused campaign be delivered again", cmdSetStatus("resume", queue.Active)},
 		"cancel":       {"cancel what is not yet sent; the record of what was sent stays", cmdSetStatus("cancel", queue.CampaignCancelled)},
 		"worker":       {"deliver every active campaign in the queue until stopped (SIGTERM)", cmdWorker},
+		"bench":        {"an SMTP load generator: throughput and per-stage latency of a server", cmdBench},
 		"retry-failed": {"queue a campaign's failed recipients again, once the cause is fixed", cmdRetryFailed},
 	}
 }
