@@ -79,7 +79,7 @@ def goal(name, got, want, stretch=None):
     extra = ""
     if stretch is not None:
         extra = f"; wanted {stretch:.1f}×: " + ("reached" if got >= stretch else "not yet")
-    w(f"- {name}: {got:.2f}× (goal ≥ {want:.1f}×) **{verdict}**{extra}")
+    w(f"- {name}: {got:.3f}× (goal ≥ {want:.1f}×) **{verdict}**{extra}")
 hb = med("herald bench", "msgs_per_s")
 hs = med("smtp-source -c → herald sink", "msgs_per_s")
 camp = med("herald send (embedded)", "msgs_per_s")
