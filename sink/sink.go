@@ -1,7 +1,7 @@
 package sink
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,7 +26,8 @@ type Stage uint8
 const (
 	StageMail Stage = iota + 1
 	StageRcpt
-	StageData // after the whole message was read, before the reply
+	StageData     // after the whole message was read, before the reply
+	StageGreeting // the 220 banner; only for Faults.Latencies
 )
 
 func (s Stage) String() string {
@@ -37,6 +38,8 @@ func (s Stage) String() string {
 		return "rcpt"
 	case StageData:
 		return "data"
+	case StageGreeting:
+		return "greeting"
 	}
 	return "unknown"
 }
@@ -84,11 +87,58 @@ type Faults struct {
 	// carried this many messages (0: off).
 	AfterMessages int
 	// Throttle accepts at most this many messages a second across all
-	// sessions; above it MAIL gets 421 4.7.0 and the session closes (0: off).
+	// sessions, in bursts of up to ThrottleBurst (at least 1); above it MAIL
+	// gets 421 4.7.0 and the session closes (0: off).
 	Throttle      float64
 	ThrottleBurst int
 	// Latency delays every reply to MAIL, RCPT and the end of DATA.
 	Latency time.Duration
+	// Latencies override Latency per stage (StageMail, StageRcpt,
+	// StageData); StageGreeting delays the 220 banner. A stage present
+	// with 0 has no delay.
+	Latencies map[Stage]time.Duration
+
+	// Shares (0..1) of transactions that fail, after Hook and Rules let
+	// them through. Which ones is decided by Seed alone: the nth RCPT (or
+	// DATA, or end of data) counted across all sessions draws the same
+	// number in every run with the same Seed, so one client sees the same
+	// faults in the same places, and N recipients give the same count
+	// whatever the concurrency.
+	RcptTemp float64 // 451 4.3.0 to a RCPT
+	RcptPerm float64 // 550 5.1.1 to a RCPT
+	// DropBeforeData closes the connection in place of the 354 reply to
+	// DATA: the client knows the message was not sent.
+	DropBeforeData float64
+	DataTemp       float64 // 451 4.3.0 after the data
+	DataPerm       float64 // 550 5.7.1 after the data
+	// DropAfterData keeps the message, then closes the connection in place
+	// of the reply: the client cannot know it was delivered.
+	DropAfterData float64
+	Seed          int64
+}
+
+// Validate reports the first share out of 0..1, or shares of one stage
+// that add up to more than 1.
+func (f *Faults) Validate() error {
+	for _, v := range []struct {
+		name string
+		v    float64
+	}{{"RcptTemp", f.RcptTemp}, {"RcptPerm", f.RcptPerm}, {"DropBeforeData", f.DropBeforeData},
+		{"DataTemp", f.DataTemp}, {"DataPerm", f.DataPerm}, {"DropAfterData", f.DropAfterData}} {
+		if !(v.v >= 0 && v.v <= 1) {
+			return fmt.Errorf("sink: %s %v is not a share between 0 and 1", v.name, v.v)
+		}
+	}
+	if f.RcptTemp+f.RcptPerm > 1 {
+		return errors.New("sink: RcptTemp + RcptPerm exceed 1")
+	}
+	if f.DataTemp+f.DataPerm+f.DropAfterData > 1 {
+		return errors.New("sink: DataTemp + DataPerm + DropAfterData exceed 1")
+	}
+	if f.Throttle < 0 || f.ThrottleBurst < 0 {
+		return errors.New("sink: negative Throttle or ThrottleBurst")
+	}
+	return nil
 }
 
 // Credentials are the one login the server accepts.
@@ -107,6 +157,13 @@ type Config struct {
 	TLSConfig         *tls.Config  // STARTTLS offered when set
 	ImplicitTLS       bool         // TLS from the first byte (port 465 style)
 	NoPipelining      bool         // do not advertise PIPELINING (RFC 2920)
+	// NoEnhancedStatusCodes neither advertises ENHANCEDSTATUSCODES (RFC
+	// 2034) nor puts an x.y.z code in any reply. Like NoPipelining, it
+	// rewrites go-smtp's plaintext replies, so it does not apply inside TLS.
+	NoEnhancedStatusCodes bool
+	// CountOnly skips the per-recipient tally behind Received (a lock and
+	// a map update per message): for load tests, where only counts matter.
+	CountOnly bool
 	// RecordReads keeps every chunk read from clients, to see how their
 	// commands arrive: grouped (pipelined) or one by one.
 	RecordReads bool
@@ -134,6 +191,10 @@ type Stats struct {
 	RejectedData      int64 `json:"rejected_data"`
 	DroppedBeforeData int64 `json:"dropped_before_data"`
 	DroppedAfterData  int64 `json:"dropped_after_data"`
+	RcptTemp          int64 `json:"rcpt_temp"` // of RejectedRcpt: --rcpt-temp
+	RcptPerm          int64 `json:"rcpt_perm"` // of RejectedRcpt: --rcpt-perm
+	DataTemp          int64 `json:"data_temp"` // of RejectedData: --data-temp
+	DataPerm          int64 `json:"data_perm"` // of RejectedData: --data-perm
 	Throttled         int64 `json:"throttled"`
 	SessionLimited    int64 `json:"session_limited"`
 	AuthFailures      int64 `json:"auth_failures"`
@@ -149,6 +210,8 @@ type Server struct {
 	log      *slog.Logger
 
 	sessionSeq, active atomic.Int64
+	rcptSeq, dataSeq   atomic.Int64 // the draws of the shares
+	endSeq             atomic.Int64
 	st                 statCounters
 	mu                 sync.Mutex
 	received           map[string]int
@@ -160,6 +223,7 @@ type Server struct {
 type statCounters struct {
 	sessions, peak, messages, recipients, bytes                                    atomic.Int64
 	rejMail, rejRcpt, rejData, dropBefore, dropAfter, throttled, limited, authFail atomic.Int64
+	rcptTemp, rcptPerm, dataTemp, dataPerm                                         atomic.Int64
 }
 
 // Start listens on cfg.Addr and serves in the background.
@@ -172,6 +236,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.ImplicitTLS && cfg.TLSConfig == nil {
 		return nil, errors.New("sink: implicit TLS needs a TLS configuration")
@@ -196,13 +263,14 @@ func Start(cfg Config) (*Server, error) {
 	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.srv.TLSConfig = cfg.TLSConfig
 	s.srv.ErrorLog = errorLog{cfg.Logger}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// No TCP keep-alive: it costs four setsockopt calls per connection,
+	// and ReadTimeout already ends idle sessions.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	if cfg.NoPipelining || cfg.RecordReads {
-		ln = &wrapListener{Listener: ln, s: s}
-	}
+	ln = &wrapListener{Listener: ln, s: s}
 	if cfg.ImplicitTLS {
 		ln = tls.NewListener(ln, cfg.TLSConfig)
 	}
@@ -236,6 +304,7 @@ func (s *Server) Stats() Stats {
 		Recipients: c.recipients.Load(), Bytes: c.bytes.Load(),
 		RejectedMail: c.rejMail.Load(), RejectedRcpt: c.rejRcpt.Load(), RejectedData: c.rejData.Load(),
 		DroppedBeforeData: c.dropBefore.Load(), DroppedAfterData: c.dropAfter.Load(),
+		RcptTemp: c.rcptTemp.Load(), RcptPerm: c.rcptPerm.Load(), DataTemp: c.dataTemp.Load(), DataPerm: c.dataPerm.Load(),
 		Throttled: c.throttled.Load(), SessionLimited: c.limited.Load(), AuthFailures: c.authFail.Load(),
 	}
 }
@@ -254,10 +323,12 @@ func (s *Server) Messages() []Message {
 	return append([]Message(nil), s.kept...)
 }
 
-// NewSession implements smtp.Backend.
+// NewSession implements smtp.Backend. go-smtp calls it at the first EHLO
+// (or HELO) of a connection, and again after STARTTLS.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	n := s.active.Add(1)
 	s.st.sessions.Add(1)
+	raw := rawConn(c.Conn())
 	if lim := s.cfg.MaxSessions; lim > 0 && n > int64(lim) {
 		s.active.Add(-1)
 		s.st.limited.Add(1)
@@ -270,7 +341,11 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 			break
 		}
 	}
-	return &session{s: s, conn: c.Conn(), id: s.sessionSeq.Add(1)}, nil
+	ss := &session{s: s, conn: c.Conn(), raw: raw, id: s.sessionSeq.Add(1)}
+	if raw != nil {
+		raw.sess.Store(ss)
+	}
+	return ss, nil
 }
 
 // closeWith writes a final reply straight to the connection and closes it,
@@ -286,12 +361,13 @@ var errDropped = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4
 type session struct {
 	s        *Server
 	conn     net.Conn
+	raw      *wrapConn // the TCP connection under conn (nil if unknown)
 	id       int64
 	authed   bool
 	from     string
 	rcpts    []string
 	messages int
-	closed   bool
+	ended    atomic.Bool
 	data     []byte // the message being received (when kept)
 	size     int64
 }
@@ -324,19 +400,27 @@ func (ss *session) Reset() {
 }
 
 func (ss *session) Logout() error {
-	if !ss.closed {
-		ss.closed = true
+	ss.end()
+	return nil
+}
+
+// end counts the session as over, once. go-smtp calls Logout only after it
+// wrote 221 to QUIT, so a client that waits for 221, closes and opens the
+// next session could find the previous one still counted; the connection
+// therefore ends its session as it writes 221 or reads EOF, whichever comes
+// first (see wrapConn).
+func (ss *session) end() {
+	if ss.ended.CompareAndSwap(false, true) {
 		ss.s.active.Add(-1)
 	}
-	return nil
 }
 
 // fault decides what happens at a stage: nil to go on, or the error to
 // return (the connection is already closed when it is errDropped).
 func (ss *session) fault(stage Stage, rcpt string) error {
 	f := &ss.s.cfg.Faults
-	if f.Latency > 0 {
-		time.Sleep(f.Latency)
+	if d := f.latency(stage); d > 0 {
+		time.Sleep(d)
 	}
 	if f.Hook != nil {
 		a := f.Hook(Event{Stage: stage, Session: ss.id, From: ss.from, Rcpt: rcpt, Recipients: ss.rcpts, Message: ss.messages + 1})
@@ -389,7 +473,7 @@ func (ss *session) act(stage Stage, a Action) error {
 		} else {
 			ss.s.st.dropBefore.Add(1)
 		}
-		_ = ss.conn.Close()
+		ss.drop()
 		return errDropped
 	case a.Reply != nil:
 		switch stage {
@@ -431,11 +515,36 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := ss.fault(StageRcpt, to); err != nil {
 		return err
 	}
+	if f := &ss.s.cfg.Faults; f.RcptTemp+f.RcptPerm > 0 {
+		u := draw(f.Seed, streamRcpt, ss.s.rcptSeq.Add(1))
+		switch {
+		case u < f.RcptPerm:
+			ss.s.st.rcptPerm.Add(1)
+			ss.s.st.rejRcpt.Add(1)
+			return errRcptPerm
+		case u < f.RcptPerm+f.RcptTemp:
+			ss.s.st.rcptTemp.Add(1)
+			ss.s.st.rejRcpt.Add(1)
+			return errRcptTemp
+		}
+	}
 	ss.rcpts = append(ss.rcpts, to)
 	return nil
 }
 
 func (ss *session) Data(r io.Reader) error {
+	f := &ss.s.cfg.Faults
+	if f.DropBeforeData > 0 && draw(f.Seed, streamDataCmd, ss.s.dataSeq.Add(1)) < f.DropBeforeData {
+		// go-smtp wrote 354 before calling Data; it is still in the
+		// connection's buffer (nothing was read since), and goes nowhere.
+		ss.s.st.dropBefore.Add(1)
+		if ss.raw != nil {
+			ss.raw.abort()
+		} else {
+			_ = ss.conn.Close()
+		}
+		return errDropped
+	}
 	var data []byte
 	var n int64
 	var err error
@@ -452,6 +561,21 @@ func (ss *session) Data(r io.Reader) error {
 	ss.data, ss.size = data, n
 	if err := ss.fault(StageData, ""); err != nil {
 		return err
+	}
+	if f.DataTemp+f.DataPerm+f.DropAfterData > 0 {
+		u := draw(f.Seed, streamDataEnd, ss.s.endSeq.Add(1))
+		switch {
+		case u < f.DropAfterData:
+			return ss.act(StageData, Action{Drop: true, Accept: true})
+		case u < f.DropAfterData+f.DataPerm:
+			ss.s.st.dataPerm.Add(1)
+			ss.s.st.rejData.Add(1)
+			return errDataPerm
+		case u < f.DropAfterData+f.DataPerm+f.DataTemp:
+			ss.s.st.dataTemp.Add(1)
+			ss.s.st.rejData.Add(1)
+			return errDataTemp
+		}
 	}
 	if err := ss.accept(); err != nil {
 		ss.s.log.Error("maildir", "error", err)
@@ -471,6 +595,9 @@ func (ss *session) accept() error {
 		if err := ss.s.deliverMaildir(ss.data); err != nil {
 			return err
 		}
+	}
+	if ss.s.cfg.CountOnly && !ss.s.cfg.Keep {
+		return nil
 	}
 	ss.s.mu.Lock()
 	for _, to := range ss.rcpts {
@@ -506,46 +633,4 @@ func (s *Server) Reads() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([][]byte(nil), s.reads...)
-}
-
-type wrapListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *wrapListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &wrapConn{Conn: c, s: l.s}, nil
-}
-
-// wrapConn records reads and, with NoPipelining, removes PIPELINING from
-// the EHLO reply (go-smtp always advertises it).
-type wrapConn struct {
-	net.Conn
-	s *Server
-}
-
-var pipeliningLine = []byte("250-PIPELINING\r\n")
-
-func (c *wrapConn) Write(b []byte) (int, error) {
-	if c.s.cfg.NoPipelining && bytes.Contains(b, pipeliningLine) {
-		if _, err := c.Conn.Write(bytes.Replace(b, pipeliningLine, nil, 1)); err != nil {
-			return 0, err
-		}
-		return len(b), nil
-	}
-	return c.Conn.Write(b)
-}
-
-func (c *wrapConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 && c.s.cfg.RecordReads {
-		c.s.mu.Lock()
-		c.s.reads = append(c.s.reads, append([]byte(nil), b[:n]...))
-		c.s.mu.Unlock()
-	}
-	return n, err
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,31 +21,117 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 	anyAddr := fs.Bool("any-address", false, "allow listening on a non-loopback address")
 	maildir := fs.String("maildir", "", "write every accepted message into `DIR`/new (maildir)")
 	statsFile := fs.String("stats", "", "write the counters as JSON to `file` at exit")
+	jsonOut := fs.Bool("json", false, "print the counters as JSON on stdout at exit (the summary line goes to stderr)")
 	maxSessions := fs.Int("max-sessions", 0, "answer 421 to sessions above this many at once (0: unlimited)")
 	after := fs.Int("after-messages", 0, "answer 421 and close a session after N messages (0: off)")
 	throttle := fs.Float64("throttle", 0, "answer 421 4.7.0 above this many messages a second (0: off)")
+	burst := fs.Int("throttle-burst", 0, "messages --throttle lets through at once (default 1)")
 	latency := fs.Duration("latency", 0, "delay every reply to MAIL, RCPT and the end of DATA")
-	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name")
+	latGreeting := fs.Duration("latency-greeting", 0, "delay the 220 greeting")
+	latMail := fs.Duration("latency-mail", 0, "delay the reply to MAIL (overrides --latency)")
+	latRcpt := fs.Duration("latency-rcpt", 0, "delay the reply to RCPT (overrides --latency)")
+	latData := fs.Duration("latency-data", 0, "delay the reply at the end of DATA (overrides --latency)")
+	rcptTemp := fs.Float64("rcpt-temp", 0, "`share` (0..1) of RCPTs answered 451 4.3.0")
+	rcptPerm := fs.Float64("rcpt-perm", 0, "`share` (0..1) of RCPTs answered 550 5.1.1")
+	dataTemp := fs.Float64("data-temp", 0, "`share` (0..1) of messages answered 451 4.3.0 after the data")
+	dataPerm := fs.Float64("data-perm", 0, "`share` (0..1) of messages answered 550 5.7.1 after the data")
+	dropBefore := fs.Float64("drop-before-data", 0, "`share` (0..1) of DATA commands answered by closing the connection (nothing kept)")
+	dropAfter := fs.Float64("drop-after-data", 0, "`share` (0..1) of messages kept, then the connection closed without a reply")
+	seed := fs.Int64("seed", 1, "seed of the shares: the same seed fails the same RCPTs and messages")
+	noEnhanced := fs.Bool("no-enhanced-status-codes", false, "do not advertise ENHANCEDSTATUSCODES; replies carry no x.y.z code")
+	noPipelining := fs.Bool("no-pipelining", false, "do not advertise PIPELINING")
+	tlsCert := fs.String("tls-cert", "", "offer STARTTLS with this PEM certificate `file` (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "the PEM private key `file` of --tls-cert")
+	selfSigned := fs.Bool("tls-self-signed", false, "offer STARTTLS with a self-signed certificate made at start")
+	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name (after STARTTLS when TLS is on)")
 	authPassEnv := fs.String("auth-password-env", "", "environment `variable` holding the password for --auth-user")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "herald sink: "+format+"\n", a...)
+		return exitInput
+	}
+
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "herald sink: --listen %q: %v\n", *listen, err)
-		return exitInput
+		return bad("--listen %q: %v", *listen, err)
 	}
 	if ip := net.ParseIP(host); !*anyAddr && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		fmt.Fprintf(stderr, "herald sink: --listen %s is not a loopback address; add --any-address to listen there\n", *listen)
-		return exitInput
+		return bad("--listen %s is not a loopback address; add --any-address to listen there", *listen)
 	}
+	for _, s := range []struct {
+		name string
+		v    float64
+	}{{"rcpt-temp", *rcptTemp}, {"rcpt-perm", *rcptPerm}, {"data-temp", *dataTemp}, {"data-perm", *dataPerm},
+		{"drop-before-data", *dropBefore}, {"drop-after-data", *dropAfter}} {
+		if !(s.v >= 0 && s.v <= 1) {
+			return bad("--%s %v: want a share between 0 and 1", s.name, s.v)
+		}
+	}
+	if *rcptTemp+*rcptPerm > 1 {
+		return bad("--rcpt-temp + --rcpt-perm exceed 1")
+	}
+	if *dataTemp+*dataPerm+*dropAfter > 1 {
+		return bad("--data-temp + --data-perm + --drop-after-data exceed 1")
+	}
+	if *throttle < 0 {
+		return bad("--throttle %v: want a rate of 0 or more", *throttle)
+	}
+	if *burst < 0 || (set["throttle-burst"] && *throttle == 0) {
+		return bad("--throttle-burst %d: want a positive burst, with --throttle", *burst)
+	}
+	for name, d := range map[string]time.Duration{"latency": *latency, "latency-greeting": *latGreeting,
+		"latency-mail": *latMail, "latency-rcpt": *latRcpt, "latency-data": *latData} {
+		if d < 0 {
+			return bad("--%s %v: want a duration of 0 or more", name, d)
+		}
+	}
+	if *maxSessions < 0 || *after < 0 {
+		return bad("--max-sessions and --after-messages want 0 or more")
+	}
+
 	cfg := sink.Config{Addr: *listen, Maildir: *maildir, MaxSessions: *maxSessions, AllowInsecureAuth: true,
-		Faults: sink.Faults{AfterMessages: *after, Throttle: *throttle, Latency: *latency}}
+		NoPipelining: *noPipelining, NoEnhancedStatusCodes: *noEnhanced, CountOnly: true,
+		Faults: sink.Faults{AfterMessages: *after, Throttle: *throttle, ThrottleBurst: *burst, Latency: *latency,
+			Latencies: map[sink.Stage]time.Duration{},
+			RcptTemp:  *rcptTemp, RcptPerm: *rcptPerm, DataTemp: *dataTemp, DataPerm: *dataPerm,
+			DropBeforeData: *dropBefore, DropAfterData: *dropAfter, Seed: *seed}}
+	for _, l := range []struct {
+		flag  string
+		stage sink.Stage
+		d     time.Duration
+	}{{"latency-greeting", sink.StageGreeting, *latGreeting}, {"latency-mail", sink.StageMail, *latMail},
+		{"latency-rcpt", sink.StageRcpt, *latRcpt}, {"latency-data", sink.StageData, *latData}} {
+		if set[l.flag] {
+			cfg.Faults.Latencies[l.stage] = l.d
+		}
+	}
+	switch {
+	case *selfSigned && (*tlsCert != "" || *tlsKey != ""):
+		return bad("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+	case (*tlsCert == "") != (*tlsKey == ""):
+		return bad("--tls-cert and --tls-key go together")
+	case *tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return bad("--tls-cert/--tls-key: %v", err)
+		}
+		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	case *selfSigned:
+		if cfg.TLSConfig, _, err = sink.SelfSignedTLS(); err != nil {
+			return bad("--tls-self-signed: %v", err)
+		}
+	}
+	// With TLS on, AUTH is offered only after STARTTLS, as a submission
+	// server does; without, in the clear (loopback).
+	cfg.AllowInsecureAuth = cfg.TLSConfig == nil
 	if *authUser != "" {
 		pass := os.Getenv(*authPassEnv)
 		if *authPassEnv == "" || pass == "" {
-			fmt.Fprintln(stderr, "herald sink: --auth-user needs --auth-password-env naming a set environment variable")
-			return exitInput
+			return bad("--auth-user needs --auth-password-env naming a set environment variable")
 		}
 		cfg.Auth = &sink.Credentials{Username: *authUser, Password: pass}
 	}
@@ -73,11 +161,23 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 	}
 	s.Close()
 	st := s.Stats()
-	fmt.Fprintf(stdout, "herald sink: %d messages, %d recipients, %d bytes; %d sessions (peak %d at once); rejected %d at MAIL, %d at RCPT, %d after DATA; %d dropped; %d throttled\n",
-		st.Messages, st.Recipients, st.Bytes, st.Sessions, st.PeakSessions, st.RejectedMail, st.RejectedRcpt, st.RejectedData, st.DroppedBeforeData+st.DroppedAfterData, st.Throttled)
+	summary := stdout
+	if *jsonOut {
+		summary = stderr
+	}
+	fmt.Fprintf(summary, "herald sink: %d messages accepted (%d recipients, %d bytes); %d sessions, peak %d at once; "+
+		"rejected %d at MAIL, %d at RCPT (%d rcpt-temp, %d rcpt-perm), %d after DATA (%d data-temp, %d data-perm); "+
+		"dropped %d before data, %d after data (kept); %d throttled; %d over --max-sessions; %d failed logins\n",
+		st.Messages, st.Recipients, st.Bytes, st.Sessions, st.PeakSessions,
+		st.RejectedMail, st.RejectedRcpt, st.RcptTemp, st.RcptPerm, st.RejectedData, st.DataTemp, st.DataPerm,
+		st.DroppedBeforeData, st.DroppedAfterData, st.Throttled, st.SessionLimited, st.AuthFailures)
+	b, _ := json.MarshalIndent(st, "", "  ")
+	b = append(b, '\n')
+	if *jsonOut {
+		_, _ = stdout.Write(b)
+	}
 	if *statsFile != "" {
-		b, _ := json.MarshalIndent(st, "", "  ")
-		if err := os.WriteFile(*statsFile, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(*statsFile, b, 0o644); err != nil {
 			fmt.Fprintf(stderr, "herald sink: --stats: %v\n", err)
 			return exitFailed
 		}
