@@ -34,7 +34,11 @@ func (r *run) sender(p *provider, holder string) {
 	defer cn.drop(true)
 
 	w := &worker{}
-	idle := time.NewTimer(cn.idleTimeout())
+	// The idle timer looks at least every second: when another process
+	// starts to wait for a slot, the idle time allowed drops to a second,
+	// and a sender with nothing to do must notice and let its slot go.
+	lastActive := time.Now()
+	idle := time.NewTimer(min(cn.idleTimeout(), time.Second))
 	defer idle.Stop()
 	for {
 		if p.state(time.Now()) != "" {
@@ -67,8 +71,13 @@ func (r *run) sender(p *provider, holder string) {
 				return
 			}
 		case <-idle.C:
+			if left := cn.idleTimeout() - time.Since(lastActive); left > 0 {
+				idle.Reset(min(left, time.Second))
+				continue
+			}
 			cn.drop(true)
 			cn.releaseSlot()
+			idle.Reset(time.Second)
 			continue
 		case <-r.hard.Done():
 			return
@@ -117,7 +126,8 @@ func (r *run) sender(p *provider, holder string) {
 		if pr != nil && !r.transact(cn, w, pr) {
 			return
 		}
-		idle.Reset(cn.idleTimeout())
+		lastActive = time.Now()
+		idle.Reset(min(cn.idleTimeout(), time.Second))
 	}
 }
 

@@ -2,7 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -446,4 +450,33 @@ func TestWorkerBadConfig(t *testing.T) {
 	if code != exitInput || !strings.Contains(e, "queue.url") {
 		t.Fatalf("unreachable redis: %d %s", code, e)
 	}
+}
+
+// TestIdleWorkerLetsSlotsGo: two workers share connections = 2. The first
+// delivers a campaign alone and keeps both slots, idle; the second campaign
+// is DKIM-signed and only the second worker has the key. The first
+// worker's idle senders must let their slots go within about a second of
+// seeing the other wait, not after idle_timeout (a minute here): before
+// that was fixed, the second worker stalled for the whole idle_timeout.
+func TestIdleWorkerLetsSlotsGo(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, nil, sink.Config{})
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyPath := filepath.Join(c.dir, "dkim.pem")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	dkim := fmt.Sprintf("\n[dkim]\ndomain = \"example.com\"\nselector = \"s1\"\nprivate_key = %q\n", keyPath)
+
+	c.startWorker(c.workerConf("connections = 2\nidle_timeout = \"60s\""))
+	c.campaign("plain", "p", 100, "")
+	waitFor(t, 30*time.Second, func() bool { return c.s.Stats().Messages >= 100 })
+
+	signed := c.campaign("signed", "s", 200, dkim)
+	start := time.Now()
+	c.startWorker(c.workerConf("connections = 2\nidle_timeout = \"60s\"" + dkim))
+	// A stall lasts the idle_timeout, 60 s; the deadline is far from both.
+	waitFor(t, 30*time.Second, func() bool { return c.s.Stats().Messages >= 300 })
+	t.Logf("the second worker got a slot and delivered 200 in %s", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, func() bool { return c.status(signed, "signed").Open == 0 })
+	c.exactlyOnce("s", 200)
 }
