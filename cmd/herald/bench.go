@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/heraldmail/herald/loadgen"
@@ -97,17 +96,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "herald bench: %5.0fs %9d msgs %9.0f msgs/s %6d errors\n", p.Elapsed.Seconds(), p.Sent, p.Rate, p.Errors)
 		}
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return bad("--cpuprofile: %v", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return bad("--cpuprofile: %v", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfile(*cpuprofile)
+	if err != nil {
+		return bad("%v", err)
 	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	res, err := loadgen.Run(ctx, cfg)

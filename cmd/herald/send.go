@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -138,19 +137,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintf(stderr, "herald: --cpuprofile: %v\n", err)
-			return exitInput
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "herald: --cpuprofile: %v\n", err)
-			return exitInput
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfile(*cpuprofile)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return exitInput
 	}
+	defer stopProfile()
 	tuneGC()
 	out := newOutput(stderr, *quiet)
 	log := out.logger()

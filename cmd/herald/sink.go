@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -45,9 +46,22 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 	selfSigned := fs.Bool("tls-self-signed", false, "offer STARTTLS with a self-signed certificate made at start")
 	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name (after STARTTLS when TLS is on)")
 	authPassEnv := fs.String("auth-password-env", "", "environment `variable` holding the password for --auth-user")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file` (go tool pprof)")
+	procs := fs.Int("procs", max(1, runtime.NumCPU()/2), "OS threads running Go code (GOMAXPROCS); the default, half the cores, leaves the rest to the client being measured on the same machine")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	if *procs < 1 {
+		fmt.Fprintf(stderr, "herald sink: --procs %d: at least 1\n", *procs)
+		return exitInput
+	}
+	runtime.GOMAXPROCS(*procs)
+	stopProfile, err := cpuProfile(*cpuprofile)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald sink: %v\n", err)
+		return exitInput
+	}
+	defer stopProfile()
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	bad := func(format string, a ...any) int {
