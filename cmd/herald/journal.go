@@ -107,20 +107,5 @@ func followJournal(store string, q queue.Queue, stderr io.Writer) (stop func()) 
 		}
 	}
 	apply()
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				apply()
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+	return periodically(2*time.Second, apply)
 }

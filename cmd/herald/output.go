@@ -56,8 +56,6 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 	if o.quiet {
 		return func() {}
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
 	var meter rateMeter
 	line := func() string {
 		p := eng.Progress()
@@ -76,20 +74,7 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 		return s
 	}
 	if !o.tty || o.worker {
-		go func() {
-			defer close(finished)
-			t := time.NewTicker(5 * time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					o.printf("%s %s\n", time.Now().Format("15:04:05"), line())
-				}
-			}
-		}()
-		return func() { close(done); <-finished }
+		return periodically(5*time.Second, func() { o.printf("%s %s\n", time.Now().Format("15:04:05"), line()) })
 	}
 	p := mpb.New(mpb.WithOutput(o.w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 	bar := p.New(0, mpb.BarStyle(),
@@ -99,25 +84,18 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 	o.mu.Lock()
 	o.bar = p
 	o.mu.Unlock()
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			c := eng.Progress().Counts
-			bar.SetTotal(c.Total(), false)
-			bar.SetCurrent(c.Total() - c.Open())
-			select {
-			case <-done:
-				bar.SetTotal(c.Total(), true)
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	update := func() {
+		c := eng.Progress().Counts
+		bar.SetTotal(c.Total(), false)
+		bar.SetCurrent(c.Total() - c.Open())
+	}
+	update()
+	stopTicks := periodically(200*time.Millisecond, update)
 	return func() {
-		close(done)
-		<-finished
+		stopTicks()
+		c := eng.Progress().Counts
+		bar.SetCurrent(c.Total() - c.Open())
+		bar.SetTotal(c.Total(), true)
 		bar.Abort(false)
 		p.Wait()
 		o.mu.Lock()
@@ -149,4 +127,25 @@ func (m *rateMeter) observe(n int64, now time.Time) float64 {
 		return float64(n-first.n) / d
 	}
 	return 0
+}
+
+// periodically calls fn every d in a goroutine; the returned func stops it
+// and returns once fn is no longer running.
+func periodically(d time.Duration, fn func()) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }

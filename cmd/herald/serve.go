@@ -148,24 +148,9 @@ func (s *boltStore) Suppress(ctx context.Context, list, reason string, keys ...s
 // start moves the journal into the store every few seconds while it has
 // entries; the returned func stops it.
 func (s *boltStore) start() (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			if st, err := os.Stat(journalPath(s.path)); err != nil || st.Size() == 0 {
-				continue
-			}
+	return periodically(5*time.Second, func() {
+		if st, err := os.Stat(journalPath(s.path)); err == nil && st.Size() > 0 {
 			_ = s.with(func(*boltq.Queue) error { return nil }) // with applies the journal
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	})
 }
