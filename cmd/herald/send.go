@@ -204,7 +204,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	if cerr != nil {
 		counts = sum.Counts
 	}
-	fmt.Fprintf(stdout, "%s: %d sent, %d failed (%d suppressed as hard bounces), %d waiting; this run: %d sent in %s (%.0f msgs/s)",
+	fmt.Fprintf(stdout, "%s: %d sent, %d failed, %d skipped (on the suppression list), %d waiting; this run: %d sent in %s (%.0f msgs/s)",
 		id, counts.Sent, counts.Failed, counts.Suppressed, counts.Open(), sum.Sent, sum.Elapsed.Round(time.Millisecond), rate(sum.Sent, sum.Elapsed))
 	if sum.Ambiguous > 0 {
 		fmt.Fprintf(stdout, ", %d possibly duplicated (connection lost after the data)", sum.Ambiguous)
