@@ -825,3 +825,25 @@ func TestSuppressedDuringCampaign(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 }
+
+// A campaign keeps the sending domain it was planned with: its suppression
+// list, its hard bounces and its unsubscribe links all name that list.
+func TestFromDomainFixedAtPlanning(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{recipients: addresses(3, "u"), providers: providerTOML("local", s, "")})
+	b.plan()
+	b.cfg.Campaign.From = "Herald Test <news@Other.Example>"
+	b.open()
+	_, err := b.eng.Plan(context.Background(), func(engine.Problem) {})
+	var ie *engine.InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "planned to be sent from example.com") || !strings.Contains(err.Error(), "now at other.example") {
+		t.Fatalf("re-plan from another domain: %v", err)
+	}
+	// Another local part of the same domain is the same list.
+	b.cfg.Campaign.From = "News <letters@EXAMPLE.com>"
+	b.open()
+	if _, err := b.eng.Plan(context.Background(), func(engine.Problem) {}); err != nil {
+		t.Fatalf("same domain, other local part: %v", err)
+	}
+}

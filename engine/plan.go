@@ -100,6 +100,11 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, error) {
 	id := e.cfg.Campaign.ID
 	existing, err := e.q.Campaign(ctx, id)
+	if err == nil {
+		if err := e.sameList(existing); err != nil {
+			return PlanResult{}, err
+		}
+	}
 	if err == nil && existing.Planned {
 		// Templates may have changed since: check them against the header.
 		if err := e.checkHeader(ctx, existing.Header); err != nil {
@@ -141,6 +146,9 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 			if err != nil {
 				return err
 			}
+			if err := e.sameList(c); err != nil {
+				return err
+			}
 			if !slices.Equal(c.Header, row.Header()) {
 				return &InputError{fmt.Errorf("campaign %s was planned from a file with the columns %s; %s has %s: use a new campaign.id for a different file",
 					id, strings.Join(c.Header, ","), e.cfg.Campaign.Recipients, strings.Join(row.Header(), ","))}
@@ -172,6 +180,16 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		return res, err
 	}
 	return res, nil
+}
+
+// sameList refuses a campaign.from whose domain is not the one the campaign
+// was planned with: the suppression list, hard bounces, bounce processing
+// and unsubscribe links all name that domain's list.
+func (e *Engine) sameList(c queue.Campaign) error {
+	if now := SuppressionList(e.spec.From); c.List != "" && c.List != now {
+		return &InputError{fmt.Errorf("campaign %s was planned to be sent from %s (its suppression list); campaign.from is now at %s: use a new campaign.id for another sending domain", c.ID, c.List, now)}
+	}
+	return nil
 }
 
 // storeSpec stores the configured campaign's content with the campaign

@@ -355,10 +355,18 @@ func (r *run) dispatch() {
 				}
 				break
 			}
-			outage.ok()
 			c.hold(jobs)
+			jobs, err = r.unsuppressed(ctx, c, jobs)
+			if err != nil {
+				// The jobs went back untried; wait as for any outage.
+				if outage.failed(r, "suppression list", err) {
+					break
+				}
+				sleepCtx(r.stop, outage.delay())
+				continue
+			}
+			outage.ok()
 			leased += len(jobs)
-			jobs = r.unsuppressed(ctx, c, jobs, &outage)
 			for i, j := range jobs {
 				select {
 				case r.jobs <- task{c, j}:
@@ -405,9 +413,9 @@ func (r *run) dispatch() {
 // as jobs are leased, about a second before they are sent, so an
 // unsubscribe during a campaign takes effect within that second. When the
 // list cannot be read, the jobs go back untried.
-func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job, outage *queueOutageClock) []queue.Job {
+func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) ([]queue.Job, error) {
 	if len(jobs) == 0 {
-		return jobs
+		return jobs, nil
 	}
 	keys := make([]string, len(jobs))
 	for i, j := range jobs {
@@ -415,14 +423,13 @@ func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job, o
 	}
 	supp, err := r.e.q.Suppressed(ctx, c.list, keys...)
 	if err != nil {
-		outage.failed(r, "suppression list", err)
 		for _, j := range jobs {
 			r.results <- result{task: task{c, j}, release: true}
 		}
-		return nil
+		return nil, err
 	}
 	if len(supp) == 0 {
-		return jobs
+		return jobs, nil
 	}
 	keep := jobs[:0:0]
 	for _, j := range jobs {
@@ -432,7 +439,7 @@ func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job, o
 		}
 		keep = append(keep, j)
 	}
-	return keep
+	return keep, nil
 }
 
 // queueOutageClock tracks how long the queue has been out of reach: a
