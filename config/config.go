@@ -206,7 +206,16 @@ const (
 	forCampaign purpose = iota // [campaign] and providers (send, enqueue, preview)
 	forWorker                  // providers; [campaign] checked when given (worker, status, ...)
 	forBounces                 // [bounces]; [campaign] checked when given, providers optional
+	forQueue                   // [queue]; [campaign] and providers checked when given (status, suppress, serve, ...)
 )
+
+// LoadQueue is Load for the commands that only read or change the queue
+// (status, report, suppress, serve, ...): [campaign] and providers are
+// checked when given, neither is required, so such a command can have a
+// configuration of its own without the providers' passwords.
+func LoadQueue(path string) (*Config, error) {
+	return load(path, forQueue)
+}
 
 func load(path string, p purpose) (*Config, error) {
 	raw, err := os.ReadFile(path)
@@ -250,7 +259,7 @@ func parse(text, dir string, getenv func(string) string, p purpose) (*Config, er
 	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
 	c.applyDefaults()
 	c.applyBouncesDefaults()
-	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p != forBounces)...)
+	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
 	if p == forBounces || md.IsDefined("bounces") {
 		probs = append(probs, c.validateBounces(getenv)...)
 		sort.Strings(probs)

@@ -435,3 +435,27 @@ func TestDomainLimits(t *testing.T) {
 		}
 	}
 }
+
+// herald serve and the queue commands can have a configuration of their own:
+// [queue] and [unsubscribe], no providers and so no SMTP passwords.
+func TestLoadQueueNeedsNoProviders(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "serve.toml")
+	os.WriteFile(path, []byte("[queue]\npath = \"q.db\"\n[unsubscribe]\nurl = \"https://news.example.com/u\"\nsecret_env = \"HERALD_TEST_UNSUB_SECRET\"\n"), 0o600)
+	t.Setenv("HERALD_TEST_UNSUB_SECRET", "0123456789abcdef0123")
+	cfg, err := LoadQueue(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Unsubscribe.Secret) != "0123456789abcdef0123" || cfg.Queue.Path != filepath.Join(dir, "q.db") {
+		t.Fatalf("%+v", cfg.Queue)
+	}
+	if _, err := LoadWorker(path); err == nil || !strings.Contains(err.Error(), "provider") {
+		t.Fatalf("a worker without providers: %v", err)
+	}
+	// A provider that is given is still checked.
+	os.WriteFile(path, []byte("[queue]\npath = \"q.db\"\n[[provider]]\nhost = \"smtp.example.com\"\nport = 99999\n"), 0o600)
+	if _, err := LoadQueue(path); err == nil || !strings.Contains(err.Error(), "provider[0].port") {
+		t.Fatalf("bad provider: %v", err)
+	}
+}

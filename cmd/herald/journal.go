@@ -45,13 +45,22 @@ func lockedFile(path string, flag int) (*os.File, error) {
 
 // journalAppend records e durably.
 func journalAppend(store string, e journalEntry) error {
-	f, err := lockedFile(journalPath(store), os.O_CREATE|os.O_WRONLY|os.O_APPEND)
+	f, err := lockedFile(journalPath(store), os.O_CREATE|os.O_RDWR|os.O_APPEND)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	b, _ := json.Marshal(e)
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	b = append(b, '\n')
+	// A torn last line (a crash while appending) must not swallow this
+	// entry: start a line of its own.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			b = append([]byte{'\n'}, b...)
+		}
+	}
+	if _, err := f.Write(b); err != nil {
 		return err
 	}
 	return f.Sync()
@@ -59,8 +68,10 @@ func journalAppend(store string, e journalEntry) error {
 
 // journalApply moves the journal's entries into q and empties it; it
 // returns how many it moved. Suppress keeps an address's first entry, so an
-// entry applied twice (a crash before the truncation) changes nothing.
-func journalApply(ctx context.Context, store string, q queue.Queue) (int, error) {
+// entry applied twice (a crash before the truncation) changes nothing. A
+// line that cannot be read (torn by a crash while it was appended, so never
+// acknowledged) is skipped, and said on log.
+func journalApply(ctx context.Context, store string, q queue.Queue, log io.Writer) (int, error) {
 	f, err := lockedFile(journalPath(store), os.O_RDWR)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -77,8 +88,7 @@ func journalApply(ctx context.Context, store string, q queue.Queue) (int, error)
 		}
 		var e journalEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Key == "" {
-			// A torn last line (a crash while appending) carries nothing
-			// that was acknowledged.
+			fmt.Fprintf(log, "herald: unsubscribe journal %s, line %d: unreadable (torn by a crash while it was written, never acknowledged); skipped\n", journalPath(store), line)
 			continue
 		}
 		if err := q.Suppress(ctx, e.List, e.Reason, e.Key); err != nil {
@@ -102,7 +112,7 @@ func followJournal(store string, q queue.Queue, stderr io.Writer) (stop func()) 
 	apply := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := journalApply(ctx, store, q); err != nil {
+		if _, err := journalApply(ctx, store, q, stderr); err != nil {
 			fmt.Fprintf(stderr, "herald: %v\n", err)
 		}
 	}

@@ -62,8 +62,11 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		return nil, exitInput
 	}
 	load := config.Load
-	if what != campaignEngine {
+	switch what {
+	case workerEngine:
 		load = config.LoadWorker
+	case queueOnly:
+		load = config.LoadQueue
 	}
 	if what == bounceMailbox {
 		load = config.LoadBounces

@@ -33,7 +33,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "herald serve: --config FILE is required")
 		return exitInput
 	}
-	cfg, err := config.LoadWorker(*cfgPath)
+	cfg, err := config.LoadQueue(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
 		return exitInput
@@ -65,7 +65,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		defer q.Close()
 		store = q
 	default:
-		bs := &boltStore{path: cfg.Queue.Path, log: log}
+		bs := &boltStore{path: cfg.Queue.Path, log: log, errs: stderr}
 		stop := bs.start()
 		defer stop()
 		store = bs
@@ -75,9 +75,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald serve: --listen: %v\n", err)
 		return exitInput
 	}
-	mux := http.NewServeMux()
-	mux.Handle(path, &unsubscribe.Handler{Signer: signer, Store: store, Log: log})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	h := &unsubscribe.Handler{Signer: signer, Store: store, Log: log}
+	// The path is compared as it is (not as a ServeMux pattern, where
+	// braces and spaces mean something).
+	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: route, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	fmt.Fprintf(stderr, "herald serve: answering unsubscribe links at http://%s%s (queue: %s)\n", ln.Addr(), path, cfg.Queue.Backend)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -97,25 +105,31 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 }
 
 // boltStore reaches the embedded queue, which one process holds at a time,
-// by opening it for each request. When another herald holds it (a campaign
-// being sent), an unsubscribe goes into the journal (journal.go) and is
-// answered at once; a background loop moves the journal into the store once
-// it is free.
+// by opening it for each request, waiting at most storeWait. When another
+// herald holds it (a campaign being sent), an unsubscribe goes into the
+// journal (journal.go) and is answered at once, and the confirmation page
+// is shown without looking the address up; a background loop moves the
+// journal into the store once it is free. A request never holds the store
+// longer than its own lookup, so herald send, waiting up to a second to
+// open it, gets it.
 type boltStore struct {
 	path string
 	log  *slog.Logger
+	errs io.Writer  // where the journal's unreadable lines are said
 	mu   sync.Mutex // one open at a time within this process
 }
+
+const storeWait = 50 * time.Millisecond
 
 func (s *boltStore) with(fn func(q *boltq.Queue) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, err := boltq.Open(s.path)
+	q, err := boltq.OpenWait(s.path, storeWait)
 	if err != nil {
 		return err
 	}
 	defer q.Close()
-	if _, err := journalApply(context.Background(), s.path, q); err != nil {
+	if _, err := journalApply(context.Background(), s.path, q, s.errs); err != nil {
 		s.log.Error("cannot apply the unsubscribe journal", "error", err)
 	}
 	return fn(q)
@@ -136,7 +150,11 @@ func (s *boltStore) Suppress(ctx context.Context, list, reason string, keys ...s
 	if err == nil {
 		return nil
 	}
-	s.log.Info("queue store busy; unsubscribe kept in the journal", "list", list)
+	if errors.Is(err, boltq.ErrBusy) {
+		s.log.Info("queue store busy; unsubscribe kept in the journal", "list", list)
+	} else {
+		s.log.Error("cannot open the queue store; unsubscribe kept in the journal", "list", list, "error", err)
+	}
 	for _, k := range keys {
 		if jerr := journalAppend(s.path, journalEntry{List: list, Key: k, Reason: reason}); jerr != nil {
 			return errors.Join(err, jerr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,7 +87,7 @@ func cmdSuppress(args []string, stdout, stderr io.Writer) int {
 		return exitInput
 	case lists[0] == "" && c.cfg.Campaign.From != "":
 		lists[0] = engine.SuppressionList(c.cfg.Campaign.From)
-	case lists[0] == "":
+	case lists[0] == "" && verb != "import": // import may name lists in a column
 		fmt.Fprintln(stderr, "herald suppress: which list? give --list DOMAIN (the configuration has no campaign.from)")
 		return exitInput
 	}
@@ -94,7 +95,7 @@ func cmdSuppress(args []string, stdout, stderr io.Writer) int {
 	case "add", "remove":
 		return suppressAddresses(ctx, c.q, verb, lists[0], *reason, operands, stdout, stderr)
 	case "import":
-		return suppressImport(ctx, c.q, lists[0], *reason, operands[0], stdout, stderr)
+		return suppressImport(ctx, c.q, lists[0], *list != "", *reason, operands[0], stdout, stderr)
 	}
 	w := stdout
 	if *output != "" {
@@ -149,8 +150,10 @@ func suppressAddresses(ctx context.Context, q queue.Queue, verb, list, reason st
 }
 
 // suppressImport adds every address of a CSV file. A bad row is reported
-// with its line and nothing is added: fix the file and import again.
-func suppressImport(ctx context.Context, q queue.Queue, list, reason, path string, stdout, stderr io.Writer) int {
+// with its line and nothing is added: fix the file and import again. A
+// "list" column (export --all writes one) names each row's list, unless
+// --list was given.
+func suppressImport(ctx context.Context, q queue.Queue, list string, listGiven bool, reason, path string, stdout, stderr io.Writer) int {
 	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald suppress import: %v\n", err)
@@ -162,16 +165,25 @@ func suppressImport(ctx context.Context, q queue.Queue, list, reason, path strin
 		fmt.Fprintf(stderr, "herald suppress import: %s: %v\n", path, err)
 		return exitInput
 	}
-	reasonCol := -1
+	reasonCol, listCol := -1, -1
 	for i, h := range rd.Header() {
-		if strings.EqualFold(h, "reason") {
+		switch {
+		case strings.EqualFold(h, "reason"):
 			reasonCol = i
+		case strings.EqualFold(h, "list") && !listGiven:
+			listCol = i
 		}
+	}
+	if list == "" && listCol < 0 {
+		fmt.Fprintf(stderr, "herald suppress import: which list? give --list DOMAIN, or a \"list\" column in %s (the configuration has no campaign.from)\n", path)
+		return exitInput
 	}
 	if reason == "" {
 		reason = "imported"
 	}
-	byReason := map[string][]string{}
+	type target struct{ list, reason string }
+	byTarget := map[target][]string{}
+	lists := map[string]bool{}
 	var bad []string
 	n := 0
 	for {
@@ -188,11 +200,18 @@ func suppressImport(ctx context.Context, q queue.Queue, list, reason, path strin
 			fmt.Fprintf(stderr, "herald suppress import: %s: %v\n", path, err)
 			return exitInput
 		}
-		r := reason
+		tg := target{list, reason}
 		if reasonCol >= 0 && strings.TrimSpace(row.Fields[reasonCol]) != "" {
-			r = strings.TrimSpace(row.Fields[reasonCol])
+			tg.reason = strings.TrimSpace(row.Fields[reasonCol])
 		}
-		byReason[r] = append(byReason[r], row.Key)
+		if listCol >= 0 {
+			if tg.list = strings.ToLower(strings.TrimSpace(row.Fields[listCol])); tg.list == "" {
+				bad = append(bad, fmt.Sprintf("%s:line %d: the list column is empty", path, row.Line))
+				continue
+			}
+		}
+		byTarget[tg] = append(byTarget[tg], row.Key)
+		lists[tg.list] = true
 		n++
 	}
 	if len(bad) > 0 {
@@ -202,15 +221,23 @@ func suppressImport(ctx context.Context, q queue.Queue, list, reason, path strin
 		fmt.Fprintf(stderr, "herald suppress import: %d bad rows; nothing was added\n", len(bad))
 		return exitInput
 	}
-	for r, keys := range byReason {
+	for tg, keys := range byTarget {
 		for lo := 0; lo < len(keys); lo += 1000 {
-			if err := q.Suppress(ctx, list, r, keys[lo:min(lo+1000, len(keys))]...); err != nil {
+			if err := q.Suppress(ctx, tg.list, tg.reason, keys[lo:min(lo+1000, len(keys))]...); err != nil {
 				fmt.Fprintf(stderr, "herald suppress import: %s (running it again is safe)\n", err)
 				return exitInterrupted
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "imported %d addresses into the %s list\n", n, list)
+	names := make([]string, 0, len(lists))
+	for l := range lists {
+		names = append(names, l)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		names = []string{list}
+	}
+	fmt.Fprintf(stdout, "imported %d addresses into the %s list\n", n, strings.Join(names, ", "))
 	return exitOK
 }
 

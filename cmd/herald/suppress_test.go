@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,20 @@ func TestSuppressCommands(t *testing.T) {
 	if code, out, _ := suppress("export", "--all"); code != 0 || strings.Count(out, "other.example,") != 3 || strings.Count(out, "\nexample.com,") != 3 ||
 		!strings.Contains(out, "other.example,u1@example.com,asked by phone,") {
 		t.Fatalf("export --all: %d\n%s", code, out)
+	}
+	// export --all imports back into each row's own list.
+	all := filepath.Join(c.dir, "all.csv")
+	if code, _, errs := suppress("export", "--all", "--output", all); code != 0 {
+		t.Fatalf("export --all: %d %q", code, errs)
+	}
+	other := filepath.Join(t.TempDir(), "other.db")
+	otherConf := filepath.Join(c.dir, "other.toml")
+	os.WriteFile(otherConf, []byte(fmt.Sprintf("[queue]\npath = %q\n", other)), 0o644)
+	if code, out, errs := runHerald(t, nil, "suppress", "import", "--config", otherConf, all); code != 0 || !strings.Contains(out, "imported 6 addresses into the example.com, other.example list") {
+		t.Fatalf("import of export --all into a queue without providers: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := runHerald(t, nil, "suppress", "export", "--all", "--config", otherConf); code != 0 || strings.Count(out, "other.example,") != 3 || strings.Count(out, "\nexample.com,") != 3 {
+		t.Fatalf("the round trip changed the lists: %d\n%s", code, out)
 	}
 	if code, out, _ := suppress("remove", "u3@example.com", "u9@example.com"); code != 0 || !strings.Contains(out, "removed 1 of 2") {
 		t.Fatalf("remove: %d %q", code, out)

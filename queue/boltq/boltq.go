@@ -44,11 +44,18 @@ var (
 )
 
 // Open opens or creates the store at path.
-func Open(path string) (*Queue, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+func Open(path string) (*Queue, error) { return OpenWait(path, time.Second) }
+
+// ErrBusy is returned by OpenWait when another process holds the store.
+var ErrBusy = errors.New("in use by another herald process")
+
+// OpenWait is Open waiting at most wait for another process to let the
+// store go.
+func OpenWait(path string, wait time.Duration) (*Queue, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolterr.ErrTimeout) {
-			return nil, fmt.Errorf("queue store %s is in use by another herald process", path)
+			return nil, fmt.Errorf("queue store %s is %w", path, ErrBusy)
 		}
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
