@@ -196,9 +196,11 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		res.Kind, res.Note = "unmatched", merr.Error()
 		return res, false, nil
 	}
+	notices := 0
 	for _, m := range matches {
 		rc := recipientFor(r, m.Recipient)
 		if rc.Kind == NotBounce {
+			notices++
 			continue
 		}
 		list, lerr := p.list(ctx, m.Campaign)
@@ -238,6 +240,11 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 			}
 		}
 		res.Recipients = append(res.Recipients, rr)
+	}
+	if len(res.Recipients) == 0 && notices == len(matches) {
+		// A delay or success notice for every recipient it names.
+		res.Kind, res.Note = NotBounce.String(), "no failed recipient in the report"
+		return res, true, nil
 	}
 	if len(res.Recipients) == 0 {
 		res.Kind, res.Note = "unmatched", fmt.Sprintf("campaign %q is not in the queue", matches[0].Campaign)
