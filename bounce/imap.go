@@ -94,13 +94,7 @@ func openIMAP(ctx context.Context, e Endpoint, a Account, tc *tls.Config) (*imap
 // do runs f with the per-command deadline, and aborts it (closing the
 // connection) when ctx ends.
 func (b *imapBox) do(ctx context.Context, f func() error) error {
-	b.conn.SetDeadline(time.Now().Add(b.timeout))
-	stop := context.AfterFunc(ctx, func() { b.conn.Close() })
-	err := f()
-	if !stop() {
-		return ctx.Err()
-	}
-	return err
+	return guarded(ctx, b.conn, b.timeout, f)
 }
 
 func (b *imapBox) List(ctx context.Context) ([]string, error) {

@@ -158,3 +158,15 @@ func redact(err error, password string) error {
 // ErrLogin is wrapped by Open's error when the server refused the user name
 // or the password.
 var ErrLogin = errors.New("login refused (check bounces.username and the password in bounces.password_env)")
+
+// guarded runs f with a deadline of timeout on conn, and aborts it
+// (closing the connection) when ctx ends.
+func guarded(ctx context.Context, conn net.Conn, timeout time.Duration, f func() error) error {
+	conn.SetDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	err := f()
+	if !stop() {
+		return ctx.Err()
+	}
+	return err
+}

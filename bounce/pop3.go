@@ -81,13 +81,7 @@ func loginErr(err error) error {
 }
 
 func (b *pop3Box) do(ctx context.Context, f func() error) error {
-	b.conn.SetDeadline(time.Now().Add(b.timeout))
-	stop := context.AfterFunc(ctx, func() { b.conn.Close() })
-	err := f()
-	if !stop() {
-		return ctx.Err()
-	}
-	return err
+	return guarded(ctx, b.conn, b.timeout, f)
 }
 
 // cmd sends a command and reads its one-line reply. name is what errors

@@ -470,19 +470,9 @@ func (w *worker) quit() {
 // held only with pipelining, and RFC 2920 lets QUIT end a group), settles
 // the message and ends the session.
 func (w *worker) quitHeld() {
-	h, c := w.held, w.c
-	w.holding = false
-	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
-	t := time.Now()
-	if err := w.write(true, h.seq, quitCmd); err != nil {
-		w.drop()
-		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
-		return
-	}
-	err := w.step(true, stBody, nil, 250, &t)
-	w.settleBody(h, err)
-	if err != nil && fatal(err) {
-		w.drop()
+	c := w.c
+	t, ok := w.sendHeld(quitCmd)
+	if !ok {
 		return
 	}
 	if _, err := c.readReply(0); err == nil {
@@ -490,6 +480,29 @@ func (w *worker) quitHeld() {
 	}
 	w.c = nil
 	c.conn.Close()
+}
+
+// sendHeld writes the held message's content, then extra (nil, or a
+// command that ends the group), in one write, and settles the message by
+// the reply to its final dot. ok is false when the connection was dropped;
+// t is when the write began.
+func (w *worker) sendHeld(extra []byte) (t time.Time, ok bool) {
+	h, c := w.held, w.c
+	w.holding = false
+	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
+	t = time.Now()
+	if err := w.write(true, h.seq, extra); err != nil {
+		w.drop()
+		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+		return t, false
+	}
+	err := w.step(true, stBody, nil, 250, &t)
+	w.settleBody(h, err)
+	if err != nil && fatal(err) {
+		w.drop()
+		return t, false
+	}
+	return t, true
 }
 
 var (
@@ -686,23 +699,8 @@ type held struct {
 
 // flush writes the held message's content alone and settles it.
 func (w *worker) flush() {
-	if !w.holding {
-		return
-	}
-	h := w.held
-	w.holding = false
-	c := w.c
-	_ = c.conn.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
-	t := time.Now()
-	if err := w.write(true, h.seq, nil); err != nil {
-		w.drop()
-		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
-		return
-	}
-	err := w.step(true, stBody, nil, 250, &t)
-	w.settleBody(h, err)
-	if err != nil && fatal(err) {
-		w.drop()
+	if w.holding {
+		w.sendHeld(nil)
 	}
 }
 
