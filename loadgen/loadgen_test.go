@@ -399,3 +399,19 @@ func TestCancelStopsAndCountsWhatWasSent(t *testing.T) {
 		}
 	}
 }
+
+// In open loop, a connection opened ahead of a message that fails is no
+// message's error: each message offered is counted once.
+func TestOpenLoopConnectionRefusedCountsEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	res := run(t, Config{Server: addr, Rate: 100, Messages: 20, Connections: 4})
+	if res.Messages != 0 || res.Errors != 20 || res.Outcomes["reconnect"] != 20 {
+		t.Fatalf("20 messages offered to a closed port: %d errors, outcomes %v", res.Errors, res.Outcomes)
+	}
+}

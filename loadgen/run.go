@@ -241,9 +241,11 @@ func (w *worker) run() {
 		// Started because a message found no idle connection: connect
 		// first, then take whichever message is next, so that one does not
 		// wait for this setup if another connection frees sooner.
-		if d := w.connect(); d != nil && r.ctx.Err() == nil {
-			w.settle(time.Time{}, 0, d)
+		if d := w.connect(); d != nil && r.ctx.Err() == nil && d.Class == engine.ClassAuth {
+			w.settle(time.Time{}, 0, d) // stops the run
 		}
+		// Any other failure is no message's: the next one this worker
+		// takes connects again and counts it, once.
 		for {
 			var j job
 			var ok bool
