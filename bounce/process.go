@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/heraldmail/herald/queue"
 )
 
 // Store keeps the suppression lists and the soft-bounce counts. list is a
@@ -23,6 +25,11 @@ type Store interface {
 	// list and returns how many distinct bounce IDs the key has. Recording
 	// the same bounceID again changes nothing and returns the same count.
 	SoftBounce(ctx context.Context, list, key, bounceID string) (count int, err error)
+	// Recipient reports whether key was one of the campaign's recipients.
+	// A report naming anyone else is not acted on: the campaign id is in
+	// every message's headers, and a forged report must not suppress
+	// addresses the campaign never mailed.
+	Recipient(ctx context.Context, campaign, key string) (bool, error)
 }
 
 // ListFunc returns the suppression list of a campaign: its sending domain.
@@ -197,6 +204,7 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		return res, false, nil
 	}
 	notices := 0
+	var strangers []string // named, but not recipients of the campaign
 	for _, m := range matches {
 		rc := recipientFor(r, m.Recipient)
 		if rc.Kind == NotBounce {
@@ -210,9 +218,15 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		if lerr != nil {
 			return res, false, lerr
 		}
+		key := strings.ToLower(m.Recipient)
+		if ok, err := p.st.Recipient(ctx, m.Campaign, key); err != nil && !errors.Is(err, queue.ErrNoCampaign) {
+			return res, false, fmt.Errorf("store: %w", err)
+		} else if !ok {
+			strangers = append(strangers, m.Recipient)
+			continue
+		}
 		rr := RecipResult{Campaign: m.Campaign, List: list, Address: m.Recipient, Kind: rc.Kind.String(),
 			Status: rc.Status, Diagnostic: rc.Diagnostic, By: m.By}
-		key := strings.ToLower(m.Recipient)
 		switch rc.Kind {
 		case Hard:
 			rr.Suppressed = true
@@ -245,6 +259,10 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		// A delay or success notice for every recipient it names.
 		res.Kind, res.Note = NotBounce.String(), "no failed recipient in the report"
 		return res, true, nil
+	}
+	if len(res.Recipients) == 0 && len(strangers) > 0 {
+		res.Kind, res.Note = "unmatched", fmt.Sprintf("%s: not a recipient of campaign %q", strings.Join(strangers, ", "), matches[0].Campaign)
+		return res, false, nil
 	}
 	if len(res.Recipients) == 0 {
 		res.Kind, res.Note = "unmatched", fmt.Sprintf("campaign %q is not in the queue", matches[0].Campaign)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -50,10 +51,51 @@ func setup(t *testing.T) bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	if _, err := q.CreateCampaign(context.Background(), queue.Campaign{ID: testCampaign, List: testList, Status: queue.Active, Created: time.Now()}); err != nil {
+	createCampaign(t, q, sampleRecipients(t)...)
+	return bundle{srv: srv, q: q}
+}
+
+// createCampaign stores the test campaign with a job for each address.
+func createCampaign(t testing.TB, q *boltq.Queue, addrs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: testCampaign, List: testList, Status: queue.Active, Created: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	return bundle{srv: srv, q: q}
+	var jobs []queue.Job
+	for i, a := range addrs {
+		jobs = append(jobs, queue.Job{Seq: uint64(i + 2), Key: strings.ToLower(a), Email: a})
+	}
+	if _, err := q.Enqueue(ctx, testCampaign, jobs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var addressRE = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]+`)
+
+// sampleRecipients are the addresses the samples in testdata name: the
+// test campaign mailed them all.
+func sampleRecipients(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("testdata: %v", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addressRE.FindAllString(string(b), -1) {
+			if k := strings.ToLower(a); !seen[k] {
+				seen[k] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 func (b bundle) account(url string) Account {
@@ -494,9 +536,11 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			defer q.Close()
 			ctx := context.Background()
-			if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: testCampaign, List: testList, Status: queue.Active, Created: time.Now()}); err != nil {
-				b.Fatal(err)
+			addrs := make([]string, b.N)
+			for i := range addrs {
+				addrs[i] = fmt.Sprintf("u%d@example.org", i)
 			}
+			createCampaign(b, q, addrs...)
 			raw, err := os.ReadFile(filepath.Join("testdata", "postfix-dsn-hard.eml"))
 			if err != nil {
 				b.Fatal(err)
@@ -525,5 +569,34 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// A report that names someone the campaign never mailed (anyone can send
+// the bounce mailbox a report quoting the campaign id of a message they
+// received) suppresses nobody and stays in the mailbox, unmatched.
+func TestForgedReportForAStranger(t *testing.T) {
+	t.Parallel()
+	srv := dovecottest.Start(t)
+	q, err := boltq.Open(filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	b := bundle{srv: srv, q: q}
+	createCampaign(t, q, "someone-else@example.org") // not ann
+	srv.Deliver(readSample(t, "postfix-dsn-hard.eml"))  // a hard bounce for ann, by VERP
+	sum := b.run(t, b.account(fmt.Sprintf("imaps://%s/INBOX", srv.IMAPS)), Options{SoftLimit: 3})
+	if sum.Unmatched != 1 || sum.Hard != 0 || sum.Suppressed != 0 {
+		t.Fatalf("summary %s\n%+v", counts(sum), sum.Messages)
+	}
+	if !strings.Contains(sum.Messages[0].Note, "ann@example.org: not a recipient of campaign") {
+		t.Errorf("note %q", sum.Messages[0].Note)
+	}
+	if got := b.suppressed(t, "ann@example.org"); len(got) != 0 {
+		t.Fatalf("a stranger was suppressed: %+v", got)
+	}
+	if n := len(srv.Messages("INBOX")); n != 1 {
+		t.Fatalf("%d messages left in INBOX, want the report left alone", n)
 	}
 }

@@ -273,6 +273,10 @@ type Queue interface {
 	// ok is false when there are none.
 	NextDue(ctx context.Context, campaign string) (t time.Time, ok bool, err error)
 
+	// Recipient reports whether key (a lower-cased address) is one of the
+	// campaign's jobs.
+	Recipient(ctx context.Context, campaign, key string) (bool, error)
+
 	// Counts returns the number of jobs in each state.
 	Counts(ctx context.Context, campaign string) (Counts, error)
 	// Walk calls fn for every job in Seq order; an error from fn stops it.

@@ -668,6 +668,20 @@ func (q *Queue) NextDue(_ context.Context, id string) (time.Time, bool, error) {
 	return t, ok, err
 }
 
+// Recipient reports whether key is one of the campaign's jobs.
+func (q *Queue) Recipient(_ context.Context, id, key string) (bool, error) {
+	var ok bool
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		ok = c.keys.Get([]byte(key)) != nil
+		return nil
+	})
+	return ok, err
+}
+
 // Counts returns the number of jobs per state.
 func (q *Queue) Counts(_ context.Context, id string) (queue.Counts, error) {
 	var out queue.Counts

@@ -176,6 +176,14 @@ func testEnqueueIdempotent(t *testing.T, b *bundle) {
 	if got := len(b.jobs()); got != 5 {
 		t.Fatalf("%d jobs", got)
 	}
+	for key, want := range map[string]bool{job(1).Key: true, "nobody@example.com": false} {
+		if got, err := b.q.Recipient(b.ctx, b.id, key); err != nil || got != want {
+			t.Fatalf("Recipient(%s) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	if _, err := b.q.Recipient(b.ctx, "no-such-campaign", job(1).Key); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("Recipient of a missing campaign: %v", err)
+	}
 	if _, err := b.q.Enqueue(b.ctx, "no-such-campaign", []queue.Job{job(1)}); !errors.Is(err, queue.ErrNoCampaign) {
 		t.Fatalf("enqueue into a missing campaign: %v", err)
 	}

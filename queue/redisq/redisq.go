@@ -810,6 +810,21 @@ func (s *seqSource) next() string {
 	return v
 }
 
+// Recipient reports whether key is one of the campaign's jobs.
+func (q *Queue) Recipient(ctx context.Context, id, key string) (bool, error) {
+	k := q.keys(id)
+	pipe := q.rdb.Pipeline()
+	meta := pipe.Exists(ctx, k.meta)
+	has := pipe.HExists(ctx, k.keys, key)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, err
+	}
+	if meta.Val() == 0 {
+		return false, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	}
+	return has.Val(), nil
+}
+
 // Suppressed returns the entries of list among keys.
 func (q *Queue) Suppressed(ctx context.Context, list string, keys ...string) (map[string]queue.Suppression, error) {
 	out := map[string]queue.Suppression{}
