@@ -584,8 +584,8 @@ func TestForgedReportForAStranger(t *testing.T) {
 	}
 	t.Cleanup(func() { q.Close() })
 	b := bundle{srv: srv, q: q}
-	createCampaign(t, q, "someone-else@example.org") // not ann
-	srv.Deliver(readSample(t, "postfix-dsn-hard.eml"))  // a hard bounce for ann, by VERP
+	createCampaign(t, q, "someone-else@example.org")   // not ann
+	srv.Deliver(readSample(t, "postfix-dsn-hard.eml")) // a hard bounce for ann, by VERP
 	sum := b.run(t, b.account(fmt.Sprintf("imaps://%s/INBOX", srv.IMAPS)), Options{SoftLimit: 3})
 	if sum.Unmatched != 1 || sum.Hard != 0 || sum.Suppressed != 0 {
 		t.Fatalf("summary %s\n%+v", counts(sum), sum.Messages)
