@@ -847,3 +847,35 @@ func TestFromDomainFixedAtPlanning(t *testing.T) {
 		t.Fatalf("same domain, other local part: %v", err)
 	}
 }
+
+// A job that waited for its pace longer than a second after its lease-time
+// look at the suppression list is looked at again right before it is sent.
+func TestSuppressedWhileWaitingForPace(t *testing.T) {
+	t.Parallel()
+	rcpts := addresses(5, "slow")
+	var b *bundle
+	suppressed := make(chan error, 1)
+	s := startSink(t, sink.Config{Keep: true, Faults: sink.Faults{Hook: func(ev sink.Event) sink.Action {
+		// When the second message arrives, the third is already leased
+		// and checked, and waits in a sender for its turn of the pace.
+		if ev.Stage == sink.StageData && ev.Recipients[0] == rcpts[1] {
+			suppressed <- b.q.Suppress(context.Background(), "example.com", "unsubscribed (one-click)", rcpts[2])
+		}
+		return sink.Action{}
+	}}})
+	b = setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 1\nrate = 1\nburst = 1")})
+	b.plan()
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-suppressed; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Received(rcpts[2]); n != 0 {
+		t.Fatalf("%s went on the list while its job waited for the pace, and received %d", rcpts[2], n)
+	}
+	if j := b.jobs()[rcpts[2]]; j.State != queue.Suppressed || sum.Sent != 4 || sum.Skipped != 1 {
+		t.Fatalf("%s: %s; summary %+v", rcpts[2], j.State, sum)
+	}
+}

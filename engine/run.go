@@ -103,6 +103,9 @@ func (c *campaign) holding() []queue.Job {
 type task struct {
 	c   *campaign
 	job queue.Job
+	// checked is when the job's address was last found off the
+	// suppression list.
+	checked time.Time
 }
 
 // result is a sender's report on one job.
@@ -356,6 +359,7 @@ func (r *run) dispatch() {
 				break
 			}
 			c.hold(jobs)
+			checked := time.Now()
 			jobs, err = r.unsuppressed(ctx, c, jobs)
 			if err != nil {
 				// The jobs went back untried; wait as for any outage.
@@ -369,10 +373,10 @@ func (r *run) dispatch() {
 			leased += len(jobs)
 			for i, j := range jobs {
 				select {
-				case r.jobs <- task{c, j}:
+				case r.jobs <- task{c, j, checked}:
 				case <-r.stop.Done():
 					for _, rest := range jobs[i:] {
-						r.results <- result{task: task{c, rest}, release: true}
+						r.results <- result{task: task{c: c, job: rest}, release: true}
 					}
 					r.drain()
 					return
@@ -410,9 +414,10 @@ func (r *run) dispatch() {
 
 // unsuppressed returns the jobs whose address is not on the campaign's
 // suppression list; the others are settled as Suppressed. The list is read
-// as jobs are leased, about a second before they are sent, so an
-// unsubscribe during a campaign takes effect within that second. When the
-// list cannot be read, the jobs go back untried.
+// as jobs are leased, for the batch; a sender reads it again for a job that
+// waited longer than suppressionRecheck since (recheck), so no message goes
+// out more than that after its address went on the list. When the list
+// cannot be read, the jobs go back untried.
 func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) ([]queue.Job, error) {
 	if len(jobs) == 0 {
 		return jobs, nil
@@ -424,7 +429,7 @@ func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) (
 	supp, err := r.e.q.Suppressed(ctx, c.list, keys...)
 	if err != nil {
 		for _, j := range jobs {
-			r.results <- result{task: task{c, j}, release: true}
+			r.results <- result{task: task{c: c, job: j}, release: true}
 		}
 		return nil, err
 	}
@@ -434,7 +439,7 @@ func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) (
 	keep := jobs[:0:0]
 	for _, j := range jobs {
 		if e, ok := supp[j.Key]; ok {
-			r.results <- result{task: task{c, j}, skip: &e}
+			r.results <- result{task: task{c: c, job: j}, skip: &e}
 			continue
 		}
 		keep = append(keep, j)

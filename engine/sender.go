@@ -157,6 +157,9 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 		r.results <- result{task: t, release: true}
 		return nil, r.waitsOut(p)
 	}
+	if !r.recheck(cn, t, now) {
+		return nil, true
+	}
 	if ok, until, err := p.quota.Take(r.hard, now); err != nil || !ok {
 		r.results <- result{task: t, release: true}
 		if err != nil {
@@ -183,6 +186,32 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	r.e.progress.inFlight.Add(1)
 	p.taken.Add(1)
 	return &prepared{task: t, msg: msg, envFrom: comp.envelope(t.job.Email), at: now}, true
+}
+
+// suppressionRecheck is how old a job's last look at the suppression list
+// may be when it is sent: past it, the sender looks again.
+const suppressionRecheck = time.Second
+
+// recheck looks at the suppression list again for a job whose last look
+// is older than suppressionRecheck (it waited for its pace, a slot or its
+// domain); false when the job was settled or given back here.
+func (r *run) recheck(cn *conn, t task, now time.Time) bool {
+	if now.Sub(t.checked) <= suppressionRecheck {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.hard, storeTimeout)
+	defer cancel()
+	supp, err := r.e.q.Suppressed(ctx, t.c.list, t.job.Key)
+	if err != nil {
+		cn.log.Warn("suppression list out of reach; the job goes back", "error", err)
+		r.results <- result{task: t, release: true}
+		return false
+	}
+	if e, ok := supp[t.job.Key]; ok {
+		r.results <- result{task: t, skip: &e}
+		return false
+	}
+	return true
 }
 
 // tryNext takes another job only if one is waiting and the rate allows it
