@@ -100,6 +100,12 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		c.q, c.recovered = q, q.Recovered()
 		c.stopJournal = followJournal(cfg.Queue.Path, q, stderr)
 	}
+	if n := legacySuppressions(c.q, stderr); n > 0 && (what == campaignEngine || what == workerEngine) {
+		// Sending now could mail addresses that are on that list.
+		c.Close()
+		fmt.Fprintf(stderr, "herald: nothing is sent until they are moved: herald suppress migrate --config %s [--list DOMAIN]\n", path)
+		return nil, exitInput
+	}
 	switch what {
 	case campaignEngine:
 		c.eng, err = engine.New(cfg, c.q, opts)

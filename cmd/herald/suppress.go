@@ -16,7 +16,7 @@ import (
 	"github.com/heraldmail/herald/recipients"
 )
 
-const suppressSynopsis = `add|remove|list|import|export --config FILE [--list DOMAIN] [ADDRESS... | FILE]
+const suppressSynopsis = `add|remove|list|import|export|migrate --config FILE [--list DOMAIN] [ADDRESS... | FILE]
 
   add ADDRESS...     put addresses on the list (--reason says why)
   remove ADDRESS...  take them off again (their soft-bounce counts go too)
@@ -24,6 +24,8 @@ const suppressSynopsis = `add|remove|list|import|export --config FILE [--list DO
   import FILE        add every address of a CSV file with an "email" column
                      (and an optional "reason" column: export's output imports)
   export             write the list as CSV (email,reason,added) to stdout or --output
+  migrate            move the single list of an earlier herald (one for every
+                     sending domain) onto this domain's list
 
 A list belongs to a sending domain: campaigns sent from news@example.com
 check the example.com list. Without --list, the domain of campaign.from.`
@@ -59,13 +61,13 @@ func cmdSuppress(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "herald suppress import: give one CSV file")
 			return exitInput
 		}
-	case "list", "export":
+	case "list", "export", "migrate":
 		if len(operands) != 0 {
 			fmt.Fprintf(stderr, "herald suppress %s: unexpected %q\n", verb, operands[0])
 			return exitInput
 		}
 	default:
-		fmt.Fprintf(stderr, "herald suppress: unknown action %q (add, remove, list, import, export)\n", verb)
+		fmt.Fprintf(stderr, "herald suppress: unknown action %q (add, remove, list, import, export, migrate)\n", verb)
 		return exitInput
 	}
 	c, code := open(*cfgPath, queueOnly, engine.Options{}, stderr)
@@ -96,6 +98,19 @@ func cmdSuppress(args []string, stdout, stderr io.Writer) int {
 		return suppressAddresses(ctx, c.q, verb, lists[0], *reason, operands, stdout, stderr)
 	case "import":
 		return suppressImport(ctx, c.q, lists[0], *list != "", *reason, operands[0], stdout, stderr)
+	case "migrate":
+		m, ok := c.q.(legacyLists)
+		if !ok {
+			fmt.Fprintln(stdout, "nothing to migrate")
+			return exitOK
+		}
+		n, err := m.MigrateSuppressions(ctx, lists[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "herald suppress migrate: %s (running it again is safe)\n", err)
+			return exitInterrupted
+		}
+		fmt.Fprintf(stdout, "moved %d addresses onto the %s list\n", n, lists[0])
+		return exitOK
 	}
 	w := stdout
 	if *output != "" {
@@ -279,4 +294,26 @@ func suppressExport(ctx context.Context, q queue.Queue, lists []string, csvOut b
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// legacyLists is what a queue store offers for the single suppression list
+// an earlier herald kept for every sending domain.
+type legacyLists interface {
+	LegacySuppressions(ctx context.Context) (int, error)
+	MigrateSuppressions(ctx context.Context, list string) (int, error)
+}
+
+// legacySuppressions says, and returns, how many addresses the earlier
+// single list still holds.
+func legacySuppressions(q queue.Queue, stderr io.Writer) int {
+	m, ok := q.(legacyLists)
+	if !ok {
+		return 0
+	}
+	n, err := m.LegacySuppressions(context.Background())
+	if err != nil || n == 0 {
+		return 0
+	}
+	fmt.Fprintf(stderr, "herald: the queue holds %d suppressed addresses from an earlier herald, on one list for every sending domain; lists are now per domain\n", n)
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/heraldmail/herald/sink"
 )
 
@@ -83,5 +85,38 @@ func TestSuppressCommands(t *testing.T) {
 	}
 	if s.Received("u1@example.com")+s.Received("u2@example.com") != 0 || s.Received("u3@example.com") != 1 || s.Stats().Messages != 18 {
 		t.Fatalf("server got %d messages; u1 %d, u2 %d, u3 %d", s.Stats().Messages, s.Received("u1@example.com"), s.Received("u2@example.com"), s.Received("u3@example.com"))
+	}
+}
+
+// A store from an earlier herald, with one suppression list for every
+// domain: nothing is sent until its entries are moved onto a domain's list.
+func TestLegacySuppressionListBlocksSending(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	c := newCampaign(t, s, 5, "")
+	db, err := bolt.Open(filepath.Join(c.dir, "herald.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("suppression"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("u2@example.com"), []byte("550 5.1.1 no such user"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runHerald(t, nil, "send", "--config", c.conf)
+	if code != exitInput || !strings.Contains(errs, "1 suppressed addresses from an earlier herald") || !strings.Contains(errs, "herald suppress migrate") || s.Stats().Messages != 0 {
+		t.Fatalf("send with a legacy list: exit %d, %d sent\n%s", code, s.Stats().Messages, errs)
+	}
+	if code, out, errs := runHerald(t, nil, "suppress", "migrate", "--config", c.conf); code != 0 || !strings.Contains(out, "moved 1 addresses onto the example.com list") {
+		t.Fatalf("migrate: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := runHerald(t, nil, "send", "--config", c.conf); code != 0 || s.Stats().Messages != 4 || s.Received("u2@example.com") != 0 {
+		t.Fatalf("send after the migration: exit %d, %d sent\n%s\n%s", code, s.Stats().Messages, out, errs)
 	}
 }

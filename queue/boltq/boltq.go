@@ -855,6 +855,61 @@ func (q *Queue) SuppressionLists(_ context.Context) ([]string, error) {
 	return out, err
 }
 
+// LegacySuppressions counts the entries of the single suppression list an
+// earlier herald kept for every sending domain (before lists were per
+// domain).
+func (q *Queue) LegacySuppressions(context.Context) (int, error) {
+	n := 0
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSuppression).ForEach(func(_, v []byte) error {
+			if v != nil {
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+// MigrateSuppressions moves the legacy entries (see LegacySuppressions)
+// onto list, keeping their reasons; an address already on list keeps its
+// entry. It returns how many entries it moved.
+func (q *Queue) MigrateSuppressions(_ context.Context, list string) (int, error) {
+	n := 0
+	now := time.Now()
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSuppression)
+		dst, err := root.CreateBucketIfNotExists(listName(list))
+		if err != nil {
+			return err
+		}
+		var keys [][]byte
+		err = root.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil
+			}
+			keys = append(keys, bytes.Clone(k))
+			if dst.Get(k) == nil {
+				if err := dst.Put(bytes.Clone(k), encodeSuppression(now, string(v))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := root.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
+}
+
 // SoftBounce records one soft bounce of key and returns its count.
 func (q *Queue) SoftBounce(_ context.Context, list, key, bounceID string) (int, error) {
 	var n int

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/queuetest"
 )
@@ -135,4 +137,37 @@ func BenchmarkLeaseSettle(b *testing.B) {
 		total += len(jobs)
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// The single suppression list of an earlier herald moves onto a domain's
+// list with its reasons; an address already there keeps its entry.
+func TestMigrateSuppressions(t *testing.T) {
+	q, err := Open(filepath.Join(t.TempDir(), "q.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	err = q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSuppression)
+		b.Put([]byte("ann@example.org"), []byte("550 5.1.1 no such user"))
+		return b.Put([]byte("bob@example.org"), []byte("unsubscribed"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Suppress(ctx, "news.example", "manual", "bob@example.org")
+	if n, err := q.LegacySuppressions(ctx); err != nil || n != 2 {
+		t.Fatalf("LegacySuppressions = %d, %v", n, err)
+	}
+	if n, err := q.MigrateSuppressions(ctx, "news.example"); err != nil || n != 2 {
+		t.Fatalf("MigrateSuppressions = %d, %v", n, err)
+	}
+	got, _ := q.Suppressed(ctx, "news.example", "ann@example.org", "bob@example.org")
+	if got["ann@example.org"].Reason != "550 5.1.1 no such user" || got["bob@example.org"].Reason != "manual" {
+		t.Fatalf("after the migration: %+v", got)
+	}
+	if n, _ := q.LegacySuppressions(ctx); n != 0 {
+		t.Fatalf("%d legacy entries left", n)
+	}
 }

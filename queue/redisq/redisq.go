@@ -913,6 +913,44 @@ func (q *Queue) SuppressionLists(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// legacySuppressionKey is the single suppression list an earlier herald
+// kept for every sending domain.
+func (q *Queue) legacySuppressionKey() string { return q.prefix + "suppression" }
+
+// LegacySuppressions counts the entries of the legacy list.
+func (q *Queue) LegacySuppressions(ctx context.Context) (int, error) {
+	n, err := q.rdb.HLen(ctx, q.legacySuppressionKey()).Result()
+	return int(n), err
+}
+
+// MigrateSuppressions moves the legacy entries onto list, keeping their
+// reasons; an address already on list keeps its entry.
+func (q *Queue) MigrateSuppressions(ctx context.Context, list string) (int, error) {
+	old, err := q.rdb.HGetAll(ctx, q.legacySuppressionKey()).Result()
+	if err != nil || len(old) == 0 {
+		return 0, err
+	}
+	now := time.Now()
+	pipe := q.rdb.Pipeline()
+	for k, reason := range old {
+		pipe.HSetNX(ctx, q.suppressionKey(list), k, encodeSuppression(now, reason))
+	}
+	pipe.SAdd(ctx, q.suppressionListsKey(), list)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	// Only what was copied goes: an entry added meanwhile stays for the
+	// next run.
+	fields := make([]string, 0, len(old))
+	for k := range old {
+		fields = append(fields, k)
+	}
+	if err := q.rdb.HDel(ctx, q.legacySuppressionKey(), fields...).Err(); err != nil {
+		return 0, err
+	}
+	return len(old), nil
+}
+
 // SoftBounce records one soft bounce of key and returns its count.
 func (q *Queue) SoftBounce(ctx context.Context, list, key, bounceID string) (int, error) {
 	pipe := q.rdb.TxPipeline()

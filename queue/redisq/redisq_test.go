@@ -138,3 +138,30 @@ func BenchmarkLeaseSettle(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "jobs/s")
 }
+
+// The single suppression list of an earlier herald moves onto a domain's
+// list with its reasons; an address already there keeps its entry.
+func TestMigrateSuppressions(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	q, err := Open(ctx, srv.URL(), Options{Prefix: "m:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Client().HSet(ctx, "m:suppression", "ann@example.org", "550 5.1.1 no such user", "bob@example.org", "unsubscribed")
+	q.Suppress(ctx, "news.example", "manual", "bob@example.org")
+	if n, err := q.LegacySuppressions(ctx); err != nil || n != 2 {
+		t.Fatalf("LegacySuppressions = %d, %v", n, err)
+	}
+	if n, err := q.MigrateSuppressions(ctx, "news.example"); err != nil || n != 2 {
+		t.Fatalf("MigrateSuppressions = %d, %v", n, err)
+	}
+	got, _ := q.Suppressed(ctx, "news.example", "ann@example.org", "bob@example.org")
+	if got["ann@example.org"].Reason != "550 5.1.1 no such user" || got["bob@example.org"].Reason != "manual" {
+		t.Fatalf("after the migration: %+v", got)
+	}
+	if n, _ := q.LegacySuppressions(ctx); n != 0 {
+		t.Fatalf("%d legacy entries left", n)
+	}
+}
