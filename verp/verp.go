@@ -25,8 +25,16 @@ func Encode(bounce, campaign, rcpt string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("verp: recipient %q: %w", rcpt, err)
 	}
-	return bl + "+" + campaign + "+" + rl + "=" + rd + "@" + bd, nil
+	local := bl + "+" + campaign + "+" + rl + "=" + rd
+	if len(local) > MaxLocal {
+		return "", fmt.Errorf("verp: %s+%s+%s=%s is %d octets, more than a local part may hold (%d, RFC 5321)", bl, campaign, rl, rd, len(local), MaxLocal)
+	}
+	return local + "@" + bd, nil
 }
+
+// MaxLocal is the longest local part RFC 5321 (4.5.3.1.1) lets a server
+// refuse beyond: a VERP address longer than that is not made.
+const MaxLocal = 64
 
 // Decode returns the campaign and the recipient address that Encode put
 // into addr for bounce. The bounce address's local part and domain are

@@ -61,6 +61,8 @@ func TestEncodeRefuses(t *testing.T) {
 		{"bounces@example.com", "c", "a\r\n@example.org"},
 		{"bounces@example.com", "c", "a@exa=mple.org"},
 		{"bounces@example.com", "c", "user@[192.0.2.1]"},
+		// A local part of 68 octets, more than RFC 5321 lets a server refuse beyond.
+		{"bounces@example.com", "newsletter-2026-11", "a-rather-long-local-part-1234@example.org"},
 	} {
 		if got, err := Encode(tc.bounce, tc.campaign, tc.rcpt); err == nil {
 			t.Errorf("Encode(%q, %q, %q) = %q, want an error", tc.bounce, tc.campaign, tc.rcpt, got)
