@@ -1,6 +1,11 @@
 package bounce
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 // TestClassify covers the rules of classify, with replies from real
 // providers (shared/reference/smtp-replies.md and bounce samples).
@@ -58,5 +63,17 @@ func TestFindStatus(t *testing.T) {
 		if got := findStatus(in); got != want {
 			t.Errorf("findStatus(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A server that echoes the password in its refusal: the text loses it, the
+// error is still a refused login.
+func TestRedactKeepsErrLogin(t *testing.T) {
+	err := redact(fmt.Errorf("%w: NO [AUTHENTICATIONFAILED] bad password hunter2-xyz", ErrLogin), "hunter2-xyz")
+	if strings.Contains(err.Error(), "hunter2-xyz") || !strings.Contains(err.Error(), "<password>") {
+		t.Fatalf("text %q", err)
+	}
+	if !errors.Is(err, ErrLogin) {
+		t.Fatal("the redacted error is no longer ErrLogin")
 	}
 }

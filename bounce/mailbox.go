@@ -152,8 +152,18 @@ func redact(err error, password string) error {
 	if err == nil || password == "" || !strings.Contains(err.Error(), password) {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), password, "<password>"))
+	return redacted{msg: strings.ReplaceAll(err.Error(), password, "<password>"), err: err}
 }
+
+// redacted is an error whose text had the password taken out; errors.Is
+// still sees what it wraps (ErrLogin), but its text is only msg.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+func (r redacted) Unwrap() error { return r.err }
 
 // ErrLogin is wrapped by Open's error when the server refused the user name
 // or the password.
