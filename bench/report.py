@@ -9,6 +9,7 @@ import csv, collections, pathlib, re, statistics, sys
 
 out = pathlib.Path(sys.argv[1])
 runs, n, c, sink_n, curve_n, rate_secs, benchtime, have_bench, secs = sys.argv[2:11]
+go_count = sys.argv[11] if len(sys.argv) > 11 else runs
 have_bench = have_bench == "1"
 path = pathlib.Path(__file__).parent / "RESULTS.md"
 old = path.read_text() if path.exists() else ""
@@ -111,7 +112,7 @@ for k in conns:
     w(f"| {k} | " + " | ".join(f"{cell[(t, k)]:,.0f}" if (t, k) in cell else "" for t in tools) + " |")
 w("")
 
-w(f"## Go benchmarks (-count={runs}, -benchtime={benchtime})\n")
+w(f"## Go benchmarks (-count={go_count}, -benchtime={benchtime})\n")
 w("`go test -run '^$' -bench . ./bench/ ./queue/boltq/ ./queue/redisq/ ./ratelimit/`: rendering (bench: Render),")
 w("enqueue and lease + settle on the embedded queue (bench, queue/boltq) and on Redis (queue/redisq, a real")
 w("redis-server), classification of a reply (bench: Classify), and the limiters (ratelimit). Raw output, ready")

@@ -9,7 +9,7 @@
 #   3. curves: msgs/s against connections (smtp-source, herald bench) and
 #      herald bench's latency against an offered rate (open loop), as PNGs;
 #   4. Go benchmarks (render, enqueue, lease/settle on boltq and redisq,
-#      classify, the limiters) with -count=RUNS, summarized by benchstat;
+#      classify, the limiters) with -count=GO_COUNT, summarized by benchstat;
 #   5. the goals as ratios of that same run, PASS or short of.
 #
 #   bash bench/run.sh                       # the default run, ~15 min on 2 cores
@@ -20,7 +20,8 @@
 # messages of the sink rows (100000), CURVE_N messages per point of the
 # connections curve (20000), CONNS ("1 2 4 8 16 32"), RATES offered in
 # msgs/s ("2000 5000 10000 15000 20000 30000", stops past saturation),
-# RATE_SECS per rate (5), BENCHTIME of each Go benchmark (1s), PORT (2526)
+# RATE_SECS per rate (5), BENCHTIME of each Go benchmark (1s), GO_COUNT runs
+# of each (6: fewer and benchstat gives no confidence interval), PORT (2526)
 # and SINK_PORT (2527).
 #
 # On a fresh Debian machine it installs Postfix's tools (smtp-sink,
@@ -43,6 +44,7 @@ CONNS=${CONNS:-"1 2 4 8 16 32"}
 RATES=${RATES:-"2000 5000 10000 15000 20000 30000"}
 RATE_SECS=${RATE_SECS:-5}
 BENCHTIME=${BENCHTIME:-1s}
+GO_COUNT=${GO_COUNT:-6}
 PORT=${PORT:-2526}
 SINK_PORT=${SINK_PORT:-2527}
 OUT=bench/out
@@ -156,10 +158,10 @@ fi
 go run ./bench/plot --connections "$OUT/curve-connections.csv" --latency "$OUT/curve-latency.csv" --dir bench
 
 # 4. Go benchmarks.
-go test -run '^$' -bench . -benchtime "$BENCHTIME" -count "$RUNS" ./bench/ ./queue/boltq/ ./queue/redisq/ ./ratelimit/ | tee "$OUT/gobench.txt"
+go test -run '^$' -bench . -benchtime "$BENCHTIME" -count "$GO_COUNT" ./bench/ ./queue/boltq/ ./queue/redisq/ ./ratelimit/ | tee "$OUT/gobench.txt"
 rm -f "$OUT/benchstat.txt"
 timeout 300 go run golang.org/x/perf/cmd/benchstat@latest "$OUT/gobench.txt" > "$OUT/benchstat.txt" 2>/dev/null || rm -f "$OUT/benchstat.txt"
 
 # 5. RESULTS.md.
-python3 bench/report.py "$OUT" "$RUNS" "$N" "$C" "$SINK_N" "$CURVE_N" "$RATE_SECS" "$BENCHTIME" "$HAVE_BENCH" "$(( $(date +%s) - started ))"
+python3 bench/report.py "$OUT" "$RUNS" "$N" "$C" "$SINK_N" "$CURVE_N" "$RATE_SECS" "$BENCHTIME" "$HAVE_BENCH" "$(( $(date +%s) - started ))" "$GO_COUNT"
 echo "bench/RESULTS.md written"
