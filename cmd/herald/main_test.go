@@ -498,6 +498,16 @@ func TestSinkRefusesBadInput(t *testing.T) {
 		{[]string{"sink", "--listen", "192.0.2.1:2525"}, "not a loopback address"},
 		{[]string{"sink", "--listen", "nonsense"}, "--listen"},
 		{[]string{"sink", "--auth-user", "u"}, "--auth-password-env"},
+		{[]string{"sink", "--procs", "0"}, "--procs"},
+		{[]string{"sink", "--rcpt-perm", "1.5"}, "--rcpt-perm"},
+		{[]string{"sink", "--data-temp", "-0.1"}, "--data-temp"},
+		{[]string{"sink", "--rcpt-temp", "0.6", "--rcpt-perm", "0.6"}, "--rcpt-temp + --rcpt-perm"},
+		{[]string{"sink", "--data-perm", "0.5", "--drop-after-data", "0.6"}, "--drop-after-data"},
+		{[]string{"sink", "--throttle-burst", "5"}, "--throttle-burst"},
+		{[]string{"sink", "--latency-rcpt", "-1s"}, "--latency-rcpt"},
+		{[]string{"sink", "--tls-cert", "x.pem"}, "--tls-key"},
+		{[]string{"sink", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, "--tls-cert"},
+		{[]string{"sink", "--tls-self-signed", "--tls-cert", "a", "--tls-key", "b"}, "--tls-self-signed"},
 	} {
 		code, _, e := runHerald(t, nil, tt.args...)
 		if code != exitInput || !strings.Contains(e, tt.want) {

@@ -206,26 +206,3 @@ func TestSinkTLSAuthFlags(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
-
-func TestSinkRefusesBadFaultFlags(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"sink", "--rcpt-perm", "1.5"}, "--rcpt-perm"},
-		{[]string{"sink", "--data-temp", "-0.1"}, "--data-temp"},
-		{[]string{"sink", "--rcpt-temp", "0.6", "--rcpt-perm", "0.6"}, "--rcpt-temp + --rcpt-perm"},
-		{[]string{"sink", "--data-perm", "0.5", "--drop-after-data", "0.6"}, "--drop-after-data"},
-		{[]string{"sink", "--throttle-burst", "5"}, "--throttle-burst"},
-		{[]string{"sink", "--latency-rcpt", "-1s"}, "--latency-rcpt"},
-		{[]string{"sink", "--tls-cert", "x.pem"}, "--tls-key"},
-		{[]string{"sink", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, "--tls-cert"},
-		{[]string{"sink", "--tls-self-signed", "--tls-cert", "a", "--tls-key", "b"}, "--tls-self-signed"},
-	} {
-		code, _, e := runHerald(t, nil, tt.args...)
-		if code != exitInput || !strings.Contains(e, tt.want) {
-			t.Errorf("%v: exit %d, %q", tt.args, code, e)
-		}
-	}
-}
