@@ -140,34 +140,24 @@ func BenchmarkLeaseSettle(b *testing.B) {
 }
 
 // The single suppression list of an earlier herald moves onto a domain's
-// list with its reasons; an address already there keeps its entry.
+// list (queuetest.RunMigration).
 func TestMigrateSuppressions(t *testing.T) {
 	q, err := Open(filepath.Join(t.TempDir(), "q.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	ctx := context.Background()
-	err = q.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSuppression)
-		b.Put([]byte("ann@example.org"), []byte("550 5.1.1 no such user"))
-		return b.Put([]byte("bob@example.org"), []byte("unsubscribed"))
+	queuetest.RunMigration(t, q, func(entries map[string]string) {
+		err := q.db.Update(func(tx *bolt.Tx) error {
+			for k, v := range entries {
+				if err := tx.Bucket(bucketSuppression).Put([]byte(k), []byte(v)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q.Suppress(ctx, "news.example", "manual", "bob@example.org")
-	if n, err := q.LegacySuppressions(ctx); err != nil || n != 2 {
-		t.Fatalf("LegacySuppressions = %d, %v", n, err)
-	}
-	if n, err := q.MigrateSuppressions(ctx, "news.example"); err != nil || n != 2 {
-		t.Fatalf("MigrateSuppressions = %d, %v", n, err)
-	}
-	got, _ := q.Suppressed(ctx, "news.example", "ann@example.org", "bob@example.org")
-	if got["ann@example.org"].Reason != "550 5.1.1 no such user" || got["bob@example.org"].Reason != "manual" {
-		t.Fatalf("after the migration: %+v", got)
-	}
-	if n, _ := q.LegacySuppressions(ctx); n != 0 {
-		t.Fatalf("%d legacy entries left", n)
-	}
 }

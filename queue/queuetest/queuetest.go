@@ -666,3 +666,35 @@ func testSoftBounce(t *testing.T, b *bundle) {
 		t.Fatalf("after Unsuppress the count is %d, want 1", n)
 	}
 }
+
+// Migrator is a store that keeps, beside its per-domain lists, the single
+// suppression list an earlier herald kept for every sending domain.
+type Migrator interface {
+	queue.Queue
+	LegacySuppressions(ctx context.Context) (int, error)
+	MigrateSuppressions(ctx context.Context, list string) (int, error)
+}
+
+// RunMigration checks that the legacy entries seed writes move onto a
+// domain's list with their reasons, and that an address already there keeps
+// its entry. seed stores legacy entries (address → reason) in q.
+func RunMigration(t *testing.T, q Migrator, seed func(entries map[string]string)) {
+	ctx := context.Background()
+	seed(map[string]string{"ann@example.org": "550 5.1.1 no such user", "bob@example.org": "unsubscribed"})
+	if err := q.Suppress(ctx, "news.example", "manual", "bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.LegacySuppressions(ctx); err != nil || n != 2 {
+		t.Fatalf("LegacySuppressions = %d, %v", n, err)
+	}
+	if n, err := q.MigrateSuppressions(ctx, "news.example"); err != nil || n != 2 {
+		t.Fatalf("MigrateSuppressions = %d, %v", n, err)
+	}
+	got, _ := q.Suppressed(ctx, "news.example", "ann@example.org", "bob@example.org")
+	if got["ann@example.org"].Reason != "550 5.1.1 no such user" || got["bob@example.org"].Reason != "manual" {
+		t.Fatalf("after the migration: %+v", got)
+	}
+	if n, _ := q.LegacySuppressions(ctx); n != 0 {
+		t.Fatalf("%d legacy entries left", n)
+	}
+}
