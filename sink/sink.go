@@ -163,11 +163,25 @@ type Config struct {
 	NoEnhancedStatusCodes bool
 	// CountOnly skips the per-recipient tally behind Received (a lock and
 	// a map update per message): for load tests, where only counts matter.
+	// With nothing else asked of the sink (no faults but MaxSessions,
+	// NoPipelining and NoEnhancedStatusCodes; no TLS, AUTH, Maildir, Keep
+	// or RecordReads) a lean SMTP server of its own answers in place of
+	// go-smtp (lean.go).
 	CountOnly bool
+	// BusyPoll: the lean server's event loops (Linux) poll for this long
+	// after their last event before they sleep, so that a client on the
+	// same machine seldom has to wake them; it costs up to a core each
+	// while traffic flows, nothing when idle. 0: sleep at once.
+	BusyPoll time.Duration
 	// RecordReads keeps every chunk read from clients, to see how their
 	// commands arrive: grouped (pipelined) or one by one.
 	RecordReads bool
 	Logger      *slog.Logger
+
+	// For tests: the lean server's driver ("goroutines": the portable one,
+	// on Linux too) and idle timeout (default a minute).
+	leanDriver string
+	leanIdle   time.Duration
 }
 
 // Message is an accepted message, kept with Config.Keep.
@@ -203,7 +217,8 @@ type Stats struct {
 // Server is a running sink. Its methods are safe for concurrent use.
 type Server struct {
 	cfg      Config
-	srv      *smtp.Server
+	srv      *smtp.Server // nil when lean answers
+	lean     *leanServer
 	ln       net.Listener
 	done     chan struct{}
 	throttle *rate.Limiter
@@ -237,6 +252,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.leanIdle == 0 {
+		cfg.leanIdle = defaultLeanIdle
+	}
 	if err := cfg.Faults.Validate(); err != nil {
 		return nil, err
 	}
@@ -254,6 +272,22 @@ func Start(cfg Config) (*Server, error) {
 	if f := cfg.Faults.Throttle; f > 0 {
 		s.throttle = rate.NewLimiter(rate.Limit(f), max(cfg.Faults.ThrottleBurst, 1))
 	}
+	// No TCP keep-alive: it costs four setsockopt calls per connection,
+	// and the read timeout already ends idle sessions.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	if cfg.lean() {
+		s.lean = &leanServer{replies: newLeanReplies(&cfg)}
+		s.ln = ln
+		if err := s.startLean(ln); err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("sink: %w", err)
+		}
+		return s, nil
+	}
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = cfg.Domain
 	s.srv.MaxRecipients = 1000
@@ -263,13 +297,6 @@ func Start(cfg Config) (*Server, error) {
 	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.srv.TLSConfig = cfg.TLSConfig
 	s.srv.ErrorLog = errorLog{cfg.Logger}
-	// No TCP keep-alive: it costs four setsockopt calls per connection,
-	// and ReadTimeout already ends idle sessions.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("sink: %w", err)
-	}
 	ln = &wrapListener{Listener: ln, s: s}
 	if cfg.ImplicitTLS {
 		ln = tls.NewListener(ln, cfg.TLSConfig)
@@ -289,6 +316,10 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Close stops the server and closes every session.
 func (s *Server) Close() error {
+	if s.lean != nil {
+		s.lean.stop()
+		return nil
+	}
 	err := s.srv.Close()
 	// Serve may not have registered the listener with go-smtp yet.
 	_ = s.ln.Close()

@@ -206,3 +206,36 @@ func TestSinkTLSAuthFlags(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// TestSinkLeanUnderBench: herald sink without faults answers with its own
+// lean SMTP server; it takes herald bench's pipelined load over 8
+// connections, reused every 50 messages, and counts every message and
+// recipient, with busy polling (the default) and without.
+func TestSinkLeanUnderBench(t *testing.T) {
+	t.Parallel()
+	for _, poll := range []string{"100us", "0"} {
+		h := startHeraldSink(t, nil, "--busy-poll", poll)
+		code, out, errOut := runHerald(t, nil, "bench", "--server", h.addr, "--connections", "8", "--messages", "3000",
+			"--rcpts", "2", "--size", "3000", "--reuse", "50", "--json", "--quiet")
+		if code != 0 {
+			t.Fatalf("--busy-poll %s: herald bench exit %d: %s", poll, code, errOut)
+		}
+		var rep struct {
+			Messages, Errors int64
+			Pipelining       bool
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		st := h.stop()
+		if rep.Messages != 3000 || rep.Errors != 0 || !rep.Pipelining || st.Messages != 3000 || st.Recipients != 6000 ||
+			// 60 sessions of 50, up to one short one per connection, and
+			// the readiness probe's connection.
+			st.Sessions < 3000/50 || st.Sessions > 3000/50+8+1 || st.PeakSessions > 8 || st.Bytes < 3000*3000 {
+			t.Fatalf("--busy-poll %s: bench %+v, sink %+v", poll, rep, st)
+		}
+	}
+	if code, _, errOut := runHerald(t, nil, "sink", "--busy-poll", "-1s"); code != exitInput || !strings.Contains(errOut, "--busy-poll") {
+		t.Fatalf("--busy-poll -1s: exit %d %q", code, errOut)
+	}
+}

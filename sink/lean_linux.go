@@ -1,0 +1,321 @@
+package sink
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// startLean runs the epoll driver: GOMAXPROCS event loops, each with its
+// own epoll set, taking turns at the listening socket (EPOLLEXCLUSIVE) and
+// keeping the sessions they accepted.
+//
+// Why not a goroutine per connection: the sink answers a client measured
+// on the same machine, so every microsecond of its CPU is taken from that
+// client. With goroutines, a fifth of the sink's CPU went to the runtime
+// (the scheduler parking and waking goroutines through its poller, and its
+// monitor thread, which runs every 20 µs when a system call blocks or the
+// process keeps going idle). A loop makes its system calls raw, not as
+// blocking ones (the sockets are non-blocking, and epoll_wait waits at
+// most 10 ms), so the runtime sees one goroutine that never blocks:
+// per message that leaves the reads and writes SMTP needs, one
+// accept4, setsockopt and close per session, and epoll_wait calls shared by
+// every ready connection.
+//
+// Config.BusyPoll keeps a loop polling (epoll_wait without waiting) for a
+// while after its last event before it sleeps. A client on the same machine
+// then seldom has to wake the sink, a wakeup across CPUs that costs the
+// client more than the polling costs the sink's own core: with 16 clients
+// of smtp-source, polling 100 µs took the sink from 0.94× smtp-sink's rate
+// to 1.10× at about smtp-sink's CPU per message (bench/RESULTS.md).
+func (s *Server) startLean(ln net.Listener) error {
+	tl, ok := ln.(*net.TCPListener)
+	if s.cfg.leanDriver == "goroutines" || !ok {
+		s.startLeanGoroutines(ln)
+		return nil
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	lnfd := -1
+	if err := rc.Control(func(fd uintptr) { lnfd = int(fd) }); err != nil {
+		return err
+	}
+	n := runtime.GOMAXPROCS(0)
+	loops := make([]*epollLoop, 0, n)
+	for range n {
+		l, err := newEpollLoop(s, lnfd, n > 1)
+		if err != nil {
+			for _, l := range loops {
+				l.closeFDs()
+			}
+			return err
+		}
+		loops = append(loops, l)
+	}
+	for _, l := range loops {
+		go l.run()
+	}
+	s.lean.stop = func() {
+		for _, l := range loops {
+			l.wake()
+		}
+		for _, l := range loops {
+			<-l.done
+		}
+		_ = ln.Close()
+	}
+	return nil
+}
+
+type epollLoop struct {
+	s                  *Server
+	epfd, lnfd, wakefd int
+	conns              []*epollConn // by file descriptor
+	done               chan struct{}
+}
+
+type epollConn struct {
+	fd      int
+	ls      *leanSession
+	last    time.Time // of the last input
+	waiting bool      // out is not all sent: wait for EPOLLOUT, read nothing
+}
+
+func newEpollLoop(s *Server, lnfd int, exclusive bool) (*epollLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	l := &epollLoop{s: s, epfd: epfd, lnfd: lnfd, wakefd: -1, done: make(chan struct{})}
+	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := uint32(unix.EPOLLIN)
+	if exclusive {
+		ev |= unix.EPOLLEXCLUSIVE
+	}
+	for _, r := range []struct {
+		fd int
+		ev uint32
+	}{{l.wakefd, unix.EPOLLIN}, {lnfd, ev}} {
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, r.fd, &unix.EpollEvent{Events: r.ev, Fd: int32(r.fd)}); err != nil {
+			l.closeFDs()
+			return nil, fmt.Errorf("epoll_ctl: %w", err)
+		}
+	}
+	return l, nil
+}
+
+func (l *epollLoop) closeFDs() {
+	_ = unix.Close(l.epfd)
+	if l.wakefd >= 0 {
+		_ = unix.Close(l.wakefd)
+	}
+}
+
+// wake asks the loop to close its sessions and stop.
+func (l *epollLoop) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+func (l *epollLoop) run() {
+	defer close(l.done)
+	defer l.closeFDs()
+	defer func() {
+		for _, c := range l.conns {
+			if c != nil {
+				l.drop(c)
+			}
+		}
+	}()
+	events := make([]unix.EpollEvent, 128)
+	swept := time.Now()
+	busy := swept // when the last event came
+	for {
+		wait := 10
+		if time.Since(busy) < l.s.cfg.BusyPoll {
+			wait = 0
+		}
+		n, e := epollWait(l.epfd, events, wait)
+		if e != 0 && e != unix.EINTR {
+			l.s.log.Error("sink stopped", "error", fmt.Errorf("epoll_wait: %w", e))
+			return
+		}
+		now := time.Now()
+		if n > 0 {
+			busy = now
+		}
+		for _, ev := range events[:max(n, 0)] {
+			switch fd := int(ev.Fd); fd {
+			case l.wakefd:
+				return
+			case l.lnfd:
+				l.accept(now)
+			default:
+				if fd < len(l.conns) && l.conns[fd] != nil {
+					l.serve(l.conns[fd], ev.Events, now)
+				}
+			}
+		}
+		if now.Sub(swept) >= time.Second {
+			swept = now
+			for _, c := range l.conns {
+				if c != nil && now.Sub(c.last) > l.s.cfg.leanIdle {
+					l.drop(c)
+				}
+			}
+		}
+		// Let the process's other goroutines run (signals, tickers):
+		// this one holds its processor between epoll_waits.
+		runtime.Gosched()
+	}
+}
+
+// accept takes the connections waiting at the listener, up to 64 a turn.
+func (l *epollLoop) accept(now time.Time) {
+	for range 64 {
+		nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(l.lnfd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		switch {
+		case e == unix.EAGAIN, e == unix.ECONNABORTED, e == unix.EINTR:
+			return
+		case e == unix.EMFILE, e == unix.ENFILE, e == unix.ENOBUFS, e == unix.ENOMEM:
+			// The listener stays readable: wait a little rather than
+			// spin while descriptors are short.
+			l.s.log.Warn("sink: accept", "error", e)
+			time.Sleep(10 * time.Millisecond)
+			return
+		case e != 0:
+			l.s.log.Error("sink: accept", "error", e)
+			return
+		}
+		fd := int(nfd)
+		one := int32(1)
+		unix.RawSyscall6(unix.SYS_SETSOCKOPT, nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
+		if !l.s.leanBegin() {
+			rawWrite(fd, l.s.lean.replies.busy)
+			rawClose(fd)
+			continue
+		}
+		c := &epollConn{fd: fd, ls: l.s.newLeanSession(), last: now}
+		if e := epollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); e != 0 {
+			l.s.log.Error("sink: epoll_ctl", "error", e)
+			c.ls.release()
+			rawClose(fd)
+			continue
+		}
+		for fd >= len(l.conns) {
+			l.conns = append(l.conns, make([]*epollConn, len(l.conns)+64)...)
+		}
+		l.conns[fd] = c
+		l.send(c) // the greeting
+	}
+}
+
+// serve handles a ready connection.
+func (l *epollLoop) serve(c *epollConn, events uint32, now time.Time) {
+	c.last = now
+	if c.waiting {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.send(c) || c.waiting {
+			return
+		}
+		if c.ls.closing {
+			l.drop(c)
+		} else if e := epollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLIN); e != 0 {
+			l.drop(c)
+		}
+		return
+	}
+	n, e := rawRead(c.fd, c.ls.space())
+	switch {
+	case e == unix.EAGAIN:
+		return
+	case e != 0 || n == 0: // an error, or EOF
+		l.drop(c)
+		return
+	}
+	c.ls.w += n
+	c.ls.feed()
+	if l.send(c) && c.ls.closing && !c.waiting {
+		l.drop(c)
+	}
+}
+
+// send writes the session's replies; false when that ended the connection.
+// What the socket does not take now waits for EPOLLOUT, and input waits
+// with it.
+func (l *epollLoop) send(c *epollConn) bool {
+	out := c.ls.out
+	for len(out) > 0 {
+		n, e := rawWrite(c.fd, out)
+		switch {
+		case e == unix.EAGAIN:
+			c.ls.out = append(c.ls.out[:0], out...)
+			if !c.waiting {
+				c.waiting = true
+				if e := epollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLOUT); e != 0 {
+					l.drop(c)
+					return false
+				}
+			}
+			return true
+		case e != 0:
+			l.drop(c)
+			return false
+		}
+		out = out[n:]
+	}
+	c.ls.out = c.ls.out[:0]
+	c.waiting = false
+	return true
+}
+
+// drop ends a session and closes its connection.
+func (l *epollLoop) drop(c *epollConn) {
+	if l.conns[c.fd] != c {
+		return
+	}
+	l.conns[c.fd] = nil
+	c.ls.release()
+	rawClose(c.fd)
+}
+
+// The system calls below are raw (see startLean): each returns at once.
+
+func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
+	return int(n), e
+}
+
+func epollCtl(epfd, op, fd int, events uint32) unix.Errno {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	return e
+}
+
+func rawRead(fd int, p []byte) (int, unix.Errno) {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != unix.EINTR {
+			return int(n), e
+		}
+	}
+}
+
+func rawWrite(fd int, p []byte) (int, unix.Errno) {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != unix.EINTR {
+			return int(n), e
+		}
+	}
+}
+
+func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
