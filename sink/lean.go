@@ -37,7 +37,7 @@ const (
 	leanMaxRcpts      = 1000
 	leanMaxBytes      = 32 << 20
 	defaultLeanIdle   = 60 * time.Second
-	leanBufSize       = 32 << 10
+	leanBufSize       = 64 << 10
 	leanErrorsAllowed = 3
 )
 
@@ -45,10 +45,10 @@ var dataEnd = []byte("\r\n.\r\n")
 
 // leanReplies are the server's answers, made once by Start.
 type leanReplies struct {
-	greeting, ehlo, helo, mailOK, rcptOK, dataGo, dataOK, rset, noop, vrfy, quit      []byte
-	needHelo, nestedMail, needMail, needRcpt, mailSyntax, rcptSyntax, tooManyRcpts    []byte
+	greeting, ehlo, helo, mailOK, rcptOK, dataGo, dataOK, rset, noop, vrfy, quit                  []byte
+	needHelo, nestedMail, needMail, needRcpt, mailSyntax, rcptSyntax, tooManyRcpts                []byte
 	heloSyntax, dataArgs, tooBig, notImpl, unknown, badCommand, badSyntax, tooLong, tooManyErrors []byte
-	busy                                                                              []byte
+	busy                                                                                          []byte
 }
 
 func newLeanReplies(cfg *Config) *leanReplies {
@@ -167,10 +167,9 @@ type leanSession struct {
 }
 
 // newLeanSession starts a counted session (leanBegin) with the greeting
-// in out.
+// in out. Its buffer is the driver's to give.
 func (s *Server) newLeanSession() *leanSession {
-	bp := leanBufs.Get().(*[]byte)
-	ls := &leanSession{s: s, rp: s.lean.replies, bp: bp, buf: *bp, out: make([]byte, 0, 512)}
+	ls := &leanSession{s: s, rp: s.lean.replies, out: make([]byte, 0, 512)}
 	ls.out = append(ls.out, ls.rp.greeting...)
 	return ls
 }
@@ -464,6 +463,8 @@ func (s *Server) leanConn(c net.Conn) {
 		return
 	}
 	ls := s.newLeanSession()
+	ls.bp = leanBufs.Get().(*[]byte)
+	ls.buf = *ls.bp
 	defer ls.release()
 	var moved time.Time
 	for {
