@@ -1,9 +1,12 @@
 package sink
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -76,9 +79,19 @@ func (s *Server) startLean(ln net.Listener) error {
 type epollLoop struct {
 	s                  *Server
 	epfd, lnfd, wakefd int
-	conns              []*epollConn // by file descriptor
-	buf                []byte       // every session reads into it in turn
-	done               chan struct{}
+	// The epoll set as a file of the runtime's poller (an epoll set is
+	// readable when it has events): a loop with nothing to do parks
+	// there like any goroutine waiting for input, and gives its
+	// processor back at once.
+	epfile *os.File
+	eprc   syscall.RawConn
+	events []unix.EpollEvent
+	n      int // what pollOnce found
+	errno  unix.Errno
+	pollFn func(uintptr) bool
+	conns  []*epollConn // by file descriptor
+	buf    []byte       // every session reads into it in turn
+	done   chan struct{}
 }
 
 // epollConn is a session of a loop. Between reads it keeps only what it
@@ -98,7 +111,18 @@ func newEpollLoop(s *Server, lnfd int, exclusive bool) (*epollLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	l := &epollLoop{s: s, epfd: epfd, lnfd: lnfd, wakefd: -1, buf: make([]byte, leanBufSize), done: make(chan struct{})}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	l := &epollLoop{s: s, epfd: epfd, lnfd: lnfd, wakefd: -1, events: make([]unix.EpollEvent, 128),
+		buf: make([]byte, leanBufSize), done: make(chan struct{})}
+	l.pollFn = l.pollOnce
+	l.epfile = os.NewFile(uintptr(epfd), "epoll")
+	if l.eprc, err = l.epfile.SyscallConn(); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
 	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		l.closeFDs()
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -120,7 +144,7 @@ func newEpollLoop(s *Server, lnfd int, exclusive bool) (*epollLoop, error) {
 }
 
 func (l *epollLoop) closeFDs() {
-	_ = unix.Close(l.epfd)
+	_ = l.epfile.Close()
 	if l.wakefd >= 0 {
 		_ = unix.Close(l.wakefd)
 	}
@@ -142,15 +166,28 @@ func (l *epollLoop) run() {
 			}
 		}
 	}()
-	events := make([]unix.EpollEvent, 128)
 	swept := time.Now()
 	busy := swept // when the last event came
 	for {
-		wait := 10
+		// Busy polling: epoll_wait without waiting, raw (see startLean).
+		// Otherwise park in the runtime's poller until the set has
+		// events, or a second passes (the idle sweep).
+		var n int
+		var e unix.Errno
 		if time.Since(busy) < l.s.cfg.BusyPoll {
-			wait = 0
+			n, e = epollWait(l.epfd, l.events, 0)
+		} else {
+			_ = l.epfile.SetReadDeadline(time.Now().Add(time.Second))
+			err := l.eprc.Read(l.pollFn)
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				l.s.log.Error("sink stopped", "error", fmt.Errorf("epoll: %w", err))
+				return
+			}
+			n, e = l.n, l.errno
+			if err != nil {
+				n, e = 0, 0
+			}
 		}
-		n, e := epollWait(l.epfd, events, wait)
 		if e != 0 && e != unix.EINTR {
 			l.s.log.Error("sink stopped", "error", fmt.Errorf("epoll_wait: %w", e))
 			return
@@ -159,7 +196,7 @@ func (l *epollLoop) run() {
 		if n > 0 {
 			busy = now
 		}
-		for _, ev := range events[:max(n, 0)] {
+		for _, ev := range l.events[:max(n, 0)] {
 			switch fd := int(ev.Fd); fd {
 			case l.wakefd:
 				return
@@ -179,8 +216,8 @@ func (l *epollLoop) run() {
 				}
 			}
 		}
-		// Let the process's other goroutines run (signals, tickers):
-		// this one holds its processor between epoll_waits.
+		// Let the process's other goroutines run: a busy-polling loop
+		// holds its processor.
 		runtime.Gosched()
 	}
 }
@@ -300,6 +337,13 @@ func (l *epollLoop) drop(c *epollConn) {
 	l.conns[c.fd] = nil
 	c.ls.release()
 	rawClose(c.fd)
+}
+
+// pollOnce takes the ready events without waiting: false (wait for the
+// set to be readable) when there are none.
+func (l *epollLoop) pollOnce(fd uintptr) bool {
+	l.n, l.errno = epollWait(int(fd), l.events, 0)
+	return l.n > 0 || (l.errno != 0 && l.errno != unix.EINTR)
 }
 
 // The system calls below are raw (see startLean): each returns at once.
