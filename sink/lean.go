@@ -120,6 +120,7 @@ func (c *Config) lean() bool {
 type leanServer struct {
 	replies *leanReplies
 	stop    func()
+	once    sync.Once // Close calls stop once
 }
 
 var leanBufs = sync.Pool{New: func() any { b := make([]byte, leanBufSize); return &b }}

@@ -317,7 +317,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Close stops the server and closes every session.
 func (s *Server) Close() error {
 	if s.lean != nil {
-		s.lean.stop()
+		s.lean.once.Do(s.lean.stop)
 		return nil
 	}
 	err := s.srv.Close()
