@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -147,34 +148,38 @@ type dotWriter struct {
 }
 
 func (d *dotWriter) Write(b []byte) (int, error) {
-	start := 0
-	for i, c := range b {
-		switch {
-		case d.bol && c == '.':
-			if _, err := d.w.Write(b[start:i]); err != nil {
-				return start, err
-			}
+	n := len(b)
+	for len(b) > 0 {
+		if d.bol && b[0] == '.' {
 			if err := d.w.WriteByte('.'); err != nil {
-				return i, err
+				return n - len(b), err
 			}
-			start = i
-		case c == '\n' && !d.cr:
-			if _, err := d.w.Write(b[start:i]); err != nil {
-				return start, err
-			}
-			if err := d.w.WriteByte('\r'); err != nil {
-				return i, err
-			}
-			start = i
 		}
-		d.bol = c == '\n'
-		d.cr = c == '\r'
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			// The rest of a line: the next write goes on with it.
+			if _, err := d.w.Write(b); err != nil {
+				return n - len(b), err
+			}
+			d.bol, d.cr = false, b[len(b)-1] == '\r'
+			return n, nil
+		}
+		cr := (i > 0 && b[i-1] == '\r') || (i == 0 && d.cr)
+		if _, err := d.w.Write(b[:i]); err != nil {
+			return n - len(b), err
+		}
+		if !cr {
+			if err := d.w.WriteByte('\r'); err != nil {
+				return n - len(b), err
+			}
+		}
+		if err := d.w.WriteByte('\n'); err != nil {
+			return n - len(b), err
+		}
+		b = b[i+1:]
+		d.bol, d.cr = true, false
 	}
-	_, err := d.w.Write(b[start:])
-	if err != nil {
-		return start, err
-	}
-	return len(b), nil
+	return n, nil
 }
 
 // end terminates the content with CRLF.CRLF.

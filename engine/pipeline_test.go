@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -41,4 +42,52 @@ func TestDotWriter(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", strings.Join(tt.in, "|"), got, tt.want)
 		}
 	}
+}
+
+// TestDotWriterRandom: content of dots, CRs, LFs and letters, written in
+// random pieces, comes out as a byte-at-a-time reference stuffs it.
+func TestDotWriterRandom(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 2000 {
+		in := make([]byte, rng.IntN(60))
+		for i := range in {
+			in[i] = ".\r\nx"[rng.IntN(4)]
+		}
+		var buf bytes.Buffer
+		bw := bufio.NewWriter(&buf)
+		dw := dotWriter{w: bw, bol: true}
+		for rest := in; len(rest) > 0; {
+			k := 1 + rng.IntN(len(rest))
+			if n, err := dw.Write(rest[:k]); err != nil || n != k {
+				t.Fatalf("wrote %d of %d: %v", n, k, err)
+			}
+			rest = rest[k:]
+		}
+		dw.end()
+		bw.Flush()
+		if want := stuffReference(in); buf.String() != want {
+			t.Fatalf("%q: got %q, want %q", in, buf.String(), want)
+		}
+	}
+}
+
+// stuffReference is the dot-stuffing and CRLF rule, one byte at a time.
+func stuffReference(in []byte) string {
+	var out []byte
+	bol, cr := true, false
+	for _, c := range in {
+		if bol && c == '.' {
+			out = append(out, '.')
+		}
+		if c == '\n' && !cr {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+		bol, cr = c == '\n', c == '\r'
+	}
+	if !bol {
+		out = append(out, '\r', '\n')
+	}
+	return string(append(out, ".\r\n"...))
 }
