@@ -184,6 +184,17 @@ func (ls *leanSession) release() {
 	}
 }
 
+// sent empties out once the socket took it all, letting go of a buffer
+// that a burst of pipelined commands made large: an idle session keeps
+// little.
+func (ls *leanSession) sent() {
+	if cap(ls.out) > 4<<10 {
+		ls.out = make([]byte, 0, 512)
+		return
+	}
+	ls.out = ls.out[:0]
+}
+
 // end counts the session as over, once: at QUIT before 221 is sent (a
 // client that opens its next session on 221 must not find this one still
 // counted), or when the connection ends.
@@ -408,20 +419,21 @@ func (s *Server) startLeanGoroutines(ln net.Listener) {
 	)
 	go func() {
 		defer close(done)
+		var delay time.Duration
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				s.log.Error("sink stopped", "error", err)
-				return
+				// Out of descriptors, say: wait and try again, as
+				// net/http and go-smtp do, 5 ms doubling to a second.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("sink: accept", "error", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
 			}
+			delay = 0
 			mu.Lock()
 			if closed {
 				mu.Unlock()
@@ -480,7 +492,7 @@ func (s *Server) leanConn(c net.Conn) {
 			if _, err := c.Write(ls.out); err != nil {
 				return
 			}
-			ls.out = ls.out[:0]
+			ls.sent()
 		}
 		if ls.closing {
 			return

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,8 +15,8 @@ import (
 )
 
 // startLean runs the epoll driver: GOMAXPROCS event loops, each with its
-// own epoll set, taking turns at the listening socket (EPOLLEXCLUSIVE) and
-// keeping the sessions they accepted.
+// own epoll set, all watching the listening socket (the ones that lose the
+// race for a connection get EAGAIN) and keeping the sessions they accepted.
 //
 // Why not a goroutine per connection: the sink answers a client measured
 // on the same machine, so every microsecond of its CPU is taken from that
@@ -52,7 +53,7 @@ func (s *Server) startLean(ln net.Listener) error {
 	n := runtime.GOMAXPROCS(0)
 	loops := make([]*epollLoop, 0, n)
 	for range n {
-		l, err := newEpollLoop(s, lnfd, n > 1)
+		l, err := newEpollLoop(s, lnfd)
 		if err != nil {
 			for _, l := range loops {
 				l.closeFDs()
@@ -61,8 +62,17 @@ func (s *Server) startLean(ln net.Listener) error {
 		}
 		loops = append(loops, l)
 	}
+	// A loop that fails stops; when none is left, the listener closes,
+	// so clients are refused rather than left waiting for a greeting.
+	var alive atomic.Int32
+	alive.Store(int32(len(loops)))
 	for _, l := range loops {
-		go l.run()
+		go func() {
+			if !l.run() && alive.Add(-1) == 0 {
+				_ = ln.Close()
+			}
+			close(l.done)
+		}()
 	}
 	s.lean.stop = func() {
 		for _, l := range loops {
@@ -70,6 +80,7 @@ func (s *Server) startLean(ln net.Listener) error {
 		}
 		for _, l := range loops {
 			<-l.done
+			l.closeFDs() // after the loop, so wake never writes to a closed descriptor
 		}
 		_ = ln.Close()
 	}
@@ -106,7 +117,7 @@ type epollConn struct {
 	waiting bool      // out is not all sent: wait for EPOLLOUT, read nothing
 }
 
-func newEpollLoop(s *Server, lnfd int, exclusive bool) (*epollLoop, error) {
+func newEpollLoop(s *Server, lnfd int) (*epollLoop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -127,15 +138,8 @@ func newEpollLoop(s *Server, lnfd int, exclusive bool) (*epollLoop, error) {
 		l.closeFDs()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	ev := uint32(unix.EPOLLIN)
-	if exclusive {
-		ev |= unix.EPOLLEXCLUSIVE
-	}
-	for _, r := range []struct {
-		fd int
-		ev uint32
-	}{{l.wakefd, unix.EPOLLIN}, {lnfd, ev}} {
-		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, r.fd, &unix.EpollEvent{Events: r.ev, Fd: int32(r.fd)}); err != nil {
+	for _, fd := range []int{l.wakefd, lnfd} {
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 			l.closeFDs()
 			return nil, fmt.Errorf("epoll_ctl: %w", err)
 		}
@@ -156,9 +160,8 @@ func (l *epollLoop) wake() {
 	_, _ = unix.Write(l.wakefd, one[:])
 }
 
-func (l *epollLoop) run() {
-	defer close(l.done)
-	defer l.closeFDs()
+// run serves until wake (true) or a failure of epoll (false).
+func (l *epollLoop) run() bool {
 	defer func() {
 		for _, c := range l.conns {
 			if c != nil {
@@ -180,8 +183,8 @@ func (l *epollLoop) run() {
 			_ = l.epfile.SetReadDeadline(time.Now().Add(time.Second))
 			err := l.eprc.Read(l.pollFn)
 			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				l.s.log.Error("sink stopped", "error", fmt.Errorf("epoll: %w", err))
-				return
+				l.s.log.Error("sink: an event loop stopped", "error", fmt.Errorf("epoll: %w", err))
+				return false
 			}
 			n, e = l.n, l.errno
 			if err != nil {
@@ -189,8 +192,8 @@ func (l *epollLoop) run() {
 			}
 		}
 		if e != 0 && e != unix.EINTR {
-			l.s.log.Error("sink stopped", "error", fmt.Errorf("epoll_wait: %w", e))
-			return
+			l.s.log.Error("sink: an event loop stopped", "error", fmt.Errorf("epoll_wait: %w", e))
+			return false
 		}
 		now := time.Now()
 		if n > 0 {
@@ -199,7 +202,7 @@ func (l *epollLoop) run() {
 		for _, ev := range l.events[:max(n, 0)] {
 			switch fd := int(ev.Fd); fd {
 			case l.wakefd:
-				return
+				return true
 			case l.lnfd:
 				l.accept(now)
 			default:
@@ -324,7 +327,7 @@ func (l *epollLoop) send(c *epollConn) bool {
 		}
 		out = out[n:]
 	}
-	c.ls.out = c.ls.out[:0]
+	c.ls.sent()
 	c.waiting = false
 	return true
 }

@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/textproto"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -375,16 +377,16 @@ func TestLeanOptions(t *testing.T) {
 }
 
 // TestLeanIdleSessionsAreSmall: on epoll, a session between commands holds
-// what it has not answered, not a read buffer: 500 open sessions, each
-// past its EHLO and halfway through a command line, cost the process (both
-// ends of every connection) under 8 KiB each, where a 64 KiB buffer each
-// would be 32 MiB.
+// what it has not answered, not a read buffer, and lets go of the reply
+// buffer a burst made large: 300 open sessions, each after 1,000 pipelined
+// NOOPs (45 KB of replies) and halfway through a command line, cost the
+// process (both ends of every connection) under 8 KiB each.
 func TestLeanIdleSessionsAreSmall(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the epoll driver is Linux's")
 	}
 	s := startLean(t, "epoll", Config{})
-	const n = 500
+	const n = 300
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -394,7 +396,8 @@ func TestLeanIdleSessionsAreSmall(t *testing.T) {
 			c.Close()
 		}
 	}()
-	var reply [512]byte
+	burst := "EHLO c\r\n" + strings.Repeat("NOOP\r\n", 1000)
+	var reply [4096]byte
 	for range n {
 		c, err := net.Dial("tcp", s.Addr())
 		if err != nil {
@@ -402,16 +405,22 @@ func TestLeanIdleSessionsAreSmall(t *testing.T) {
 		}
 		conns = append(conns, c)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, "EHLO c\r\nMAIL FROM:<a@exa"); err != nil {
+		if _, err := io.WriteString(c, burst); err != nil {
 			t.Fatal(err)
 		}
-		// the greeting and the EHLO reply (the last line begins "250 ")
-		for got := ""; !strings.Contains(got, "\r\n250 "); {
+		// the greeting, the EHLO reply and 1,000 NOOP replies: 1,001
+		// lines begin "250 "
+		var got []byte
+		for finals := 0; finals < 1001; {
 			m, err := c.Read(reply[:])
 			if err != nil {
 				t.Fatal(err)
 			}
-			got += string(reply[:m])
+			got = append(got, reply[:m]...)
+			finals = strings.Count("\n"+string(got), "\n250 ")
+		}
+		if _, err := io.WriteString(c, "MAIL FROM:<a@exa"); err != nil {
+			t.Fatal(err)
 		}
 	}
 	runtime.GC()
@@ -423,5 +432,87 @@ func TestLeanIdleSessionsAreSmall(t *testing.T) {
 	t.Logf("%d bytes of heap per open session", per)
 	if per > 8<<10 {
 		t.Fatalf("%d bytes of heap per open session", per)
+	}
+}
+
+// TestLeanBackpressure: a client pipelines 200,000 NOOPs and reads nothing
+// for a while, so the server's writes would block: it keeps what the socket
+// did not take, stops reading until it can write, and in the end every
+// command has its reply, in order, and QUIT its 221.
+func TestLeanBackpressure(t *testing.T) {
+	t.Parallel()
+	for _, d := range leanDrivers() {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			s := startLean(t, d, Config{})
+			r := dialRaw(t, s.Addr())
+			r.c.SetDeadline(time.Now().Add(30 * time.Second))
+			const n = 200000
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := io.WriteString(r.c, "EHLO c\r\n"+strings.Repeat("NOOP\r\n", n)+"QUIT\r\n")
+				wrote <- err
+			}()
+			time.Sleep(300 * time.Millisecond)
+			if code, _, err := r.reply(); code != 250 || err != nil {
+				t.Fatalf("EHLO: %d %v", code, err)
+			}
+			for i := range n {
+				if code, lines, err := r.reply(); code != 250 || err != nil {
+					t.Fatalf("NOOP %d: %d %q %v", i, code, lines, err)
+				}
+			}
+			if code, _, err := r.reply(); code != 221 || err != nil {
+				t.Fatalf("QUIT: %d %v", code, err)
+			}
+			if err := <-wrote; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestLeanAcceptRetries: when accepting fails for want of file descriptors,
+// the server tries again (every driver), and a client that comes once
+// descriptors are free is greeted. Not parallel: it lowers the process's
+// limit on open files for a moment.
+func TestLeanAcceptRetries(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("RLIMIT_NOFILE as Linux has it")
+	}
+	for _, d := range leanDrivers() {
+		t.Run(d, func(t *testing.T) {
+			s := startLean(t, d, Config{})
+			var lim syscall.Rlimit
+			if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Fatal(err)
+			}
+			fds, err := os.ReadDir("/proc/self/fd")
+			if err != nil {
+				t.Fatal(err)
+			}
+			low := lim
+			low.Cur = uint64(len(fds) + 4)
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+				t.Fatal(err)
+			}
+			var held []net.Conn
+			for range 8 { // until a descriptor is short on one side or the other
+				c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+				if err != nil {
+					break
+				}
+				held = append(held, c)
+			}
+			time.Sleep(100 * time.Millisecond) // the server meets EMFILE
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range held {
+				c.Close()
+			}
+			r := dialRaw(t, s.Addr()) // fails the test without a greeting in 10 s
+			r.must("EHLO c", 250)
+		})
 	}
 }
