@@ -43,6 +43,16 @@ func startLean(t *testing.T, driver string, cfg Config) *Server {
 	return s
 }
 
+// eachLeanDriver runs f as a parallel subtest for every driver.
+func eachLeanDriver(t *testing.T, f func(t *testing.T, driver string)) {
+	for _, d := range leanDrivers() {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			f(t, d)
+		})
+	}
+}
+
 // step is what a client sends at once, and how many replies it waits for.
 type step struct {
 	send    string
@@ -147,45 +157,42 @@ func TestLeanMatchesGoSMTP(t *testing.T) {
 // are answered.
 func TestLeanDataBoundaries(t *testing.T) {
 	t.Parallel()
-	for _, d := range leanDrivers() {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			rng := rand.New(rand.NewPCG(7, 11))
-			s := startLean(t, d, Config{})
-			r := dialRaw(t, s.Addr())
-			r.must("EHLO c", 250)
-			var want int64
-			const messages = 60
-			for m := range messages {
-				content, wire := randomMessage(rng, m)
-				want += int64(len(content))
-				r.must("MAIL FROM:<a@example.com>", 250)
-				r.must("RCPT TO:<b@example.com>", 250)
-				r.must("DATA", 354)
-				b := []byte(wire + ".\r\n")
-				for len(b) > 0 {
-					n := 1 + rng.IntN(min(len(b), 1+rng.IntN(300)))
-					if m%5 == 0 {
-						n = 1 // a byte at a time
-					}
-					if _, err := r.c.Write(b[:n]); err != nil {
-						t.Fatal(err)
-					}
-					b = b[n:]
-					if rng.IntN(4) == 0 {
-						time.Sleep(50 * time.Microsecond)
-					}
+	eachLeanDriver(t, func(t *testing.T, d string) {
+		rng := rand.New(rand.NewPCG(7, 11))
+		s := startLean(t, d, Config{})
+		r := dialRaw(t, s.Addr())
+		r.must("EHLO c", 250)
+		var want int64
+		const messages = 60
+		for m := range messages {
+			content, wire := randomMessage(rng, m)
+			want += int64(len(content))
+			r.must("MAIL FROM:<a@example.com>", 250)
+			r.must("RCPT TO:<b@example.com>", 250)
+			r.must("DATA", 354)
+			b := []byte(wire + ".\r\n")
+			for len(b) > 0 {
+				n := 1 + rng.IntN(min(len(b), 1+rng.IntN(300)))
+				if m%5 == 0 {
+					n = 1 // a byte at a time
 				}
-				if code, lines, err := r.reply(); code != 250 || err != nil {
-					t.Fatalf("message %d: %d %q %v", m, code, lines, err)
+				if _, err := r.c.Write(b[:n]); err != nil {
+					t.Fatal(err)
+				}
+				b = b[n:]
+				if rng.IntN(4) == 0 {
+					time.Sleep(50 * time.Microsecond)
 				}
 			}
-			r.must("QUIT", 221)
-			if st := s.Stats(); st.Messages != messages || st.Bytes != want || st.Recipients != messages {
-				t.Fatalf("stats %+v, want %d messages of %d octets", st, messages, want)
+			if code, lines, err := r.reply(); code != 250 || err != nil {
+				t.Fatalf("message %d: %d %q %v", m, code, lines, err)
 			}
-		})
-	}
+		}
+		r.must("QUIT", 221)
+		if st := s.Stats(); st.Messages != messages || st.Bytes != want || st.Recipients != messages {
+			t.Fatalf("stats %+v, want %d messages of %d octets", st, messages, want)
+		}
+	})
 }
 
 // randomMessage makes a message of short lines rich in dots and its form on
@@ -215,154 +222,145 @@ func randomMessage(rng *rand.Rand, m int) (content, wire string) {
 // 2 recipients a message; every message counted, the peak no more than 8.
 func TestLeanConcurrentClients(t *testing.T) {
 	t.Parallel()
-	for _, d := range leanDrivers() {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			s := startLean(t, d, Config{})
-			var wg sync.WaitGroup
-			errs := make(chan error, 8)
-			for g := range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					c, err := gosmtp.Dial(s.Addr())
+	eachLeanDriver(t, func(t *testing.T, d string) {
+		s := startLean(t, d, Config{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := gosmtp.Dial(s.Addr())
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				for i := range 50 {
+					if err := c.Mail("from@example.com"); err != nil {
+						errs <- err
+						return
+					}
+					for _, to := range []string{"a@example.com", "b@example.com"} {
+						if err := c.Rcpt(to); err != nil {
+							errs <- err
+							return
+						}
+					}
+					w, err := c.Data()
 					if err != nil {
 						errs <- err
 						return
 					}
-					defer c.Close()
-					for i := range 50 {
-						if err := c.Mail("from@example.com"); err != nil {
-							errs <- err
-							return
-						}
-						for _, to := range []string{"a@example.com", "b@example.com"} {
-							if err := c.Rcpt(to); err != nil {
-								errs <- err
-								return
-							}
-						}
-						w, err := c.Data()
-						if err != nil {
-							errs <- err
-							return
-						}
-						fmt.Fprintf(w, "Subject: %d/%d\r\n\r\n.leading dot\r\nbody\r\n", g, i)
-						if err := w.Close(); err != nil {
-							errs <- err
-							return
-						}
+					fmt.Fprintf(w, "Subject: %d/%d\r\n\r\n.leading dot\r\nbody\r\n", g, i)
+					if err := w.Close(); err != nil {
+						errs <- err
+						return
 					}
-					errs <- c.Quit()
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
 				}
+				errs <- c.Quit()
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
 			}
-			st := s.Stats()
-			if st.Messages != 400 || st.Recipients != 800 || st.Sessions != 8 || st.PeakSessions > 8 || st.PeakSessions < 1 {
-				t.Fatalf("stats %+v", st)
-			}
-		})
-	}
+		}
+		st := s.Stats()
+		if st.Messages != 400 || st.Recipients != 800 || st.Sessions != 8 || st.PeakSessions > 8 || st.PeakSessions < 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
 }
 
 // TestLeanSessions: the lean server's session count, peak, MaxSessions,
 // idle timeout and Close.
 func TestLeanSessions(t *testing.T) {
 	t.Parallel()
-	for _, d := range leanDrivers() {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			s := startLean(t, d, Config{MaxSessions: 2, leanIdle: 300 * time.Millisecond})
-			// Sequential sessions never overlap, even when the next
-			// one opens on the 221.
-			for range 50 {
-				runScript(t, s.Addr(), []step{{"EHLO c\r\n", 1}, {"QUIT\r\n", 1}}, true)
-			}
-			if st := s.Stats(); st.PeakSessions != 1 || st.Sessions != 50 {
-				t.Fatalf("stats %+v", st)
-			}
-			a, b := dialRaw(t, s.Addr()), dialRaw(t, s.Addr())
-			a.must("EHLO a", 250)
-			b.must("EHLO b", 250)
-			// A third at once gets 421 for a greeting, and is closed.
-			c, err := net.Dial("tcp", s.Addr())
+	eachLeanDriver(t, func(t *testing.T, d string) {
+		s := startLean(t, d, Config{MaxSessions: 2, leanIdle: 300 * time.Millisecond})
+		// Sequential sessions never overlap, even when the next
+		// one opens on the 221.
+		for range 50 {
+			runScript(t, s.Addr(), []step{{"EHLO c\r\n", 1}, {"QUIT\r\n", 1}}, true)
+		}
+		if st := s.Stats(); st.PeakSessions != 1 || st.Sessions != 50 {
+			t.Fatalf("stats %+v", st)
+		}
+		a, b := dialRaw(t, s.Addr()), dialRaw(t, s.Addr())
+		a.must("EHLO a", 250)
+		b.must("EHLO b", 250)
+		// A third at once gets 421 for a greeting, and is closed.
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if l, err := br.ReadString('\n'); !strings.HasPrefix(l, "421 ") {
+			t.Fatalf("third session: %q %v", l, err)
+		}
+		if _, err := br.ReadString('\n'); err != io.EOF {
+			t.Fatalf("third session not closed: %v", err)
+		}
+		if st := s.Stats(); st.PeakSessions != 2 || st.SessionLimited != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+		// Idle sessions are closed after leanIdle (a sweep a second).
+		start := time.Now()
+		if _, err := a.r.ReadLine(); err != io.EOF {
+			t.Fatalf("idle session: %v", err)
+		}
+		if el := time.Since(start); el > 3*time.Second {
+			t.Fatalf("idle session closed after %v", el)
+		}
+		if _, err := b.r.ReadLine(); err != io.EOF {
+			t.Fatalf("idle session: %v", err)
+		}
+		// Close ends the open sessions and the listener.
+		e := dialRaw(t, s.Addr())
+		e.must("EHLO e", 250)
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		if _, err := e.r.ReadLine(); err != io.EOF {
+			t.Fatalf("open session after Close: %v", err)
+		}
+		select {
+		case err := <-done:
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			br := bufio.NewReader(c)
-			if l, err := br.ReadString('\n'); !strings.HasPrefix(l, "421 ") {
-				t.Fatalf("third session: %q %v", l, err)
-			}
-			if _, err := br.ReadString('\n'); err != io.EOF {
-				t.Fatalf("third session not closed: %v", err)
-			}
-			if st := s.Stats(); st.PeakSessions != 2 || st.SessionLimited != 1 {
-				t.Fatalf("stats %+v", st)
-			}
-			// Idle sessions are closed after leanIdle (a sweep a second).
-			start := time.Now()
-			if _, err := a.r.ReadLine(); err != io.EOF {
-				t.Fatalf("idle session: %v", err)
-			}
-			if el := time.Since(start); el > 3*time.Second {
-				t.Fatalf("idle session closed after %v", el)
-			}
-			if _, err := b.r.ReadLine(); err != io.EOF {
-				t.Fatalf("idle session: %v", err)
-			}
-			// Close ends the open sessions and the listener.
-			e := dialRaw(t, s.Addr())
-			e.must("EHLO e", 250)
-			done := make(chan error, 1)
-			go func() { done <- s.Close() }()
-			if _, err := e.r.ReadLine(); err != io.EOF {
-				t.Fatalf("open session after Close: %v", err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Close did not return")
-			}
-			if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
-				c.Close()
-				t.Fatal("still listening after Close")
-			}
-		})
-	}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not return")
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			c.Close()
+			t.Fatal("still listening after Close")
+		}
+	})
 }
 
 // TestLeanOptions: NoPipelining and NoEnhancedStatusCodes change the EHLO
 // reply and the codes; faults, Keep and the rest keep go-smtp answering.
 func TestLeanOptions(t *testing.T) {
 	t.Parallel()
-	for _, d := range leanDrivers() {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			s := startLean(t, d, Config{NoPipelining: true, NoEnhancedStatusCodes: true, Domain: "sink.test"})
-			r := dialRaw(t, s.Addr())
-			ehlo := strings.Join(r.must("EHLO c", 250), "\n")
-			if strings.Contains(ehlo, "PIPELINING") || strings.Contains(ehlo, "ENHANCEDSTATUSCODES") || !strings.HasPrefix(ehlo, "sink.test") {
-				t.Fatalf("EHLO reply %q", ehlo)
-			}
-			if l := r.must("MAIL FROM:<a@example.com>", 250); strings.HasPrefix(l[0], "2.") {
-				t.Fatalf("enhanced code in %q", l)
-			}
-			// A nested MAIL is refused (RFC 5321 3.3; go-smtp starts over).
-			r.must("MAIL FROM:<a@example.com>", 503)
-			r.must("AUTH PLAIN", 502) // not offered
-		})
-	}
+	eachLeanDriver(t, func(t *testing.T, d string) {
+		s := startLean(t, d, Config{NoPipelining: true, NoEnhancedStatusCodes: true, Domain: "sink.test"})
+		r := dialRaw(t, s.Addr())
+		ehlo := strings.Join(r.must("EHLO c", 250), "\n")
+		if strings.Contains(ehlo, "PIPELINING") || strings.Contains(ehlo, "ENHANCEDSTATUSCODES") || !strings.HasPrefix(ehlo, "sink.test") {
+			t.Fatalf("EHLO reply %q", ehlo)
+		}
+		if l := r.must("MAIL FROM:<a@example.com>", 250); strings.HasPrefix(l[0], "2.") {
+			t.Fatalf("enhanced code in %q", l)
+		}
+		// A nested MAIL is refused (RFC 5321 3.3; go-smtp starts over).
+		r.must("MAIL FROM:<a@example.com>", 503)
+		r.must("AUTH PLAIN", 502) // not offered
+	})
 	for _, cfg := range []Config{{}, {CountOnly: true, Keep: true}, {CountOnly: true, Faults: Faults{RcptTemp: 0.1}},
 		{CountOnly: true, Faults: Faults{Latencies: map[Stage]time.Duration{StageGreeting: time.Millisecond}}},
 		{CountOnly: true, RecordReads: true}, {CountOnly: true, Maildir: t.TempDir()}} {
@@ -441,35 +439,32 @@ func TestLeanIdleSessionsAreSmall(t *testing.T) {
 // command has its reply, in order, and QUIT its 221.
 func TestLeanBackpressure(t *testing.T) {
 	t.Parallel()
-	for _, d := range leanDrivers() {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			s := startLean(t, d, Config{})
-			r := dialRaw(t, s.Addr())
-			r.c.SetDeadline(time.Now().Add(30 * time.Second))
-			const n = 200000
-			wrote := make(chan error, 1)
-			go func() {
-				_, err := io.WriteString(r.c, "EHLO c\r\n"+strings.Repeat("NOOP\r\n", n)+"QUIT\r\n")
-				wrote <- err
-			}()
-			time.Sleep(300 * time.Millisecond)
-			if code, _, err := r.reply(); code != 250 || err != nil {
-				t.Fatalf("EHLO: %d %v", code, err)
+	eachLeanDriver(t, func(t *testing.T, d string) {
+		s := startLean(t, d, Config{})
+		r := dialRaw(t, s.Addr())
+		r.c.SetDeadline(time.Now().Add(30 * time.Second))
+		const n = 200000
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := io.WriteString(r.c, "EHLO c\r\n"+strings.Repeat("NOOP\r\n", n)+"QUIT\r\n")
+			wrote <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		if code, _, err := r.reply(); code != 250 || err != nil {
+			t.Fatalf("EHLO: %d %v", code, err)
+		}
+		for i := range n {
+			if code, lines, err := r.reply(); code != 250 || err != nil {
+				t.Fatalf("NOOP %d: %d %q %v", i, code, lines, err)
 			}
-			for i := range n {
-				if code, lines, err := r.reply(); code != 250 || err != nil {
-					t.Fatalf("NOOP %d: %d %q %v", i, code, lines, err)
-				}
-			}
-			if code, _, err := r.reply(); code != 221 || err != nil {
-				t.Fatalf("QUIT: %d %v", code, err)
-			}
-			if err := <-wrote; err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		}
+		if code, _, err := r.reply(); code != 221 || err != nil {
+			t.Fatalf("QUIT: %d %v", code, err)
+		}
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestLeanAcceptRetries: when accepting fails for want of file descriptors,
