@@ -125,25 +125,6 @@ type leanServer struct {
 
 var leanBufs = sync.Pool{New: func() any { b := make([]byte, leanBufSize); return &b }}
 
-// leanBegin counts a new session; false when it is over MaxSessions (the
-// driver then answers busy and closes).
-func (s *Server) leanBegin() bool {
-	n := s.active.Add(1)
-	s.st.sessions.Add(1)
-	s.sessionSeq.Add(1)
-	if lim := s.cfg.MaxSessions; lim > 0 && n > int64(lim) {
-		s.active.Add(-1)
-		s.st.limited.Add(1)
-		return false
-	}
-	for {
-		p := s.st.peak.Load()
-		if n <= p || s.st.peak.CompareAndSwap(p, n) {
-			return true
-		}
-	}
-}
-
 // leanSession is one session's protocol state. A driver reads into
 // buf[w:], calls feed, and sends out; it never blocks the session on
 // anything but its own connection.
@@ -167,7 +148,7 @@ type leanSession struct {
 	closing bool // close once out is sent
 }
 
-// newLeanSession starts a counted session (leanBegin) with the greeting
+// newLeanSession starts a counted session (beginSession) with the greeting
 // in out. Its buffer is the driver's to give.
 func (s *Server) newLeanSession() *leanSession {
 	ls := &leanSession{s: s, rp: s.lean.replies, out: make([]byte, 0, 512)}
@@ -470,7 +451,7 @@ func (s *Server) startLeanGoroutines(ln net.Listener) {
 
 // leanConn runs one session on c until it ends.
 func (s *Server) leanConn(c net.Conn) {
-	if !s.leanBegin() {
+	if !s.beginSession() {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.Write(s.lean.replies.busy)
 		return

@@ -245,7 +245,7 @@ func (l *epollLoop) accept(now time.Time) {
 		fd := int(nfd)
 		one := int32(1)
 		unix.RawSyscall6(unix.SYS_SETSOCKOPT, nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
-		if !l.s.leanBegin() {
+		if !l.s.beginSession() {
 			rawWrite(fd, l.s.lean.replies.busy)
 			rawClose(fd)
 			continue

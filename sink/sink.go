@@ -357,26 +357,35 @@ func (s *Server) Messages() []Message {
 // NewSession implements smtp.Backend. go-smtp calls it at the first EHLO
 // (or HELO) of a connection, and again after STARTTLS.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	n := s.active.Add(1)
-	s.st.sessions.Add(1)
-	raw := rawConn(c.Conn())
-	if lim := s.cfg.MaxSessions; lim > 0 && n > int64(lim) {
-		s.active.Add(-1)
-		s.st.limited.Add(1)
+	if !s.beginSession() {
 		closeWith(c.Conn(), "421 4.7.0 Too many connections, closing connection")
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections"}
 	}
-	for {
-		p := s.st.peak.Load()
-		if n <= p || s.st.peak.CompareAndSwap(p, n) {
-			break
-		}
-	}
+	raw := rawConn(c.Conn())
 	ss := &session{s: s, conn: c.Conn(), raw: raw, id: s.sessionSeq.Add(1)}
 	if raw != nil {
 		raw.sess.Store(ss)
 	}
 	return ss, nil
+}
+
+// beginSession counts a new session (go-smtp's at its first EHLO, the lean
+// server's at its connection): false when it is over MaxSessions, counted
+// as limited and not as active; the caller answers 421 and closes.
+func (s *Server) beginSession() bool {
+	n := s.active.Add(1)
+	s.st.sessions.Add(1)
+	if lim := s.cfg.MaxSessions; lim > 0 && n > int64(lim) {
+		s.active.Add(-1)
+		s.st.limited.Add(1)
+		return false
+	}
+	for {
+		p := s.st.peak.Load()
+		if n <= p || s.st.peak.CompareAndSwap(p, n) {
+			return true
+		}
+	}
 }
 
 // closeWith writes a final reply straight to the connection and closes it,
