@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -33,10 +34,6 @@ import (
 // its connection (go-smtp's from its EHLO) to its 221, EOF or error.
 
 const (
-	leanMaxLine       = 2000
-	leanMaxRcpts      = 1000
-	leanMaxBytes      = 32 << 20
-	defaultLeanIdle   = 60 * time.Second
 	leanBufSize       = 64 << 10
 	leanErrorsAllowed = 3
 )
@@ -67,7 +64,7 @@ func newLeanReplies(cfg *Config) *leanReplies {
 	if !cfg.NoEnhancedStatusCodes {
 		ehlo += "250-ENHANCEDSTATUSCODES\r\n"
 	}
-	ehlo += "250 SIZE 33554432\r\n"
+	ehlo += fmt.Sprintf("250 SIZE %d\r\n", maxMessageBytes)
 	return &leanReplies{
 		greeting:      r("220 " + cfg.Domain + " ESMTP Service Ready"),
 		ehlo:          []byte(ehlo),
@@ -86,7 +83,7 @@ func newLeanReplies(cfg *Config) *leanReplies {
 		needRcpt:      r("502 5.5.1 Missing RCPT TO command."),
 		mailSyntax:    r("501 5.5.2 Was expecting MAIL arg syntax of FROM:<address>"),
 		rcptSyntax:    r("501 5.5.2 Was expecting RCPT arg syntax of TO:<address>"),
-		tooManyRcpts:  r("452 4.5.3 Maximum limit of 1000 recipients reached"),
+		tooManyRcpts:  r(fmt.Sprintf("452 4.5.3 Maximum limit of %d recipients reached", maxRecipients)),
 		heloSyntax:    r("501 5.5.2 Domain/address argument required for HELO"),
 		dataArgs:      r("501 5.5.4 DATA command should not have any arguments"),
 		tooBig:        r("552 5.3.4 Max message size exceeded"),
@@ -212,7 +209,7 @@ func (ls *leanSession) feed() {
 		}
 		i := bytes.IndexByte(ls.buf[ls.r:ls.w], '\n')
 		if i < 0 {
-			if ls.w-ls.r > leanMaxLine {
+			if ls.w-ls.r > maxLineLength {
 				ls.out = append(ls.out, ls.rp.tooLong...)
 				ls.closing = true
 			}
@@ -220,7 +217,7 @@ func (ls *leanSession) feed() {
 		}
 		line := ls.buf[ls.r : ls.r+i]
 		ls.r += i + 1
-		if i > leanMaxLine {
+		if i > maxLineLength {
 			ls.out = append(ls.out, ls.rp.tooLong...)
 			ls.closing = true
 			return
@@ -270,7 +267,7 @@ func (ls *leanSession) command(line []byte) {
 			ls.out = append(ls.out, rp.needMail...)
 		case !pathArg(arg, "TO:", false):
 			ls.out = append(ls.out, rp.rcptSyntax...)
-		case ls.rcpts >= leanMaxRcpts:
+		case ls.rcpts >= maxRecipients:
 			ls.out = append(ls.out, rp.tooManyRcpts...)
 		default:
 			ls.rcpts++
@@ -330,7 +327,7 @@ func (ls *leanSession) data() bool {
 		ls.r = ls.dStart + i + len(dataEnd)
 		ls.inData = false
 		// Less the dot-stuffing: every "\r\n." but the end line's.
-		if size := ls.dSize - (ls.dDots - 1); size > leanMaxBytes {
+		if size := ls.dSize - (ls.dDots - 1); size > maxMessageBytes {
 			ls.out = append(ls.out, ls.rp.tooBig...)
 		} else {
 			st := &ls.s.st

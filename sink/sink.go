@@ -141,6 +141,14 @@ func (f *Faults) Validate() error {
 	return nil
 }
 
+// The limits of every session, go-smtp's and the lean server's alike.
+const (
+	maxRecipients   = 1000
+	maxMessageBytes = 32 << 20
+	maxLineLength   = 2000 // go-smtp's default, set all the same
+	idleTimeout     = 60 * time.Second
+)
+
 // Credentials are the one login the server accepts.
 type Credentials struct{ Username, Password string }
 
@@ -253,7 +261,7 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.leanIdle == 0 {
-		cfg.leanIdle = defaultLeanIdle
+		cfg.leanIdle = idleTimeout
 	}
 	if err := cfg.Faults.Validate(); err != nil {
 		return nil, err
@@ -290,10 +298,11 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = cfg.Domain
-	s.srv.MaxRecipients = 1000
-	s.srv.MaxMessageBytes = 32 << 20
-	s.srv.ReadTimeout = 60 * time.Second
-	s.srv.WriteTimeout = 60 * time.Second
+	s.srv.MaxRecipients = maxRecipients
+	s.srv.MaxMessageBytes = maxMessageBytes
+	s.srv.MaxLineLength = maxLineLength
+	s.srv.ReadTimeout = idleTimeout
+	s.srv.WriteTimeout = idleTimeout
 	s.srv.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.srv.TLSConfig = cfg.TLSConfig
 	s.srv.ErrorLog = errorLog{cfg.Logger}
