@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/boltq"
 	"github.com/heraldmail/herald/templates"
@@ -143,7 +144,7 @@ func BenchmarkClassify(b *testing.B) {
 	err := &textproto.Error{Code: 550, Msg: "5.1.1 The email account that you tried to reach does not exist."}
 	b.ReportAllocs()
 	for b.Loop() {
-		if engine.Classify(engine.StageRcpt, err).Class != engine.ClassPermanent {
+		if outcome.Classify(outcome.StageRcpt, err).Class != outcome.ClassPermanent {
 			b.Fatal("misclassified")
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/ratelimit"
 )
@@ -213,7 +214,7 @@ type Summary struct {
 }
 
 // settlement turns a delivery outcome into the queue's record of it.
-func (c *content) settlement(job queue.Job, p *provider, derr *DeliveryError, reply string, now time.Time) queue.Settlement {
+func (c *content) settlement(job queue.Job, p *provider, derr *outcome.DeliveryError, reply string, now time.Time) queue.Settlement {
 	s := queue.Settlement{Seq: job.Seq, Lease: job.Lease, Provider: p.cfg.Name, SentAt: now}
 	if derr == nil {
 		s.State, s.Reply = queue.Sent, reply
@@ -221,11 +222,11 @@ func (c *content) settlement(job queue.Job, p *provider, derr *DeliveryError, re
 	}
 	s.Reply = derr.Reply()
 	switch derr.Class {
-	case ClassPermanent:
+	case outcome.ClassPermanent:
 		s.State, s.CountAttempt, s.Suppress = queue.Failed, true, true
-	case ClassPolicy:
+	case outcome.ClassPolicy:
 		s.State, s.CountAttempt = queue.Failed, true
-	case ClassThrottle:
+	case outcome.ClassThrottle:
 		// Not the recipient's fault: no attempt counted.
 		s.State, s.At = queue.Retry, now.Add(p.cfg.Cooldown.Duration)
 	default: // transient, ambiguous, reconnect that did not heal

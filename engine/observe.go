@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 )
 
@@ -11,8 +12,8 @@ import (
 // cheap: senders call them for every message.
 type Observer interface {
 	// Outcome counts one attempted message of a provider by its class
-	// (ClassSent when the server accepted it).
-	Outcome(provider string, class Class)
+	// (outcome.ClassSent when the server accepted it).
+	Outcome(provider string, class outcome.Class)
 	// Latency is one message's time from its send slot to the server's
 	// reply to the end of its data.
 	Latency(provider string, d time.Duration)
@@ -26,7 +27,7 @@ type Observer interface {
 
 type noObserver struct{}
 
-func (noObserver) Outcome(string, Class)           {}
+func (noObserver) Outcome(string, outcome.Class)   {}
 func (noObserver) Latency(string, time.Duration)   {}
 func (noObserver) LimitWait(string, time.Duration) {}
 func (noObserver) Connections(string, int)         {}

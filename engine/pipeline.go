@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/textproto"
 
+	"github.com/heraldmail/herald/outcome"
 	"github.com/wneessen/go-mail/smtp"
 )
 
@@ -82,20 +83,20 @@ func (p *pipe) flush() error { return p.text.W.Flush() }
 // session back to a clean state as RFC 2920 section 3.1 asks (a lone dot if
 // DATA was accepted anyway, RSET otherwise); keep says whether the
 // connection can go on.
-func (p *pipe) readEnvelope() (derr *DeliveryError, keep bool) {
-	var first *DeliveryError
-	note := func(stage Stage, err error) (fatal bool) {
-		d := Classify(stage, err)
+func (p *pipe) readEnvelope() (derr *outcome.DeliveryError, keep bool) {
+	var first *outcome.DeliveryError
+	note := func(stage outcome.Stage, err error) (fatal bool) {
+		d := outcome.Classify(stage, err)
 		if first == nil {
 			first = d
 		}
 		// No reply, or 421: the session is over.
 		return d.Code == 0 || d.Code == 421
 	}
-	if _, _, err := p.text.ReadResponse(250); err != nil && note(StageMail, err) {
+	if _, _, err := p.text.ReadResponse(250); err != nil && note(outcome.StageMail, err) {
 		return first, false
 	}
-	if _, _, err := p.text.ReadResponse(25); err != nil && note(StageRcpt, err) {
+	if _, _, err := p.text.ReadResponse(25); err != nil && note(outcome.StageRcpt, err) {
 		return first, false
 	}
 	_, _, err := p.text.ReadResponse(354)
@@ -119,7 +120,7 @@ func (p *pipe) readEnvelope() (derr *DeliveryError, keep bool) {
 		}
 		return first, true
 	}
-	if note(StageData, err) {
+	if note(outcome.StageData, err) {
 		return first, false
 	}
 	if err := p.c.Reset(); err != nil {
@@ -129,10 +130,10 @@ func (p *pipe) readEnvelope() (derr *DeliveryError, keep bool) {
 }
 
 // readDataEnd reads the reply to the final dot.
-func (p *pipe) readDataEnd() (derr *DeliveryError, reply string, keep bool) {
+func (p *pipe) readDataEnd() (derr *outcome.DeliveryError, reply string, keep bool) {
 	code, msg, err := p.text.ReadResponse(250)
 	if err != nil {
-		d := Classify(StageDataEnd, err)
+		d := outcome.Classify(outcome.StageDataEnd, err)
 		return d, "", d.Code != 0 && d.Code != 421
 	}
 	return nil, fmt.Sprintf("%d %s", code, msg), true

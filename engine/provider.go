@@ -20,6 +20,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/ratelimit"
 )
 
@@ -142,7 +143,7 @@ type connSlot struct {
 // open dials a connection, says EHLO, starts TLS as configured and
 // authenticates. It also returns the raw connection: closing it is the one
 // way to cut a command in flight (go-mail's Client.Close waits for it).
-func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryError) {
+func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
 	slot := &connSlot{}
 	if p.cfg.TLS == "tls" {
 		// go-mail leaves implicit TLS to a custom dialer: dialRecording.
@@ -153,19 +154,19 @@ func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *DeliveryE
 		if slot.conn != nil {
 			slot.conn.Close()
 		}
-		return nil, nil, Classify(StageConnect, err)
+		return nil, nil, outcome.Classify(outcome.StageConnect, err)
 	}
 	if p.auth != nil {
 		ok, mechs := c.Extension("AUTH")
 		if !ok {
 			c.Close()
-			return nil, nil, &DeliveryError{Class: ClassAuth, Stage: StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
+			return nil, nil, &outcome.DeliveryError{Class: outcome.ClassAuth, Stage: outcome.StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
 		}
 		if err := c.Auth(p.auth(mechs)); err != nil {
 			c.Close()
-			d := Classify(StageAuth, err)
+			d := outcome.Classify(outcome.StageAuth, err)
 			if errors.Is(err, smtp.ErrUnencrypted) {
-				d.Class, d.Text = ClassAuth, "refusing to send the password over a connection without TLS"
+				d.Class, d.Text = outcome.ClassAuth, "refusing to send the password over a connection without TLS"
 			}
 			return nil, nil, d
 		}
@@ -274,9 +275,9 @@ func (p *provider) trip(reason string, until time.Time) {
 // deliver runs one mail transaction on c. It returns a nil error and the
 // server's reply after a 250 to the end of DATA. keep reports whether the
 // connection can carry another message.
-func deliver(c *smtp.Client, from, rcpt string, msg io.WriterTo) (derr *DeliveryError, reply string, keep bool) {
-	fail := func(stage Stage, err error) (*DeliveryError, string, bool) {
-		d := Classify(stage, err)
+func deliver(c *smtp.Client, from, rcpt string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
+	fail := func(stage outcome.Stage, err error) (*outcome.DeliveryError, string, bool) {
+		d := outcome.Classify(stage, err)
 		if d.Code == 0 || d.Code == 421 {
 			return d, "", false // no reply, or the server is closing
 		}
@@ -287,20 +288,20 @@ func deliver(c *smtp.Client, from, rcpt string, msg io.WriterTo) (derr *Delivery
 		return d, "", true
 	}
 	if err := c.Mail(from); err != nil {
-		return fail(StageMail, err)
+		return fail(outcome.StageMail, err)
 	}
 	if err := c.Rcpt(rcpt); err != nil {
-		return fail(StageRcpt, err)
+		return fail(outcome.StageRcpt, err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fail(StageData, err)
+		return fail(outcome.StageData, err)
 	}
 	if _, err := msg.WriteTo(w); err != nil {
-		return Classify(StageContent, err), "", false
+		return outcome.Classify(outcome.StageContent, err), "", false
 	}
 	if err := w.Close(); err != nil {
-		d := Classify(StageDataEnd, err)
+		d := outcome.Classify(outcome.StageDataEnd, err)
 		// After the reply to the final dot the transaction is over.
 		return d, "", d.Code != 0 && d.Code != 421
 	}

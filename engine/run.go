@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/ratelimit"
 )
@@ -112,9 +113,9 @@ type task struct {
 type result struct {
 	task
 	p       *provider
-	derr    *DeliveryError // nil: sent
-	reply   string         // the server's reply to the end of DATA
-	release bool           // not tried: give the job back untouched
+	derr    *outcome.DeliveryError // nil: sent
+	reply   string                 // the server's reply to the end of DATA
+	release bool                   // not tried: give the job back untouched
 	at      time.Time
 	// later: not tried; due again then (its recipient's domain wants a
 	// slower pace). No attempt is counted.
@@ -853,7 +854,7 @@ func (r *run) count(res result, s queue.Settlement) {
 	case queue.Suppressed:
 		pr.skipped.Add(1)
 	}
-	if res.derr != nil && res.derr.Class == ClassAmbiguous {
+	if res.derr != nil && res.derr.Class == outcome.ClassAmbiguous {
 		pr.ambiguous.Add(1)
 	}
 }
@@ -861,9 +862,9 @@ func (r *run) count(res result, s queue.Settlement) {
 // notePolicy counts an attempted message of c and pauses the campaign when
 // too many meet a policy rejection. Senders call it as each reply arrives,
 // so the pause is not late by a settle batch.
-func (r *run) notePolicy(c *campaign, derr *DeliveryError) {
+func (r *run) notePolicy(c *campaign, derr *outcome.DeliveryError) {
 	attempted := c.attempted.Add(1)
-	if derr == nil || derr.Class != ClassPolicy {
+	if derr == nil || derr.Class != outcome.ClassPolicy {
 		return
 	}
 	policy := c.policy.Add(1)

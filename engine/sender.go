@@ -13,6 +13,7 @@ import (
 
 	"github.com/wneessen/go-mail/smtp"
 
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/ratelimit"
 	"github.com/heraldmail/herald/templates"
 )
@@ -180,7 +181,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	msg, err := comp.build(&w.rend, w.data, t.job.Email, t.job.Key, now)
 	if err != nil {
 		p.quota.Undo(r.hard, now)
-		r.results <- result{task: t, p: p, derr: Classify(StageRender, err), at: now}
+		r.results <- result{task: t, p: p, derr: outcome.Classify(outcome.StageRender, err), at: now}
 		return nil, true
 	}
 	r.e.progress.inFlight.Add(1)
@@ -284,7 +285,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 			r.e.progress.reconnects.Add(1)
 			if again.tries >= reconnectTries || r.hard.Err() != nil {
 				// The connection keeps failing on this job: count it.
-				alive = r.finish(cn, again, &DeliveryError{Class: ClassTransient, Stage: StageMail, Text: "connection lost before the data, " + fmt.Sprint(again.tries) + " times"}, "")
+				alive = r.finish(cn, again, &outcome.DeliveryError{Class: outcome.ClassTransient, Stage: outcome.StageMail, Text: "connection lost before the data, " + fmt.Sprint(again.tries) + " times"}, "")
 				if !alive {
 					return false
 				}
@@ -300,7 +301,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
 	derr, reply, keep := deliver(cn.c, pr.envFrom, pr.job.Email, pr.msg)
 	cn.after(keep)
-	if derr != nil && derr.Class == ClassReconnect {
+	if derr != nil && derr.Class == outcome.ClassReconnect {
 		return pr, true
 	}
 	return nil, r.finish(cn, pr, derr, reply)
@@ -314,7 +315,7 @@ func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
 func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, alive bool) {
 	pp := cn.pipe
 	if err := pp.writeEnvelope(pr.envFrom, pr.job.Email); err != nil {
-		return nil, r.finish(cn, pr, Classify(StageRender, err), "")
+		return nil, r.finish(cn, pr, outcome.Classify(outcome.StageRender, err), "")
 	}
 	if err := pp.flush(); err != nil {
 		cn.drop(false)
@@ -322,7 +323,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 	}
 	if derr, keep := pp.readEnvelope(); derr != nil {
 		cn.afterRefusal(keep)
-		if derr.Class == ClassReconnect {
+		if derr.Class == outcome.ClassReconnect {
 			return pr, true
 		}
 		return nil, r.finish(cn, pr, derr, "")
@@ -337,7 +338,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		if next != nil {
 			if err := pp.writeEnvelope(next.envFrom, next.job.Email); err != nil {
 				// Nothing of it was written: settle it on its own.
-				if !r.finish(cn, next, Classify(StageRender, err), "") {
+				if !r.finish(cn, next, outcome.Classify(outcome.StageRender, err), "") {
 					return cur, false
 				}
 				next = nil
@@ -346,7 +347,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		if err := pp.flush(); err != nil {
 			cn.drop(false)
 			// Some of the content may have reached the server.
-			return next, r.finish(cn, cur, Classify(StageDataEnd, err), "")
+			return next, r.finish(cn, cur, outcome.Classify(outcome.StageDataEnd, err), "")
 		}
 		derr, reply, keep := pp.readDataEnd()
 		cn.used++
@@ -366,7 +367,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		derr, keep = pp.readEnvelope()
 		if derr != nil {
 			cn.afterRefusal(keep)
-			if derr.Class == ClassReconnect {
+			if derr.Class == outcome.ClassReconnect {
 				return next, true
 			}
 			return nil, r.finish(cn, next, derr, "")
@@ -383,12 +384,12 @@ func (r *run) giveBack(p *provider, pr *prepared) {
 }
 
 // connectFailed handles a job whose connection could not be made.
-func (r *run) connectFailed(cn *conn, pr *prepared, derr *DeliveryError) bool {
+func (r *run) connectFailed(cn *conn, pr *prepared, derr *outcome.DeliveryError) bool {
 	p := cn.p
 	r.giveBack(p, pr)
-	if derr.Class == ClassAuth || derr.Class == ClassReconnect {
+	if derr.Class == outcome.ClassAuth || derr.Class == outcome.ClassReconnect {
 		reason := fmt.Sprintf("%s: %s", p.cfg, describeConnectFailure(derr))
-		if hint := p.cfg.LoginHint(); hint != "" && derr.Class == ClassAuth && derr.Stage == StageAuth {
+		if hint := p.cfg.LoginHint(); hint != "" && derr.Class == outcome.ClassAuth && derr.Stage == outcome.StageAuth {
 			reason += " (" + hint + ")"
 		}
 		cn.log.Error("provider stopped", "reason", reason, "code", derr.Code)
@@ -400,22 +401,22 @@ func (r *run) connectFailed(cn *conn, pr *prepared, derr *DeliveryError) bool {
 
 // finish settles one attempted job and adjusts the provider. It returns
 // false when the provider cannot send any more.
-func (r *run) finish(cn *conn, pr *prepared, derr *DeliveryError, reply string) bool {
+func (r *run) finish(cn *conn, pr *prepared, derr *outcome.DeliveryError, reply string) bool {
 	p := cn.p
-	if derr != nil && derr.Class == ClassAuth {
+	if derr != nil && derr.Class == outcome.ClassAuth {
 		return r.connectFailed(cn, pr, derr) // e.g. 530 at MAIL: no login configured
 	}
 	r.e.progress.inFlight.Add(-1)
 	r.notePolicy(pr.c, derr)
 	cn.lastUsed = time.Now()
 	if derr == nil {
-		r.e.obs.Outcome(p.cfg.Name, ClassSent)
+		r.e.obs.Outcome(p.cfg.Name, outcome.ClassSent)
 		r.e.obs.Latency(p.cfg.Name, cn.lastUsed.Sub(pr.at))
 		r.results <- result{task: pr.task, p: p, reply: reply, at: pr.at}
 		return true
 	}
 	r.e.obs.Outcome(p.cfg.Name, derr.Class)
-	if derr.Class == ClassThrottle {
+	if derr.Class == outcome.ClassThrottle {
 		r.e.progress.throttled.Add(1)
 		if derr.Quota {
 			until := pr.at.Add(time.Hour)
@@ -605,7 +606,7 @@ func (cn *conn) releaseSlot() {
 }
 
 // open connects, replacing a connection idle for too long.
-func (cn *conn) open() *DeliveryError {
+func (cn *conn) open() *outcome.DeliveryError {
 	c, raw, derr := cn.r.connect(cn.p, cn.log)
 	if derr != nil {
 		return derr
@@ -672,24 +673,24 @@ func (cn *conn) afterRefusal(keep bool) {
 // connect dials provider p with exponential backoff and jitter. It gives up
 // at once on an auth-class failure, after dialTries failures otherwise, and
 // when the run stops (Stage connect, Class reconnect, no code).
-func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *DeliveryError) {
-	var last *DeliveryError
+func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
+	var last *outcome.DeliveryError
 	for n := 0; n < dialTries; n++ {
 		if p.state(time.Now()) != "" {
-			return nil, nil, &DeliveryError{Class: ClassReconnect, Stage: StageConnect, Text: "provider stopped"}
+			return nil, nil, &outcome.DeliveryError{Class: outcome.ClassReconnect, Stage: outcome.StageConnect, Text: "provider stopped"}
 		}
 		c, raw, derr := p.open(r.stop)
 		if derr == nil {
 			return c, raw, nil
 		}
-		if derr.Class == ClassAuth {
+		if derr.Class == outcome.ClassAuth {
 			return nil, nil, derr
 		}
 		last = derr
 		if r.stop.Err() != nil {
 			break
 		}
-		if derr.Class == ClassThrottle {
+		if derr.Class == outcome.ClassThrottle {
 			p.throttled(r.hard, log)
 		}
 		d := backoff(n, dialBase, dialCeiling)
@@ -702,20 +703,20 @@ func (r *run) connect(p *provider, log *slog.Logger) (*smtp.Client, net.Conn, *D
 		}
 	}
 	if r.stop.Err() != nil {
-		return nil, nil, &DeliveryError{Class: ClassTransient, Stage: StageConnect, Text: "stopping"}
+		return nil, nil, &outcome.DeliveryError{Class: outcome.ClassTransient, Stage: outcome.StageConnect, Text: "stopping"}
 	}
 	return nil, nil, last
 }
 
-func describeConnectFailure(d *DeliveryError) string {
+func describeConnectFailure(d *outcome.DeliveryError) string {
 	switch {
-	case d.Class == ClassAuth && d.Stage == StageAuth:
+	case d.Class == outcome.ClassAuth && d.Stage == outcome.StageAuth:
 		return "the server refused the login: " + d.Reply()
-	case d.Class == ClassAuth && d.Stage > StageAuth:
+	case d.Class == outcome.ClassAuth && d.Stage > outcome.StageAuth:
 		return fmt.Sprintf("the server requires a login (set username and password_env): %s", d.Reply())
-	case d.Class == ClassAuth && d.Code == 0:
+	case d.Class == outcome.ClassAuth && d.Code == 0:
 		return "cannot connect securely: " + d.Reply()
-	case d.Class == ClassAuth:
+	case d.Class == outcome.ClassAuth:
 		return "the server refused us: " + d.Reply()
 	}
 	return fmt.Sprintf("cannot connect after %d tries: %s", dialTries, d.Reply())

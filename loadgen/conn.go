@@ -39,7 +39,7 @@ func codeOK(code, expect int) bool {
 
 // readReply reads one reply, single or multi-line. It returns the code; a
 // code that does not match expect is a *textproto.Error with the reply's
-// text (the form engine.Classify reads); a broken connection or a garbled
+// text (the form outcome.Classify reads); a broken connection or a garbled
 // reply is another error. A matching reply allocates nothing.
 func (c *client) readReply(expect int) (int, error) {
 	code := 0

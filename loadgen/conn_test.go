@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/outcome"
 )
 
 func clientOn(s string) *client {
@@ -24,7 +24,7 @@ func TestReadReply(t *testing.T) {
 	if code != 550 || !errors.As(err, &tp) || tp.Code != 550 || !strings.HasPrefix(tp.Msg, "5.1.1 The email account") || strings.Count(tp.Msg, "\n") != 2 {
 		t.Fatalf("code %d err %#v", code, err)
 	}
-	if d := engine.Classify(engine.StageRcpt, err); d.Class != engine.ClassPermanent || d.Enhanced != "5.1.1" {
+	if d := outcome.Classify(outcome.StageRcpt, err); d.Class != outcome.ClassPermanent || d.Enhanced != "5.1.1" {
 		t.Fatalf("classified %v %q", d.Class, d.Enhanced)
 	}
 	if code, err := c.readReply(25); code != 250 || err != nil {

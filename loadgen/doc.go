@@ -9,7 +9,7 @@
 // reused, and with PIPELINING (RFC 2920) the envelope (MAIL, every RCPT,
 // DATA) goes out in one write. It does STARTTLS (RFC 3207) and implicit
 // TLS, and AUTH PLAIN (RFC 4954, RFC 4616). Replies are classified with
-// engine.Classify, so the outcome classes are herald's own.
+// outcome.Classify, so the outcome classes are herald's own.
 //
 // Open loop avoids coordinated omission: message i is due at t0 + i/rate,
 // and its latency is measured from that intended start, so time spent

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/outcome"
 )
 
 // Result is what a run measured.
@@ -26,7 +26,7 @@ type Result struct {
 	// loop: their intended start) to the reply to the final dot.
 	Message Histogram
 	Stages  map[string]*Histogram // by stage name; only stages that ran
-	// Outcomes counts by engine.Class name: "sent" per accepted message,
+	// Outcomes counts by outcome.Class name: "sent" per accepted message,
 	// the others per failure.
 	Outcomes map[string]int64
 	Aborted  string // why the run stopped early (the server refused us), or ""
@@ -60,9 +60,9 @@ func (r *runner) result(workers []*worker, elapsed time.Duration) *Result {
 			res.Stages[stageNames[i]] = &stages[i]
 		}
 	}
-	for c := engine.ClassSent; int(c) < numClasses; c++ {
+	for c := outcome.ClassSent; int(c) < numClasses; c++ {
 		res.Outcomes[c.String()] = outcomes[c]
-		if c != engine.ClassSent {
+		if c != outcome.ClassSent {
 			res.Errors += outcomes[c]
 		}
 	}
@@ -167,8 +167,8 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\noutcomes:")
-	for c := engine.ClassSent; int(c) < numClasses; c++ {
-		if n := r.Outcomes[c.String()]; n > 0 || c == engine.ClassSent {
+	for c := outcome.ClassSent; int(c) < numClasses; c++ {
+		if n := r.Outcomes[c.String()]; n > 0 || c == outcome.ClassSent {
 			fmt.Fprintf(w, " %s %d", c, n)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/outcome"
 )
 
 // stage is a timed step of the SMTP conversation.
@@ -32,8 +32,8 @@ const (
 
 var stageNames = [numStages]string{"connect", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "body", "quit"}
 
-// numClasses indexes outcome counts by engine.Class.
-const numClasses = int(engine.ClassPermanent) + 1
+// numClasses indexes outcome counts by outcome.Class.
+const numClasses = int(outcome.ClassPermanent) + 1
 
 // job is a message to send: its sequence number (1-based, unique in the
 // run) and, in open loop, when it was due.
@@ -225,7 +225,7 @@ func (r *runner) report(start time.Time, lives []live, done <-chan struct{}) {
 
 // abort stops the run: the server refuses us (auth class), so every other
 // message would fail the same way.
-func (r *runner) abort(d *engine.DeliveryError) {
+func (r *runner) abort(d *outcome.DeliveryError) {
 	r.abortMu.Lock()
 	if r.aborted == "" {
 		r.aborted = d.Error()
@@ -241,7 +241,7 @@ func (w *worker) run() {
 		// Started because a message found no idle connection: connect
 		// first, then take whichever message is next, so that one does not
 		// wait for this setup if another connection frees sooner.
-		if d := w.connect(); d != nil && r.ctx.Err() == nil && d.Class == engine.ClassAuth {
+		if d := w.connect(); d != nil && r.ctx.Err() == nil && d.Class == outcome.ClassAuth {
 			w.settle(time.Time{}, 0, d) // stops the run
 		}
 		// Any other failure is no message's: the next one this worker
@@ -292,7 +292,7 @@ func (w *worker) one(seq uint64, start time.Time) {
 					return // the run was stopped while dialling: not this message's failure
 				}
 				w.settle(start, 0, d)
-				if d.Class != engine.ClassAuth {
+				if d.Class != outcome.ClassAuth {
 					// Do not spin against a server that refuses connections.
 					sleepCtx(w.r.ctx, 50*time.Millisecond)
 				}
@@ -314,22 +314,22 @@ func (w *worker) one(seq uint64, start time.Time) {
 
 // settle counts a message's outcome: accepted (fail nil) for accepted
 // recipients, or failed.
-func (w *worker) settle(start time.Time, accepted int, fail *engine.DeliveryError) {
+func (w *worker) settle(start time.Time, accepted int, fail *outcome.DeliveryError) {
 	if fail != nil {
 		w.count(fail)
-		if fail.Class == engine.ClassAuth {
+		if fail.Class == outcome.ClassAuth {
 			w.r.abort(fail) // every other message would be refused the same way
 		}
 		return
 	}
 	w.msgHist.Record(time.Since(start))
-	w.outcomes[engine.ClassSent]++
+	w.outcomes[outcome.ClassSent]++
 	w.sent++
 	w.rcpts += int64(accepted)
 	w.live.sent.Add(1)
 }
 
-func (w *worker) count(d *engine.DeliveryError) {
+func (w *worker) count(d *outcome.DeliveryError) {
 	if int(d.Class) < numClasses {
 		w.outcomes[d.Class]++
 	}
@@ -346,31 +346,31 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // connect opens a session: dial, greeting, EHLO, STARTTLS, AUTH.
-func (w *worker) connect() *engine.DeliveryError {
+func (w *worker) connect() *outcome.DeliveryError {
 	r := w.r
 	cfg := &r.cfg
 	t := time.Now()
 	d := net.Dialer{Timeout: cfg.Timeout}
 	conn, err := d.DialContext(r.ctx, "tcp", r.addr)
 	if err != nil {
-		return engine.Classify(engine.StageConnect, err)
+		return outcome.Classify(outcome.StageConnect, err)
 	}
 	_ = conn.SetDeadline(t.Add(cfg.Timeout))
 	if cfg.TLS == TLSImplicit {
 		tc := tls.Client(conn, r.tls)
 		if err := tc.HandshakeContext(r.ctx); err != nil {
 			conn.Close()
-			return engine.Classify(engine.StageConnect, err)
+			return outcome.Classify(outcome.StageConnect, err)
 		}
 		conn = tc
 	}
 	c := newClient(conn)
-	fail := func(s engine.Stage, err error) *engine.DeliveryError {
+	fail := func(s outcome.Stage, err error) *outcome.DeliveryError {
 		conn.Close()
-		return engine.Classify(s, err)
+		return outcome.Classify(s, err)
 	}
 	if _, err := c.readReply(220); err != nil {
-		return fail(engine.StageConnect, err)
+		return fail(outcome.StageConnect, err)
 	}
 	w.hist[stConnect].Record(time.Since(t))
 	ehlo := []byte("EHLO " + cfg.Helo + "\r\n")
@@ -386,44 +386,44 @@ func (w *worker) connect() *engine.DeliveryError {
 		return err
 	}
 	if err := hello(); err != nil {
-		return fail(engine.StageConnect, err)
+		return fail(outcome.StageConnect, err)
 	}
 	if cfg.TLS == TLSStartTLS {
 		if !c.starttls {
-			return fail(engine.StageConnect, errors.New("server does not support STARTTLS (--tls starttls)"))
+			return fail(outcome.StageConnect, errors.New("server does not support STARTTLS (--tls starttls)"))
 		}
 		t := time.Now()
 		if _, err := conn.Write([]byte("STARTTLS\r\n")); err != nil {
-			return fail(engine.StageConnect, err)
+			return fail(outcome.StageConnect, err)
 		}
 		if _, err := c.readReply(220); err != nil {
-			return fail(engine.StageConnect, err)
+			return fail(outcome.StageConnect, err)
 		}
 		tc := tls.Client(conn, r.tls)
 		if err := tc.HandshakeContext(r.ctx); err != nil {
-			return fail(engine.StageConnect, err)
+			return fail(outcome.StageConnect, err)
 		}
 		w.hist[stStartTLS].Record(time.Since(t))
 		conn = tc
 		c = newClient(conn)
 		if err := hello(); err != nil {
-			return fail(engine.StageConnect, err)
+			return fail(outcome.StageConnect, err)
 		}
 	}
 	if r.authCmd != nil {
 		if !c.authPlain {
-			return fail(engine.StageAuth, errors.New("server does not support AUTH PLAIN"))
+			return fail(outcome.StageAuth, errors.New("server does not support AUTH PLAIN"))
 		}
 		t := time.Now()
 		if _, err := conn.Write(r.authCmd); err != nil {
-			return fail(engine.StageAuth, err)
+			return fail(outcome.StageAuth, err)
 		}
 		_, err := c.readReply(235)
 		if err == nil || isReply(err) {
 			w.hist[stAuth].Record(time.Since(t))
 		}
 		if err != nil {
-			return fail(engine.StageAuth, err)
+			return fail(outcome.StageAuth, err)
 		}
 	}
 	w.c, w.used = c, 0
@@ -438,7 +438,7 @@ func (w *worker) connect() *engine.DeliveryError {
 func (w *worker) drop() {
 	if w.holding {
 		w.holding = false
-		w.settle(w.held.start, 0, engine.Classify(engine.StageContent, errors.New("connection closed before the message content was sent")))
+		w.settle(w.held.start, 0, outcome.Classify(outcome.StageContent, errors.New("connection closed before the message content was sent")))
 	}
 	if w.c != nil {
 		w.c.conn.Close()
@@ -495,7 +495,7 @@ func (w *worker) sendHeld(extra []byte) (t time.Time, ok bool) {
 	t = time.Now()
 	if err := w.write(true, h.seq, extra); err != nil {
 		w.drop()
-		w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+		w.settle(h.start, h.accepted, outcome.Classify(outcome.StageContent, err))
 		return t, false
 	}
 	err := w.step(true, stBody, nil, 250, &t)
@@ -586,11 +586,11 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 	pipe := r.cfg.Pipelining && c.pipelining
 	_ = c.conn.SetDeadline(time.Now().Add(r.cfg.Timeout))
 	accepted := 0
-	var fail *engine.DeliveryError
-	broken := func(s engine.Stage, err error) bool {
+	var fail *outcome.DeliveryError
+	broken := func(s outcome.Stage, err error) bool {
 		w.drop()
 		if fail == nil {
-			fail = engine.Classify(s, err)
+			fail = outcome.Classify(s, err)
 		}
 		w.settle(start, accepted, fail)
 		return false
@@ -610,10 +610,10 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 		if err := w.write(held, h.seq, env); err != nil {
 			w.drop()
 			if held {
-				w.settle(h.start, h.accepted, engine.Classify(engine.StageContent, err))
+				w.settle(h.start, h.accepted, outcome.Classify(outcome.StageContent, err))
 				return true
 			}
-			return broken(engine.StageMail, err)
+			return broken(outcome.StageMail, err)
 		}
 		if held {
 			err := w.step(true, stBody, nil, 250, &t)
@@ -626,9 +626,9 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 	}
 	if err := w.step(pipe, stMail, r.mailCmd, 250, &t); err != nil {
 		if fatal(err) {
-			return broken(engine.StageMail, err)
+			return broken(outcome.StageMail, err)
 		}
-		fail = engine.Classify(engine.StageMail, err)
+		fail = outcome.Classify(outcome.StageMail, err)
 		if !pipe {
 			w.settle(start, 0, fail) // no transaction was opened
 			return false
@@ -646,10 +646,10 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 			continue
 		}
 		if fatal(err) {
-			return broken(engine.StageRcpt, err)
+			return broken(outcome.StageRcpt, err)
 		}
 		if fail == nil { // after a refused MAIL, RCPT replies are its echo
-			w.count(engine.Classify(engine.StageRcpt, err))
+			w.count(outcome.Classify(outcome.StageRcpt, err))
 		}
 	}
 	if !pipe && accepted == 0 {
@@ -659,10 +659,10 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 	}
 	if err := w.step(pipe, stData, dataCmd, 354, &t); err != nil {
 		if fatal(err) {
-			return broken(engine.StageData, err)
+			return broken(outcome.StageData, err)
 		}
 		if fail == nil && accepted > 0 {
-			fail = engine.Classify(engine.StageData, err)
+			fail = outcome.Classify(outcome.StageData, err)
 		}
 		if fail != nil {
 			w.settle(start, accepted, fail)
@@ -674,10 +674,10 @@ func (w *worker) transaction(seq uint64, start time.Time) (retry bool) {
 		// DATA accepted although the envelope failed: end the transaction
 		// with an empty message (RFC 2920, 3.1).
 		if _, err := c.conn.Write([]byte(".\r\n")); err != nil {
-			return broken(engine.StageContent, err)
+			return broken(outcome.StageContent, err)
 		}
 		if _, err := c.readReply(0); err != nil && fatal(err) {
-			return broken(engine.StageDataEnd, err)
+			return broken(outcome.StageDataEnd, err)
 		}
 		if fail != nil {
 			w.settle(start, accepted, fail)
@@ -709,7 +709,7 @@ func (w *worker) flush() {
 // settleBody settles a message by the reply to its final dot.
 func (w *worker) settleBody(h held, err error) {
 	if err != nil {
-		w.settle(h.start, h.accepted, engine.Classify(engine.StageDataEnd, err))
+		w.settle(h.start, h.accepted, outcome.Classify(outcome.StageDataEnd, err))
 		return
 	}
 	w.settle(h.start, h.accepted, nil)

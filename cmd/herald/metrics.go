@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 )
 
@@ -92,7 +93,7 @@ func (m *metrics) Close() {
 	}
 }
 
-func (m *metrics) Outcome(provider string, class engine.Class) {
+func (m *metrics) Outcome(provider string, class outcome.Class) {
 	m.outcomes.WithLabelValues(provider, class.String()).Inc()
 }
 
