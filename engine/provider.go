@@ -42,6 +42,9 @@ type provider struct {
 	// Messages this process started through it in the current and the
 	// previous weight epoch.
 	taken, prevTaken atomic.Int64
+	// throttledAt is when the provider last throttled this process (unix
+	// ns); losses counts jobs in a row that met lost connections only.
+	throttledAt, losses atomic.Int64
 
 	mu     sync.Mutex
 	closed string    // why the circuit is open ("" while closed)
@@ -219,6 +222,18 @@ func (p *provider) throttled(ctx context.Context, log *slog.Logger) {
 	}
 }
 
+// noteThrottle records a throttle reply at now.
+func (p *provider) noteThrottle(now time.Time) { p.throttledAt.Store(now.UnixNano()) }
+
+// lastThrottle is when the provider last throttled this process (zero:
+// never).
+func (p *provider) lastThrottle() time.Time {
+	if n := p.throttledAt.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // state reports why the provider is unusable now, or "".
 func (p *provider) state(now time.Time) string {
 	p.mu.Lock()
@@ -232,7 +247,7 @@ func (p *provider) state(now time.Time) string {
 	}
 	// Another process may have opened the shared circuit.
 	p.checked.Store(now.UnixNano())
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), circuitPoll)
 	defer cancel()
 	reason, until, err := p.circuit.State(ctx, now)
 	if err != nil || reason == "" {
@@ -274,32 +289,39 @@ func (p *provider) trip(reason string, until time.Time) {
 
 // deliver runs one mail transaction on c. It returns a nil error and the
 // server's reply after a 250 to the end of DATA. keep reports whether the
-// connection can carry another message.
-func deliver(c *smtp.Client, from, rcpt string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
+// connection can carry another message. arm is called before each command
+// and each wait for a reply: it gives that step the provider's timeout.
+func deliver(c *smtp.Client, arm func(), from, rcpt string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
 	fail := func(stage outcome.Stage, err error) (*outcome.DeliveryError, string, bool) {
 		d := outcome.Classify(stage, err)
 		if d.Code == 0 || d.Code == 421 {
 			return d, "", false // no reply, or the server is closing
 		}
 		// A refused command leaves a transaction open: RSET it.
+		arm()
 		if err := c.Reset(); err != nil {
 			return d, "", false
 		}
 		return d, "", true
 	}
+	arm()
 	if err := c.Mail(from); err != nil {
 		return fail(outcome.StageMail, err)
 	}
+	arm()
 	if err := c.Rcpt(rcpt); err != nil {
 		return fail(outcome.StageRcpt, err)
 	}
+	arm()
 	w, err := c.Data()
 	if err != nil {
 		return fail(outcome.StageData, err)
 	}
+	arm()
 	if _, err := msg.WriteTo(w); err != nil {
 		return outcome.Classify(outcome.StageContent, err), "", false
 	}
+	arm()
 	if err := w.Close(); err != nil {
 		d := outcome.Classify(outcome.StageDataEnd, err)
 		// After the reply to the final dot the transaction is over.

@@ -8,16 +8,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldmail/herald/outcome"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/heraldmail/herald/queue"
-	"github.com/heraldmail/herald/ratelimit"
 )
 
 const (
 	maxBatch       = 256 // jobs per Lease and per buffer
 	settleBatch    = 512 // settlements per transaction
 	settleEvery    = 25 * time.Millisecond
-	reconnectTries = 3 // same job, fresh connection, before it counts as an attempt
+	reconnectTries = 3 // same job, fresh connection, before it goes back to the queue
 	dialTries      = 8 // consecutive failed dials before a provider is given up
 	dialBase       = 250 * time.Millisecond
 	dialCeiling    = 30 * time.Second
@@ -34,6 +34,13 @@ const (
 	// queueOutage is how long the queue may stay unreachable before a run
 	// gives up; until then every step is retried with backoff.
 	queueOutage = 2 * time.Minute
+	// quotaPause is how long a quota reply that names no reset time stops
+	// the provider.
+	quotaPause = time.Hour
+	// lossesToStop is how many jobs in a row may meet connections lost
+	// before their data (each after reconnectTries fresh connections)
+	// before the provider is stopped for the run.
+	lossesToStop = 8
 )
 
 // campaign is one campaign being delivered by a run: its content and the
@@ -109,42 +116,73 @@ type task struct {
 	checked time.Time
 }
 
-// result is a sender's report on one job.
+// resultKind names what a sender or the leaser reports about a job.
+type resultKind uint8
+
+const (
+	// released: not tried; the job goes back to pending untouched.
+	released resultKind = iota + 1
+	// settled: s records the job's outcome (tried, put off for its
+	// domain's pace, or skipped for the suppression list).
+	settled
+)
+
+// result is a report on one job for the settler.
 type result struct {
 	task
-	p       *provider
-	derr    *outcome.DeliveryError // nil: sent
-	reply   string                 // the server's reply to the end of DATA
-	release bool                   // not tried: give the job back untouched
-	at      time.Time
-	// later: not tried; due again then (its recipient's domain wants a
-	// slower pace). No attempt is counted.
-	later time.Time
-	// skip: not tried; the address went on the suppression list.
-	skip *queue.Suppression
+	kind resultKind
+	s    queue.Settlement // settled
+	// dup: the message may have been delivered although no reply said so.
+	dup bool
+	// ack, if set, is told when s is durable (the queue keeps no journal:
+	// the sender waits for the group commit before its next data).
+	ack *ack
+}
+
+// ack tells a sender that its settlement was committed (ok) or that it
+// never will be (the queue is out of reach and the run stops).
+type ack struct {
+	done chan struct{}
+	ok   bool
+}
+
+func newAck() *ack { return &ack{done: make(chan struct{})} }
+
+func (a *ack) resolve(ok bool) {
+	a.ok = ok
+	close(a.done)
 }
 
 // run is the state of one Run or Work.
 type run struct {
 	e       *Engine
-	single  *campaign       // Run: the one campaign; nil for Work
+	mode    mode
 	hard    context.Context // cancelled: abort sends in flight
 	stop    context.Context // cancelled: take no more jobs
 	halt    context.CancelCauseFunc
 	jobs    chan task
 	results chan result
-	settled chan struct{} // a batch was settled: the dispatcher may look again
-	added   chan struct{} // Work: a campaign was added
+	settled chan struct{} // a batch was settled: the leaser may look again
+	added   chan struct{} // a campaign was added
 	senders atomic.Int64
+	// journal, when the queue keeps one, makes an outcome durable at once.
+	journal Journal
 	// weightEpoch is when the current weight epoch began (unix ns).
 	weightEpoch atomic.Int64
 
 	mu      sync.Mutex
-	active  []*campaign          // delivered now, in round-robin order
-	retired []*campaign          // dropped, perhaps still holding leases
-	broken  map[string]string    // Work: campaigns that cannot be loaded, and why
-	quiet   map[string]time.Time // Work: finished or cancelled campaigns, looked at again from then
-	rr      int                  // round-robin start
+	active  []*campaign // delivered now, in round-robin order
+	retired []*campaign // dropped, perhaps still holding leases
+	rr      int         // round-robin start
+}
+
+// Journal is an optional ability of a Queue (the embedded queue has it):
+// Note makes one settlement durable against a crash of this process at
+// once, well before the batch that Settle records (and fsyncs) it in. A
+// queue restarted after a crash applies the settlements noted and not yet
+// settled before it hands out any lease.
+type Journal interface {
+	Note(campaign string, s queue.Settlement) error
 }
 
 // Run delivers the configuration's planned campaign until every job is
@@ -167,7 +205,7 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	return e.deliver(soft, hard, newCampaign(id, camp.Header, e.content))
+	return e.deliver(soft, hard, &oneCampaign{c: newCampaign(id, camp.Header, e.content)})
 }
 
 // Work delivers every active campaign in the queue, sharing the providers
@@ -178,10 +216,12 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 // a paused or cancelled one is dropped within statusPoll. A campaign's
 // content is loaded when Work starts delivering it.
 func (e *Engine) Work(soft, hard context.Context) (Summary, error) {
-	return e.deliver(soft, hard, nil)
+	return e.deliver(soft, hard, &allCampaigns{broken: map[string]string{}, quiet: map[string]time.Time{}})
 }
 
-func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary, error) {
+// deliver owns a run: every part runs in one errgroup, and deliver returns
+// once the last outcome is recorded.
+func (e *Engine) deliver(soft, hard context.Context, m mode) (Summary, error) {
 	start := time.Now()
 	if err := e.seedQuotas(hard, start); err != nil {
 		return Summary{}, err
@@ -191,43 +231,43 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 	// A hard stop is a stop too, even without the soft one.
 	defer context.AfterFunc(hard, func() { halt(ErrInterrupted) })()
 	r := &run{
-		e: e, single: single, hard: hard, stop: stop, halt: halt,
+		e: e, mode: m, hard: hard, stop: stop, halt: halt,
 		jobs:    make(chan task, maxBatch),
 		results: make(chan result, 2*maxBatch),
 		settled: make(chan struct{}, 1),
 		added:   make(chan struct{}, 1),
-		broken:  map[string]string{},
-		quiet:   map[string]time.Time{},
 	}
-	if single != nil {
-		if c, err := e.q.Counts(hard, single.id); err == nil {
-			single.counts.Store(&c)
-			e.counts.Store(&c)
-		}
-		r.add(single)
-	} else {
-		r.refresh()
-	}
-	var work sync.WaitGroup
+	r.journal, _ = e.q.(Journal)
+	m.start(hard, r)
+
+	var g errgroup.Group
+	// The producers report results; the settler, renewer and tracker run
+	// until the last result is recorded.
+	var producers sync.WaitGroup
 	for _, p := range e.providers {
 		for i := range p.cfg.Connections {
 			r.senders.Add(1)
 			p.senders.Add(1)
 			holder := fmt.Sprintf("%s/%d", e.holder, i)
-			work.Go(func() { r.sender(p, holder) })
+			producers.Go(func() { r.sender(p, holder) })
 		}
 	}
-	work.Go(r.dispatch)
-	settler := make(chan struct{})
-	go func() { defer close(settler); r.settle() }()
-	renewer := make(chan struct{})
-	go func() { defer close(renewer); r.renew(settler) }()
-	go r.renewSlots(settler)
-	go r.track(settler)
-	work.Wait()
-	close(r.results)
-	<-settler
-	<-renewer
+	producers.Go(r.lease)
+	recorded := make(chan struct{})
+	g.Go(func() error {
+		defer close(recorded)
+		r.settle()
+		return nil
+	})
+	g.Go(func() error { r.renew(recorded); return nil })
+	g.Go(func() error { r.renewSlots(recorded); return nil })
+	g.Go(func() error { r.track(recorded); return nil })
+	g.Go(func() error {
+		producers.Wait()
+		close(r.results)
+		return nil
+	})
+	g.Wait()
 
 	sum := Summary{Progress: e.Progress(), Elapsed: time.Since(start)}
 	switch {
@@ -237,6 +277,18 @@ func (e *Engine) deliver(soft, hard context.Context, single *campaign) (Summary,
 		return sum, ErrInterrupted
 	}
 	return sum, nil
+}
+
+// storeCtx bounds one call to the queue or the shared limits. It is
+// derived from the hard stop, so that a hard stop ends it.
+func (r *run) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.hard, storeTimeout)
+}
+
+// recordCtx bounds a call that records outcomes: what was sent is
+// recorded even after a hard stop, within storeTimeout.
+func (r *run) recordCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.hard), storeTimeout)
 }
 
 // seedQuotas loads each provider's usage of the last 24 hours.
@@ -315,352 +367,6 @@ func (r *run) campaigns() []*campaign {
 	return append(slices.Clone(r.active), r.retired...)
 }
 
-// dispatch leases jobs and hands them to the senders until the run stops
-// (or, for Run, the campaign is complete); it owns r.jobs. Each round
-// leases an equal share from every active campaign, so campaigns share the
-// providers fairly.
-func (r *run) dispatch() {
-	defer close(r.jobs)
-	ctx := context.WithoutCancel(r.stop)
-	var outage queueOutageClock
-	for {
-		if r.stop.Err() != nil {
-			r.drain()
-			return
-		}
-		// Top the buffer up to about a second of work, in equal shares
-		// of the active campaigns: a campaign planned now, or a pause, is
-		// not queued behind more, and the senders alternate between
-		// campaigns in small steps.
-		if !r.anyUsable() {
-			// Every provider waits for its circuit to close (a spent
-			// quota): the jobs go back for other workers meanwhile.
-			r.drain()
-			sleepCtx(r.stop, time.Second)
-			continue
-		}
-		cs := r.rotation()
-		n := min(r.batchSize(), cap(r.jobs)) - len(r.jobs)
-		if n < max(1, len(cs)) || n < min(r.batchSize(), cap(r.jobs))/8 {
-			t := time.NewTimer(10 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-r.stop.Done():
-			}
-			t.Stop()
-			continue
-		}
-		leased := 0
-		for _, c := range cs {
-			jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
-			if err != nil {
-				if !outage.failed(r, "lease", err) {
-					continue
-				}
-				break
-			}
-			c.hold(jobs)
-			checked := time.Now()
-			jobs, err = r.unsuppressed(ctx, c, jobs)
-			if err != nil {
-				// The jobs went back untried; wait as for any outage.
-				if outage.failed(r, "suppression list", err) {
-					break
-				}
-				sleepCtx(r.stop, outage.delay())
-				continue
-			}
-			outage.ok()
-			leased += len(jobs)
-			for i, j := range jobs {
-				select {
-				case r.jobs <- task{c, j, checked}:
-				case <-r.stop.Done():
-					for _, rest := range jobs[i:] {
-						r.results <- result{task: task{c: c, job: rest}, release: true}
-					}
-					r.drain()
-					return
-				}
-			}
-		}
-		if leased > 0 {
-			continue
-		}
-		wait := time.Second
-		if c := r.single; c != nil {
-			counts, err := r.e.q.Counts(ctx, c.id)
-			if err != nil {
-				outage.failed(r, "counts", err)
-			} else if counts.Open() == 0 {
-				return // every job is final
-			} else if t, ok, err := r.e.q.NextDue(ctx, c.id); err == nil && ok && counts.Leased == 0 {
-				wait = max(min(wait, time.Until(t)), time.Millisecond)
-				r.e.setNote(fmt.Sprintf("%d retries wait, next at %s", counts.Retry, t.Format("15:04:05")))
-			}
-		}
-		if outage.since != (time.Time{}) {
-			wait = outage.delay()
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-r.settled:
-		case <-r.added:
-		case <-timer.C:
-		case <-r.stop.Done():
-		}
-		timer.Stop()
-	}
-}
-
-// unsuppressed returns the jobs whose address is not on the campaign's
-// suppression list; the others are settled as Suppressed. The list is read
-// as jobs are leased, for the batch; a sender reads it again for a job that
-// waited longer than suppressionRecheck since (recheck), so no message goes
-// out more than that after its address went on the list. When the list
-// cannot be read, the jobs go back untried.
-func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) ([]queue.Job, error) {
-	if len(jobs) == 0 {
-		return jobs, nil
-	}
-	keys := make([]string, len(jobs))
-	for i, j := range jobs {
-		keys[i] = j.Key
-	}
-	supp, err := r.e.q.Suppressed(ctx, c.list, keys...)
-	if err != nil {
-		for _, j := range jobs {
-			r.results <- result{task: task{c: c, job: j}, release: true}
-		}
-		return nil, err
-	}
-	if len(supp) == 0 {
-		return jobs, nil
-	}
-	keep := jobs[:0:0]
-	for _, j := range jobs {
-		if e, ok := supp[j.Key]; ok {
-			r.results <- result{task: task{c: c, job: j}, skip: &e}
-			continue
-		}
-		keep = append(keep, j)
-	}
-	return keep, nil
-}
-
-// queueOutageClock tracks how long the queue has been out of reach: a
-// dropped connection is retried with backoff; past queueOutage the run
-// stops (its leases expire and the jobs go to other workers or the next
-// run).
-type queueOutageClock struct {
-	since time.Time
-	n     int
-}
-
-// failed records a failure and reports whether the run was halted.
-func (o *queueOutageClock) failed(r *run, what string, err error) bool {
-	if o.since.IsZero() {
-		o.since = time.Now()
-		r.e.log.Warn("queue out of reach; retrying", "step", what, "error", err)
-	}
-	o.n++
-	if time.Since(o.since) > queueOutage {
-		r.halt(&StoppedError{Reason: fmt.Sprintf("queue: %s: %v (out of reach for %s)", what, err, queueOutage)})
-		return true
-	}
-	return false
-}
-
-func (o *queueOutageClock) ok() { o.since, o.n = time.Time{}, 0 }
-
-func (o *queueOutageClock) delay() time.Duration {
-	return backoff(o.n, 50*time.Millisecond, 5*time.Second)
-}
-
-// renew extends the leases the run holds every third of the lease TTL,
-// until done is closed.
-func (r *run) renew(done <-chan struct{}) {
-	every(r.e.leaseTTL/3, done, func() {
-		for _, c := range r.campaigns() {
-			jobs := c.holding()
-			if len(jobs) == 0 {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			lost, err := r.e.q.Extend(ctx, c.id, jobs, time.Now().Add(r.e.leaseTTL))
-			cancel()
-			if err != nil {
-				r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
-				continue
-			}
-			// A job settled while Extend was on its way is not held any
-			// more; one still held was taken by another worker after our
-			// lease ran out: it is not sent (senders look), and an outcome
-			// for it is refused.
-			tokens := make(map[uint64]uint64, len(jobs))
-			for _, j := range jobs {
-				tokens[j.Seq] = j.Lease
-			}
-			n := 0
-			for _, seq := range lost {
-				if c.unhold(seq, tokens[seq]) {
-					n++
-				}
-			}
-			if n > 0 {
-				r.e.log.Warn("leases lost to another worker", "campaign", c.id, "jobs", n)
-			}
-		}
-	})
-}
-
-// every calls fn every d until done is closed.
-func every(d time.Duration, done <-chan struct{}, fn func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			fn()
-		}
-	}
-}
-
-// renewSlots keeps the connection slots this process holds until done
-// is closed (shared slots expire when their process stops renewing them).
-func (r *run) renewSlots(done <-chan struct{}) {
-	every(ratelimit.SlotTTL/3, done, func() {
-		for _, p := range r.e.providers {
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			if err := p.slots.Renew(ctx, time.Now()); err != nil {
-				r.e.log.Warn("cannot renew connection slots", "provider", p.cfg.Name, "error", err)
-			}
-			cancel()
-		}
-	})
-}
-
-// track follows the campaigns' status every statusPoll until done is
-// closed. Run stops when its campaign is paused or cancelled; Work drops
-// such campaigns and picks up new ones.
-func (r *run) track(done <-chan struct{}) {
-	t := time.NewTicker(statusPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-r.stop.Done():
-			return
-		case <-t.C:
-		}
-		if r.single == nil {
-			r.refresh()
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		c, err := r.e.q.Campaign(ctx, r.single.id)
-		cancel()
-		if err == nil && c.Status != queue.Active {
-			reason := fmt.Sprintf("campaign %s", c.Status)
-			if c.Reason != "" {
-				reason += ": " + c.Reason
-			}
-			r.halt(&StoppedError{Reason: reason})
-			return
-		}
-	}
-}
-
-// refresh brings Work's set of campaigns up to date: active campaigns
-// with jobs to deliver are loaded, paused, cancelled and finished ones
-// dropped.
-func (r *run) refresh() {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	ids, err := r.e.q.Campaigns(ctx)
-	if err != nil {
-		r.e.log.Warn("cannot list campaigns", "error", err)
-		return
-	}
-	var total queue.Counts
-	now := time.Now()
-	for _, id := range ids {
-		if now.Before(r.quiet[id]) {
-			continue
-		}
-		delete(r.quiet, id)
-		rec, err := r.e.q.Campaign(ctx, id)
-		if err != nil {
-			continue
-		}
-		c := r.activeCampaign(id)
-		if rec.Status != queue.Active {
-			if c != nil {
-				r.e.log.Info("campaign no longer active; its buffered jobs go back", "campaign", id, "status", rec.Status)
-				r.drop(c)
-			}
-			if rec.Status == queue.CampaignCancelled {
-				r.quiet[id] = now.Add(24 * time.Hour) // final
-			}
-			continue
-		}
-		counts, err := r.e.q.Counts(ctx, id)
-		if err != nil {
-			continue
-		}
-		r.e.obs.Depth(id, counts)
-		if counts.Open() == 0 {
-			if c != nil {
-				r.drop(c) // finished: free its content
-			}
-			if rec.Planned {
-				// Only retry-failed reopens it: look less often.
-				r.quiet[id] = now.Add(finishedPoll)
-			}
-			continue
-		}
-		total = addCounts(total, counts)
-		if c == nil {
-			if c = r.load(ctx, id, rec.Header); c == nil {
-				continue
-			}
-			r.add(c)
-		}
-		c.counts.Store(&counts)
-	}
-	r.e.counts.Store(&total)
-}
-
-// load prepares a campaign's content from its stored spec; a campaign that
-// cannot be loaded is logged once per reason and skipped.
-func (r *run) load(ctx context.Context, id string, header []string) *campaign {
-	b, err := r.e.q.Spec(ctx, id)
-	var spec Spec
-	if err == nil {
-		spec, err = DecodeSpec(b)
-	}
-	var c *content
-	if err == nil {
-		c, err = newContent(id, spec, r.e.keys)
-	}
-	if err == nil {
-		err = c.set.Check(header, nil)
-	}
-	if err != nil {
-		if r.broken[id] != err.Error() {
-			r.broken[id] = err.Error()
-			r.e.log.Error("cannot deliver campaign", "campaign", id, "error", err)
-		}
-		return nil
-	}
-	delete(r.broken, id)
-	r.e.log.Info("delivering campaign", "campaign", id)
-	return newCampaign(id, header, c)
-}
-
 func addCounts(a, b queue.Counts) queue.Counts {
 	for s := queue.Pending; s <= queue.Cancelled; s++ {
 		a.Add(s, b.Get(s))
@@ -668,223 +374,12 @@ func addCounts(a, b queue.Counts) queue.Counts {
 	return a
 }
 
-// anyUsable reports whether some provider's circuit is closed.
-func (r *run) anyUsable() bool {
-	now := time.Now()
-	for _, p := range r.e.providers {
-		if p.state(now) == "" {
-			return true
-		}
-	}
-	return false
-}
-
-// batchSize leases no more than the providers can send in about a second.
-func (r *run) batchSize() int {
-	total := 0.0
-	for _, p := range r.e.providers {
-		if p.cfg.Rate == 0 {
-			return maxBatch
-		}
-		total += p.cfg.Rate
-	}
-	return max(1, min(maxBatch, int(total)))
-}
-
-// drain gives back every job still buffered.
-func (r *run) drain() {
-	for {
-		select {
-		case t := <-r.jobs:
-			r.results <- result{task: t, release: true}
-		default:
-			return
-		}
-	}
-}
-
-// settle records outcomes in batches, one transaction per campaign, and
-// keeps the progress counters. A batch the queue cannot take is kept and
-// tried again with backoff: dropping it would send those messages twice.
-func (r *run) settle() {
-	type pending struct {
-		batch    []queue.Settlement
-		releases []queue.Job
-	}
-	var (
-		byCampaign = map[*campaign]*pending{}
-		size       int
-		tick       = time.NewTicker(settleEvery)
-		outage     queueOutageClock
-	)
-	defer tick.Stop()
-	flushOne := func(c *campaign, p *pending) error {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		defer cancel()
-		if len(p.batch) > 0 {
-			lost, err := r.e.q.Settle(ctx, c.id, p.batch)
-			if err != nil {
-				return err
-			}
-			if len(lost) > 0 {
-				r.e.log.Warn("outcomes for jobs whose lease had expired were dropped", "campaign", c.id, "jobs", len(lost))
-			}
-			for _, s := range p.batch {
-				c.unhold(s.Seq, s.Lease)
-			}
-			p.batch = p.batch[:0]
-		}
-		if len(p.releases) > 0 {
-			if err := r.e.q.Release(ctx, c.id, p.releases); err != nil {
-				return err
-			}
-			for _, j := range p.releases {
-				c.unhold(j.Seq, j.Lease)
-			}
-			p.releases = p.releases[:0]
-		}
-		if r.single != nil {
-			if counts, err := r.e.q.Counts(ctx, c.id); err == nil {
-				c.counts.Store(&counts)
-				r.e.counts.Store(&counts)
-				r.e.obs.Depth(c.id, counts)
-			}
-		}
-		return nil
-	}
-	var retryAt time.Time // while the queue is out of reach: next attempt
-	flush := func(final bool) {
-		for {
-			if !final && time.Now().Before(retryAt) {
-				return
-			}
-			var err error
-			for c, p := range byCampaign {
-				if err = flushOne(c, p); err != nil {
-					break
-				}
-				delete(byCampaign, c)
-			}
-			if err == nil {
-				size, retryAt = 0, time.Time{}
-				outage.ok()
-				break
-			}
-			if outage.failed(r, "settle", err) || r.hard.Err() != nil {
-				r.e.log.Error("cannot record outcomes; the jobs will be delivered again once their leases expire", "error", err)
-				for c, p := range byCampaign {
-					for _, s := range p.batch {
-						c.unhold(s.Seq, s.Lease) // no longer renewed: they expire
-					}
-					for _, j := range p.releases {
-						c.unhold(j.Seq, j.Lease)
-					}
-				}
-				clear(byCampaign)
-				size = 0
-				break
-			}
-			retryAt = time.Now().Add(outage.delay())
-			if !final {
-				return // try again at a later tick
-			}
-			time.Sleep(time.Until(retryAt))
-		}
-		select {
-		case r.settled <- struct{}{}:
-		default:
-		}
-	}
-	for {
-		select {
-		case res, ok := <-r.results:
-			if !ok {
-				flush(true)
-				return
-			}
-			p := byCampaign[res.c]
-			if p == nil {
-				p = &pending{}
-				byCampaign[res.c] = p
-			}
-			size++
-			if res.release {
-				p.releases = append(p.releases, res.job)
-				continue
-			}
-			var s queue.Settlement
-			switch {
-			case res.skip != nil:
-				s = queue.Settlement{Seq: res.job.Seq, Lease: res.job.Lease, State: queue.Suppressed, Reply: queue.SuppressedReply(*res.skip)}
-			case !res.later.IsZero():
-				s = queue.Settlement{Seq: res.job.Seq, Lease: res.job.Lease, State: queue.Retry, At: res.later, Reply: res.reply}
-			default:
-				s = res.c.content.settlement(res.job, res.p, res.derr, res.reply, res.at)
-				if res.derr != nil && res.derr.Domain && s.State == queue.Retry {
-					// The domain throttled us: due when its cool-down ends.
-					s.At = res.at.Add(r.e.cfg.DomainPolicy(domainOf(res.job.Key)).Cooldown.Duration)
-				}
-			}
-			r.count(res, s)
-			p.batch = append(p.batch, s)
-			if size >= settleBatch {
-				flush(false)
-			}
-		case <-tick.C:
-			if size > 0 {
-				flush(false)
-			}
-		}
-	}
-}
-
-// count updates the progress counters and the observer.
-func (r *run) count(res result, s queue.Settlement) {
-	pr := &r.e.progress
-	switch s.State {
-	case queue.Sent:
-		pr.sent.Add(1)
-	case queue.Failed:
-		pr.failed.Add(1)
-		if s.Suppress {
-			pr.suppressed.Add(1)
-		}
-	case queue.Retry:
-		pr.retried.Add(1)
-	case queue.Suppressed:
-		pr.skipped.Add(1)
-	}
-	if res.derr != nil && res.derr.Class == outcome.ClassAmbiguous {
-		pr.ambiguous.Add(1)
-	}
-}
-
-// notePolicy counts an attempted message of c and pauses the campaign when
-// too many meet a policy rejection. Senders call it as each reply arrives,
-// so the pause is not late by a settle batch.
-func (r *run) notePolicy(c *campaign, derr *outcome.DeliveryError) {
-	attempted := c.attempted.Add(1)
-	if derr == nil || derr.Class != outcome.ClassPolicy {
-		return
-	}
-	policy := c.policy.Add(1)
-	spec := c.content.spec
-	if attempted < int64(spec.PolicyMinimum) || float64(policy)/float64(attempted) < spec.PolicyThreshold || c.gone.Load() {
-		return
-	}
-	reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", policy, attempted, derr.Reply())
-	if r.single != nil {
-		if r.stop.Err() != nil {
-			return
-		}
-		r.halt(&StoppedError{Reason: "campaign paused: " + reason}) // first: no sender takes another job
-	} else {
-		r.drop(c)
-	}
-	r.e.log.Error("pausing the campaign", "campaign", c.id, "reason", reason)
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	if err := r.e.q.SetStatus(ctx, c.id, queue.Paused, reason); err != nil {
-		r.e.log.Error("cannot pause the campaign", "campaign", c.id, "error", err)
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }

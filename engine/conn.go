@@ -1,0 +1,259 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/heraldmail/herald/outcome"
+	"github.com/heraldmail/herald/queue"
+)
+
+// conn is a sender's connection to its provider.
+type conn struct {
+	r        *run
+	p        *provider
+	log      *slog.Logger
+	c        *smtp.Client
+	pipe     *pipe // set when the server pipelines and the provider allows it
+	used     int
+	lastUsed time.Time
+	live     atomic.Pointer[net.Conn]
+	holder   string // names this connection's slot in the provider's Slots
+	slot     bool   // a slot is held
+	// pending is the acknowledgement of the last message sent, when the
+	// queue keeps no journal: the next data waits for it.
+	pending *ack
+}
+
+// noteSent makes the outcome of a message the server took durable before
+// the next message's data leaves this connection: noted in the queue's
+// journal at once, or else acknowledged by the settler's next group commit
+// (durable waits for it).
+func (cn *conn) noteSent(res *result) {
+	if j := cn.r.journal; j != nil {
+		err := j.Note(res.c.id, res.s)
+		if err == nil {
+			return
+		}
+		cn.log.Warn("cannot note an outcome in the journal; waiting for the queue instead", "error", err)
+	}
+	res.ack = newAck()
+	cn.pending = res.ack
+}
+
+// durable waits until the last message's outcome is durable; false when it
+// never will be (the queue is out of reach for good) or the run stops hard:
+// nothing more may be sent on this connection then.
+func (cn *conn) durable() bool {
+	a := cn.pending
+	if a == nil {
+		return true
+	}
+	select {
+	case <-a.done:
+		cn.pending = nil
+		return a.ok
+	case <-cn.r.hard.Done():
+		return false
+	}
+}
+
+// waitSlot takes one of the provider's connection slots (the sender then
+// keeps it across reconnects, until the connection rotates or idles),
+// waiting its turn while other processes hold them all; false when the run
+// stops first.
+func (cn *conn) waitSlot() bool {
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
+		ok, err := cn.p.slots.Acquire(cn.r.stop, cn.holder, time.Now())
+		if err != nil && cn.r.stop.Err() == nil {
+			cn.log.Warn("connection slots out of reach", "error", err)
+		}
+		if ok {
+			cn.slot = true
+			return true
+		}
+		if cn.r.stop.Err() != nil {
+			return false
+		}
+		sleepCtx(cn.r.stop, wait/2+rand.N(wait))
+	}
+}
+
+// perConnection is how many messages a connection carries before a fresh
+// one: the provider's per_connection, or at most contendedPerConnection
+// while other processes wait for a slot, so that the slots go round.
+func (cn *conn) perConnection() int {
+	if n := cn.p.cfg.PerConnection; n > contendedPerConnection && cn.p.slots.Contended() {
+		return contendedPerConnection
+	}
+	return cn.p.cfg.PerConnection
+}
+
+// idleTimeout is how long an unused connection stays open: the provider's
+// idle_timeout, or a second while other processes wait for a slot.
+func (cn *conn) idleTimeout() time.Duration {
+	if d := cn.p.cfg.IdleTimeout.Duration; !cn.p.slots.Contended() || d < time.Second {
+		return d
+	}
+	return time.Second
+}
+
+func (cn *conn) releaseSlot() {
+	if !cn.slot {
+		return
+	}
+	cn.slot = false
+	ctx, cancel := cn.r.recordCtx()
+	defer cancel()
+	if err := cn.p.slots.Release(ctx, cn.holder); err != nil {
+		cn.log.Warn("cannot free a connection slot; it frees itself soon", "error", err)
+	}
+}
+
+// open connects, replacing a connection idle for too long.
+func (cn *conn) open() *outcome.DeliveryError {
+	c, raw, derr := cn.r.connect(cn)
+	if derr != nil {
+		return derr
+	}
+	cn.c, cn.used, cn.lastUsed = c, 0, time.Now()
+	cn.live.Store(&raw)
+	cn.arm()
+	cn.r.e.obs.Connections(cn.p.cfg.Name, 1)
+	if cn.r.hard.Err() != nil {
+		raw.Close() // the hard stop came while dialling
+	}
+	cn.pipe = nil
+	if ok, _ := c.Extension("PIPELINING"); ok && cn.p.cfg.PipeliningOn() {
+		cn.pipe = newPipe(c)
+	}
+	return nil
+}
+
+// arm gives the next command, or the next wait for a reply, the
+// provider's timeout from now: timeout bounds each step of the
+// conversation, never the connection's life.
+func (cn *conn) arm() {
+	if raw := cn.live.Load(); raw != nil {
+		(*raw).SetDeadline(time.Now().Add(cn.p.cfg.Timeout.Duration))
+	}
+}
+
+// cut closes the raw connection: the one way to stop a command in flight,
+// as go-mail's Client.Close waits for it.
+func (cn *conn) cut() {
+	if raw := cn.live.Load(); raw != nil {
+		(*raw).Close()
+	}
+}
+
+// drop closes the connection, with QUIT when quit is set and the run is
+// not stopping hard.
+func (cn *conn) drop(quit bool) {
+	if cn.c == nil {
+		return
+	}
+	if quit && cn.r.hard.Err() == nil {
+		cn.arm()
+		_ = cn.p.client.CloseWithSMTPClient(cn.c)
+	}
+	cn.c.Close()
+	cn.live.Store(nil)
+	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
+	cn.c, cn.pipe, cn.used = nil, nil, 0
+}
+
+// after counts a finished transaction and rotates the connection.
+func (cn *conn) after(keep bool) {
+	if !keep {
+		cn.drop(false)
+		return
+	}
+	if cn.pipe == nil {
+		cn.used++
+	}
+	if cn.used >= cn.perConnection() {
+		// A fresh connection, and the slot goes to whoever waited.
+		cn.drop(true)
+		cn.releaseSlot()
+	}
+}
+
+// afterRefusal keeps or drops the connection after a refused envelope.
+func (cn *conn) afterRefusal(keep bool) {
+	if !keep {
+		cn.drop(false)
+	}
+}
+
+// connect dials provider p with exponential backoff and jitter. It gives up
+// at once on an auth-class failure, after dialTries failures otherwise, and
+// when the run stops. A throttled greeting slows the provider down as any
+// throttle does (outcome.Decide says so); the dialler only decides how
+// soon to try again.
+func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
+	p := cn.p
+	var last *outcome.DeliveryError
+	for n := 0; n < dialTries; n++ {
+		if p.state(time.Now()) != "" {
+			return nil, nil, &outcome.DeliveryError{Class: outcome.ClassReconnect, Stage: outcome.StageConnect, Text: "provider stopped"}
+		}
+		at := time.Now()
+		c, raw, derr := p.open(r.stop)
+		if derr == nil {
+			return c, raw, nil
+		}
+		if derr.Class == outcome.ClassAuth {
+			return nil, nil, derr
+		}
+		last = derr
+		if r.stop.Err() != nil {
+			break
+		}
+		if derr.Class == outcome.ClassThrottle {
+			r.affect(cn, outcome.Decide(outcome.Attempt{Err: derr, At: at}, queue.Job{}, r.policy(nil, p, "")), derr, "")
+		}
+		d := backoff(n, dialBase, dialCeiling)
+		cn.log.Warn("cannot connect; retrying", "error", derr.Reply(), "in", d.Round(time.Millisecond))
+		sleepCtx(r.stop, d)
+	}
+	if r.stop.Err() != nil {
+		return nil, nil, &outcome.DeliveryError{Class: outcome.ClassTransient, Stage: outcome.StageConnect, Text: "stopping"}
+	}
+	return nil, nil, last
+}
+
+func describeConnectFailure(d *outcome.DeliveryError) string {
+	switch {
+	case d.Class == outcome.ClassAuth && d.Stage == outcome.StageAuth:
+		return "the server refused the login: " + d.Reply()
+	case d.Class == outcome.ClassAuth && d.Stage > outcome.StageAuth:
+		return fmt.Sprintf("the server requires a login (set username and password_env): %s", d.Reply())
+	case d.Class == outcome.ClassAuth && d.Code == 0:
+		return "cannot connect securely: " + d.Reply()
+	case d.Class == outcome.ClassAuth:
+		return "the server refused us: " + d.Reply()
+	}
+	return fmt.Sprintf("cannot connect after %d tries: %s", dialTries, d.Reply())
+}
+
+// providersDown explains why no sender is left.
+func (r *run) providersDown() string {
+	var why []string
+	for _, p := range r.e.providers {
+		if s := p.state(time.Now()); s != "" {
+			why = append(why, s)
+		}
+	}
+	if len(why) == 0 {
+		return "all senders stopped"
+	}
+	return "no provider can send: " + strings.Join(why, "; ")
+}

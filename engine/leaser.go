@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// lease takes jobs from the queue and hands them to the senders until the
+// run stops (or, for Run, the campaign is complete); it owns r.jobs. Each
+// round leases an equal share from every active campaign, so campaigns
+// share the providers fairly.
+func (r *run) lease() {
+	defer close(r.jobs)
+	var outage queueOutageClock
+	for {
+		if r.stop.Err() != nil {
+			r.drain()
+			return
+		}
+		if !r.anyUsable() {
+			// Every provider waits for its circuit to close (a spent
+			// quota): the jobs go back for other workers meanwhile.
+			r.drain()
+			sleepCtx(r.stop, time.Second)
+			continue
+		}
+		// Top the buffer up to about a second of work, in equal shares
+		// of the active campaigns: a campaign planned now, or a pause, is
+		// not queued behind more, and the senders alternate between
+		// campaigns in small steps.
+		cs := r.rotation()
+		n := min(r.batchSize(), cap(r.jobs)) - len(r.jobs)
+		if n < max(1, len(cs)) || n < min(r.batchSize(), cap(r.jobs))/8 {
+			sleepCtx(r.stop, 10*time.Millisecond)
+			continue
+		}
+		leased, ok := r.leaseRound(cs, n, &outage)
+		if !ok {
+			return
+		}
+		if leased > 0 {
+			continue
+		}
+		ctx, cancel := r.storeCtx()
+		finished, wait, err := r.mode.idle(ctx, r)
+		cancel()
+		if err != nil {
+			outage.failed(r, "counts", err)
+		}
+		if finished {
+			return
+		}
+		if !outage.since.IsZero() {
+			wait = outage.delay()
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-r.settled:
+		case <-r.added:
+		case <-timer.C:
+		case <-r.stop.Done():
+		}
+		timer.Stop()
+	}
+}
+
+// leaseRound leases up to n jobs shared between cs and hands them to the
+// senders; ok is false when the run stopped while it handed them out.
+func (r *run) leaseRound(cs []*campaign, n int, outage *queueOutageClock) (leased int, ok bool) {
+	// Leasing is not cut by the hard stop mid-call: jobs leased are
+	// handed out or given back.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.stop), storeTimeout)
+	defer cancel()
+	for _, c := range cs {
+		jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
+		if err != nil {
+			if !outage.failed(r, "lease", err) {
+				continue
+			}
+			break
+		}
+		c.hold(jobs)
+		checked := time.Now()
+		jobs, err = r.unsuppressed(ctx, c, jobs)
+		if err != nil {
+			// The jobs went back untried; wait as for any outage.
+			if outage.failed(r, "suppression list", err) {
+				break
+			}
+			sleepCtx(r.stop, outage.delay())
+			continue
+		}
+		outage.ok()
+		leased += len(jobs)
+		for i, j := range jobs {
+			select {
+			case r.jobs <- task{c, j, checked}:
+			case <-r.stop.Done():
+				for _, rest := range jobs[i:] {
+					r.release(task{c: c, job: rest})
+				}
+				r.drain()
+				return leased, false
+			}
+		}
+	}
+	return leased, true
+}
+
+// unsuppressed returns the jobs whose address is not on the campaign's
+// suppression list; the others are settled as Suppressed. The list is read
+// as jobs are leased, for the batch; a sender reads it again for a job that
+// waited longer than suppressionRecheck since (recheck), so no message goes
+// out more than that after its address went on the list. When the list
+// cannot be read, the jobs go back untried.
+func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) ([]queue.Job, error) {
+	if len(jobs) == 0 {
+		return jobs, nil
+	}
+	keys := make([]string, len(jobs))
+	for i, j := range jobs {
+		keys[i] = j.Key
+	}
+	supp, err := r.e.q.Suppressed(ctx, c.list, keys...)
+	if err != nil {
+		for _, j := range jobs {
+			r.release(task{c: c, job: j})
+		}
+		return nil, err
+	}
+	if len(supp) == 0 {
+		return jobs, nil
+	}
+	keep := jobs[:0:0]
+	for _, j := range jobs {
+		if e, ok := supp[j.Key]; ok {
+			r.skip(task{c: c, job: j}, e)
+			continue
+		}
+		keep = append(keep, j)
+	}
+	return keep, nil
+}
+
+// release gives a job back untouched.
+func (r *run) release(t task) { r.results <- result{task: t, kind: released} }
+
+// skip settles a job whose address is on the suppression list.
+func (r *run) skip(t task, e queue.Suppression) {
+	r.results <- result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Suppressed, Reply: queue.SuppressedReply(e)}}
+}
+
+// putOff settles a job, untried, as due again at at (its domain's pace
+// wants it later); no attempt is counted.
+func (r *run) putOff(t task, at time.Time, why string) {
+	r.results <- result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Retry, At: at, Reply: why}}
+}
+
+// drain gives back every job still buffered.
+func (r *run) drain() {
+	for {
+		select {
+		case t := <-r.jobs:
+			r.release(t)
+		default:
+			return
+		}
+	}
+}
+
+// anyUsable reports whether some provider's circuit is closed.
+func (r *run) anyUsable() bool {
+	now := time.Now()
+	for _, p := range r.e.providers {
+		if p.state(now) == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// batchSize leases no more than the providers can send in about a second.
+func (r *run) batchSize() int {
+	total := 0.0
+	for _, p := range r.e.providers {
+		if p.cfg.Rate == 0 {
+			return maxBatch
+		}
+		total += p.cfg.Rate
+	}
+	return max(1, min(maxBatch, int(total)))
+}
+
+// queueOutageClock tracks how long the queue has been out of reach: a
+// dropped connection is retried with backoff; past queueOutage the run
+// stops (its leases expire and the jobs go to other workers or the next
+// run).
+type queueOutageClock struct {
+	since time.Time
+	n     int
+}
+
+// failed records a failure and reports whether the run was halted.
+func (o *queueOutageClock) failed(r *run, what string, err error) bool {
+	if o.since.IsZero() {
+		o.since = time.Now()
+		r.e.log.Warn("queue out of reach; retrying", "step", what, "error", err)
+	}
+	o.n++
+	if time.Since(o.since) > queueOutage {
+		r.halt(&StoppedError{Reason: fmt.Sprintf("queue: %s: %v (out of reach for %s)", what, err, queueOutage)})
+		return true
+	}
+	return false
+}
+
+func (o *queueOutageClock) ok() { o.since, o.n = time.Time{}, 0 }
+
+func (o *queueOutageClock) delay() time.Duration {
+	return backoff(o.n, 50*time.Millisecond, 5*time.Second)
+}

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// mode is what differs between delivering one campaign (Run, herald send)
+// and every active campaign in the queue (Work, herald worker).
+type mode interface {
+	// start loads the campaigns delivered first.
+	start(ctx context.Context, r *run)
+	// poll follows the campaigns' status; the tracker calls it every
+	// statusPoll.
+	poll(ctx context.Context, r *run)
+	// idle is asked when a lease round found nothing: finished when
+	// nothing is left to deliver, else how long to wait at most.
+	idle(ctx context.Context, r *run) (finished bool, wait time.Duration, err error)
+	// settled is told that c's outcomes were committed; final (c nil)
+	// once the run's last outcome is.
+	settled(ctx context.Context, r *run, c *campaign, final bool)
+	// waitsOut reports whether a provider whose circuit closes at a set
+	// time (a spent quota) is waited for rather than a reason to stop.
+	waitsOut() bool
+	// pause stops delivering c, whose policy rejections passed the
+	// threshold; false when the run is stopping anyway.
+	pause(r *run, c *campaign, reason string) bool
+}
+
+// oneCampaign is herald send's mode: the configured campaign until every
+// job is final; a pause or cancel stops the run.
+type oneCampaign struct {
+	c *campaign
+	// lastCounts is when the counts were last read after a commit.
+	lastCounts time.Time
+}
+
+func (m *oneCampaign) start(ctx context.Context, r *run) {
+	if c, err := r.e.q.Counts(ctx, m.c.id); err == nil {
+		m.c.counts.Store(&c)
+		r.e.counts.Store(&c)
+	}
+	r.add(m.c)
+}
+
+func (m *oneCampaign) poll(ctx context.Context, r *run) {
+	c, err := r.e.q.Campaign(ctx, m.c.id)
+	if err == nil && c.Status != queue.Active {
+		reason := fmt.Sprintf("campaign %s", c.Status)
+		if c.Reason != "" {
+			reason += ": " + c.Reason
+		}
+		r.halt(&StoppedError{Reason: reason})
+	}
+}
+
+func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, error) {
+	counts, err := r.e.q.Counts(ctx, m.c.id)
+	if err != nil {
+		return false, time.Second, err
+	}
+	if counts.Open() == 0 {
+		return true, 0, nil // every job is final
+	}
+	wait := time.Second
+	if t, ok, err := r.e.q.NextDue(ctx, m.c.id); err == nil && ok && counts.Leased == 0 {
+		wait = max(min(wait, time.Until(t)), time.Millisecond)
+		r.e.setNote(fmt.Sprintf("%d retries wait, next at %s", counts.Retry, t.Format("15:04:05")))
+	}
+	return false, wait, nil
+}
+
+// settled reads the counts again, at most every settleEvery (a group
+// commit may come every few hundred microseconds).
+func (m *oneCampaign) settled(ctx context.Context, r *run, c *campaign, final bool) {
+	if !final && time.Since(m.lastCounts) < settleEvery {
+		return
+	}
+	c = m.c
+	m.lastCounts = time.Now()
+	if counts, err := r.e.q.Counts(ctx, c.id); err == nil {
+		c.counts.Store(&counts)
+		r.e.counts.Store(&counts)
+		r.e.obs.Depth(c.id, counts)
+	}
+}
+
+func (m *oneCampaign) waitsOut() bool { return false }
+
+func (m *oneCampaign) pause(r *run, c *campaign, reason string) bool {
+	if r.stop.Err() != nil {
+		return false
+	}
+	r.halt(&StoppedError{Reason: "campaign paused: " + reason}) // first: no sender takes another job
+	return true
+}
+
+// allCampaigns is herald worker's mode: every active campaign in the
+// queue, picked up and dropped as their status changes.
+type allCampaigns struct {
+	broken map[string]string    // campaigns that cannot be loaded, and why
+	quiet  map[string]time.Time // finished or cancelled campaigns, looked at again from then
+}
+
+func (m *allCampaigns) start(ctx context.Context, r *run) { m.poll(ctx, r) }
+
+// poll brings the set of campaigns up to date: active campaigns with jobs
+// to deliver are loaded, paused, cancelled and finished ones dropped.
+func (m *allCampaigns) poll(ctx context.Context, r *run) {
+	ids, err := r.e.q.Campaigns(ctx)
+	if err != nil {
+		r.e.log.Warn("cannot list campaigns", "error", err)
+		return
+	}
+	var total queue.Counts
+	now := time.Now()
+	for _, id := range ids {
+		if now.Before(m.quiet[id]) {
+			continue
+		}
+		delete(m.quiet, id)
+		rec, err := r.e.q.Campaign(ctx, id)
+		if err != nil {
+			continue
+		}
+		c := r.activeCampaign(id)
+		if rec.Status != queue.Active {
+			if c != nil {
+				r.e.log.Info("campaign no longer active; its buffered jobs go back", "campaign", id, "status", rec.Status)
+				r.drop(c)
+			}
+			if rec.Status == queue.CampaignCancelled {
+				m.quiet[id] = now.Add(24 * time.Hour) // final
+			}
+			continue
+		}
+		counts, err := r.e.q.Counts(ctx, id)
+		if err != nil {
+			continue
+		}
+		r.e.obs.Depth(id, counts)
+		if counts.Open() == 0 {
+			if c != nil {
+				r.drop(c) // finished: free its content
+			}
+			if rec.Planned {
+				// Only retry-failed reopens it: look less often.
+				m.quiet[id] = now.Add(finishedPoll)
+			}
+			continue
+		}
+		total = addCounts(total, counts)
+		if c == nil {
+			if c = m.load(ctx, r, id, rec.Header); c == nil {
+				continue
+			}
+			r.add(c)
+		}
+		c.counts.Store(&counts)
+	}
+	r.e.counts.Store(&total)
+}
+
+// load prepares a campaign's content from its stored spec; a campaign that
+// cannot be loaded is logged once per reason and skipped.
+func (m *allCampaigns) load(ctx context.Context, r *run, id string, header []string) *campaign {
+	b, err := r.e.q.Spec(ctx, id)
+	var spec Spec
+	if err == nil {
+		spec, err = DecodeSpec(b)
+	}
+	var c *content
+	if err == nil {
+		c, err = newContent(id, spec, r.e.keys)
+	}
+	if err == nil {
+		err = c.set.Check(header, nil)
+	}
+	if err != nil {
+		if m.broken[id] != err.Error() {
+			m.broken[id] = err.Error()
+			r.e.log.Error("cannot deliver campaign", "campaign", id, "error", err)
+		}
+		return nil
+	}
+	delete(m.broken, id)
+	r.e.log.Info("delivering campaign", "campaign", id)
+	return newCampaign(id, header, c)
+}
+
+func (m *allCampaigns) idle(context.Context, *run) (bool, time.Duration, error) {
+	return false, time.Second, nil
+}
+
+func (m *allCampaigns) settled(context.Context, *run, *campaign, bool) {}
+
+func (m *allCampaigns) waitsOut() bool { return true }
+
+func (m *allCampaigns) pause(r *run, c *campaign, _ string) bool {
+	r.drop(c)
+	return true
+}
+
+// track follows the campaigns' status every statusPoll until done is
+// closed or the run stops.
+func (r *run) track(done <-chan struct{}) {
+	t := time.NewTicker(statusPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-r.stop.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := r.storeCtx()
+		r.mode.poll(ctx, r)
+		cancel()
+	}
+}
+
+// notePolicy counts an attempted message of c and pauses the campaign when
+// too many meet a policy rejection. Senders call it as each reply arrives,
+// so the pause is not late by a settle batch.
+func (r *run) notePolicy(c *campaign, policy bool, reply string) {
+	attempted := c.attempted.Add(1)
+	if !policy {
+		return
+	}
+	n := c.policy.Add(1)
+	spec := c.content.spec
+	if attempted < int64(spec.PolicyMinimum) || float64(n)/float64(attempted) < spec.PolicyThreshold || c.gone.Load() {
+		return
+	}
+	reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", n, attempted, reply)
+	if !r.mode.pause(r, c, reason) {
+		return
+	}
+	r.e.log.Error("pausing the campaign", "campaign", c.id, "reason", reason)
+	ctx, cancel := r.recordCtx()
+	defer cancel()
+	if err := r.e.q.SetStatus(ctx, c.id, queue.Paused, reason); err != nil {
+		r.e.log.Error("cannot pause the campaign", "campaign", c.id, "error", err)
+	}
+}

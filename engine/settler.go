@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// pendingOutcomes are one campaign's outcomes not yet committed.
+type pendingOutcomes struct {
+	batch    []queue.Settlement
+	releases []queue.Job
+	acks     []*ack
+}
+
+// settle records outcomes in batches, one transaction per campaign, and
+// keeps the progress counters. It commits every settleEvery or settleBatch
+// outcomes, and at once when a sender waits for its acknowledgement (a
+// group commit: what arrived meanwhile goes in the same batch). A batch the
+// queue cannot take is kept and tried again with backoff: dropping it would
+// send those messages twice.
+func (r *run) settle() {
+	var (
+		byCampaign = map[*campaign]*pendingOutcomes{}
+		size       int
+		waiting    int // acknowledgements senders wait for
+		tick       = time.NewTicker(settleEvery)
+		outage     queueOutageClock
+		retryAt    time.Time // while the queue is out of reach: next attempt
+	)
+	defer tick.Stop()
+	flush := func(final bool) {
+		for {
+			if !final && time.Now().Before(retryAt) {
+				return
+			}
+			var err error
+			for c, p := range byCampaign {
+				if err = r.commit(c, p); err != nil {
+					break
+				}
+				delete(byCampaign, c)
+			}
+			if err == nil {
+				size, waiting, retryAt = 0, 0, time.Time{}
+				outage.ok()
+				break
+			}
+			if outage.failed(r, "settle", err) || r.hard.Err() != nil {
+				r.e.log.Error("cannot record outcomes; the jobs will be delivered again once their leases expire", "error", err)
+				for c, p := range byCampaign {
+					for _, s := range p.batch {
+						c.unhold(s.Seq, s.Lease) // no longer renewed: they expire
+					}
+					for _, j := range p.releases {
+						c.unhold(j.Seq, j.Lease)
+					}
+					for _, a := range p.acks {
+						a.resolve(false)
+					}
+				}
+				clear(byCampaign)
+				size, waiting = 0, 0
+				break
+			}
+			retryAt = time.Now().Add(outage.delay())
+			if !final {
+				return // try again at a later tick
+			}
+			time.Sleep(time.Until(retryAt))
+		}
+		select {
+		case r.settled <- struct{}{}:
+		default:
+		}
+	}
+	add := func(res result) {
+		p := byCampaign[res.c]
+		if p == nil {
+			p = &pendingOutcomes{}
+			byCampaign[res.c] = p
+		}
+		size++
+		if res.kind == released {
+			p.releases = append(p.releases, res.job)
+			return
+		}
+		r.count(res)
+		p.batch = append(p.batch, res.s)
+		if res.ack != nil {
+			p.acks = append(p.acks, res.ack)
+			waiting++
+		}
+	}
+	for {
+		select {
+		case res, ok := <-r.results:
+			if !ok {
+				r.lastFlush(flush)
+				return
+			}
+			add(res)
+			// Take what else has arrived, so that one commit serves
+			// every sender waiting now.
+			for more := true; more && size < settleBatch; {
+				select {
+				case res, ok := <-r.results:
+					if !ok {
+						r.lastFlush(flush)
+						return
+					}
+					add(res)
+				default:
+					more = false
+				}
+			}
+			if size >= settleBatch || waiting > 0 {
+				flush(false)
+			}
+		case <-tick.C:
+			if size > 0 {
+				flush(false)
+			}
+		}
+	}
+}
+
+// lastFlush commits what is left and tells the mode the run's outcomes
+// are all recorded.
+func (r *run) lastFlush(flush func(final bool)) {
+	flush(true)
+	ctx, cancel := r.recordCtx()
+	defer cancel()
+	r.mode.settled(ctx, r, nil, true)
+}
+
+// commit records one campaign's pending outcomes and tells the senders
+// waiting for them.
+func (r *run) commit(c *campaign, p *pendingOutcomes) error {
+	ctx, cancel := r.recordCtx()
+	defer cancel()
+	if len(p.batch) > 0 {
+		lost, err := r.e.q.Settle(ctx, c.id, p.batch)
+		if err != nil {
+			return err
+		}
+		if len(lost) > 0 {
+			r.e.log.Warn("outcomes for jobs whose lease had expired were dropped", "campaign", c.id, "jobs", len(lost))
+		}
+		for _, s := range p.batch {
+			c.unhold(s.Seq, s.Lease)
+		}
+		p.batch = p.batch[:0]
+		for _, a := range p.acks {
+			a.resolve(true)
+		}
+		p.acks = p.acks[:0]
+	}
+	if len(p.releases) > 0 {
+		if err := r.e.q.Release(ctx, c.id, p.releases); err != nil {
+			return err
+		}
+		for _, j := range p.releases {
+			c.unhold(j.Seq, j.Lease)
+		}
+		p.releases = p.releases[:0]
+	}
+	r.mode.settled(ctx, r, c, false)
+	return nil
+}
+
+// count updates the progress counters.
+func (r *run) count(res result) {
+	pr := &r.e.progress
+	switch res.s.State {
+	case queue.Sent:
+		pr.sent.Add(1)
+	case queue.Failed:
+		pr.failed.Add(1)
+		if res.s.Suppress {
+			pr.suppressed.Add(1)
+		}
+	case queue.Retry:
+		pr.retried.Add(1)
+	case queue.Suppressed:
+		pr.skipped.Add(1)
+	}
+	if res.dup {
+		pr.ambiguous.Add(1)
+	}
+}
