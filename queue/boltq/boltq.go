@@ -2,6 +2,7 @@ package boltq
 
 import (
 	"bytes"
+	"os"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ import (
 type Queue struct {
 	db        *bolt.DB
 	recovered int
+	replayed  int      // outcomes applied from the journal at Open
+	journal   *journal // the outcome journal (outcomes.go)
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -60,11 +63,19 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
 	q := &Queue{db: db}
+	base := path + ".outcomes"
+	var segs []int
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketSuppression, bucketUsage, bucketSoft} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		// First the outcomes a dead process noted and had not committed:
+		// their leases are still its own.
+		var err error
+		if q.replayed, segs, err = q.replayOutcomes(tx, base); err != nil {
+			return err
 		}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if !bytes.HasPrefix(name, []byte("c:")) {
@@ -79,15 +90,33 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
+	next := 0
+	for _, n := range segs {
+		os.Remove(segmentName(base, n)) // applied and committed
+		next = n + 1
+	}
+	if q.journal, err = openJournal(base, next); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue store %s: %w", path, err)
+	}
 	return q, nil
 }
+
+// Replayed is the number of outcomes Open applied from the outcome
+// journal: messages a process that died had sent and not yet recorded.
+func (q *Queue) Replayed() int { return q.replayed }
 
 // Recovered is the number of jobs Open found leased by a dead process and
 // returned to pending.
 func (q *Queue) Recovered() int { return q.recovered }
 
 // Close closes the store.
-func (q *Queue) Close() error { return q.db.Close() }
+func (q *Queue) Close() error {
+	if q.journal != nil {
+		q.journal.close()
+	}
+	return q.db.Close()
+}
 
 func recoverLeases(cb *bolt.Bucket) (int, error) {
 	c := openCampaign(cb)
@@ -524,8 +553,20 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 // Settle records the outcomes of leased jobs.
 func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) ([]uint64, error) {
 	var lost []uint64
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		lost = lost[:0]
+	err := q.db.Update(func(tx *bolt.Tx) (err error) {
+		lost, _, err = q.settleTx(tx, id, batch)
+		return err
+	})
+	if err == nil && q.journal != nil {
+		q.journal.committed(id, batch)
+	}
+	return lost, err
+}
+
+// settleTx records the outcomes of leased jobs in tx; applied counts the
+// ones that changed a job.
+func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement) (lost []uint64, applied int, err error) {
+	err = func() error {
 		c, err := q.campaign(tx, id)
 		if err != nil {
 			return err
@@ -547,6 +588,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 				} // else: the same outcome again, already recorded
 				continue
 			}
+			applied++
 			c.move(&j, s.State)
 			if s.CountAttempt {
 				j.Attempts++
@@ -588,8 +630,8 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 			}
 		}
 		return c.saveCounts()
-	})
-	return lost, err
+	}()
+	return lost, applied, err
 }
 
 // Release returns leased jobs to pending without counting an attempt.

@@ -2,6 +2,8 @@ package boltq
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -160,4 +162,176 @@ func TestMigrateSuppressions(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestOutcomeJournal: outcomes noted and never settled (the process died
+// between the server's reply and the settle batch) are applied when the
+// store is opened again, before the dead process's leases go back to
+// pending; a record the crash tore ends the replay, and what was settled
+// leaves nothing behind.
+func TestOutcomeJournal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "q.db")
+	ctx := context.Background()
+	q, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []queue.Job
+	for i := uint64(1); i <= 6; i++ {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+	}
+	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	l, err := q.Lease(ctx, "c", now, 6, time.Hour)
+	if err != nil || len(l) != 6 {
+		t.Fatal(l, err)
+	}
+	sent := func(j queue.Job) queue.Settlement {
+		return queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: queue.Sent, Reply: "250 ok " + fmt.Sprint(j.Seq), Provider: "p", SentAt: now}
+	}
+	// Job 1 is noted and settled; 2 and 3 noted only (sent, reply in);
+	// 4 noted as a retry; 5 and 6 were in flight (nothing noted).
+	for _, j := range l[:3] {
+		if err := q.Note("c", sent(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry := queue.Settlement{Seq: l[3].Seq, Lease: l[3].Lease, State: queue.Retry, At: now.Add(time.Minute), CountAttempt: true, Reply: "451 later"}
+	if err := q.Note("c", retry); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Settle(ctx, "c", []queue.Settlement{sent(l[0])}); err != nil {
+		t.Fatal(err)
+	}
+	// The process dies: the journal's file descriptors go with it, and a
+	// last record is torn halfway.
+	for _, s := range q.journal.segs {
+		s.f.Close()
+	}
+	q.journal = nil
+	q.db.Close()
+	segs, _ := segments(path + ".outcomes")
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	torn := appendRecord(nil, "c", sent(l[4]))
+	f, err := os.OpenFile(segmentName(path+".outcomes", segs[0]), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(torn[:len(torn)-3])
+	f.Close()
+
+	q, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Replayed() != 3 || q.Recovered() != 2 {
+		t.Fatalf("replayed %d, recovered %d; want 3 and 2", q.Replayed(), q.Recovered())
+	}
+	c, _ := q.Counts(ctx, "c")
+	if c.Sent != 3 || c.Retry != 1 || c.Pending != 2 || c.Leased != 0 {
+		t.Fatalf("after the replay: %+v", c)
+	}
+	for _, seq := range []uint64{2, 3} {
+		if j := jobBySeq(t, q, "c", seq); j.State != queue.Sent || j.Reply != fmt.Sprintf("250 ok %d", seq) || j.Provider != "p" {
+			t.Fatalf("job %d: %+v", seq, j)
+		}
+	}
+	if j := jobBySeq(t, q, "c", 4); j.Attempts != 1 || !j.At.Equal(now.Add(time.Minute)) {
+		t.Fatalf("job 4: %+v", j)
+	}
+	if u, _ := q.Usage(ctx, "p", now.Add(-time.Minute)); u != 3 {
+		t.Fatalf("usage %d, want 3 (the replayed messages count toward the quota)", u)
+	}
+	if left, _ := segments(path + ".outcomes"); len(left) != 1 || left[0] != segs[0]+1 {
+		t.Fatalf("segments after the replay: %v", left)
+	}
+	// Everything noted now is settled: a clean close leaves no journal.
+	l, _ = q.Lease(ctx, "c", now, 2, time.Hour)
+	for _, j := range l {
+		if err := q.Note("c", sent(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Settle(ctx, "c", []queue.Settlement{sent(l[0]), sent(l[1])}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if left, _ := segments(path + ".outcomes"); len(left) != 0 {
+		t.Fatalf("a clean close left segments %v", left)
+	}
+	q, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Replayed() != 0 {
+		t.Fatalf("replayed %d after a clean close", q.Replayed())
+	}
+}
+
+// TestOutcomeJournalSegments: segments rotate as they grow and go once
+// everything in them is settled.
+func TestOutcomeJournalSegments(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "q.db.outcomes")
+	j, err := openJournal(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := strings.Repeat("r", 4096)
+	var batch []queue.Settlement
+	for i := range 3000 { // ~12 MB: three segments
+		s := queue.Settlement{Seq: uint64(i), Lease: 1, State: queue.Sent, Reply: reply}
+		if err := j.note("c", s); err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, s)
+		if len(batch) == 100 {
+			j.committed("c", batch[:99]) // one of each hundred stays noted
+			batch = batch[:0]
+		}
+	}
+	if len(j.segs) < 3 {
+		t.Fatalf("%d segments for ~12 MB", len(j.segs))
+	}
+	j.committed("c", batch)
+	// Now everything but one record in each hundred is committed: the old
+	// segments stay.
+	kept := len(j.segs)
+	var rest []queue.Settlement
+	for i := 99; i < 3000; i += 100 {
+		rest = append(rest, queue.Settlement{Seq: uint64(i), Lease: 1})
+	}
+	j.committed("c", rest)
+	if len(j.segs) != 1 || kept < 3 {
+		t.Fatalf("after every record was committed: %d segments (had %d)", len(j.segs), kept)
+	}
+	if on, _ := segments(base); len(on) != 1 {
+		t.Fatalf("files %v", on)
+	}
+	j.close()
+}
+
+func jobBySeq(t *testing.T, q *Queue, id string, seq uint64) queue.Job {
+	t.Helper()
+	var found queue.Job
+	err := q.Walk(context.Background(), id, func(j queue.Job) error {
+		if j.Seq == seq {
+			found = j
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

@@ -1,0 +1,296 @@
+package boltq
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// The outcome journal makes a settlement durable against a crash of the
+// process the moment it is known, at the cost of one write(2): Note
+// appends it to a segment file beside the store (<store>.outcomes.<n>),
+// well before the batch that Settle commits (and fsyncs) it in. Open
+// applies every settlement still in the segments before it returns the
+// leases of a dead process to pending, so a message the server took just
+// before kill -9 is not sent again. A segment is removed once every
+// settlement in it was committed by Settle; Settle fsyncs the current
+// segment, so a power loss costs no more than the settle window.
+//
+// A record is: uvarint length, CRC-32C of the payload (4 bytes, little
+// endian), payload. A record torn by the crash fails its length or CRC
+// and ends the replay of its segment.
+
+const segmentMax = 4 << 20 // bytes before a new segment is started
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// outcomeKey names one settlement in the journal.
+type outcomeKey struct {
+	campaign   string
+	seq, lease uint64
+}
+
+type segment struct {
+	n       int
+	f       *os.File
+	size    int64
+	pending int // settlements noted here and not yet committed
+}
+
+type journal struct {
+	base string // <store>.outcomes
+
+	mu     sync.Mutex
+	segs   []*segment // the last one is written to
+	noted  map[outcomeKey]*segment
+	buf    []byte
+	broken error // a failed write: Note refuses from then on
+}
+
+func segmentName(base string, n int) string { return base + "." + strconv.Itoa(n) }
+
+// segments lists the journal's segment numbers, oldest first.
+func segments(base string) ([]int, error) {
+	names, err := filepath.Glob(base + ".*")
+	if err != nil {
+		return nil, err
+	}
+	var ns []int
+	for _, name := range names {
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, base+".")); err == nil && n >= 0 {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
+	return ns, nil
+}
+
+// openJournal starts a fresh segment after the ones at base (which the
+// caller has replayed and removed).
+func openJournal(base string, next int) (*journal, error) {
+	j := &journal{base: base, noted: map[outcomeKey]*segment{}}
+	if err := j.rotate(next); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *journal) rotate(n int) error {
+	f, err := os.OpenFile(segmentName(j.base, n), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("outcome journal: %w", err)
+	}
+	j.segs = append(j.segs, &segment{n: n, f: f})
+	return nil
+}
+
+// note appends s to the current segment.
+func (j *journal) note(campaign string, s queue.Settlement) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.broken != nil {
+		return j.broken
+	}
+	j.buf = appendRecord(j.buf[:0], campaign, s)
+	cur := j.segs[len(j.segs)-1]
+	if _, err := cur.f.Write(j.buf); err != nil {
+		j.broken = fmt.Errorf("outcome journal: %w", err)
+		return j.broken
+	}
+	cur.size += int64(len(j.buf))
+	cur.pending++
+	k := outcomeKey{campaign, s.Seq, s.Lease}
+	if old := j.noted[k]; old != nil {
+		old.pending-- // noted twice: the later record stands for both
+	}
+	j.noted[k] = cur
+	return nil
+}
+
+// committed forgets settlements Settle has committed, removes segments
+// that hold nothing uncommitted, starts a new segment when the current one
+// is large, and syncs the current one.
+func (j *journal) committed(campaign string, batch []queue.Settlement) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range batch {
+		k := outcomeKey{campaign, s.Seq, s.Lease}
+		if seg := j.noted[k]; seg != nil {
+			seg.pending--
+			delete(j.noted, k)
+		}
+	}
+	cur := j.segs[len(j.segs)-1]
+	if cur.size > segmentMax && j.broken == nil {
+		if err := j.rotate(cur.n + 1); err != nil {
+			j.broken = err
+		}
+	}
+	cur = j.segs[len(j.segs)-1]
+	j.segs = slices.DeleteFunc(j.segs, func(s *segment) bool {
+		if s == cur || s.pending > 0 {
+			return false
+		}
+		s.f.Close()
+		os.Remove(segmentName(j.base, s.n))
+		return true
+	})
+	// For a power loss: what Settle has not committed yet is on disk too,
+	// once per batch rather than once per message.
+	cur.f.Sync()
+}
+
+// close removes the segments when everything noted was committed, and
+// keeps them otherwise (the next Open applies them).
+func (j *journal) close() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range j.segs {
+		s.f.Close()
+		if s.pending == 0 {
+			os.Remove(segmentName(j.base, s.n))
+		}
+	}
+	j.segs = nil
+}
+
+func appendRecord(b []byte, campaign string, s queue.Settlement) []byte {
+	var p []byte
+	p = appendString(p, campaign)
+	p = binary.AppendUvarint(p, s.Seq)
+	p = binary.AppendUvarint(p, s.Lease)
+	flags := byte(0)
+	if s.CountAttempt {
+		flags |= 1
+	}
+	if s.Suppress {
+		flags |= 2
+	}
+	p = append(p, byte(s.State), flags)
+	p = binary.AppendVarint(p, unixNano(s.At))
+	p = binary.AppendVarint(p, unixNano(s.SentAt))
+	p = appendString(p, s.Provider)
+	p = appendString(p, s.Reply)
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, crcTable))
+	return append(b, p...)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+var errTorn = errors.New("torn record")
+
+// readRecord reads one record; io.EOF at a clean end, errTorn for a record
+// the crash cut short or garbled.
+func readRecord(r *bufio.Reader) (campaign string, s queue.Settlement, err error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if err == io.EOF {
+			return "", s, io.EOF
+		}
+		return "", s, errTorn
+	}
+	if n > 1<<24 {
+		return "", s, errTorn
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(r, sum[:]); err != nil {
+		return "", s, errTorn
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return "", s, errTorn
+	}
+	if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(sum[:]) {
+		return "", s, errTorn
+	}
+	d := decoder{b: p}
+	campaign = d.string()
+	s.Seq, s.Lease = d.uvarint(), d.uvarint()
+	state, flags := d.byte(), d.byte()
+	s.State, s.CountAttempt, s.Suppress = queue.State(state), flags&1 != 0, flags&2 != 0
+	s.At, s.SentAt = fromUnixNano(d.varint()), fromUnixNano(d.varint())
+	s.Provider, s.Reply = d.string(), d.string()
+	if d.err != nil {
+		return "", s, errTorn
+	}
+	return campaign, s, nil
+}
+
+// replayOutcomes applies the settlements left in the journal's segments
+// (a process died before Settle committed them) in one transaction, and
+// returns how many it applied and the number for the next segment. The
+// caller removes the segments once the transaction is committed.
+func (q *Queue) replayOutcomes(tx *bolt.Tx, base string) (applied int, segs []int, err error) {
+	segs, err = segments(base)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, n := range segs {
+		f, err := os.Open(segmentName(base, n))
+		if err != nil {
+			return applied, segs, fmt.Errorf("outcome journal: %w", err)
+		}
+		byCampaign := map[string][]queue.Settlement{}
+		var order []string
+		r := bufio.NewReader(f)
+		for {
+			campaign, s, err := readRecord(r)
+			if err != nil {
+				break // the end, or a record the crash tore: nothing after it was acknowledged
+			}
+			if _, ok := byCampaign[campaign]; !ok {
+				order = append(order, campaign)
+			}
+			byCampaign[campaign] = append(byCampaign[campaign], s)
+		}
+		f.Close()
+		for _, id := range order {
+			batch := byCampaign[id]
+			_, n, err := q.settleTx(tx, id, batch)
+			if errors.Is(err, queue.ErrNoCampaign) {
+				continue // the campaign was removed since
+			}
+			if err != nil {
+				return applied, segs, fmt.Errorf("outcome journal: campaign %s: %w", id, err)
+			}
+			applied += n
+		}
+	}
+	return applied, segs, nil
+}
+
+// Note makes one settlement durable against a crash of this process at
+// once (engine.Journal); Settle commits it later in a batch.
+func (q *Queue) Note(campaign string, s queue.Settlement) error {
+	if q.journal == nil {
+		return errors.New("outcome journal: not open")
+	}
+	return q.journal.note(campaign, s)
+}
