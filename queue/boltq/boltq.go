@@ -2,11 +2,11 @@ package boltq
 
 import (
 	"bytes"
-	"os"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
