@@ -31,6 +31,9 @@ type campaign struct {
 	// recovered is how many leases of a dead process the embedded store
 	// returned when it was opened.
 	recovered int
+	// replayed is how many outcomes of a dead process the embedded store
+	// applied from its outcome journal.
+	replayed int
 	// stopJournal stops moving unsubscribes from herald serve's journal
 	// into the embedded store (journal.go).
 	stopJournal func()
@@ -98,7 +101,7 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
 			return nil, exitInput
 		}
-		c.q, c.recovered = q, q.Recovered()
+		c.q, c.recovered, c.replayed = q, q.Recovered(), q.Replayed()
 		c.stopJournal = followJournal(cfg.Queue.Path, q, stderr)
 	}
 	if n := legacySuppressions(c.q, stderr); n > 0 && (what == campaignEngine || what == workerEngine) {
@@ -195,8 +198,8 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	if n := c.recovered; n > 0 {
-		out.printf("herald: the previous run of %s stopped without finishing; the %d recipients it had taken are queued again (those it was sending at that moment may receive the message twice)\n", id, n)
+	if n := c.recovered; n > 0 || c.replayed > 0 {
+		out.printf("herald: the previous run of %s stopped without finishing; %d outcomes it had not yet recorded were recovered from its journal, and the %d recipients it had taken are queued again (those it was sending at that moment, at most one per connection, may receive the message twice)\n", id, c.replayed, n)
 	}
 	res, err := c.eng.Plan(soft, report)
 	if code, done := failed(err, stderr); done {
