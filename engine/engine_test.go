@@ -879,3 +879,29 @@ func TestSuppressedWhileWaitingForPace(t *testing.T) {
 		t.Fatalf("%s: %s; summary %+v", rcpts[2], j.State, sum)
 	}
 }
+
+// TestTimeoutBoundsEachCommand: 30 messages at 3 a second over one
+// connection with timeout = "3s" take 10 s: the timeout bounds each command
+// and each wait for a reply, not the connection, so one session carries
+// them all and nothing is sent twice; with and without pipelining.
+func TestTimeoutBoundsEachCommand(t *testing.T) {
+	t.Parallel()
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			s := startSink(t, sink.Config{})
+			b := setup(t, campaignSpec{recipients: addresses(30, "slow"), providers: strings.Replace(providerTOML("local", s,
+				fmt.Sprintf("connections = 1\nrate = 3\nburst = 1\nidle_timeout = \"5s\"\npipelining = %v", pipelining)), `timeout = "5s"`, `timeout = "3s"`, 1)})
+			b.plan()
+			sum, err := b.run()
+			if err != nil || sum.Counts.Sent != 30 {
+				t.Fatalf("err %v counts %+v", err, sum.Counts)
+			}
+			st := s.Stats()
+			t.Logf("%d messages in %s over %d sessions", st.Messages, sum.Elapsed.Round(time.Millisecond), st.Sessions)
+			if st.Sessions != 1 || st.Messages != 30 {
+				t.Fatalf("%d sessions and %d messages for 30 recipients over one connection", st.Sessions, st.Messages)
+			}
+		})
+	}
+}
