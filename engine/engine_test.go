@@ -905,3 +905,48 @@ func TestTimeoutBoundsEachCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestLostConnectionsNeverFailRecipients: a server that hangs up at RCPT
+// for some recipients, more often than the fresh connections a job may
+// meet in a row. With retry.max_attempts = 1 none of them may fail or count
+// an attempt: a connection lost before the data is the provider's problem,
+// retried at once on a fresh connection and, when it keeps happening to a
+// job, after a cool-down with the provider slowed down.
+func TestLostConnectionsNeverFailRecipients(t *testing.T) {
+	t.Parallel()
+	const n, flaky, drops = 200, 10, 20
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "flaky", Stage: sink.StageRcpt, Drop: true, Times: drops}}}})
+	var recipients []string
+	for i, a := range addresses(n, "ok") {
+		if i%(n/flaky) == 0 {
+			recipients = append(recipients, fmt.Sprintf("flaky%d@example.com", i))
+		}
+		recipients = append(recipients, a)
+	}
+	b := setup(t, campaignSpec{recipients: recipients, providers: providerTOML("local", s, "connections = 2")})
+	b.cfg.Retry.MaxAttempts = 1
+	b.open()
+	b.plan()
+	sum, err := b.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts.Sent != n+flaky || sum.Counts.Failed != 0 {
+		for _, j := range b.jobs() {
+			if j.State == queue.Failed {
+				t.Errorf("%s failed: %s", j.Email, j.Reply)
+				break
+			}
+		}
+		t.Fatalf("counts %+v (reconnects %d)", sum.Counts, sum.Reconnects)
+	}
+	for _, j := range b.jobs() {
+		if j.Attempts > 1 {
+			t.Fatalf("%s counted %d attempts", j.Email, j.Attempts)
+		}
+	}
+	if d := s.Stats().Messages - (n + flaky); d != 0 {
+		t.Fatalf("%d messages twice", d)
+	}
+	t.Logf("%d delivered through %d connections lost at RCPT (%d reconnects), none failed", n+flaky, drops, sum.Reconnects)
+}

@@ -504,12 +504,16 @@ func (r *run) affect(cn *conn, d outcome.Decision, derr *outcome.DeliveryError, 
 		// again, and a provider that never keeps a connection stops.
 		n := p.losses.Add(1)
 		if n >= lossesToStop {
-			p.trip(fmt.Sprintf("%s: connections keep closing before the data (%d jobs in a row, each on %d connections): %s", p.cfg, n, reconnectTries, derr.Reply()), time.Time{})
-			return false
+			// A circuit that closes again after a while: a worker waits it
+			// out, herald send stops and says so.
+			until := time.Now().Add(backoff(int(n-lossesToStop), p.cfg.Cooldown.Duration, 10*p.cfg.Cooldown.Duration))
+			p.trip(fmt.Sprintf("%s: connections keep closing before the data (%d jobs in a row, each on %d connections; last: %s); paused until %s",
+				p.cfg, n, reconnectTries, derr.Reply(), until.Format(time.DateTime)), until)
+			return r.waitsOut(p)
 		}
 		p.throttled(r.hard, cn.log)
 		cn.drop(false)
-		sleepCtx(r.stop, backoff(int(n), dialBase, dialCeiling))
+		sleepCtx(r.stop, backoff(int(n), dialBase, max(dialBase, p.cfg.Cooldown.Duration)))
 	}
 	return true
 }
