@@ -79,7 +79,7 @@ run_source() {
 
 # run_send_embedded / run_send_redis: herald send, the whole campaign.
 run_send_embedded() {
-  rm -f "$OUT/bench.db"
+  rm -f "$OUT/bench.db" "$OUT"/bench.db.outcomes.*
   local s e
   s=$(now)
   /usr/bin/time -v "$HERALD" send --quiet --config "$OUT/bench.toml" > "$OUT/herald-send.txt" 2> "$OUT/time-herald.txt"

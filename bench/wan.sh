@@ -77,7 +77,7 @@ connections = $c
 per_connection = 100000
 pipelining = $pl
 TOML
-      rm -f "$OUT/wan.db"
+      rm -f "$OUT/wan.db" "$OUT"/wan.db.outcomes.*
       s=$(now); "$OUT/herald" send --quiet --config "$OUT/wan.toml" >/dev/null; e=$(now)
       python3 -c "print('$rtt,$c,herald $mode,$n,%.3f,%.1f' % ($e-$s, $n/($e-$s)))" | tee -a "$OUT/wan.csv"
     done

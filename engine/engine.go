@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/heraldmail/herald/config"
-	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/ratelimit"
 )
@@ -211,38 +210,6 @@ func (e *Engine) setNote(s string) { e.progress.note.Store(&s) }
 type Summary struct {
 	Progress
 	Elapsed time.Duration
-}
-
-// settlement turns a delivery outcome into the queue's record of it.
-func (c *content) settlement(job queue.Job, p *provider, derr *outcome.DeliveryError, reply string, now time.Time) queue.Settlement {
-	s := queue.Settlement{Seq: job.Seq, Lease: job.Lease, Provider: p.cfg.Name, SentAt: now}
-	if derr == nil {
-		s.State, s.Reply = queue.Sent, reply
-		return s
-	}
-	s.Reply = derr.Reply()
-	switch derr.Class {
-	case outcome.ClassPermanent:
-		s.State, s.CountAttempt, s.Suppress = queue.Failed, true, true
-	case outcome.ClassPolicy:
-		s.State, s.CountAttempt = queue.Failed, true
-	case outcome.ClassThrottle:
-		// Not the recipient's fault: no attempt counted.
-		s.State, s.At = queue.Retry, now.Add(p.cfg.Cooldown.Duration)
-	default: // transient, ambiguous, reconnect that did not heal
-		s.State, s.CountAttempt = queue.Retry, true
-		attempts := job.Attempts + 1
-		s.At = c.retryAt(now, attempts)
-		if attempts >= c.spec.MaxAttempts || now.Sub(job.Enqueued) >= c.spec.MaxAge {
-			s.State, s.At = queue.Failed, time.Time{}
-			s.Reply = fmt.Sprintf("%s (gave up after %d attempts)", s.Reply, attempts)
-		}
-	}
-	if s.State == queue.Retry && !job.Enqueued.IsZero() && s.At.Sub(job.Enqueued) >= c.spec.MaxAge {
-		s.State, s.At = queue.Failed, time.Time{}
-		s.Reply += " (gave up: retry.max_age reached)"
-	}
-	return s
 }
 
 func sortedHeaderIndexes(header, fields []string) []int {

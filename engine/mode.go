@@ -75,11 +75,11 @@ func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, er
 
 // settled reads the counts again, at most every settleEvery (a group
 // commit may come every few hundred microseconds).
-func (m *oneCampaign) settled(ctx context.Context, r *run, c *campaign, final bool) {
+func (m *oneCampaign) settled(ctx context.Context, r *run, _ *campaign, final bool) {
 	if !final && time.Since(m.lastCounts) < settleEvery {
 		return
 	}
-	c = m.c
+	c := m.c
 	m.lastCounts = time.Now()
 	if counts, err := r.e.q.Counts(ctx, c.id); err == nil {
 		c.counts.Store(&counts)

@@ -143,8 +143,3 @@ func newContent(id string, s Spec, k keys) (*content, error) {
 	}
 	return &content{spec: s, set: set, comp: comp}, nil
 }
-
-// retryAt is when a job that failed transiently for the n-th time is due.
-func (c *content) retryAt(now time.Time, n int) time.Time {
-	return now.Add(backoff(n-1, c.spec.Backoff, c.spec.MaxBackoff))
-}

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 go build -o herald ./cmd/herald
 
-rm -f herald.db            # a fresh demo each time; a real campaign resumes
+rm -f herald.db herald.db.outcomes.*   # a fresh demo each time; a real campaign resumes
 rm -rf examples/maildir
 ./herald sink --listen 127.0.0.1:2525 --maildir examples/maildir --stats examples/maildir/stats.json &
 sink=$!
