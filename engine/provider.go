@@ -46,7 +46,10 @@ type provider struct {
 	// ns); losses counts jobs in a row that met lost connections only.
 	throttledAt, losses atomic.Int64
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// ctx is the hard stop of the run using the provider: the shared
+	// circuit's I/O ends with it.
+	ctx    context.Context
 	closed string    // why the circuit is open ("" while closed)
 	until  time.Time // the circuit closes again at this time (zero: not this run)
 }
@@ -247,7 +250,7 @@ func (p *provider) state(now time.Time) string {
 	}
 	// Another process may have opened the shared circuit.
 	p.checked.Store(now.UnixNano())
-	ctx, cancel := context.WithTimeout(context.Background(), circuitPoll)
+	ctx, cancel := context.WithTimeout(p.runCtx(), circuitPoll)
 	defer cancel()
 	reason, until, err := p.circuit.State(ctx, now)
 	if err != nil || reason == "" {
@@ -259,6 +262,22 @@ func (p *provider) state(now time.Time) string {
 		p.closed, p.until = reason, until
 	}
 	return p.closed
+}
+
+// bind makes ctx (a run's hard stop) the parent of the provider's I/O.
+func (p *provider) bind(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ctx = ctx
+}
+
+func (p *provider) runCtx() context.Context {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx == nil {
+		return context.Background() // not in a run (herald status)
+	}
+	return p.ctx
 }
 
 // temporary reports whether the open circuit closes at a set time.
@@ -280,7 +299,7 @@ func (p *provider) trip(reason string, until time.Time) {
 	if !first {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(p.runCtx(), storeTimeout)
 	defer cancel()
 	if err := p.circuit.Open(ctx, reason, until); err != nil {
 		p.log.Warn("cannot share the provider's circuit", "error", err)

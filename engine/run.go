@@ -238,6 +238,9 @@ func (e *Engine) deliver(soft, hard context.Context, m mode) (Summary, error) {
 		added:   make(chan struct{}, 1),
 	}
 	r.journal, _ = e.q.(Journal)
+	for _, p := range e.providers {
+		p.bind(hard)
+	}
 	m.start(hard, r)
 
 	var g errgroup.Group
