@@ -205,22 +205,16 @@ func (m *allCampaigns) pause(r *run, c *campaign, _ string) bool {
 }
 
 // track follows the campaigns' status every statusPoll until done is
-// closed or the run stops.
+// closed; nothing once the run stops.
 func (r *run) track(done <-chan struct{}) {
-	t := time.NewTicker(statusPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
+	every(statusPoll, done, func() {
+		if r.stop.Err() != nil {
 			return
-		case <-r.stop.Done():
-			return
-		case <-t.C:
 		}
 		ctx, cancel := r.storeCtx()
+		defer cancel()
 		r.mode.poll(ctx, r)
-		cancel()
-	}
+	})
 }
 
 // notePolicy counts an attempted message of c and pauses the campaign when

@@ -92,27 +92,29 @@ func (r *run) settle() {
 			waiting++
 		}
 	}
+	// gather adds res and what else has arrived, so that one commit serves
+	// every sender waiting now; false once the results are closed.
+	gather := func(res result) bool {
+		add(res)
+		for size < settleBatch {
+			select {
+			case res, ok := <-r.results:
+				if !ok {
+					return false
+				}
+				add(res)
+			default:
+				return true
+			}
+		}
+		return true
+	}
 	for {
 		select {
 		case res, ok := <-r.results:
-			if !ok {
+			if !ok || !gather(res) {
 				r.lastFlush(flush)
 				return
-			}
-			add(res)
-			// Take what else has arrived, so that one commit serves
-			// every sender waiting now.
-			for more := true; more && size < settleBatch; {
-				select {
-				case res, ok := <-r.results:
-					if !ok {
-						r.lastFlush(flush)
-						return
-					}
-					add(res)
-				default:
-					more = false
-				}
 			}
 			if size >= settleBatch || waiting > 0 {
 				flush(false)
