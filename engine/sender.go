@@ -243,6 +243,9 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 			return nil
 		}
 		pr, _ := r.prepare(cn, w, t)
+		if pr != nil {
+			pr.tries = 1 // its first connection is this one
+		}
 		return pr
 	default:
 		undo()
