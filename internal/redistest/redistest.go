@@ -89,7 +89,10 @@ func (s *Server) Port() int { return s.port }
 
 func (s *Server) start() {
 	s.t.Helper()
-	args := []string{"--port", strconv.Itoa(s.port), "--unixsocket", s.socket, "--dir", s.dir, "--save", "", "--appendonly", "yes"}
+	// appendfsync no: the file is written, the kernel flushes it when it
+	// likes (a test restarts the process, not the machine), so fsync
+	// stalls on a busy disk do not slow timed tests.
+	args := []string{"--port", strconv.Itoa(s.port), "--unixsocket", s.socket, "--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "no"}
 	if s.port != 0 {
 		// A master: loopback only, and a replica's first sync at once
 		// (diskless sync waits 5 s for more replicas by default).
