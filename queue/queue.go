@@ -236,6 +236,7 @@ var (
 // matches ErrVanished (errors.Is).
 type VanishedError struct {
 	Campaign string
+	Store    string // where it was lost from ("Redis")
 	// At is when the loss was noticed.
 	At time.Time
 	// Sent and Total are the campaign's counts as last seen before the
@@ -245,9 +246,13 @@ type VanishedError struct {
 }
 
 func (e *VanishedError) Error() string {
-	s := fmt.Sprintf("campaign %s vanished: its data was lost from the queue (noticed at %s)", e.Campaign, e.At.UTC().Format("2006-01-02 15:04:05 UTC"))
+	store := e.Store
+	if store == "" {
+		store = "the queue"
+	}
+	s := fmt.Sprintf("campaign %s vanished: its data was lost from %s (noticed at %s)", e.Campaign, store, e.At.UTC().Format("2006-01-02 15:04:05 UTC"))
 	if e.Total > 0 {
-		s += fmt.Sprintf("; %d of its %d recipients had been seen sent", e.Sent, e.Total)
+		s += fmt.Sprintf("; %d of its %d recipients had been seen sent before", e.Sent, e.Total)
 	}
 	return s
 }

@@ -83,7 +83,7 @@ func (q *Queue) missing(ctx context.Context, id string) error {
 	}
 	// Planned again meanwhile, by a process that had not seen it: what
 	// this process knew of the campaign is gone all the same.
-	return &queue.VanishedError{Campaign: id, At: now, Sent: seen.sent.Load(), Total: seen.total.Load()}
+	return &queue.VanishedError{Campaign: id, Store: "Redis", At: now, Sent: seen.sent.Load(), Total: seen.total.Load()}
 }
 
 func vanishedError(id string, v []any) error {
@@ -91,7 +91,7 @@ func vanishedError(id string, v []any) error {
 		i, _ := strconv.ParseInt(str(x), 10, 64)
 		return i
 	}
-	return &queue.VanishedError{Campaign: id, At: time.UnixMilli(n(v[0])), Sent: n(v[1]), Total: n(v[2])}
+	return &queue.VanishedError{Campaign: id, Store: "Redis", At: time.UnixMilli(n(v[0])), Sent: n(v[1]), Total: n(v[2])}
 }
 
 // isNoCampaign reports whether a script refused to run because the
