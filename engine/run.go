@@ -353,6 +353,9 @@ func (r *run) dispatch() {
 		for _, c := range cs {
 			jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
 			if err != nil {
+				if r.vanished(c.id, err) {
+					break
+				}
 				if !outage.failed(r, "lease", err) {
 					continue
 				}
@@ -390,7 +393,9 @@ func (r *run) dispatch() {
 		if c := r.single; c != nil {
 			counts, err := r.e.q.Counts(ctx, c.id)
 			if err != nil {
-				outage.failed(r, "counts", err)
+				if !r.vanished(c.id, err) {
+					outage.failed(r, "counts", err)
+				}
 			} else if counts.Open() == 0 {
 				return // every job is final
 			} else if t, ok, err := r.e.q.NextDue(ctx, c.id); err == nil && ok && counts.Leased == 0 {
@@ -489,7 +494,9 @@ func (r *run) renew(done <-chan struct{}) {
 			lost, err := r.e.q.Extend(ctx, c.id, jobs, time.Now().Add(r.e.leaseTTL))
 			cancel()
 			if err != nil {
-				r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
+				if !r.vanished(c.id, err) {
+					r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
+				}
 				continue
 			}
 			// A job settled while Extend was on its way is not held any
@@ -562,6 +569,9 @@ func (r *run) track(done <-chan struct{}) {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		c, err := r.e.q.Campaign(ctx, r.single.id)
 		cancel()
+		if r.vanished(r.single.id, err) {
+			return
+		}
 		if err == nil && c.Status != queue.Active {
 			reason := fmt.Sprintf("campaign %s", c.Status)
 			if c.Reason != "" {
@@ -593,6 +603,9 @@ func (r *run) refresh() {
 		delete(r.quiet, id)
 		rec, err := r.e.q.Campaign(ctx, id)
 		if err != nil {
+			if r.lostInRefresh(id, err) {
+				return
+			}
 			continue
 		}
 		c := r.activeCampaign(id)
@@ -608,6 +621,9 @@ func (r *run) refresh() {
 		}
 		counts, err := r.e.q.Counts(ctx, id)
 		if err != nil {
+			if r.lostInRefresh(id, err) {
+				return
+			}
 			continue
 		}
 		r.e.obs.Depth(id, counts)
@@ -760,6 +776,12 @@ func (r *run) settle() {
 			var err error
 			for c, p := range byCampaign {
 				if err = flushOne(c, p); err != nil {
+					if r.vanished(c.id, err) {
+						// Nowhere to record them: the run stops.
+						delete(byCampaign, c)
+						err = nil
+						continue
+					}
 					break
 				}
 				delete(byCampaign, c)
