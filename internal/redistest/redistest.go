@@ -29,6 +29,7 @@ type Server struct {
 	dir    string
 	socket string
 	port   int // 0: the unix socket only
+	bus    int // a cluster node's bus port
 	args   []string
 	cmd    *exec.Cmd
 }
@@ -188,6 +189,104 @@ func (s *Server) Replica(args ...string) *Server {
 	for r.Info("replication", "master_link_status") != "up" || !strings.Contains(s.Info("replication", "slave0"), "state=online") {
 		if time.Now().After(deadline) {
 			s.t.Fatal("redistest: the replica did not sync with its master")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
+}
+
+// StartCluster starts a Redis Cluster of one master per entry of args
+// (each that master's extra arguments) on loopback ports, the 16384 slots
+// split evenly in order, and returns the masters once the cluster is ok.
+func StartCluster(t testing.TB, args ...[]string) []*Server {
+	t.Helper()
+	var nodes []*Server
+	for i, a := range args {
+		n := startClusterNode(t, a)
+		lo, hi := i*16384/len(args), (i+1)*16384/len(args)-1
+		if _, err := n.Do("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi)); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if _, err := n.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(nodes[0].port), strconv.Itoa(nodes[0].bus)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		for n.clusterInfo("cluster_state") != "ok" || n.clusterInfo("cluster_size") != strconv.Itoa(len(nodes)) {
+			if time.Now().After(deadline) {
+				t.Fatal("redistest: the cluster did not form")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// startClusterNode starts a cluster node; its bus port is chosen like its
+// port (the default, port+10000, may be taken or past 65535).
+func startClusterNode(t testing.TB, args []string) *Server {
+	t.Helper()
+	bus := freePort(t)
+	n := StartTCP(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(bus)}, args...)...)
+	n.bus = bus
+	return n
+}
+
+// clusterInfo is a field of CLUSTER INFO (cluster_state, cluster_size:
+// the masters serving slots).
+func (s *Server) clusterInfo(field string) string {
+	v, _ := s.Do("CLUSTER", "INFO")
+	for line := range strings.Lines(v) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == field {
+			return v
+		}
+	}
+	return ""
+}
+
+// ClusterURL is the redis+cluster:// URL with every node as a seed.
+func ClusterURL(nodes []*Server) string {
+	u := fmt.Sprintf("redis+cluster://127.0.0.1:%d", nodes[0].port)
+	for i, n := range nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += fmt.Sprintf("%saddr=127.0.0.1:%d", sep, n.port)
+	}
+	return u
+}
+
+// ClusterReplica starts a cluster node replicating master s (from
+// StartCluster), with extra arguments, and waits until s counts it online.
+func (s *Server) ClusterReplica(args ...string) *Server {
+	s.t.Helper()
+	id, err := s.Do("CLUSTER", "MYID")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r := startClusterNode(s.t, args)
+	if _, err := r.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(s.port), strconv.Itoa(s.bus)); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// REPLICATE fails until the node has learnt of the master.
+		if _, err := r.Do("CLUSTER", "REPLICATE", id); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("redistest: the replica did not learn of its master")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !strings.Contains(s.Info("replication", "slave0"), "state=online") {
+		if time.Now().After(deadline) {
+			s.t.Fatal("redistest: the cluster replica did not sync")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

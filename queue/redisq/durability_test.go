@@ -3,6 +3,7 @@ package redisq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -246,5 +247,85 @@ func TestOnlineReplicas(t *testing.T) {
 	}
 	if n := onlineReplicas("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"); n != 0 {
 		t.Fatalf("no replicas: %d", n)
+	}
+}
+
+// TestClusterDurability: on a Redis Cluster of two masters,
+// CheckPersistence looks at both and names the one that keeps nothing;
+// Settle waits for the replica of the master holding the campaign, and
+// only there.
+func TestClusterDurability(t *testing.T) {
+	t.Parallel()
+	nodes := redistest.StartCluster(t, []string{"--appendonly", "yes"}, []string{"--save", "", "--appendonly", "no"})
+	ctx := context.Background()
+	q, err := Open(ctx, redistest.ClusterURL(nodes), Options{Prefix: "c:", ReplicaWait: 300 * time.Millisecond, ReplicaCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	a, b := fmt.Sprintf("127.0.0.1:%d", nodes[0].Port()), fmt.Sprintf("127.0.0.1:%d", nodes[1].Port())
+	ps, err := q.Persistence(ctx)
+	want := []Persistence{{Server: a, AOF: true}, {Server: b}}
+	if b < a {
+		want[0], want[1] = want[1], want[0]
+	}
+	if err != nil || !slices.Equal(ps, want) {
+		t.Fatalf("Persistence = %+v %v, want %+v", ps, err, want)
+	}
+	err = q.CheckPersistence(ctx)
+	if !errors.Is(err, ErrVolatile) || !strings.Contains(err.Error(), b) || strings.Contains(err.Error(), a) {
+		t.Fatalf("CheckPersistence = %v: want %s named, and not %s", err, b, a)
+	}
+
+	// A campaign on each master (by the slot of its hash tag).
+	onMaster := map[int]string{}
+	for i := 0; len(onMaster) < 2; i++ {
+		id := fmt.Sprintf("camp%d", i)
+		slot, err := nodes[0].Do("CLUSTER", "KEYSLOT", q.keys(id).meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(slot)
+		if _, ok := onMaster[n/8192]; !ok {
+			onMaster[n/8192] = id
+		}
+	}
+	leases := map[string][]queue.Job{}
+	for _, id := range onMaster {
+		fill(t, q, id, 200)
+		if leases[id], err = q.Lease(ctx, id, time.Now(), 200, time.Hour); err != nil || len(leases[id]) != 200 {
+			t.Fatal(len(leases[id]), err)
+		}
+	}
+	next := map[string]int{}
+	settle := func(id string) error {
+		if next[id] == len(leases[id]) {
+			t.Fatalf("settled all of %s and no WAIT failed", id)
+		}
+		j := leases[id][next[id]]
+		next[id]++
+		// Failed, not suppressed: no usage or suppression entry, which
+		// would live in other slots.
+		_, err := q.Settle(ctx, id, []queue.Settlement{{Seq: j.Seq, Lease: j.Lease, State: queue.Failed, Reply: "550 no"}})
+		return err
+	}
+
+	replica := nodes[0].ClusterReplica()
+	replica.Pause()
+	defer replica.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for err := settle(onMaster[0]); !errors.Is(err, ErrUnreplicated); err = settle(onMaster[0]) {
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("the campaign on the master with a hung replica: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := settle(onMaster[1]); err != nil || time.Since(start) > 200*time.Millisecond {
+		t.Fatalf("the campaign on the master without replicas: %v after %s", err, time.Since(start))
+	}
+	replica.Resume()
+	if err := settle(onMaster[0]); err != nil {
+		t.Fatalf("once the replica is back: %v", err)
 	}
 }
