@@ -293,6 +293,35 @@ func (s *Server) ClusterReplica(args ...string) *Server {
 	return r
 }
 
+// Sentinel starts a redis-sentinel on a loopback port monitoring master s
+// (from StartTCP) as name, and waits until it answers for it. Its address
+// is 127.0.0.1:Port().
+func (s *Server) Sentinel(name string) *Server {
+	s.t.Helper()
+	dir := s.t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	// Sentinel rewrites its configuration file: it must be its own.
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", name, s.port)), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	sn := &Server{t: s.t, dir: dir, socket: filepath.Join(dir, "sentinel.sock"), port: freePort(s.t)}
+	sn.cmd = exec.Command("redis-server", conf, "--sentinel", "--port", strconv.Itoa(sn.port), "--bind", "127.0.0.1", "--unixsocket", sn.socket, "--dir", dir)
+	if err := sn.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(sn.Kill)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if v, err := sn.Do("SENTINEL", "MASTER", name); err == nil && v != "" {
+			return sn
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("redistest: the sentinel did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Pause stops the server's process (SIGSTOP): its connections stay open
 // but nothing is answered, as a server that hangs. Resume continues it.
 func (s *Server) Pause() {

@@ -329,3 +329,27 @@ func TestClusterDurability(t *testing.T) {
 		t.Fatalf("once the replica is back: %v", err)
 	}
 }
+
+// TestSentinelDurability: through Sentinel, the master it names is
+// checked, and named so in the refusal.
+func TestSentinelDurability(t *testing.T) {
+	t.Parallel()
+	master := redistest.StartTCP(t, "--save", "", "--appendonly", "no")
+	sentinel := master.Sentinel("herald-m")
+	ctx := context.Background()
+	q, err := Open(ctx, fmt.Sprintf("redis+sentinel://127.0.0.1:%d?master_name=herald-m", sentinel.Port()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	err = q.CheckPersistence(ctx)
+	if !errors.Is(err, ErrVolatile) || !strings.Contains(err.Error(), "master herald-m") {
+		t.Fatalf("CheckPersistence = %v", err)
+	}
+	if _, err := master.Do("CONFIG", "SET", "appendonly", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.CheckPersistence(ctx); err != nil {
+		t.Fatalf("with appendonly turned on: %v", err)
+	}
+}
