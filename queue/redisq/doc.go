@@ -13,5 +13,6 @@
 // tombstone, so that it is never planned again silently; and while a
 // master has replicas, the writes that record outcomes (Settle, SetStatus,
 // MarkPlanned, RetryFailed, Suppress, Unsuppress) return only once a
-// replica has them (WAIT), or fail with ErrUnreplicated.
+// replica has them (WAIT), or fail with ErrUnreplicated; until a replica
+// has caught up, Lease hands out nothing (it fails the same way).
 package redisq

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -164,6 +165,47 @@ type replication struct {
 	mu       sync.Mutex
 	checked  time.Time
 	replicas map[string]int // master (as eachMaster names it) → replicas online
+	// lagging holds the masters whose last WAIT failed; any says whether
+	// it holds one, read without the lock on every Lease.
+	lagging map[string]bool
+	any     atomic.Bool
+}
+
+// lag records whether master name's last WAIT failed.
+func (r *replication) lag(name string, failed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if failed {
+		if r.lagging == nil {
+			r.lagging = map[string]bool{}
+		}
+		r.lagging[name] = true
+	} else {
+		delete(r.lagging, name)
+	}
+	r.any.Store(len(r.lagging) > 0)
+}
+
+func (r *replication) lags(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lagging[name]
+}
+
+// caughtUp returns nil unless the last WAIT on the master holding key
+// failed; then it asks again (replicate) and returns what that says.
+// Lease calls it: while outcomes cannot reach a replica, sending more
+// would only add to what a failover would send twice, so no job is handed
+// out until a replica has caught up (or is gone for good).
+func (q *Queue) caughtUp(ctx context.Context, key string) error {
+	if !q.repl.any.Load() {
+		return nil
+	}
+	_, name, err := q.masterOf(ctx, key)
+	if err != nil || !q.repl.lags(name) {
+		return err
+	}
+	return q.replicate(ctx, key)
 }
 
 // replicasOf is how many replicas were online at master name when last
@@ -252,7 +294,11 @@ func (q *Queue) replicate(ctx context.Context, keys ...string) error {
 		if err != nil {
 			return err
 		}
-		if done[name] || q.replicasOf(ctx, name) == 0 {
+		if done[name] {
+			continue
+		}
+		if q.replicasOf(ctx, name) == 0 {
+			q.repl.lag(name, false) // none to wait for (any more)
 			continue
 		}
 		done[name] = true
@@ -267,8 +313,10 @@ func (q *Queue) replicate(ctx context.Context, keys ...string) error {
 		}
 		if n, _ := wait.Int(); n < 1 {
 			q.repl.recheck()
+			q.repl.lag(name, true)
 			return fmt.Errorf("redisq: %s: %w within %s: the master has the write, a failover now could lose it", name, ErrUnreplicated, q.repl.wait)
 		}
+		q.repl.lag(name, false)
 	}
 	return nil
 }

@@ -169,14 +169,21 @@ func TestSettleWaitsForReplica(t *testing.T) {
 	start := time.Now()
 	err = settle(leased[100:200])
 	took := time.Since(start)
-	replica.Resume()
 	t.Logf("with the replica hung: %v after %s", err, took.Round(time.Millisecond))
 	if !errors.Is(err, ErrUnreplicated) || took < wait || took > wait+2*time.Second {
 		t.Fatalf("Settle with the replica hung: %v after %s, want ErrUnreplicated after %s", err, took, wait)
 	}
+	// Meanwhile nothing more is handed out to send.
+	if jobs, err := q.Lease(ctx, "w", time.Now(), 1, time.Hour); !errors.Is(err, ErrUnreplicated) || len(jobs) != 0 {
+		t.Fatalf("Lease while outcomes cannot reach the replica: %d jobs, %v", len(jobs), err)
+	}
+	replica.Resume()
 	// The engine keeps a failed batch and settles it again.
 	if err := settle(leased[100:200]); err != nil {
 		t.Fatalf("the same batch once the replica is back: %v", err)
+	}
+	if _, err := q.Lease(ctx, "w", time.Now(), 1, time.Hour); err != nil {
+		t.Fatalf("Lease once the replica is back: %v", err)
 	}
 	if err := settle(leased[200:]); err != nil {
 		t.Fatal(err)

@@ -452,6 +452,9 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	}
 	n = min(n, maxLease)
 	k := q.keys(id)
+	if err := q.caughtUp(ctx, k.meta); err != nil {
+		return nil, err
+	}
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
 	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
 	if isNoCampaign(err) {
