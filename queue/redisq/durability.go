@@ -173,6 +173,9 @@ type replication struct {
 
 // lag records whether master name's last WAIT failed.
 func (r *replication) lag(name string, failed bool) {
+	if !failed && !r.any.Load() {
+		return // the common case, without the lock
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if failed {
