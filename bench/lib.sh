@@ -49,7 +49,8 @@ recipients = "recipients.csv"'
 provider() { # $1: connections
   printf '[[provider]]\nname = "sink"\nhost = "127.0.0.1"\nport = %s\ntls = "none"\nconnections = %s\nper_connection = 1000000\n' "$PORT" "$1"
 }
-redis_queue() { printf '[queue]\nbackend = "redis"\nurl = "unix://%s"\n' "$REDIS_SOCK"; }
+# The benchmarks' Redis keeps nothing (flushed between runs): volatile says so.
+redis_queue() { printf '[queue]\nbackend = "redis"\nurl = "unix://%s"\nvolatile = true\n' "$REDIS_SOCK"; }
 
 # start_smtp_sink PORT: Postfix's smtp-sink in the background ($SINK_PID).
 start_smtp_sink() {

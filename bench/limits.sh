@@ -80,6 +80,7 @@ recipients = "recipients.csv"
 backend = "redis"
 url = "unix://$REDIS_SOCK"
 lease = "3s"
+volatile = true
 [[provider]]
 name = "sink"
 host = "127.0.0.1"

@@ -73,6 +73,10 @@ type Queue struct {
 	// Lease is how long a job stays with a worker that stops renewing it
 	// (it died): then another worker takes it. Redis only.
 	Lease Duration `toml:"lease"`
+	// Volatile says a Redis that keeps nothing across a restart (no AOF,
+	// no RDB save points) is intended: send, enqueue and worker refuse
+	// such a server unless it is set. Redis only; default false.
+	Volatile bool `toml:"volatile"`
 }
 
 // Retry governs transient failures.
@@ -492,7 +496,6 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 func (c *Config) validateDelivery(getenv func(string) string, providers bool, bad func(key, format string, args ...any)) {
 
 	switch c.Queue.Backend {
-	case "embedded":
 	case "redis":
 		if !validRedisURL(c.Queue.URL) {
 			bad("queue.url", "%q: use redis://host:port/db, rediss:// for TLS, unix:///path, "+
@@ -500,6 +503,12 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		}
 		if c.Queue.Lease.Duration < 3*time.Second {
 			bad("queue.lease", "%v: at least 3s (leases are renewed every third of it)", c.Queue.Lease.Duration)
+		}
+	case "embedded":
+		if c.Queue.Volatile {
+			// Said of a file store it would be false; said by mistake
+			// it would hide that the backend is not the one meant.
+			bad("queue.volatile", "only for backend = \"redis\" (the embedded store is a file and keeps everything)")
 		}
 	default:
 		bad("queue.backend", "%q: use \"embedded\" or \"redis\"", c.Queue.Backend)

@@ -48,7 +48,7 @@ func TestParseValidAndDefaults(t *testing.T) {
 	if c.Campaign.Text != filepath.Join(d, "welcome.txt") || c.Campaign.Recipients != filepath.Join(d, "recipients.csv") {
 		t.Errorf("relative paths not resolved against the config folder: %q %q", c.Campaign.Text, c.Campaign.Recipients)
 	}
-	if c.Queue.Backend != "embedded" || c.Queue.Path != filepath.Join(d, "herald.db") {
+	if c.Queue.Backend != "embedded" || c.Queue.Path != filepath.Join(d, "herald.db") || c.Queue.Volatile {
 		t.Errorf("queue defaults: %+v", c.Queue)
 	}
 	p := c.Provider[0]
@@ -74,6 +74,10 @@ func TestRedisURLSchemes(t *testing.T) {
 		} else if c.Queue.URL != u {
 			t.Errorf("%s: got %q", u, c.Queue.URL)
 		}
+	}
+	c, err := Parse(valid+"\n[queue]\nbackend = \"redis\"\nvolatile = true\n", d, env(nil))
+	if err != nil || !c.Queue.Volatile {
+		t.Fatalf("queue.volatile = true: %+v %v", c, err)
 	}
 }
 
@@ -119,6 +123,8 @@ func TestParseProblems(t *testing.T) {
 		{"bad backend", func(s string) string { return s + "\n[queue]\nbackend = \"postgres\"\n" }, nil, []string{"queue.backend:"}},
 		{"bad redis url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"http://x\"\n" }, nil, []string{"queue.url:"}},
 		{"bad redis cluster url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"unix+cluster:///x\"\n" }, nil, []string{"queue.url:"}},
+		{"volatile embedded", func(s string) string { return s + "\n[queue]\nbackend = \"embedded\"\nvolatile = true\n" }, nil, []string{"queue.volatile: only for backend = \"redis\""}},
+		{"volatile not a bool", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nvolatile = \"yes\"\n" }, nil, []string{"volatile"}},
 		{"toml syntax", func(s string) string { return s + "\n[campaign\n" }, nil, []string{"line "}},
 		{"several at once", func(s string) string {
 			return strings.Replace(strings.Replace(s, `port = 2525`, `port = 0`+"\nconnections = -3", 1), `subject = "Hello {{.name}}"`, "", 1)

@@ -65,8 +65,12 @@ func (e *InputError) Unwrap() error { return e.Err }
 var ErrInterrupted = errors.New("interrupted")
 
 // StoppedError says why a run stopped on its own before the campaign was
-// complete: every provider unusable, or the campaign paused.
-type StoppedError struct{ Reason string }
+// complete: every provider unusable, the campaign paused, or its data
+// lost from the queue (Err is then the queue's error, queue.ErrVanished).
+type StoppedError struct {
+	Reason string
+	Err    error // the cause, when it is an error (see Unwrap); may be nil
+}
 
 func (e *StoppedError) Error() string { return e.Reason }
 

@@ -77,6 +77,9 @@ func (r *run) leaseRound(cs []*campaign, n int, outage *queueOutageClock) (lease
 	for _, c := range cs {
 		jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
 		if err != nil {
+			if r.vanished(c.id, err) {
+				break
+			}
 			if !outage.failed(r, "lease", err) {
 				continue
 			}

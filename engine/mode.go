@@ -48,6 +48,9 @@ func (m *oneCampaign) start(ctx context.Context, r *run) {
 
 func (m *oneCampaign) poll(ctx context.Context, r *run) {
 	c, err := r.e.q.Campaign(ctx, m.c.id)
+	if r.vanished(m.c.id, err) {
+		return
+	}
 	if err == nil && c.Status != queue.Active {
 		reason := fmt.Sprintf("campaign %s", c.Status)
 		if c.Reason != "" {
@@ -59,6 +62,9 @@ func (m *oneCampaign) poll(ctx context.Context, r *run) {
 
 func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, error) {
 	counts, err := r.e.q.Counts(ctx, m.c.id)
+	if r.vanished(m.c.id, err) {
+		return false, time.Second, nil // the run stops
+	}
 	if err != nil {
 		return false, time.Second, err
 	}
@@ -124,6 +130,9 @@ func (m *allCampaigns) poll(ctx context.Context, r *run) {
 		delete(m.quiet, id)
 		rec, err := r.e.q.Campaign(ctx, id)
 		if err != nil {
+			if m.lost(r, id, err) {
+				return
+			}
 			continue
 		}
 		c := r.activeCampaign(id)
@@ -139,6 +148,9 @@ func (m *allCampaigns) poll(ctx context.Context, r *run) {
 		}
 		counts, err := r.e.q.Counts(ctx, id)
 		if err != nil {
+			if m.lost(r, id, err) {
+				return
+			}
 			continue
 		}
 		r.e.obs.Depth(id, counts)

@@ -19,7 +19,9 @@ func (r *run) renew(done <-chan struct{}) {
 			lost, err := r.e.q.Extend(ctx, c.id, jobs, time.Now().Add(r.e.leaseTTL))
 			cancel()
 			if err != nil {
-				r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
+				if !r.vanished(c.id, err) {
+					r.e.log.Warn("cannot renew leases; retrying", "campaign", c.id, "error", err)
+				}
 				continue
 			}
 			// A job settled while Extend was on its way is not held any

@@ -37,6 +37,16 @@ func (r *run) settle() {
 			var err error
 			for c, p := range byCampaign {
 				if err = r.commit(c, p); err != nil {
+					if r.vanished(c.id, err) {
+						// Nowhere to record them: the run stops, and no
+						// sender waiting on them sends more.
+						for _, a := range p.acks {
+							a.resolve(false)
+						}
+						delete(byCampaign, c)
+						err = nil
+						continue
+					}
 					break
 				}
 				delete(byCampaign, c)

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -219,10 +220,50 @@ var (
 	ErrNoCampaign = errors.New("queue: no such campaign")
 	ErrLeaseLost  = errors.New("queue: lease lost (expired and taken by another sender, or already settled)")
 	ErrClosed     = errors.New("queue: closed")
+	// ErrVanished says a campaign's data was lost from the store: a
+	// campaign the queue had seen (created, or read) is missing, e.g. a
+	// Redis without persistence restarted and came back empty. It is not
+	// ErrNoCampaign: planning the campaign again would send every message
+	// again, so nothing may take it for a campaign never planned. A queue
+	// that finds a campaign vanished remembers it (a tombstone), and from
+	// then on refuses the campaign's id with this error in every process.
+	// Errors carrying it are *VanishedError. The embedded store (boltq)
+	// does not lose a campaign, so does not return it.
+	ErrVanished = errors.New("queue: campaign vanished: its data was lost from the store")
 )
 
+// VanishedError is the error for a campaign whose data was lost; it
+// matches ErrVanished (errors.Is).
+type VanishedError struct {
+	Campaign string
+	Store    string // where it was lost from ("Redis")
+	// At is when the loss was noticed.
+	At time.Time
+	// Sent and Total are the campaign's counts as last seen before the
+	// loss by the process that noticed it; Total is 0 when it had seen
+	// none.
+	Sent, Total int64
+}
+
+func (e *VanishedError) Error() string {
+	store := e.Store
+	if store == "" {
+		store = "the queue"
+	}
+	s := fmt.Sprintf("campaign %s vanished: its data was lost from %s (noticed at %s)", e.Campaign, store, e.At.UTC().Format("2006-01-02 15:04:05 UTC"))
+	if e.Total > 0 {
+		s += fmt.Sprintf("; %d of its %d recipients had been seen sent before", e.Sent, e.Total)
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrVanished) hold.
+func (e *VanishedError) Is(target error) bool { return target == ErrVanished }
+
 // Queue is the contract every backend fulfils; queuetest.Run checks it.
-// Implementations are safe for concurrent use.
+// Implementations are safe for concurrent use. Every method that names a
+// campaign returns ErrNoCampaign when there is none, or ErrVanished when
+// its data was lost (a backend that can lose it: see ErrVanished).
 type Queue interface {
 	// CreateCampaign stores c if no campaign with c.ID exists and returns
 	// the stored record (the existing one when it already existed).

@@ -18,7 +18,7 @@ func cmdPreview(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	c, code := open(*path, campaignEngine, engine.Options{Logger: newOutput(stderr, true).logger()}, stderr)
+	c, code := open(*path, campaignPreview, engine.Options{Logger: newOutput(stderr, true).logger()}, stderr)
 	if c == nil {
 		return code
 	}

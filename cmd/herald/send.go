@@ -52,10 +52,11 @@ func (c *campaign) Close() {
 type opening int
 
 const (
-	queueOnly      opening = iota // the queue; [campaign] optional (status, report, ...)
-	campaignEngine                // the configuration's campaign: templates, providers (send, enqueue, preview)
-	workerEngine                  // providers only; campaigns come from the queue (worker)
-	bounceMailbox                 // the queue and [bounces]; no providers needed (bounces)
+	queueOnly       opening = iota // the queue; [campaign] optional (status, report, ...)
+	campaignEngine                 // the configuration's campaign: templates, providers (send, enqueue)
+	campaignPreview                // as campaignEngine, but nothing is planned or sent (preview, send --dry-run)
+	workerEngine                   // providers only; campaigns come from the queue (worker)
+	bounceMailbox                  // the queue and [bounces]; no providers needed (bounces)
 )
 
 // open loads the configuration and opens the queue, and prepares the engine
@@ -91,6 +92,18 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			return nil, exitInput
 		}
 		c.q, opts.LeaseTTL = q, cfg.Queue.Lease.Duration
+		if (what == campaignEngine || what == workerEngine) && !cfg.Queue.Volatile {
+			// A restart of a Redis that keeps nothing loses every campaign
+			// in it, and a later run would plan and send it all again.
+			if err := q.CheckPersistence(ctx); err != nil {
+				q.Close()
+				fmt.Fprintf(stderr, "herald: queue.url: %s\n", err)
+				if errors.Is(err, redisq.ErrVolatile) {
+					fmt.Fprintln(stderr, "herald: a restart of this Redis would lose every campaign in it. Turn on appendonly (or RDB save points), or, if a Redis that keeps nothing is intended (a throwaway one), set queue.volatile = true")
+				}
+				return nil, exitInput
+			}
+		}
 		// Every process sending through a provider, or to a domain,
 		// shares its limits.
 		c.rdb = q.Client()
@@ -104,14 +117,14 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		c.q, c.recovered, c.replayed = q, q.Recovered(), q.Replayed()
 		c.stopJournal = followJournal(cfg.Queue.Path, q, stderr)
 	}
-	if n := legacySuppressions(c.q, stderr); n > 0 && (what == campaignEngine || what == workerEngine) {
+	if n := legacySuppressions(c.q, stderr); n > 0 && (what == campaignEngine || what == campaignPreview || what == workerEngine) {
 		// Sending now could mail addresses that are on that list.
 		c.Close()
 		fmt.Fprintf(stderr, "herald: nothing is sent until they are moved: herald suppress migrate --config %s [--list DOMAIN]\n", path)
 		return nil, exitInput
 	}
 	switch what {
-	case campaignEngine:
+	case campaignEngine, campaignPreview:
 		c.eng, err = engine.New(cfg, c.q, opts)
 	case workerEngine:
 		c.eng, err = engine.NewWorker(cfg, c.q, opts)
@@ -170,7 +183,11 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitInput
 	}
 	defer metrics.Close()
-	c, code := open(*path, campaignEngine, engine.Options{Logger: log, Observer: metrics.observer()}, stderr)
+	what := campaignEngine
+	if *dry {
+		what = campaignPreview
+	}
+	c, code := open(*path, what, engine.Options{Logger: log, Observer: metrics.observer()}, stderr)
 	if c == nil {
 		return code
 	}
@@ -236,6 +253,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitInterrupted
 	case errors.As(err, &stopped):
 		fmt.Fprintf(stderr, "herald: stopped: %s\n", stopped.Reason)
+		if errors.Is(err, queue.ErrVanished) {
+			// Exit 3 as for any run cut short; running again refuses
+			// (exit 2) and says why.
+			fmt.Fprintf(stderr, "herald: %s\n", replanHint)
+			return exitInterrupted
+		}
 		if counts.Sent == 0 && counts.Failed == 0 {
 			return exitInput
 		}
@@ -252,6 +275,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// replanHint says what to do about a campaign whose data vanished.
+const replanHint = "the campaign is not planned again under this id: that would send every message again, to those who had it too. " +
+	"To send it anyway, deliberately, give campaign.id a new value: every recipient of the file then gets the message, including those sent before"
+
 // failed prints err and maps it to an exit status; done is false for nil.
 func failed(err error, stderr io.Writer) (int, bool) {
 	if err == nil {
@@ -261,6 +288,9 @@ func failed(err error, stderr io.Writer) (int, bool) {
 	switch {
 	case errors.As(err, &in):
 		fmt.Fprintf(stderr, "herald: %s\n", indent(err.Error()))
+		return exitInput, true
+	case errors.Is(err, queue.ErrVanished):
+		fmt.Fprintf(stderr, "herald: %s\nherald: %s\n", err, replanHint)
 		return exitInput, true
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "herald: interrupted")

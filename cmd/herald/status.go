@@ -38,6 +38,10 @@ func openExisting(path string, args []string, stderr io.Writer) (*campaign, queu
 			fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send first)\n", id, c.cfg.Queue.Backend)
 			return nil, camp, exitInput
 		}
+		if errors.Is(err, queue.ErrVanished) {
+			fmt.Fprintf(stderr, "herald: %s\n", err)
+			return nil, camp, exitInput
+		}
 		fmt.Fprintf(stderr, "herald: %s\n", err)
 		return nil, camp, exitInterrupted
 	}
@@ -118,6 +122,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, id := range ids {
 		rep, err := campaignStatus(ctx, c, id)
+		var lost *queue.VanishedError
+		if errors.As(err, &lost) {
+			// Listed with the others: what is left of it is the tombstone.
+			rep, err = statusReport{Campaign: id, Status: "lost", Reason: lost.Error(), Counts: map[string]int64{"sent": lost.Sent}, Total: lost.Total}, nil
+		}
 		if errors.Is(err, queue.ErrNoCampaign) {
 			fmt.Fprintf(stderr, "herald: no campaign %q in the %s queue (plan it with herald send or enqueue first)\n", id, c.cfg.Queue.Backend)
 			return exitInput
@@ -220,6 +229,10 @@ func printStatus(w io.Writer, rep statusReport) {
 	fmt.Fprintf(w, "campaign %s: %s", rep.Campaign, rep.Status)
 	if rep.Reason != "" {
 		fmt.Fprintf(w, " (%s)", rep.Reason)
+	}
+	if rep.Status == "lost" {
+		fmt.Fprintln(w) // no counts, no providers: the data is gone
+		return
 	}
 	if !rep.Planned {
 		fmt.Fprint(w, ", still being planned")

@@ -51,6 +51,9 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 		return exitOK // stopped as asked; unfinished jobs went back to the queue
 	case errors.As(err, &stopped):
 		fmt.Fprintf(stderr, "herald: worker stopped: %s\n", stopped.Reason)
+		if errors.Is(err, queue.ErrVanished) {
+			fmt.Fprintf(stderr, "herald: %s\n", replanHint)
+		}
 		return exitInterrupted
 	}
 	code, _ = failed(err, stderr)

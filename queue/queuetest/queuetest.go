@@ -698,3 +698,73 @@ func RunMigration(t *testing.T, q Migrator, seed func(entries map[string]string)
 		t.Fatalf("%d legacy entries left", n)
 	}
 }
+
+// RunVanished checks a backend that can lose a campaign's data (Redis
+// without persistence): q has created and read a campaign when lose wipes
+// the store; then every call naming the campaign returns a
+// *queue.VanishedError (not queue.ErrNoCampaign, which would let a new run
+// plan it again and send everything twice) with the counts q had seen,
+// and so does other, a second queue on the same store (another process),
+// which had never seen the campaign, including CreateCampaign. A campaign
+// neither had seen is still merely missing.
+func RunVanished(t *testing.T, q, other queue.Queue, lose func()) {
+	ctx := context.Background()
+	b := &bundle{t: t, q: q, ctx: ctx, id: "vanishing", now: time.Unix(1_800_000_000, 0)}
+	b.create()
+	b.enqueue(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	leased := b.lease(4, b.now)
+	b.settle(queue.Settlement{Seq: leased[0].Seq, Lease: leased[0].Lease, State: queue.Sent},
+		queue.Settlement{Seq: leased[1].Seq, Lease: leased[1].Lease, State: queue.Sent})
+	if c, err := q.Counts(ctx, b.id); err != nil || c.Sent != 2 {
+		t.Fatalf("counts before the loss: %+v %v", c, err)
+	}
+
+	lose()
+
+	check := func(who, op string, err error) {
+		t.Helper()
+		var v *queue.VanishedError
+		switch {
+		case !errors.Is(err, queue.ErrVanished) || !errors.As(err, &v):
+			t.Errorf("%s: %s after the loss: %v, want queue.ErrVanished", who, op, err)
+		case errors.Is(err, queue.ErrNoCampaign):
+			t.Errorf("%s: %s: %v also matches ErrNoCampaign", who, op, err)
+		case v.Campaign != b.id || v.Sent != 2 || v.Total != 10 || v.At.IsZero():
+			t.Errorf("%s: %s: %+v, want campaign %s, 2 of 10 sent, a time", who, op, v, b.id)
+		}
+	}
+	s := []queue.Settlement{{Seq: leased[2].Seq, Lease: leased[2].Lease, State: queue.Sent}}
+	// The first call to notice writes the tombstone: Settle, as in a run.
+	_, err := q.Settle(ctx, b.id, s)
+	check("q", "Settle", err)
+	for who, qq := range map[string]queue.Queue{"q": q, "other": other} {
+		_, err := qq.Lease(ctx, b.id, b.now, 5, time.Minute)
+		check(who, "Lease", err)
+		_, err = qq.Settle(ctx, b.id, s)
+		check(who, "Settle", err)
+		_, err = qq.Extend(ctx, b.id, leased[3:], b.now.Add(time.Hour))
+		check(who, "Extend", err)
+		check(who, "Release", qq.Release(ctx, b.id, leased[3:]))
+		_, err = qq.Counts(ctx, b.id)
+		check(who, "Counts", err)
+		_, err = qq.Campaign(ctx, b.id)
+		check(who, "Campaign", err)
+		check(who, "Walk", qq.Walk(ctx, b.id, func(queue.Job) error { return nil }))
+		_, err = qq.Recipient(ctx, b.id, "user1@example.com")
+		check(who, "Recipient", err)
+		_, err = qq.Spec(ctx, b.id)
+		check(who, "Spec", err)
+		check(who, "SetSpec", qq.SetSpec(ctx, b.id, []byte("x")))
+		check(who, "SetStatus", qq.SetStatus(ctx, b.id, queue.Paused, "x"))
+		check(who, "MarkPlanned", qq.MarkPlanned(ctx, b.id))
+		_, err = qq.Enqueue(ctx, b.id, []queue.Job{job(11)})
+		check(who, "Enqueue", err)
+		_, err = qq.RetryFailed(ctx, b.id, b.now)
+		check(who, "RetryFailed", err)
+		_, err = qq.CreateCampaign(ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active})
+		check(who, "CreateCampaign", err)
+	}
+	if _, err := other.Campaign(ctx, "never-planned"); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Errorf("a campaign never planned: %v, want ErrNoCampaign", err)
+	}
+}

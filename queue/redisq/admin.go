@@ -2,9 +2,7 @@ package redisq
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,8 +17,9 @@ func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	if v[0] == nil {
-		return nil, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		return nil, q.missing(ctx, id)
 	}
+	q.saw(id)
 	if s := str(v[1]); s != "" {
 		return []byte(s), nil
 	}
@@ -30,8 +29,8 @@ func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
 // SetSpec replaces the campaign's Spec.
 func (q *Queue) SetSpec(ctx context.Context, id string, spec []byte) error {
 	err := scriptSetSpec.Run(ctx, q.rdb, []string{q.keys(id).meta}, spec).Err()
-	if err != nil && strings.Contains(err.Error(), "NOCAMPAIGN") {
-		return fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	if isNoCampaign(err) {
+		return q.missing(ctx, id)
 	}
 	return err
 }
@@ -93,12 +92,15 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		}
 		res.Requeued += n
 	}
+	if res.Requeued > 0 {
+		return res, q.replicate(ctx, k.meta)
+	}
 	return res, nil
 }
 
 // KEYS: meta. ARGV: spec.
 var scriptSetSpec = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOCAMPAIGN') end
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 redis.call('HSET', KEYS[1], 'spec', ARGV[1])
 return 1
 `)

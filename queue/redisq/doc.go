@@ -6,4 +6,13 @@
 // queuetest unchanged. Open takes a single server, a Redis Cluster or a
 // Sentinel-managed master (see Open); scripts.go documents the keys and the
 // per-job state encoding.
+//
+// Durability (durability.go, vanished.go): CheckPersistence tells whether
+// the masters keep their data across a restart; a campaign this process
+// had seen that is then missing returns queue.ErrVanished and leaves a
+// tombstone, so that it is never planned again silently; and while a
+// master has replicas, the writes that record outcomes (Settle, SetStatus,
+// MarkPlanned, RetryFailed, Suppress, Unsuppress) return only once a
+// replica has them (WAIT), or fail with ErrUnreplicated; until a replica
+// has caught up, Lease hands out nothing (it fails the same way).
 package redisq

@@ -23,6 +23,12 @@ type Queue struct {
 	rdb    redis.UniversalClient
 	prefix string   // "herald:" unless Options.Prefix
 	lists  sync.Map // campaign id → its suppression list
+	seen   sync.Map // campaign id → *sighting: found stored (vanished.go)
+	// server names the server in errors: host:port, a socket path, or the
+	// Sentinel's master name; never credentials (a cluster's masters are
+	// named each by its address).
+	server string
+	repl   replication // durability.go
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -31,6 +37,14 @@ var _ queue.Queue = (*Queue)(nil)
 type Options struct {
 	// Prefix namespaces every key (default "herald:"); tests use one per test.
 	Prefix string
+	// ReplicaWait bounds the WAIT that follows the writes recording
+	// outcomes while the master has replicas (default
+	// DefaultReplicaWait); past it with no replica's acknowledgement the
+	// write returns an error wrapping ErrUnreplicated.
+	ReplicaWait time.Duration
+	// ReplicaCheck is how often the masters' replicas are counted again
+	// (INFO replication; default DefaultReplicaCheck).
+	ReplicaCheck time.Duration
 }
 
 // Open connects to the Redis at url. The scheme picks the kind of client:
@@ -56,13 +70,14 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	var rdb redis.UniversalClient
+	var server string
 	switch o := o.(type) {
 	case *redis.Options:
-		rdb = redis.NewClient(o)
+		rdb, server = redis.NewClient(o), o.Addr
 	case *redis.ClusterOptions:
-		rdb = redis.NewClusterClient(o)
+		rdb, server = redis.NewClusterClient(o), "cluster"
 	case *redis.FailoverOptions:
-		rdb = redis.NewFailoverClient(o)
+		rdb, server = redis.NewFailoverClient(o), "the Sentinels' master "+o.MasterName
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -71,7 +86,22 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = Prefix
 	}
-	return &Queue{rdb: rdb, prefix: opts.Prefix}, nil
+	if opts.ReplicaWait <= 0 {
+		opts.ReplicaWait = DefaultReplicaWait
+	}
+	if c, ok := rdb.(*redis.Client); ok {
+		// WAIT must answer before the connection's read deadline.
+		if rt := c.Options().ReadTimeout; rt > 0 && opts.ReplicaWait > rt/2 {
+			opts.ReplicaWait = rt / 2
+		}
+	}
+	if opts.ReplicaCheck <= 0 {
+		opts.ReplicaCheck = DefaultReplicaCheck
+	}
+	q := &Queue{rdb: rdb, prefix: opts.Prefix, server: server}
+	q.repl.wait, q.repl.every = opts.ReplicaWait, opts.ReplicaCheck
+	q.replicasOf(ctx, server) // the first look, so the first write knows
+	return q, nil
 }
 
 // Retry defaults for a URL that sets none.
@@ -155,11 +185,12 @@ func (q *Queue) Close() error { return q.rdb.Close() }
 type keys struct {
 	id                                                                string
 	meta, data, st, keys, pending, timers, order, pendlist, orderlist string
+	lost                                                              string // the tombstone (vanished.go)
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{id, p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist"}
+	return keys{id, p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist", p + "lost"}
 }
 
 func (q *Queue) campaignsKey() string { return q.prefix + "campaigns" }
@@ -215,7 +246,10 @@ func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Cam
 		return queue.Campaign{}, err
 	}
 	k := q.keys(c.ID)
-	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta, k.timers}, rec, timersPin, c.Spec).Err(); err != nil {
+	if err := scriptCreate.Run(ctx, q.rdb, []string{k.meta, k.timers, k.lost}, rec, timersPin, c.Spec).Err(); err != nil {
+		if strings.Contains(err.Error(), "VANISHED") {
+			return queue.Campaign{}, q.missing(ctx, c.ID)
+		}
 		return queue.Campaign{}, err
 	}
 	if err := q.rdb.SAdd(ctx, q.campaignsKey(), c.ID).Err(); err != nil {
@@ -231,12 +265,13 @@ func (q *Queue) Campaign(ctx context.Context, id string) (queue.Campaign, error)
 		return queue.Campaign{}, err
 	}
 	if v[0] == nil {
-		return queue.Campaign{}, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		return queue.Campaign{}, q.missing(ctx, id)
 	}
 	var rec record
 	if err := json.Unmarshal([]byte(v[0].(string)), &rec); err != nil {
 		return queue.Campaign{}, err
 	}
+	q.saw(id)
 	st, _ := strconv.Atoi(str(v[1]))
 	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
 }
@@ -250,13 +285,10 @@ func str(v any) string {
 // not leased.
 func (q *Queue) SetStatus(ctx context.Context, id string, s queue.Status, reason string) error {
 	k := q.keys(id)
-	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
-		if err == nil {
-			err = fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	if err := scriptSetStatus.Run(ctx, q.rdb, []string{k.meta}, int(s), reason).Err(); err != nil {
+		if isNoCampaign(err) {
+			return q.missing(ctx, id)
 		}
-		return err
-	}
-	if err := q.rdb.HSet(ctx, k.meta, "status", int(s), "reason", reason).Err(); err != nil {
 		return err
 	}
 	for s == queue.CampaignCancelled {
@@ -268,12 +300,21 @@ func (q *Queue) SetStatus(ctx context.Context, id string, s queue.Status, reason
 			break
 		}
 	}
-	return nil
+	return q.replicate(ctx, k.meta)
 }
 
 // MarkPlanned records that planning finished.
 func (q *Queue) MarkPlanned(ctx context.Context, id string) error {
-	return q.rdb.HSet(ctx, q.keys(id).meta, "planned", "1").Err()
+	meta := q.keys(id).meta
+	err := scriptMarkPlanned.Run(ctx, q.rdb, []string{meta}).Err()
+	if isNoCampaign(err) {
+		return q.missing(ctx, id)
+	}
+	if err != nil {
+		return err
+	}
+	// On one master, that covers the jobs enqueued before too.
+	return q.replicate(ctx, meta)
 }
 
 // enqueueChunk is the most jobs one enqueue script takes; a larger batch
@@ -347,8 +388,8 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 			v, err = scriptEnqueue.Run(ctx, q.rdb, ks, args[i]...).Slice()
 		}
 		if err != nil {
-			if strings.Contains(err.Error(), "NOCAMPAIGN") {
-				return res, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+			if isNoCampaign(err) {
+				return res, q.missing(ctx, id)
 			}
 			if strings.Contains(err.Error(), "SEQTAKEN") {
 				return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
@@ -411,8 +452,14 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	}
 	n = min(n, maxLease)
 	k := q.keys(id)
+	if err := q.caughtUp(ctx, k.meta); err != nil {
+		return nil, err
+	}
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
 	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
+	if isNoCampaign(err) {
+		return nil, q.missing(ctx, id)
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -516,7 +563,12 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 			lostSet[seq] = true
 		}
 	}
-	return lost, q.usageAndSuppression(ctx, k, batch, lostSet)
+	written, err := q.usageAndSuppression(ctx, k, batch, lostSet)
+	if err != nil {
+		return lost, err
+	}
+	// What the sender is told is recorded must survive a failover.
+	return lost, q.replicate(ctx, append(written, k.meta)...)
 }
 
 // scriptBatch is the most jobs one Settle, Release or Extend script takes
@@ -551,6 +603,9 @@ func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([
 		args = append(args, string(buf))
 	}
 	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()
+	if isNoCampaign(err) {
+		return nil, q.missing(ctx, k.id)
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -567,10 +622,11 @@ func seqList(v []any) []uint64 {
 }
 
 // usageAndSuppression records what the settled (not lost) jobs of batch
-// add to provider usage and the suppression list.
-func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) error {
+// add to provider usage and the suppression list, and returns the keys it
+// wrote.
+func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) ([]string, error) {
 	pipe := q.rdb.Pipeline()
-	var need bool
+	var written []string
 	usage := map[string]map[string]int64{}
 	var suppressSeqs []string
 	for _, s := range batch {
@@ -594,19 +650,19 @@ func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.S
 	for p, m := range usage {
 		for minute, n := range m {
 			pipe.HIncrBy(ctx, q.usageKey(p), minute, n)
-			need = true
 		}
+		written = append(written, q.usageKey(p))
 	}
 	if len(suppressSeqs) > 0 {
 		list, err := q.list(ctx, k.id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		now := time.Now()
 		// The keys live in the data records.
 		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reasons := map[string]string{}
 		for _, s := range batch {
@@ -615,21 +671,21 @@ func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.S
 		for i, d := range data {
 			j, err := decodeData(str(d))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pipe.HSetNX(ctx, q.suppressionKey(list), j.Key, encodeSuppression(now, reasons[suppressSeqs[i]]))
-			need = true
 		}
 		if len(data) > 0 {
 			pipe.SAdd(ctx, q.suppressionListsKey(), list)
+			written = append(written, q.suppressionKey(list))
 		}
 	}
-	if need {
+	if len(written) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return written, nil
 }
 
 // Release returns leased jobs to pending without counting an attempt.
@@ -640,6 +696,9 @@ func (q *Queue) Release(ctx context.Context, id string, jobs []queue.Job) error 
 	k := q.keys(id)
 	for lo := 0; lo < len(jobs); lo += scriptBatch {
 		if err := scriptRelease.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers, k.pending}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))])...).Err(); err != nil {
+			if isNoCampaign(err) {
+				return q.missing(ctx, id)
+			}
 			return err
 		}
 	}
@@ -668,7 +727,10 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 	k := q.keys(id)
 	var lost []uint64
 	for lo := 0; lo < len(jobs); lo += scriptBatch {
-		v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))], ms13(until))...).Slice()
+		v, err := scriptExtend.Run(ctx, q.rdb, []string{k.st, k.timers, k.meta}, seqsAndLeases(jobs[lo:min(lo+scriptBatch, len(jobs))], ms13(until))...).Slice()
+		if isNoCampaign(err) {
+			return lost, q.missing(ctx, id)
+		}
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return lost, err
 		}
@@ -693,13 +755,14 @@ func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
 		return queue.Counts{}, err
 	}
 	if v[0] == nil {
-		return queue.Counts{}, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+		return queue.Counts{}, q.missing(ctx, id)
 	}
 	var c queue.Counts
 	for i := 1; i <= 7; i++ {
 		n, _ := strconv.ParseInt(str(v[i]), 10, 64)
 		c.Add(queue.State(i), n)
 	}
+	q.sawCounts(id, c)
 	return c, nil
 }
 
@@ -707,9 +770,9 @@ func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
 // merges orderlist and order (see scripts.go).
 func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
 	k := q.keys(id)
-	if n, err := q.rdb.Exists(ctx, k.meta).Result(); err != nil || n == 0 {
+	if ok, err := q.rdb.HExists(ctx, k.meta, "rec").Result(); err != nil || !ok {
 		if err == nil {
-			err = fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+			err = q.missing(ctx, id)
 		}
 		return err
 	}
@@ -814,13 +877,13 @@ func (s *seqSource) next() string {
 func (q *Queue) Recipient(ctx context.Context, id, key string) (bool, error) {
 	k := q.keys(id)
 	pipe := q.rdb.Pipeline()
-	meta := pipe.Exists(ctx, k.meta)
+	meta := pipe.HExists(ctx, k.meta, "rec")
 	has := pipe.HExists(ctx, k.keys, key)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, err
 	}
-	if meta.Val() == 0 {
-		return false, fmt.Errorf("%w: %s", queue.ErrNoCampaign, id)
+	if !meta.Val() {
+		return false, q.missing(ctx, id)
 	}
 	return has.Val(), nil
 }
@@ -854,8 +917,11 @@ func (q *Queue) Suppress(ctx context.Context, list, reason string, keys ...strin
 		pipe.HSetNX(ctx, q.suppressionKey(list), k, val)
 	}
 	pipe.SAdd(ctx, q.suppressionListsKey(), list)
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	// An unsubscribe or a hard bounce lost in a failover would be mailed.
+	return q.replicate(ctx, q.suppressionKey(list))
 }
 
 // Unsuppress removes keys from list, and their soft-bounce counts.
@@ -871,7 +937,7 @@ func (q *Queue) Unsuppress(ctx context.Context, list string, keys ...string) (in
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, err
 	}
-	return int(del.Val()), nil
+	return int(del.Val()), q.replicate(ctx, q.suppressionKey(list))
 }
 
 // WalkSuppressed calls fn for every entry of list in key order.

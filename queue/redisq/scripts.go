@@ -20,6 +20,11 @@ import "github.com/redis/go-redis/v9"
 //	         plus the member timersPin at +inf, see below
 //	order    zset: seq scored by seq, every job (Walk; see orderlist)
 //	orderlist list: every job too, in ascending seq order
+//	lost     hash: at (ms), sent, total: the tombstone of a campaign whose
+//	         record was lost (vanished.go); there is no meta then
+//	wait     string: when the last WAIT for a replica was asked for in this
+//	         hash slot; written only to move the replication offset
+//	         (replicate, durability.go), expires after an hour
 //
 // A pending job is in pending or in pendlist, and every job is in order or
 // in orderlist. The lists take the common case, planning a file line by
@@ -74,8 +79,10 @@ local function two()
 end
 `
 
-// KEYS: meta timers. ARGV: rec json, timersPin, spec.
+// KEYS: meta timers lost. ARGV: rec json, timersPin, spec.
+// A campaign with a tombstone (lost: see vanished.go) is not created again.
 var scriptCreate = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('VANISHED') end
 if redis.call('HSETNX', KEYS[1], 'rec', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'maxseq', '0', 'spec', ARGV[3],
     'c1', 0, 'c2', 0, 'c3', 0, 'c4', 0, 'c5', 0, 'c6', 0, 'c7', 0)
@@ -199,8 +206,11 @@ return {nf, ns, existing, dups}
 // Returns {call, seqs, their st values, their data}; the i-th job's lease
 // token is call*10000 + i (see the st layout). The st values are left out
 // ({}) when every job came from pendlist, whose jobs were never leased.
+// A campaign without a status has no record (vanished.go): NOCAMPAIGN.
 var scriptLease = redis.NewScript(twoDigits + `
-if redis.call('HGET', KEYS[1], 'status') ~= '1' then return {} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return redis.error_reply('NOCAMPAIGN') end
+if status ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
 local due = #seqs
@@ -271,8 +281,10 @@ return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 // match the job's (positions 4-18) and whose at (20-32) is the Retry due
 // time. Returns the seqs whose lease did not match; a job already in the
 // new state under the same lease (a batch settled again after its reply
-// was lost) is neither changed nor lost.
+// was lost) is neither changed nor lost. Without the campaign's record
+// (it vanished: every job would look lost) it refuses: NOCAMPAIGN.
 var scriptSettle = redis.NewScript(twoDigits + `
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 local P
 local n = tonumber(ARGV[1])
 local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
@@ -317,6 +329,7 @@ return lost
 
 // KEYS: meta st timers pending. ARGV: n, then n seqs, then n leases (15 digits).
 var scriptRelease = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 local n = tonumber(ARGV[1])
 local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
 local st, rem, pend = {}, {}, {}
@@ -390,9 +403,11 @@ end
 return done
 `)
 
-// KEYS: st timers. ARGV: until_ms (13 digits) n, then n seqs, then n leases
-// (15 digits). Returns the seqs whose lease is no longer held.
+// KEYS: st timers meta. ARGV: until_ms (13 digits) n, then n seqs, then n
+// leases (15 digits). Returns the seqs whose lease is no longer held;
+// NOCAMPAIGN without the campaign's record.
 var scriptExtend = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[3], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 local n = tonumber(ARGV[2])
 local sts = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, n + 2))
 local lost, st, timers = {}, {}, {}
@@ -412,4 +427,19 @@ if done > 0 then
   redis.call('ZADD', KEYS[2], unpack(timers))
 end
 return lost
+`)
+
+// KEYS: meta. ARGV: status, reason. Only a campaign with a record: a
+// plain HSET would make a meta hash without one.
+var scriptSetStatus = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2])
+return 1
+`)
+
+// KEYS: meta. Records that planning finished (as scriptSetStatus).
+var scriptMarkPlanned = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
+redis.call('HSET', KEYS[1], 'planned', '1')
+return 1
 `)

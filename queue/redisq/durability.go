@@ -1,0 +1,336 @@
+package redisq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Two things decide whether an acknowledged outcome survives trouble with
+// Redis: whether the server writes its data to disk (Persistence,
+// CheckPersistence: a restart of a server that keeps nothing loses every
+// campaign), and, when the master has replicas, whether a replica has the
+// write before the sender is told it is recorded (WAIT after the writes
+// that record outcomes: a failover to a replica that lagged behind would
+// lose them, and the jobs would be sent again).
+
+// Persistence is what one Redis master keeps across a restart, as it says
+// itself.
+type Persistence struct {
+	// Server names the master: host:port, a socket path, or for Sentinel
+	// the master's name; never credentials.
+	Server string
+	AOF    bool // appendonly yes
+	// Save is the RDB save points ("3600 1 300 100"); "" for none.
+	Save string
+	// SaveUnknown is set when CONFIG was refused (renamed, disabled, or
+	// not allowed by the ACL, as on many managed services) and INFO
+	// persistence was read instead: it says whether AOF is on, but not
+	// which RDB save points are set.
+	SaveUnknown bool
+}
+
+// Keeps reports whether the server writes its data to disk (an
+// append-only file or RDB save points), so that a restart finds it again.
+func (p Persistence) Keeps() bool { return p.AOF || p.Save != "" }
+
+// ErrVolatile says a Redis keeps nothing across a restart.
+var ErrVolatile = errors.New("redis does not keep its data across a restart")
+
+// ErrUnreplicated says no replica acknowledged a write in time (WAIT): the
+// write is on the master, and a failover now could lose it. Writing the
+// same again is safe (every write that WAIT follows is idempotent).
+var ErrUnreplicated = errors.New("no replica acknowledged the write")
+
+// Persistence reads what each master keeps: the server, or the Sentinel's
+// master, or every master of a cluster (sorted by Server). It asks CONFIG
+// GET appendonly and save, or INFO persistence where CONFIG is refused.
+func (q *Queue) Persistence(ctx context.Context) ([]Persistence, error) {
+	var mu sync.Mutex
+	var out []Persistence
+	err := q.eachMaster(ctx, func(ctx context.Context, c *redis.Client, name string) error {
+		p, err := persistenceOf(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		p.Server = name
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, p)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b Persistence) int { return strings.Compare(a.Server, b.Server) })
+	return out, err
+}
+
+func persistenceOf(ctx context.Context, c *redis.Client) (Persistence, error) {
+	var p Persistence
+	// One key per CONFIG GET: several at once need Redis 7.
+	aof, err := c.ConfigGet(ctx, "appendonly").Result()
+	if err == nil {
+		var save map[string]string
+		if save, err = c.ConfigGet(ctx, "save").Result(); err == nil {
+			p.AOF = aof["appendonly"] == "yes"
+			p.Save = strings.TrimSpace(save["save"])
+			return p, nil
+		}
+	}
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return p, err // not a refusal: the server is out of reach
+	}
+	info, ierr := c.Info(ctx, "persistence").Result()
+	if ierr != nil {
+		return p, fmt.Errorf("CONFIG GET: %v; INFO persistence: %w", err, ierr)
+	}
+	v, ok := infoField(info, "aof_enabled")
+	if !ok {
+		return p, fmt.Errorf("CONFIG GET: %v; INFO persistence has no aof_enabled", err)
+	}
+	p.AOF, p.SaveUnknown = v == "1", true
+	return p, nil
+}
+
+// CheckPersistence returns nil when every master keeps its data (see
+// Persistence), else an error matching ErrVolatile that names each one
+// that does not. A master whose save points cannot be read and that has
+// no append-only file counts as keeping nothing: nothing shows that it
+// does.
+func (q *Queue) CheckPersistence(ctx context.Context) error {
+	ps, err := q.Persistence(ctx)
+	if err != nil {
+		return fmt.Errorf("reading its persistence settings: %w", err)
+	}
+	var bad []string
+	for _, p := range ps {
+		switch {
+		case p.Keeps():
+		case p.SaveUnknown:
+			bad = append(bad, p.Server+": appendonly is off, and its RDB save points cannot be read (CONFIG is refused; INFO does not show them)")
+		default:
+			bad = append(bad, p.Server+`: appendonly no, save ""`)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrVolatile, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// eachMaster calls fn for every master: the one server (or the Sentinel's
+// master: the failover client follows it), or each master of a cluster,
+// with a name for it that carries no credentials.
+func (q *Queue) eachMaster(ctx context.Context, fn func(ctx context.Context, c *redis.Client, name string) error) error {
+	switch c := q.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return fn(ctx, n, n.Options().Addr)
+		})
+	case *redis.Client:
+		return fn(ctx, c, q.server)
+	}
+	return fmt.Errorf("redisq: unexpected client %T", q.rdb)
+}
+
+// infoField finds key's value in an INFO reply.
+func infoField(info, key string) (string, bool) {
+	for line := range strings.Lines(info) {
+		if k, v, ok := strings.Cut(strings.TrimRight(line, "\r\n"), ":"); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// Defaults of Options.ReplicaWait and ReplicaCheck.
+const (
+	DefaultReplicaWait  = 2 * time.Second
+	DefaultReplicaCheck = 10 * time.Second
+)
+
+// replication is what Queue knows of the masters' replicas, read with
+// INFO replication when the Queue opens and again every `every` (not per
+// write: a replica that connects is waited for within that time).
+type replication struct {
+	wait, every time.Duration
+
+	mu       sync.Mutex
+	checked  time.Time
+	replicas map[string]int // master (as eachMaster names it) → replicas online
+	// lagging holds the masters whose last WAIT failed; any says whether
+	// it holds one, read without the lock on every Lease.
+	lagging map[string]bool
+	any     atomic.Bool
+}
+
+// lag records whether master name's last WAIT failed.
+func (r *replication) lag(name string, failed bool) {
+	if !failed && !r.any.Load() {
+		return // the common case, without the lock
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if failed {
+		if r.lagging == nil {
+			r.lagging = map[string]bool{}
+		}
+		r.lagging[name] = true
+	} else {
+		delete(r.lagging, name)
+	}
+	r.any.Store(len(r.lagging) > 0)
+}
+
+func (r *replication) lags(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lagging[name]
+}
+
+// caughtUp returns nil unless the last WAIT on the master holding key
+// failed; then it asks again (replicate) and returns what that says.
+// Lease calls it: while outcomes cannot reach a replica, sending more
+// would only add to what a failover would send twice, so no job is handed
+// out until a replica has caught up (or is gone for good).
+func (q *Queue) caughtUp(ctx context.Context, key string) error {
+	if !q.repl.any.Load() {
+		return nil
+	}
+	_, name, err := q.masterOf(ctx, key)
+	if err != nil || !q.repl.lags(name) {
+		return err
+	}
+	return q.replicate(ctx, key)
+}
+
+// replicasOf is how many replicas were online at master name when last
+// looked at; it looks again when that was `every` ago. Until a look
+// succeeds it is 0: a server whose INFO fails is not waited for.
+func (q *Queue) replicasOf(ctx context.Context, name string) int {
+	r := &q.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) >= r.every {
+		r.checked = time.Now() // a failed look is not retried at once either
+		m := map[string]int{}
+		var mu sync.Mutex
+		err := q.eachMaster(ctx, func(ctx context.Context, c *redis.Client, name string) error {
+			info, err := c.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			m[name] = onlineReplicas(info)
+			return nil
+		})
+		if err == nil {
+			r.replicas = m
+		}
+	}
+	return r.replicas[name]
+}
+
+// recheck makes the next replicasOf look again (a WAIT that timed out:
+// the replica may be gone for good, and then no longer waited for).
+func (r *replication) recheck() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checked = time.Time{}
+}
+
+// onlineReplicas counts the replicas of an INFO replication reply that
+// are online: connected_slaves also counts one still in its first full
+// sync, which acknowledges nothing until it is done.
+func onlineReplicas(info string) int {
+	n := 0
+	for line := range strings.Lines(info) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && strings.HasPrefix(k, "slave") {
+			// slave0:ip=…,port=…,state=online,offset=…,lag=0 (not
+			// slave_repl_offset and the like, which a replica reports).
+			if _, err := strconv.Atoi(k[len("slave"):]); err == nil && strings.Contains(","+v+",", ",state=online,") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// masterOf is the client of the master that holds key, and its name (as
+// eachMaster names it).
+func (q *Queue) masterOf(ctx context.Context, key string) (*redis.Client, string, error) {
+	switch c := q.rdb.(type) {
+	case *redis.ClusterClient:
+		n, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		return n, n.Options().Addr, nil
+	case *redis.Client:
+		return c, q.server, nil
+	}
+	return nil, "", fmt.Errorf("redisq: unexpected client %T", q.rdb)
+}
+
+// replicate returns once a replica of each master holding one of keys
+// has every write made there so far, or an error wrapping ErrUnreplicated
+// when none has within ReplicaWait. A master without replicas is not
+// waited for. WAIT counts the replicas that have the replication offset
+// of its connection's last write, so on that connection a small write
+// (the wait key of the keys' hash slot) goes first: its offset is past
+// every write made before, on any connection, including a script that
+// found its work already done and wrote nothing (a batch settled again).
+// Keys must carry a hash tag ({…}), so that on a cluster the wait key is
+// on the same master.
+func (q *Queue) replicate(ctx context.Context, keys ...string) error {
+	done := map[string]bool{}
+	for _, key := range keys {
+		c, name, err := q.masterOf(ctx, key)
+		if err != nil {
+			return err
+		}
+		if done[name] {
+			continue
+		}
+		if q.replicasOf(ctx, name) == 0 {
+			q.repl.lag(name, false) // none to wait for (any more)
+			continue
+		}
+		done[name] = true
+		pipe := c.Pipeline()
+		pipe.Set(ctx, q.waitKey(key), time.Now().UnixMilli(), time.Hour)
+		wait := pipe.Do(ctx, "WAIT", 1, q.repl.wait.Milliseconds())
+		if _, err := pipe.Exec(ctx); err != nil {
+			if cc, ok := q.rdb.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+				cc.ReloadState(ctx) // the slot moved: the caller's retry goes to its new master
+			}
+			return err
+		}
+		if n, _ := wait.Int(); n < 1 {
+			q.repl.recheck()
+			q.repl.lag(name, true)
+			return fmt.Errorf("redisq: %s: %w within %s: the master has the write, a failover now could lose it", name, ErrUnreplicated, q.repl.wait)
+		}
+		q.repl.lag(name, false)
+	}
+	return nil
+}
+
+// waitKey is the key replicate writes before WAIT, in key's hash slot:
+// prefix{tag}:wait, holding when it was last written (it expires).
+func (q *Queue) waitKey(key string) string {
+	i := strings.IndexByte(key, '{')
+	j := strings.IndexByte(key[max(i, 0):], '}')
+	if i < 0 || j < 0 {
+		return q.prefix + "wait"
+	}
+	return q.prefix + key[i:i+j+1] + ":wait"
+}
