@@ -87,7 +87,16 @@ func (s *pace) take(now float64, p Policy) (wait float64) {
 		return 0
 	}
 	t := 1000 / s.cur
-	next := math.Max(s.tat, now) + t
+	// A sender that asks again a little after its turn (its timer, a
+	// round trip to Redis) keeps its turn: up to half an interval late,
+	// the slot counts from where it was due, not from now; with a burst
+	// of 1 the late part would be lost every time (100/s gave 92). A
+	// longer gap (an idle pacer) earns nothing.
+	start := s.tat
+	if start < now-t/2 {
+		start = now
+	}
+	next := start + t
 	// 1 µs of slack: times are ms since 1970 in float64, whose last
 	// digits round.
 	if limit := float64(max(p.Burst, 1)) * t; next-now > limit+0.001 {
@@ -166,11 +175,15 @@ func (l *LocalPacer) PausedUntil(_ context.Context, now time.Time) (time.Time, e
 	defer l.mu.Unlock()
 	l.s.recover(ms(now), l.p)
 	if l.s.paused > ms(now) {
-		return time.UnixMicro(int64(l.s.paused * 1000)), nil
+		return fromMsTime(l.s.paused), nil
 	}
 	return time.Time{}, nil
 }
 
+// fromMs is a wait of v ms, rounded up to the microsecond: the times the
+// pacers take are microseconds (ms with three decimals in Redis), so a
+// caller that asks again after the wait asks at the time it was told, not
+// a fraction of a microsecond before it.
 func fromMs(v float64) time.Duration {
 	if v <= 0 || math.IsNaN(v) {
 		return 0
@@ -178,8 +191,14 @@ func fromMs(v float64) time.Duration {
 	if v > float64(24*time.Hour/time.Millisecond) {
 		return 24 * time.Hour
 	}
-	return time.Duration(math.Ceil(v * float64(time.Millisecond)))
+	// Never 0 (that would mean the slot is taken); the last digits of v
+	// are rounding, not a microsecond more.
+	return time.Duration(math.Max(1, math.Ceil(v*1000-1e-6))) * time.Microsecond
 }
+
+// fromMsTime is the time v ms after 1970, to the nearest microsecond (v
+// times 1000 may fall a little short of a whole number).
+func fromMsTime(v float64) time.Time { return time.UnixMicro(int64(math.Round(v * 1000))) }
 
 // Wait blocks until p lets one message go or ctx is done; now is the
 // clock (time.Now outside tests).

@@ -90,7 +90,7 @@ func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time,
 		if err != nil {
 			return time.Time{}, err
 		}
-		until = time.UnixMicro(int64(v * 1000))
+		until = fromMsTime(v)
 		r.mu.Lock()
 		r.paused, r.pausedAt = until, now
 		r.mu.Unlock()
@@ -125,7 +125,9 @@ if op == 'take' then
     out = paused - now
   elseif base > 0 then
     local t = 1000 / cur
-    local nxt = math.max(tat, now) + t
+    local start = tat
+    if start < now - t / 2 then start = now end
+    local nxt = start + t
     local limit = math.max(burst, 1) * t
     if nxt - now > limit + 0.001 then out = nxt - now - limit else tat = nxt end
   end

@@ -25,6 +25,7 @@ func Run(t *testing.T, m Makers) {
 		"PacerThrottle":     testThrottle,
 		"PacerUndo":         testUndo,
 		"PacerUnlimited":    testUnlimited,
+		"PacerLateness":     testLateness,
 		"QuotaRolling":      testQuota,
 		"Slots":             testSlots,
 	}
@@ -186,6 +187,33 @@ func testUnlimited(t *testing.T, m Makers) {
 	}
 	if w := take(t, p, t0.Add(time.Second)); w != 0 {
 		t.Fatalf("after the cool-down: %v", w)
+	}
+}
+
+// testLateness: a sender that comes back a little after its turn (its
+// timer, a round trip to Redis) keeps the rate, even with a burst of 1; it
+// never gets more than rate × time + burst.
+func testLateness(t *testing.T, m Makers) {
+	p := m.Pacer(t, ratelimit.Policy{Rate: 100, Burst: 1, Cooldown: time.Second})
+	n, now := 0, t0
+	for now.Before(t0.Add(10 * time.Second)) {
+		w := take(t, p, now)
+		if w == 0 {
+			n++
+			continue
+		}
+		now = now.Add(w + 2*time.Millisecond)
+	}
+	if n < 995 || n > 1001 {
+		t.Fatalf("100/s for 10 s, 2 ms late each time: %d, want 1000", n)
+	}
+	// An idle pacer earns nothing: after a pause, one message, then 1/rate.
+	idle := t0.Add(time.Minute)
+	if w := take(t, p, idle); w != 0 {
+		t.Fatalf("after idling: %v", w)
+	}
+	if w := take(t, p, idle); w < 9*time.Millisecond || w > 10*time.Millisecond {
+		t.Fatalf("the second message after idling waits %v, want 10ms", w)
 	}
 }
 
