@@ -18,6 +18,15 @@ import (
 func TestLocal(t *testing.T) {
 	limitertest.Run(t, limitertest.Makers{
 		Pacer: func(_ *testing.T, p ratelimit.Policy) ratelimit.Pacer { return ratelimit.NewLocalPacer(p) },
+		SharedPacer: func(_ *testing.T, p ratelimit.Policy, n int) []ratelimit.Pacer {
+			// One process's senders share its one pacer.
+			l := ratelimit.NewLocalPacer(p)
+			ps := make([]ratelimit.Pacer, n)
+			for i := range ps {
+				ps[i] = l
+			}
+			return ps
+		},
 		Quota: func(_ *testing.T, n int) ratelimit.Quota { return ratelimit.NewLocalQuota(n) },
 		Slots: func(_ *testing.T, n int) ratelimit.Slots { return ratelimit.NewLocalSlots(n) },
 	})
@@ -45,6 +54,15 @@ func TestRedis(t *testing.T) {
 	limitertest.Run(t, limitertest.Makers{
 		Pacer: func(_ *testing.T, p ratelimit.Policy) ratelimit.Pacer {
 			return ratelimit.NewRedisPacer(rdb, "t:", name(), p)
+		},
+		SharedPacer: func(t *testing.T, p ratelimit.Policy, n int) []ratelimit.Pacer {
+			// n processes: a client and a pacer each, one key.
+			key := name()
+			ps := make([]ratelimit.Pacer, n)
+			for i := range ps {
+				ps[i] = ratelimit.NewRedisPacer(client(t, srv), "t:", key, p)
+			}
+			return ps
 		},
 		Quota: func(_ *testing.T, n int) ratelimit.Quota { return ratelimit.NewRedisQuota(rdb, "t:", name(), n) },
 		Slots: func(_ *testing.T, n int) ratelimit.Slots { return ratelimit.NewRedisSlots(rdb, "t:", name(), n) },
@@ -78,8 +96,11 @@ func TestRedisShared(t *testing.T) {
 	if w, _ := pb.Take(ctx, t0.Add(2*time.Second)); w < 8*time.Second {
 		t.Fatalf("the other process does not see the cool-down: %v", w)
 	}
+	// Both processes' messages are in the window: 99 went through in a
+	// second (under half the 10 s cool-down: a guess), and the pace drops
+	// to at most half of what it was.
 	if r, _ := pb.Rate(ctx, t0.Add(2*time.Second)); r != 50 {
-		t.Fatalf("the other process does not see the rate halved: %v", r)
+		t.Fatalf("the other process does not see the pace learned: %v", r)
 	}
 
 	qa, qb := ratelimit.NewRedisQuota(a, "t:", "shared", 3), ratelimit.NewRedisQuota(b, "t:", "shared", 3)
@@ -173,5 +194,61 @@ func TestRedisPacerRateChange(t *testing.T) {
 	}
 	if w, _ := ten.Take(ctx, t0.Add(1500*time.Millisecond)); w <= 0 || w > time.Second {
 		t.Fatalf("the second message at 10/s waits %v, want about 100ms", w)
+	}
+}
+
+// TestRedisSharedWindow: processes with no rate count their messages
+// without asking Redis each time, yet a throttle reply measures them all
+// (each adds its count every 100 ms; the one that met the throttle, up to
+// its last message), and every process then paces at the one learned
+// rate.
+func TestRedisSharedWindow(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	pol := ratelimit.Policy{Cooldown: 10 * time.Second}
+	ps := []ratelimit.Pacer{
+		ratelimit.NewRedisPacer(client(t, srv), "t:", "window", pol),
+		ratelimit.NewRedisPacer(client(t, srv), "t:", "window", pol),
+		ratelimit.NewRedisPacer(client(t, srv), "t:", "window", pol),
+	}
+	// 6 s at 150 msgs/s, 50/s from each process.
+	start := t0.Add(time.Second)
+	for i := range 900 {
+		at := start.Add(time.Duration(i) * time.Second / 150)
+		if w, err := ps[i%3].Take(ctx, at); err != nil || w != 0 {
+			t.Fatalf("message %d: %v %v", i, w, err)
+		}
+	}
+	at := start.Add(6 * time.Second)
+	if err := ps[0].Throttled(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	// What the two others sent since their last read (under 100 ms each)
+	// is missing: at most 2 × 5 of 899.
+	for i, p := range ps {
+		r, err := p.Rate(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 0.85 * 899 / 6; r < want*0.98 || r > want*1.001 {
+			t.Fatalf("process %d paces at %.2f, want %.2f (0.85 of the 150/s all three sent)", i, r, want)
+		}
+	}
+	// After the pause each process asks Redis for every message: the three
+	// share the learned pace.
+	end := at.Add(10 * time.Second)
+	n := 0
+	for now := end; now.Before(end.Add(time.Second)); now = now.Add(time.Millisecond) {
+		for _, p := range ps {
+			if w, err := p.Take(ctx, now); err != nil {
+				t.Fatal(err)
+			} else if w == 0 {
+				n++
+			}
+		}
+	}
+	if r, _ := ps[1].Rate(ctx, end); n < int(r)-1 || n > int(r)+1 {
+		t.Fatalf("three processes at a learned %.1f/s took %d in a second", r, n)
 	}
 }

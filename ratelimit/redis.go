@@ -15,17 +15,28 @@ import (
 // ({name}), so each provider's keys share a slot on Redis Cluster: the
 // provider's name identifies the account for every worker that uses it.
 
-// RedisPacer is a Pacer whose state every process shares through Redis.
+// RedisPacer is a Pacer whose state every process shares through Redis:
+// one hash per provider holds the pace, the cool-down and the window of
+// messages let go, so that every worker sending through the account
+// counts into one window and learns one limit.
 type RedisPacer struct {
 	rdb redis.UniversalClient
 	key string
 	p   Policy
 
-	// With no rate, only a cool-down can hold a message back: its end is
-	// read at most every pausePoll, not once per message.
+	// With no rate configured and none learned, a message costs no round
+	// trip: Take counts it here (pending, the first of them at first) and,
+	// at most every pausePoll, adds the count to the shared window and
+	// reads the shared state back (a cool-down, a pace learned by any
+	// process). Every call of the script also adds what is pending, so a
+	// throttle reply measures this process's messages up to the last one;
+	// another process's last pausePoll of messages may be missing.
 	mu        sync.Mutex
-	paused    time.Time
-	pausedAt  time.Time
+	paused    time.Time // the shared state as last read
+	cur       float64
+	readAt    time.Time
+	pending   float64
+	first     time.Time
 	pausePoll time.Duration
 }
 
@@ -37,52 +48,88 @@ func NewRedisPacer(rdb redis.UniversalClient, prefix, name string, p Policy) *Re
 	return &RedisPacer{rdb: rdb, key: prefix + "pace:{" + name + "}", p: p, pausePoll: 100 * time.Millisecond}
 }
 
-func (r *RedisPacer) run(ctx context.Context, op string, now time.Time) (float64, error) {
-	v, err := scriptPace.Run(ctx, r.rdb, []string{r.key}, op, fmt.Sprintf("%.3f", ms(now)), r.p.Rate, r.p.Burst, msOf(r.p.Cooldown)).Text()
+// run runs op at now, adding what is pending, and notes the shared state
+// it returns; out is op's answer (scriptPace).
+func (r *RedisPacer) run(ctx context.Context, op string, now time.Time) (out float64, err error) {
+	r.mu.Lock()
+	n, first := r.pending, r.first
+	r.pending, r.first = 0, time.Time{}
+	r.mu.Unlock()
+	if first.IsZero() {
+		first = now
+	}
+	v, err := scriptPace.Run(ctx, r.rdb, []string{r.key}, op, fmt.Sprintf("%.3f", ms(now)), r.p.Rate, r.p.Burst, msOf(r.p.Cooldown),
+		n, fmt.Sprintf("%.3f", ms(first))).StringSlice()
+	if err == nil && len(v) != 3 {
+		err = fmt.Errorf("the script answered %q", v)
+	}
+	var paused, cur float64
+	if err == nil {
+		out, err = strconv.ParseFloat(v[0], 64)
+		paused, _ = strconv.ParseFloat(v[1], 64)
+		cur, _ = strconv.ParseFloat(v[2], 64)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err != nil {
+		r.pending += n // counted at the next call
+		if r.first.IsZero() || first.Before(r.first) {
+			r.first = first
+		}
 		return 0, fmt.Errorf("rate limit: %w", err)
 	}
-	return strconv.ParseFloat(v, 64)
+	r.paused, r.cur, r.readAt = fromMsTime(paused), cur, now
+	return out, nil
+}
+
+// local reports whether, by the shared state read less than pausePoll
+// ago, Take need not ask Redis: no rate, configured or learned.
+func (r *RedisPacer) local(now time.Time) bool {
+	return r.p.Rate == 0 && r.cur == 0 && !r.readAt.IsZero() && !now.Before(r.readAt) && now.Sub(r.readAt) < r.pausePoll
 }
 
 func (r *RedisPacer) Take(ctx context.Context, now time.Time) (time.Duration, error) {
-	if r.p.Rate == 0 {
-		until, err := r.PausedUntil(ctx, now)
-		if err != nil || until.IsZero() {
-			return 0, err
+	r.mu.Lock()
+	if r.local(now) {
+		defer r.mu.Unlock()
+		if now.Before(r.paused) {
+			return r.paused.Sub(now), nil
 		}
-		return until.Sub(now), nil
+		if r.first.IsZero() {
+			r.first = now
+		}
+		r.pending++
+		return 0, nil
 	}
+	r.mu.Unlock()
 	w, err := r.run(ctx, "take", now)
 	return fromMs(w), err
 }
 
 func (r *RedisPacer) Undo(ctx context.Context, now time.Time) error {
-	if r.p.Rate == 0 {
+	r.mu.Lock()
+	if r.local(now) {
+		r.pending--
+		r.mu.Unlock()
 		return nil
 	}
+	r.mu.Unlock()
 	_, err := r.run(ctx, "undo", now)
 	return err
 }
 
 func (r *RedisPacer) Throttled(ctx context.Context, now time.Time) error {
 	_, err := r.run(ctx, "throttle", now)
-	r.mu.Lock()
-	r.pausedAt = time.Time{} // read it again
-	r.mu.Unlock()
 	return err
 }
 
 func (r *RedisPacer) Rate(ctx context.Context, now time.Time) (float64, error) {
-	if r.p.Rate == 0 {
-		return 0, nil
-	}
 	return r.run(ctx, "rate", now)
 }
 
 func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time, error) {
 	r.mu.Lock()
-	fresh := !r.pausedAt.IsZero() && now.Sub(r.pausedAt) < r.pausePoll && !now.Before(r.pausedAt)
+	fresh := !r.readAt.IsZero() && !now.Before(r.readAt) && now.Sub(r.readAt) < r.pausePoll
 	until := r.paused
 	r.mu.Unlock()
 	if !fresh {
@@ -90,10 +137,7 @@ func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time,
 		if err != nil {
 			return time.Time{}, err
 		}
-		until = time.UnixMicro(int64(v * 1000))
-		r.mu.Lock()
-		r.paused, r.pausedAt = until, now
-		r.mu.Unlock()
+		until = fromMsTime(v)
 	}
 	if until.After(now) {
 		return until, nil
@@ -101,51 +145,193 @@ func (r *RedisPacer) PausedUntil(ctx context.Context, now time.Time) (time.Time,
 	return time.Time{}, nil
 }
 
-// scriptPace is pace (pace.go) in Lua. KEYS: the provider's pace hash.
-// ARGV: op (take, undo, throttle, rate, paused), now (ms), rate, burst,
-// cool-down (ms). Returns, as a string: take: the wait in ms (0: taken);
-// rate: the effective rate; paused: the end of the cool-down (ms).
+// scriptPace is pace (pace.go) in Lua, function for function and line for
+// line, with the same constants; before op it adds the messages a process
+// counted without asking (RedisPacer.pending). KEYS: the provider's pace
+// hash. ARGV: op (take, undo, throttle, rate, paused), now (ms), rate,
+// burst, cool-down (ms), messages pending, when the first of them went
+// (ms). Returns, as strings, {out, the end of the cool-down, the pace}:
+// out is, for take: the wait in ms (0: taken); rate: the pace; paused:
+// the end of the cool-down.
 var scriptPace = redis.NewScript(`
 local op, now, base, burst, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed', 'ceil', 'cut')
+local pending, first = tonumber(ARGV[6]), tonumber(ARGV[7])
+local windowBuckets, minWindow, backoff, climbSteps, knee, creepSteps = 10, 1000, 0.85, 20, 0.9, 100
+local guessSpan, forgetAfter, rateFloor = 250, 100, 64
+local v = redis.call('HMGET', KEYS[1], 'tat', 'cur', 'paused', 'changed', 'cut', 'ceil', 'head', 'from',
+  'w0', 'w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8', 'w9')
 local tat, cur, paused, changed = tonumber(v[1]) or 0, tonumber(v[2]) or base, tonumber(v[3]) or 0, tonumber(v[4]) or 0
-local ceil, cut = tonumber(v[5]) or 0, tonumber(v[6]) or 0
-if cur <= 0 or cur ~= cur then cur = base end
-if cur > base then cur = base end
-local quiet = math.max(changed, paused)
-if cur < base and now - quiet >= cool then
-  local step = base / 10
-  if ceil > 0 then step = math.max(ceil / 10, base / 64) end
-  cur = math.min(cur + math.floor((now - quiet) / math.max(cool, 1)) * step, base)
+local cut, ceil, head, from = tonumber(v[5]) or 0, tonumber(v[6]) or 0, tonumber(v[7]) or 0, tonumber(v[8]) or 0
+local win = {}
+for i = 0, windowBuckets - 1 do win[i] = tonumber(v[9 + i]) or 0 end
+
+local function window()
+  local length = math.max(cool, minWindow)
+  return length, length / windowBuckets
+end
+
+local function advance()
+  local _, bucket = window()
+  local h = math.floor(now / bucket)
+  if h <= head then
+    return
+  end
+  for i = math.max(head + 1, h - windowBuckets + 1), h do
+    win[i % windowBuckets] = 0
+  end
+  head = h
+end
+
+local function count(n, at)
+  advance()
+  local total = 0
+  for i = 0, windowBuckets - 1 do
+    total = total + win[i]
+  end
+  if total <= 0 then
+    from = at
+  end
+  win[head % windowBuckets] = win[head % windowBuckets] + n
+end
+
+local function sent()
+  advance()
+  local n = 0
+  for i = 0, windowBuckets - 1 do
+    n = n + win[i]
+  end
+  local _, bucket = window()
+  local start = math.max(from, (head - windowBuckets + 1) * bucket)
+  return math.max(n, 0), now - start
+end
+
+local function recover()
+  if cur < 0 or cur ~= cur then
+    cur = 0
+  end
+  if base > 0 and (cur == 0 or cur > base) then
+    cur = base
+  end
+  local period = math.max(cool, 1)
+  if base == 0 and cur > 0 and now - paused >= forgetAfter * period then
+    cur, ceil = 0, 0
+    return
+  end
+  local quiet = math.max(changed, paused)
+  if cur > 0 and (base == 0 or cur < base) and now - quiet >= period then
+    local k = math.floor((now - quiet) / period)
+    if ceil > 0 then
+      local fast = math.max(0, math.min(k, math.ceil((knee * ceil - cur) * climbSteps / ceil - 0.001)))
+      cur = cur + fast * ceil / climbSteps + (k - fast) * ceil / creepSteps
+    else
+      cur = cur * 2 ^ math.min(k, 30)
+    end
+    if base > 0 then
+      cur = math.min(cur, base)
+    end
+    changed = quiet + k * period
+  end
+end
+
+local function take()
+  recover()
+  if now < paused then
+    return paused - now
+  end
+  if cur > 0 then
+    local t = 1000 / cur
+    local start = tat
+    if start < now - t / 2 then
+      start = now
+    end
+    local nxt = start + t
+    local limit = math.max(burst, 1) * t
+    if nxt - now > limit + 0.001 then
+      return nxt - now - limit
+    end
+    tat = nxt
+  end
+  count(1, now)
+  return 0
+end
+
+local function undo()
+  recover()
+  if cur > 0 then
+    tat = tat - 1000 / cur
+  end
+  count(-1, now)
+end
+
+local function throttled()
+  recover()
+  paused = now + cool
+  if now - cut >= cool / 2 then
+    local n, span = sent()
+    n = n - 1
+    local length = window()
+    if n > 0 and span >= length / 2 then
+      local r = 1000 * n / span
+      if cur > 0 then
+        r = math.min(r, cur)
+      end
+      if ceil == 0 and cur > 0 and (base == 0 or cur < base) then
+        ceil, cur = cur, math.max(r * backoff, cur / 2)
+      else
+        ceil, cur = r, r * backoff
+      end
+    elseif n > 0 then
+      local r = 1000 * n / math.max(span, guessSpan)
+      if cur > 0 then
+        r = math.min(r, cur / 2)
+      end
+      ceil, cur = 0, r
+    end
+    if n > 0 then
+      local floor = 1000 / math.max(cool, 1)
+      if base > 0 then
+        floor = base / rateFloor
+      end
+      cur = math.max(cur, floor)
+      if base > 0 then
+        cur = math.min(cur, base)
+      end
+    end
+    cut = now
+    for i = 0, windowBuckets - 1 do win[i] = 0 end
+  end
   changed = now
+  if cur > 0 then
+    tat = paused + (math.max(burst, 1) - 1) * 1000 / cur
+  end
+end
+
+if pending ~= 0 then
+  count(pending, first)
 end
 local out = 0
 if op == 'take' then
-  if now < paused then
-    out = paused - now
-  elseif base > 0 then
-    local t = 1000 / cur
-    local nxt = math.max(tat, now) + t
-    local limit = math.max(burst, 1) * t
-    if nxt - now > limit + 0.001 then out = nxt - now - limit else tat = nxt end
-  end
+  out = take()
 elseif op == 'undo' then
-  if base > 0 then tat = tat - 1000 / cur end
+  undo()
 elseif op == 'throttle' then
-  paused = now + cool
-  if base > 0 and now - cut >= cool / 2 then ceil = cur; cur = math.max(cur / 2, base / 64); cut = now end
-  changed = now
-  if base > 0 then tat = paused + (math.max(burst, 1) - 1) * 1000 / cur end
+  throttled()
 elseif op == 'rate' then
+  recover()
   out = cur
 elseif op == 'paused' then
+  recover()
   out = paused
 end
-local f = '%.3f'
+local f, g = '%.3f', '%.0f'
 redis.call('HSET', KEYS[1], 'tat', string.format(f, tat), 'cur', string.format('%.6f', cur), 'paused', string.format(f, paused),
-  'changed', string.format(f, changed), 'ceil', string.format('%.6f', ceil), 'cut', string.format(f, cut))
+  'changed', string.format(f, changed), 'cut', string.format(f, cut), 'ceil', string.format('%.6f', ceil),
+  'head', string.format(g, head), 'from', string.format(f, from),
+  'w0', string.format(g, win[0]), 'w1', string.format(g, win[1]), 'w2', string.format(g, win[2]), 'w3', string.format(g, win[3]),
+  'w4', string.format(g, win[4]), 'w5', string.format(g, win[5]), 'w6', string.format(g, win[6]), 'w7', string.format(g, win[7]),
+  'w8', string.format(g, win[8]), 'w9', string.format(g, win[9]))
 redis.call('PEXPIRE', KEYS[1], 86400000)
-return string.format('%.6f', out)
+return {string.format('%.6f', out), string.format(f, paused), string.format('%.6f', cur)}
 `)
 
 // RedisQuota is a Quota every process shares through Redis.
