@@ -246,14 +246,14 @@ type domains struct {
 // later is when a job put off for domain's pace, which wants it to wait
 // until at least t, is due: one 1/rate after the job put off before it,
 // so that the jobs come back spread out rather than all at once.
-func (d *domains) later(domain string, t time.Time) time.Time {
+func (d *domains) later(domain string, t time.Time, rate float64) time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.next == nil {
 		d.next = map[string]time.Time{}
 	}
 	at := t
-	if rate := d.cfg.DomainPolicy(domain).Rate; rate > 0 {
+	if rate > 0 {
 		if n := d.next[domain].Add(time.Duration(float64(time.Second) / rate)); n.After(at) {
 			at = n
 		}

@@ -28,7 +28,13 @@ func (r *run) domainTurn(t task, mayWait bool) bool {
 			return true
 		}
 		if !mayWait || w > domainWaitMax {
-			r.putOff(t, r.e.domains.later(d, now.Add(w)), "waiting for the pace of "+d)
+			// Spread by the pace the domain allows: the configured one, or
+			// the one its pacer learned from throttle replies.
+			rate := r.e.cfg.DomainPolicy(d).Rate
+			if rate == 0 {
+				rate, _ = pacer.Rate(r.stop, now)
+			}
+			r.putOff(t, r.e.domains.later(d, now.Add(w), rate), "waiting for the pace of "+d)
 			return false
 		}
 		sleepCtx(r.stop, w)
