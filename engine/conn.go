@@ -132,7 +132,7 @@ func (cn *conn) open() *outcome.DeliveryError {
 	}
 	cn.pipe = nil
 	if ok, _ := c.Extension("PIPELINING"); ok && cn.p.cfg.PipeliningOn() {
-		cn.pipe = newPipe(c)
+		cn.pipe = newPipe(c, cn.arm)
 	}
 	return nil
 }
@@ -193,6 +193,11 @@ func (cn *conn) afterRefusal(keep bool) {
 	}
 }
 
+// errCircuitOpen is what connect returns when the provider's circuit is
+// open (another sender or process opened it): no outcome of this
+// connection, and not for outcome.Decide.
+var errCircuitOpen = &outcome.DeliveryError{Class: outcome.ClassReconnect, Stage: outcome.StageConnect, Text: "provider not in use"}
+
 // connect dials provider p with exponential backoff and jitter. It gives up
 // at once on an auth-class failure, after dialTries failures otherwise, and
 // when the run stops. A throttled greeting slows the provider down as any
@@ -203,7 +208,7 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 	var last *outcome.DeliveryError
 	for n := 0; n < dialTries; n++ {
 		if p.state(time.Now()) != "" {
-			return nil, nil, &outcome.DeliveryError{Class: outcome.ClassReconnect, Stage: outcome.StageConnect, Text: "provider stopped"}
+			return nil, nil, errCircuitOpen
 		}
 		at := time.Now()
 		c, raw, derr := p.open(r.stop)

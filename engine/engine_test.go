@@ -34,7 +34,13 @@ type bundle struct {
 	eng     *engine.Engine
 	logs    *syncBuffer
 	tlsConf *tls.Config
+	// noJournal hides the embedded queue's outcome journal: the engine
+	// then waits for the settler's group commit, as it does on Redis.
+	noJournal bool
 }
+
+// withoutJournal is a queue that keeps no outcome journal.
+type withoutJournal struct{ engine.Queue }
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -160,7 +166,11 @@ func (b *bundle) open() {
 	b.q = q
 	b.t.Cleanup(func() { q.Close() })
 	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	eng, err := engine.New(b.cfg, q, engine.Options{Logger: log, TLSConfig: b.tlsConf})
+	var eq engine.Queue = q
+	if b.noJournal {
+		eq = withoutJournal{q}
+	}
+	eng, err := engine.New(b.cfg, eq, engine.Options{Logger: log, TLSConfig: b.tlsConf})
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -949,4 +959,36 @@ func TestLostConnectionsNeverFailRecipients(t *testing.T) {
 		t.Fatalf("%d messages twice", d)
 	}
 	t.Logf("%d delivered through %d connections lost at RCPT (%d reconnects), none failed", n+flaky, drops, sum.Reconnects)
+}
+
+// TestAcknowledgedWithoutJournal: on a queue with no outcome journal each
+// sender waits for the group commit of its last message before the next
+// one's data; every recipient is delivered once, with and without
+// pipelining, and the queue agrees.
+func TestAcknowledgedWithoutJournal(t *testing.T) {
+	t.Parallel()
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			s := startSink(t, sink.Config{})
+			const n = 1500
+			b := setup(t, campaignSpec{recipients: addresses(n, "ack"), providers: providerTOML("local", s, fmt.Sprintf("connections = 4\npipelining = %v", pipelining))})
+			if _, ok := engine.Queue(b.q).(engine.Journal); !ok {
+				t.Fatal("the embedded queue keeps no journal: this test would not change the path")
+			}
+			b.noJournal = true
+			b.open()
+			if _, ok := engine.Queue(withoutJournal{b.q}).(engine.Journal); ok {
+				t.Fatal("the wrapper still offers the journal")
+			}
+			b.plan()
+			sum, err := b.run()
+			if err != nil || sum.Counts.Sent != n || sum.Sent != n {
+				t.Fatalf("err %v summary %+v", err, sum)
+			}
+			if st := s.Stats(); st.Messages != n {
+				t.Fatalf("%d messages for %d recipients", st.Messages, n)
+			}
+		})
+	}
 }

@@ -111,7 +111,11 @@ type allCampaigns struct {
 	quiet  map[string]time.Time // finished or cancelled campaigns, looked at again from then
 }
 
-func (m *allCampaigns) start(ctx context.Context, r *run) { m.poll(ctx, r) }
+func (m *allCampaigns) start(_ context.Context, r *run) {
+	ctx, cancel := r.storeCtx()
+	defer cancel()
+	m.poll(ctx, r)
+}
 
 // poll brings the set of campaigns up to date: active campaigns with jobs
 // to deliver are loaded, paused, cancelled and finished ones dropped.
@@ -232,17 +236,20 @@ func (r *run) track(done <-chan struct{}) {
 // notePolicy counts an attempted message of c and pauses the campaign when
 // too many meet a policy rejection. Senders call it as each reply arrives,
 // so the pause is not late by a settle batch.
-func (r *run) notePolicy(c *campaign, policy bool, reply string) {
-	attempted := c.attempted.Add(1)
+func (r *run) notePolicy(c *campaign, attempted, policy bool, reply string) {
+	tried := c.attempted.Load()
+	if attempted {
+		tried = c.attempted.Add(1)
+	}
 	if !policy {
 		return
 	}
 	n := c.policy.Add(1)
 	spec := c.content.spec
-	if attempted < int64(spec.PolicyMinimum) || float64(n)/float64(attempted) < spec.PolicyThreshold || c.gone.Load() {
+	if tried < int64(spec.PolicyMinimum) || float64(n)/float64(max(tried, 1)) < spec.PolicyThreshold || c.gone.Load() {
 		return
 	}
-	reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", n, attempted, reply)
+	reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", n, tried, reply)
 	if !r.mode.pause(r, c, reason) {
 		return
 	}

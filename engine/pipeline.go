@@ -22,14 +22,15 @@ import (
 
 // pipe is a pipelining connection's writer and reader.
 type pipe struct {
+	arm      func() // a fresh deadline for the next write or reply wait
 	c        *smtp.Client
 	text     *textproto.Conn
 	smtputf8 bool // the server takes UTF-8 addresses (RFC 6531)
 }
 
-func newPipe(c *smtp.Client) *pipe {
+func newPipe(c *smtp.Client, arm func()) *pipe {
 	ok, _ := c.Extension("SMTPUTF8")
-	return &pipe{c: c, text: c.Text, smtputf8: ok}
+	return &pipe{arm: arm, c: c, text: c.Text, smtputf8: ok}
 }
 
 // writeEnvelope buffers MAIL, RCPT and DATA; nothing is flushed.
@@ -58,10 +59,23 @@ func ascii(s string) bool {
 	return true
 }
 
+// addressError is an address SMTP cannot carry: the recipient's fault,
+// not the connection's.
+type addressError struct{ addr string }
+
+func (e *addressError) Error() string {
+	return fmt.Sprintf("address %q contains a character not allowed in SMTP", e.addr)
+}
+
+func isAddressError(err error) bool {
+	var ae *addressError
+	return errors.As(err, &ae)
+}
+
 func checkLine(s string) error {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\r' || s[i] == '\n' || s[i] == '<' || s[i] == '>' {
-			return fmt.Errorf("address %q contains a character not allowed in SMTP", s)
+			return &addressError{s}
 		}
 	}
 	return nil
@@ -106,6 +120,7 @@ func (p *pipe) readEnvelope() (derr *outcome.DeliveryError, keep bool) {
 	if err == nil {
 		// DATA accepted although MAIL or RCPT was refused: end the
 		// transaction with an empty message (RFC 2920, 3.1).
+		p.arm()
 		if _, err := io.WriteString(p.text.W, ".\r\n"); err != nil {
 			return first, false
 		}
@@ -123,6 +138,7 @@ func (p *pipe) readEnvelope() (derr *outcome.DeliveryError, keep bool) {
 	if note(outcome.StageData, err) {
 		return first, false
 	}
+	p.arm()
 	if err := p.c.Reset(); err != nil {
 		return first, false
 	}

@@ -15,7 +15,7 @@ func (r *run) renew(done <-chan struct{}) {
 			if len(jobs) == 0 {
 				continue
 			}
-			ctx, cancel := r.storeCtx()
+			ctx, cancel := r.recordCtx() // leases are kept while the last outcomes are recorded, after a hard stop too
 			lost, err := r.e.q.Extend(ctx, c.id, jobs, time.Now().Add(r.e.leaseTTL))
 			cancel()
 			if err != nil {
@@ -34,7 +34,7 @@ func (r *run) renew(done <-chan struct{}) {
 			}
 			n := 0
 			for _, seq := range lost {
-				if c.unhold(seq, tokens[seq]) {
+				if c.lostLease(seq, tokens[seq]) {
 					n++
 				}
 			}
@@ -64,7 +64,7 @@ func every(d time.Duration, done <-chan struct{}, fn func()) {
 func (r *run) renewSlots(done <-chan struct{}) {
 	every(ratelimit.SlotTTL/3, done, func() {
 		for _, p := range r.e.providers {
-			ctx, cancel := r.storeCtx()
+			ctx, cancel := r.recordCtx() // leases are kept while the last outcomes are recorded, after a hard stop too
 			if err := p.slots.Renew(ctx, time.Now()); err != nil {
 				r.e.log.Warn("cannot renew connection slots", "provider", p.cfg.Name, "error", err)
 			}

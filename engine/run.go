@@ -37,6 +37,9 @@ const (
 	// quotaPause is how long a quota reply that names no reset time stops
 	// the provider.
 	quotaPause = time.Hour
+	// authPause is how long a temporary login refusal ("454 4.7.0 too
+	// many login attempts") stops the provider.
+	authPause = 5 * time.Minute
 	// lossesToStop is how many jobs in a row may meet connections lost
 	// before their data (each after reconnectTries fresh connections)
 	// before the provider is stopped for the run.
@@ -53,6 +56,9 @@ type campaign struct {
 
 	heldMu sync.Mutex
 	held   map[uint64]uint64 // leases held: seq → token
+	// settling counts the settler's commits in progress per seq: the
+	// queue may already show such a job settled while it is still held.
+	settling map[uint64]int
 
 	policy, attempted atomic.Int64
 	// gone is set when the run stops delivering the campaign (paused,
@@ -62,7 +68,7 @@ type campaign struct {
 }
 
 func newCampaign(id string, header []string, c *content) *campaign {
-	cp := &campaign{id: id, header: header, content: c, list: SuppressionList(c.comp.from.Address), held: map[uint64]uint64{}}
+	cp := &campaign{id: id, header: header, content: c, list: SuppressionList(c.comp.from.Address), held: map[uint64]uint64{}, settling: map[uint64]int{}}
 	cp.counts.Store(&queue.Counts{})
 	return cp
 }
@@ -82,6 +88,33 @@ func (c *campaign) unhold(seq, token uint64) bool {
 	c.heldMu.Lock()
 	defer c.heldMu.Unlock()
 	if t, ok := c.held[seq]; ok && t == token {
+		delete(c.held, seq)
+		return true
+	}
+	return false
+}
+
+// committing marks seqs whose outcome the settler is recording (begin)
+// or has recorded (end).
+func (c *campaign) committing(seqs []uint64, begin bool) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	for _, seq := range seqs {
+		if begin {
+			c.settling[seq]++
+		} else if c.settling[seq]--; c.settling[seq] <= 0 {
+			delete(c.settling, seq)
+		}
+	}
+}
+
+// lostLease forgets a lease the queue no longer knows as ours, unless the
+// settler is recording its outcome right now (then the queue shows it
+// settled, not lost), and says whether it did.
+func (c *campaign) lostLease(seq, token uint64) bool {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if t, ok := c.held[seq]; ok && t == token && c.settling[seq] == 0 {
 		delete(c.held, seq)
 		return true
 	}

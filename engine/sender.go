@@ -258,6 +258,13 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 	for pr != nil {
 		pr.tries++
+		if pr.tries > 1 && !pr.c.holds(pr.job.Seq, pr.job.Lease) {
+			// While it waited for a fresh connection its lease ran out
+			// and another worker has it now: not sent here.
+			cn.p.quota.Undo(r.hard, pr.at)
+			r.e.progress.inFlight.Add(-1)
+			return true
+		}
 		if cn.c == nil {
 			if !cn.slot && !cn.waitSlot() {
 				r.giveBack(cn.p, pr)
@@ -268,7 +275,18 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 					r.giveBack(cn.p, pr)
 					return false
 				}
-				_, alive := r.conclude(cn, pr, derr, "")
+				if derr == errCircuitOpen {
+					// Another sender or process opened the circuit while
+					// this one dialled: not this connection's verdict.
+					r.giveBack(cn.p, pr)
+					return r.waitsOut(cn.p)
+				}
+				again, alive := r.conclude(cn, pr, derr, "")
+				if again {
+					// Decide never asks for this after a failed connection;
+					// should it, the job goes back rather than be held.
+					r.giveBack(cn.p, pr)
+				}
 				return alive
 			}
 		}
@@ -323,7 +341,7 @@ func (r *run) settleOne(cn *conn, pr *prepared, derr *outcome.DeliveryError, rep
 func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, alive bool) {
 	pp := cn.pipe
 	if err := pp.writeEnvelope(pr.envFrom, pr.job.Email); err != nil {
-		return r.settleOne(cn, pr, outcome.Classify(outcome.StageRender, err), "")
+		return r.envelopeFailed(cn, pr, err)
 	}
 	cn.arm()
 	if err := pp.flush(); err != nil {
@@ -351,8 +369,12 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		next := r.tryNext(cn, w)
 		if next != nil {
 			if err := pp.writeEnvelope(next.envFrom, next.job.Email); err != nil {
-				// Nothing of it was written: conclude it on its own.
-				if _, alive := r.conclude(cn, next, outcome.Classify(outcome.StageRender, err), ""); !alive {
+				if !isAddressError(err) {
+					// The buffer flushed into a connection that is gone:
+					// cur's data end meets the same below.
+					r.giveBack(cn.p, next)
+				} else if _, alive := r.conclude(cn, next, outcome.Classify(outcome.StageRender, err), ""); !alive {
+					// Nothing of it was written: concluded on its own.
 					return cur, false
 				}
 				next = nil
@@ -367,6 +389,7 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 			}
 			return r.lostEnvelope(cn, next, err)
 		}
+		cn.arm() // the flush may have taken a while: the wait for the reply gets its own timeout
 		derr, reply, keep := pp.readDataEnd()
 		cn.used++
 		if !keep {
@@ -384,7 +407,10 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 			return nil, true
 		}
 		if !keep {
-			return r.lostEnvelope(cn, next, errClosed)
+			// The session closed with the reply to the data (a 421): the
+			// next envelope was never judged; it goes back untouched.
+			r.giveBack(cn.p, next)
+			return nil, true
 		}
 		cn.arm()
 		derr, keep = pp.readEnvelope()
@@ -396,10 +422,6 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 	}
 }
 
-// errClosed is the outcome of an envelope sent on a session the server
-// closed before it could answer.
-var errClosed = fmt.Errorf("the server closed the session")
-
 // lostEnvelope concludes a job whose envelope went out on a connection
 // that is gone: a connection lost at MAIL.
 func (r *run) lostEnvelope(cn *conn, next *prepared, err error) (again *prepared, alive bool) {
@@ -407,6 +429,17 @@ func (r *run) lostEnvelope(cn *conn, next *prepared, err error) (again *prepared
 		return nil, true
 	}
 	return r.settleOne(cn, next, outcome.Classify(outcome.StageMail, err), "")
+}
+
+// envelopeFailed concludes a job whose envelope could not be written: an
+// address SMTP cannot carry fails it (a render failure), a write into a
+// connection that is gone is a connection lost at MAIL.
+func (r *run) envelopeFailed(cn *conn, pr *prepared, err error) (again *prepared, alive bool) {
+	if isAddressError(err) {
+		return r.settleOne(cn, pr, outcome.Classify(outcome.StageRender, err), "")
+	}
+	cn.drop(false)
+	return r.lostEnvelope(cn, pr, err)
 }
 
 // giveBack returns a prepared job untouched.
@@ -423,6 +456,7 @@ func (r *run) policy(c *campaign, p *provider, domain string) outcome.Policy {
 	pol := outcome.Policy{
 		Cooldown:       p.cfg.Cooldown.Duration,
 		QuotaPause:     quotaPause,
+		AuthPause:      authPause,
 		ReconnectTries: reconnectTries,
 		Jitter:         func(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) },
 	}
@@ -443,11 +477,13 @@ func (r *run) policy(c *campaign, p *provider, domain string) outcome.Policy {
 func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, reply string) (again, alive bool) {
 	p := cn.p
 	domain := domainOf(pr.job.Key)
-	d := outcome.Decide(outcome.Attempt{Err: derr, Reply: reply, At: pr.at, Tries: pr.tries, LastThrottle: p.lastThrottle()},
+	// The retry times and the after-a-throttle rule count from this try,
+	// not from the job's first (it may have waited for connections).
+	d := outcome.Decide(outcome.Attempt{Err: derr, Reply: reply, At: time.Now(), Tries: pr.tries, LastThrottle: p.lastThrottle()},
 		pr.job, r.policy(pr.c, p, domain))
 	alive = r.affect(cn, d, derr, domain)
 	if d.Attempted || d.Policy {
-		r.notePolicy(pr.c, d.Policy, d.Reply)
+		r.notePolicy(pr.c, d.Attempted, d.Policy, d.Reply)
 	}
 	cn.lastUsed = time.Now()
 	if d.Class == outcome.ClassSent {
@@ -492,7 +528,11 @@ func (r *run) affect(cn *conn, d outcome.Decision, derr *outcome.DeliveryError, 
 		}
 	case outcome.Pause:
 		r.e.progress.throttled.Add(1)
-		p.trip(fmt.Sprintf("%s: sending quota reply %q; paused until %s", p.cfg, derr.Reply(), d.Until.Format(time.DateTime)), d.Until)
+		what := "sending quota reply"
+		if derr.Class == outcome.ClassAuth {
+			what = "login refused for now"
+		}
+		p.trip(fmt.Sprintf("%s: %s %q; paused until %s", p.cfg, what, derr.Reply(), d.Until.Format(time.DateTime)), d.Until)
 	case outcome.Stop:
 		reason := fmt.Sprintf("%s: %s", p.cfg, describeConnectFailure(derr))
 		if hint := p.cfg.LoginHint(); hint != "" && derr.Class == outcome.ClassAuth && derr.Stage == outcome.StageAuth {

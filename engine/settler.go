@@ -151,6 +151,15 @@ func (r *run) lastFlush(flush func(final bool)) {
 func (r *run) commit(c *campaign, p *pendingOutcomes) error {
 	ctx, cancel := r.recordCtx()
 	defer cancel()
+	seqs := make([]uint64, 0, len(p.batch)+len(p.releases))
+	for _, s := range p.batch {
+		seqs = append(seqs, s.Seq)
+	}
+	for _, j := range p.releases {
+		seqs = append(seqs, j.Seq)
+	}
+	c.committing(seqs, true)
+	defer c.committing(seqs, false)
 	if len(p.batch) > 0 {
 		lost, err := r.e.q.Settle(ctx, c.id, p.batch)
 		if err != nil {

@@ -83,6 +83,9 @@ type Policy struct {
 	// QuotaPause is how long a quota reply stops the provider when the
 	// reply does not say when the quota resets.
 	QuotaPause time.Duration
+	// AuthPause is how long a temporary login refusal (454) stops the
+	// provider.
+	AuthPause time.Duration
 	// ReconnectTries is how many fresh connections a job may meet in a row
 	// (lost before its data) before it goes back to the queue.
 	ReconnectTries int
@@ -146,6 +149,11 @@ func Decide(a Attempt, job queue.Job, p Policy) Decision {
 	case ClassAuth:
 		// The provider refuses us; the recipient was never judged.
 		d.Action, d.Provider = Release, Stop
+		if e.Code >= 400 && e.Code < 500 {
+			// "454 4.7.0 Too many login attempts": refused for now; the
+			// provider pauses rather than stops for good.
+			d.Provider, d.Until = Pause, a.At.Add(p.AuthPause)
+		}
 		return d
 	case ClassThrottle:
 		switch {

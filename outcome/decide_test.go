@@ -15,7 +15,7 @@ var (
 	policy = Policy{
 		MaxAttempts: 5, MaxAge: 72 * time.Hour, Backoff: time.Minute, MaxBackoff: time.Hour,
 		Cooldown: 30 * time.Second, DomainCooldown: 20 * time.Second, QuotaPause: time.Hour,
-		ReconnectTries: 3,
+		ReconnectTries: 3, AuthPause: 5 * time.Minute,
 	}
 )
 
@@ -69,6 +69,8 @@ func TestDecide(t *testing.T) {
 			Decision{Action: Release, Class: ClassThrottle, Provider: SlowDown}, "HL:ICC"},
 		{"login refused", Attempt{Err: Classify(StageAuth, wire(t, "535 5.7.8 Username and Password not accepted."))}, fresh,
 			Decision{Action: Release, Class: ClassAuth, Provider: Stop}, "5.7.8"},
+		{"too many logins", Attempt{Err: Classify(StageAuth, wire(t, "454 4.7.0 Too many login attempts, please try again later."))}, fresh,
+			Decision{Action: Release, Class: ClassAuth, Provider: Pause, Until: t0.Add(5 * time.Minute)}, "454"},
 		{"login required at MAIL", Attempt{Err: Classify(StageMail, wire(t, "530 5.7.0 Authentication required"))}, fresh,
 			Decision{Action: Release, Class: ClassAuth, Provider: Stop}, "530"},
 		{"no connection", Attempt{Err: lost(StageConnect)}, fresh,

@@ -105,6 +105,9 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 	if j.broken != nil {
 		return j.broken
 	}
+	if len(j.segs) == 0 {
+		return errors.New("outcome journal: closed")
+	}
 	j.buf = appendRecord(j.buf[:0], campaign, s)
 	cur := j.segs[len(j.segs)-1]
 	if _, err := cur.f.Write(j.buf); err != nil {
@@ -125,8 +128,23 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 // that hold nothing uncommitted, starts a new segment when the current one
 // is large, and syncs the current one.
 func (j *journal) committed(campaign string, batch []queue.Settlement) {
+	cur := j.forget(campaign, batch)
+	if cur != nil {
+		// For a power loss: what Settle has not committed yet is on disk
+		// too, once per batch rather than once per message, and outside
+		// the lock, so that senders noting outcomes do not wait for it.
+		cur.Sync()
+	}
+}
+
+// forget does committed's bookkeeping under the lock and returns the file
+// to sync.
+func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if len(j.segs) == 0 {
+		return nil
+	}
 	for _, s := range batch {
 		k := outcomeKey{campaign, s.Seq, s.Lease}
 		if seg := j.noted[k]; seg != nil {
@@ -136,6 +154,9 @@ func (j *journal) committed(campaign string, batch []queue.Settlement) {
 	}
 	cur := j.segs[len(j.segs)-1]
 	if cur.size > segmentMax && j.broken == nil {
+		// The segment left behind may hold uncommitted records: on disk
+		// before a new one starts.
+		cur.f.Sync()
 		if err := j.rotate(cur.n + 1); err != nil {
 			j.broken = err
 		}
@@ -149,9 +170,7 @@ func (j *journal) committed(campaign string, batch []queue.Settlement) {
 		os.Remove(segmentName(j.base, s.n))
 		return true
 	})
-	// For a power loss: what Settle has not committed yet is on disk too,
-	// once per batch rather than once per message.
-	cur.f.Sync()
+	return cur.f
 }
 
 // close removes the segments when everything noted was committed, and
