@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,15 +28,69 @@ type conn struct {
 	live     atomic.Pointer[net.Conn]
 	holder   string // names this connection's slot in the provider's Slots
 	slot     bool   // a slot is held
-	// pending is the acknowledgement of the last message sent, when the
-	// queue keeps no journal: the next data waits for it.
-	pending *ack
+	// gate holds back every write on the connection while the outcome of
+	// the last message sent is not yet durable (no journal: the settler's
+	// group commit acknowledges it).
+	gate gate
+}
+
+// gate holds back a connection's writes until the acknowledgement pending
+// on it (if any) comes. The sender goes on meanwhile (it reads the next
+// envelope's replies, renders and buffers the next messages): only bytes
+// leaving on the wire wait, so no data of the next message leaves before
+// the last one's outcome is durable. Safe for concurrent use.
+type gate struct {
+	pending atomic.Pointer[ack]
+	hard    <-chan struct{} // the run's hard stop
+	timeout time.Duration   // the provider's: a write that waited gets it afresh
+}
+
+// errNotDurable is a write the gate refused: the last outcome will not be
+// recorded (the queue stayed out of reach) or the run stops hard. Nothing
+// of the write left.
+var errNotDurable = errors.New("held back: the last message's outcome is not recorded")
+
+// wait blocks until the pending acknowledgement (if any) comes; waited
+// says whether it had to.
+func (g *gate) wait() (waited bool, err error) {
+	a := g.pending.Load()
+	if a == nil {
+		return false, nil
+	}
+	select {
+	case <-a.done:
+	case <-g.hard:
+		return true, errNotDurable
+	}
+	if !a.ok {
+		return true, errNotDurable
+	}
+	g.pending.CompareAndSwap(a, nil)
+	return true, nil
+}
+
+// gatedConn is a connection whose writes pass its sender's gate.
+type gatedConn struct {
+	net.Conn
+	g *gate
+}
+
+func (c *gatedConn) Write(b []byte) (int, error) {
+	waited, err := c.g.wait()
+	if err != nil {
+		return 0, err
+	}
+	if waited {
+		// The wait was the queue's, not the server's.
+		c.Conn.SetWriteDeadline(time.Now().Add(c.g.timeout))
+	}
+	return c.Conn.Write(b)
 }
 
 // noteSent makes the outcome of a message the server took durable before
 // the next message's data leaves this connection: noted in the queue's
-// journal at once, or else acknowledged by the settler's next group commit
-// (durable waits for it).
+// journal at once, or else acknowledged by the settler's next group commit,
+// which the connection's gate waits for.
 func (cn *conn) noteSent(res *result) {
 	if j := cn.r.journal; j != nil {
 		err := j.Note(res.c.id, res.s)
@@ -45,24 +100,7 @@ func (cn *conn) noteSent(res *result) {
 		cn.log.Warn("cannot note an outcome in the journal; waiting for the queue instead", "error", err)
 	}
 	res.ack = newAck()
-	cn.pending = res.ack
-}
-
-// durable waits until the last message's outcome is durable; false when it
-// never will be (the queue is out of reach for good) or the run stops hard:
-// nothing more may be sent on this connection then.
-func (cn *conn) durable() bool {
-	a := cn.pending
-	if a == nil {
-		return true
-	}
-	select {
-	case <-a.done:
-		cn.pending = nil
-		return a.ok
-	case <-cn.r.hard.Done():
-		return false
-	}
+	cn.gate.pending.Store(res.ack)
 }
 
 // waitSlot takes one of the provider's connection slots (the sender then
@@ -211,7 +249,7 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 			return nil, nil, errCircuitOpen
 		}
 		at := time.Now()
-		c, raw, derr := p.open(r.stop)
+		c, raw, derr := p.open(r.stop, &cn.gate)
 		if derr == nil {
 			return c, raw, nil
 		}

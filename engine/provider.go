@@ -128,6 +128,10 @@ func dialRecording(ctx context.Context, network, addr string) (net.Conn, error) 
 		return nil, err
 	}
 	if slot, ok := ctx.Value(connKey{}).(*connSlot); ok {
+		if slot.gate != nil {
+			// Below TLS, so that every byte of the session passes it.
+			conn = &gatedConn{Conn: conn, g: slot.gate}
+		}
 		if slot.tls != nil {
 			tc := tls.Client(conn, slot.tls)
 			if err := tc.HandshakeContext(ctx); err != nil {
@@ -144,13 +148,14 @@ func dialRecording(ctx context.Context, network, addr string) (net.Conn, error) 
 type connSlot struct {
 	conn net.Conn
 	tls  *tls.Config // implicit TLS
+	gate *gate       // the sender's write gate (durability)
 }
 
 // open dials a connection, says EHLO, starts TLS as configured and
 // authenticates. It also returns the raw connection: closing it is the one
 // way to cut a command in flight (go-mail's Client.Close waits for it).
-func (p *provider) open(ctx context.Context) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
-	slot := &connSlot{}
+func (p *provider) open(ctx context.Context, g *gate) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
+	slot := &connSlot{gate: g}
 	if p.cfg.TLS == "tls" {
 		// go-mail leaves implicit TLS to a custom dialer: dialRecording.
 		slot.tls = p.tlsConf

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ func (r *run) sender(p *provider, holder string) {
 		}
 	}()
 	cn := &conn{r: r, p: p, log: r.e.log.With("provider", p.cfg.Name), holder: holder}
+	cn.gate.hard, cn.gate.timeout = r.hard.Done(), p.cfg.Timeout.Duration
 	unhook := context.AfterFunc(r.hard, cn.cut)
 	defer unhook()
 	defer cn.releaseSlot()
@@ -315,10 +317,6 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 
 // plain is one transaction without pipelining (one command, one reply).
 func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
-	if !cn.durable() {
-		r.giveBack(cn.p, pr)
-		return nil, false
-	}
 	derr, reply, keep := deliver(cn.c, cn.arm, pr.envFrom, pr.job.Email, pr.msg)
 	cn.after(keep)
 	return r.settleOne(cn, pr, derr, reply)
@@ -355,13 +353,8 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 	cur := pr
 	for {
 		// The previous message's outcome is durable before this one's
-		// data leaves: after a crash at most one message per connection
-		// is in doubt.
-		if !cn.durable() {
-			cn.drop(false)
-			r.giveBack(cn.p, cur)
-			return nil, false
-		}
+		// data leaves (the journal, or the connection's gate): after a
+		// crash at most one message per connection is in doubt.
 		if err := pp.writeContent(cur.msg); err != nil {
 			cn.drop(false) // the final dot never left: safe to send again
 			return r.settleOne(cn, cur, outcome.Classify(outcome.StageContent, err), "")
@@ -383,6 +376,14 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		cn.arm()
 		if err := pp.flush(); err != nil {
 			cn.drop(false)
+			if errors.Is(err, errNotDurable) {
+				// The gate let nothing of cur's content out.
+				r.giveBack(cn.p, cur)
+				if next != nil {
+					r.giveBack(cn.p, next)
+				}
+				return nil, false
+			}
 			// Some of the content may have reached the server.
 			if _, alive := r.conclude(cn, cur, outcome.Classify(outcome.StageDataEnd, err), ""); !alive {
 				return next, false

@@ -119,6 +119,12 @@ func (r *run) settle() {
 		}
 		return true
 	}
+	// A commit costs the queue and this process CPU whatever it carries:
+	// while few senders wait, it waits a little (ackDelay) for more of
+	// them; their gates hold back only their next bytes on the wire, so
+	// they go on rendering and buffering meanwhile.
+	quorum := max(1, int(r.senders.Load())/2)
+	var soon <-chan time.Time
 	for {
 		select {
 		case res, ok := <-r.results:
@@ -126,12 +132,22 @@ func (r *run) settle() {
 				r.lastFlush(flush)
 				return
 			}
-			if size >= settleBatch || waiting > 0 {
+			switch {
+			case size >= settleBatch || waiting >= quorum:
+				flush(false)
+				soon = nil
+			case waiting > 0 && soon == nil:
+				soon = time.After(ackDelay)
+			}
+		case <-soon:
+			soon = nil
+			if size > 0 {
 				flush(false)
 			}
 		case <-tick.C:
 			if size > 0 {
 				flush(false)
+				soon = nil
 			}
 		}
 	}

@@ -553,30 +553,129 @@ func (q *Queue) Settle(ctx context.Context, id string, batch []queue.Settlement)
 	k := q.keys(id)
 	var lost []uint64
 	lostSet := map[uint64]bool{}
+	var written []string
 	for lo := 0; lo < len(batch); lo += scriptBatch {
-		l, err := q.settle(ctx, k, batch[lo:min(lo+scriptBatch, len(batch))])
+		chunk := batch[lo:min(lo+scriptBatch, len(batch))]
+		l, w, err := q.settle(ctx, k, chunk)
 		if err != nil {
 			return lost, err
 		}
+		written = append(written, w...)
 		for _, seq := range l {
 			lost = append(lost, seq)
 			lostSet[seq] = true
 		}
 	}
-	written, err := q.usageAndSuppression(ctx, k, batch, lostSet)
+	w, err := q.suppression(ctx, k, batch, lostSet)
 	if err != nil {
 		return lost, err
 	}
 	// What the sender is told is recorded must survive a failover.
-	return lost, q.replicate(ctx, append(written, k.meta)...)
+	return lost, q.replicate(ctx, append(append(written, w...), k.meta)...)
 }
 
 // scriptBatch is the most jobs one Settle, Release or Extend script takes
 // (Lua's unpack stops at about 8000 values).
 const scriptBatch = 1000
 
-// settle runs scriptSettle for at most scriptBatch settlements.
-func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([]uint64, error) {
+// settle runs scriptSettle for at most scriptBatch settlements and counts
+// the sent ones toward their provider's usage in the same round trip (a
+// sender may be waiting for this commit before its next message). The
+// usage of a settlement the script refused (lost) is taken back after.
+// It returns the lost seqs and the usage keys it wrote.
+func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([]uint64, []string, error) {
+	usage := usageOf(batch)
+	pipe := q.rdb.Pipeline()
+	script := scriptSettle.EvalSha(ctx, pipe, []string{k.meta, k.st, k.timers}, settleArgs(batch)...)
+	var written []string
+	for p, m := range usage {
+		for minute, n := range m {
+			pipe.HIncrBy(ctx, q.usageKey(p), minute, n)
+		}
+		written = append(written, q.usageKey(p))
+	}
+	_, err := pipe.Exec(ctx)
+	v, serr := script.Slice()
+	if redis.HasErrorPrefix(serr, "NOSCRIPT") {
+		// A restarted Redis forgot the script (the usage went in).
+		v, serr = scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, settleArgs(batch)...).Slice()
+	} else if serr == nil && err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err // the script ran, a usage count did not
+	}
+	if serr != nil && !errors.Is(serr, redis.Nil) {
+		// Nothing was settled: the usage counted with it goes back.
+		if err := q.takeBackUsage(ctx, batch); err != nil {
+			return nil, nil, err
+		}
+		if isNoCampaign(serr) {
+			return nil, nil, q.missing(ctx, k.id)
+		}
+		return nil, nil, serr
+	}
+	lost := seqList(v)
+	if len(lost) > 0 {
+		lostSet := map[uint64]bool{}
+		for _, seq := range lost {
+			lostSet[seq] = true
+		}
+		var refused []queue.Settlement
+		for _, s := range batch {
+			if lostSet[s.Seq] {
+				refused = append(refused, s)
+			}
+		}
+		if err := q.takeBackUsage(ctx, refused); err != nil {
+			return nil, nil, err
+		}
+	}
+	return lost, written, nil
+}
+
+// takeBackUsage undoes the usage counted for settlements that were not
+// recorded; a count that comes back to nothing is removed, so that no key
+// is left that the settlement did not make.
+func (q *Queue) takeBackUsage(ctx context.Context, batch []queue.Settlement) error {
+	for p, m := range usageOf(batch) {
+		args := make([]any, 0, 2*len(m))
+		for minute, n := range m {
+			args = append(args, minute, n)
+		}
+		if err := scriptUsageBack.Run(ctx, q.rdb, []string{q.usageKey(p)}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
+}
+
+// scriptUsageBack: KEYS: a provider's usage hash. ARGV: minute, n pairs.
+var scriptUsageBack = redis.NewScript(`
+for i = 1, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i+1])) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+`)
+
+// usageOf counts the sent settlements of batch per provider and minute.
+func usageOf(batch []queue.Settlement) map[string]map[string]int64 {
+	usage := map[string]map[string]int64{}
+	for _, s := range batch {
+		if s.State != queue.Sent {
+			continue
+		}
+		at := s.SentAt
+		if at.IsZero() {
+			at = time.Now()
+		}
+		if usage[s.Provider] == nil {
+			usage[s.Provider] = map[string]int64{}
+		}
+		usage[s.Provider][strconv.FormatInt(at.Unix()/60, 10)]++
+	}
+	return usage
+}
+
+// settleArgs is scriptSettle's ARGV for batch.
+func settleArgs(batch []queue.Settlement) []any {
 	args := make([]any, 0, 1+2*len(batch))
 	args = append(args, len(batch))
 	for _, s := range batch {
@@ -602,14 +701,7 @@ func (q *Queue) settle(ctx context.Context, k keys, batch []queue.Settlement) ([
 		buf = append(buf, s.Reply...)
 		args = append(args, string(buf))
 	}
-	v, err := scriptSettle.Run(ctx, q.rdb, []string{k.meta, k.st, k.timers}, args...).Slice()
-	if isNoCampaign(err) {
-		return nil, q.missing(ctx, k.id)
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	return seqList(v), nil
+	return args
 }
 
 func seqList(v []any) []uint64 {
@@ -621,37 +713,17 @@ func seqList(v []any) []uint64 {
 	return out
 }
 
-// usageAndSuppression records what the settled (not lost) jobs of batch
-// add to provider usage and the suppression list, and returns the keys it
-// wrote.
-func (q *Queue) usageAndSuppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) ([]string, error) {
+// suppression adds the addresses of the settled (not lost) jobs of batch
+// that are hard bounces to the campaign's suppression list, and returns
+// the keys it wrote.
+func (q *Queue) suppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) ([]string, error) {
 	pipe := q.rdb.Pipeline()
 	var written []string
-	usage := map[string]map[string]int64{}
 	var suppressSeqs []string
 	for _, s := range batch {
-		if lostSet[s.Seq] {
-			continue
-		}
-		if s.State == queue.Sent {
-			at := s.SentAt
-			if at.IsZero() {
-				at = time.Now()
-			}
-			if usage[s.Provider] == nil {
-				usage[s.Provider] = map[string]int64{}
-			}
-			usage[s.Provider][strconv.FormatInt(at.Unix()/60, 10)]++
-		}
-		if s.Suppress {
+		if !lostSet[s.Seq] && s.Suppress {
 			suppressSeqs = append(suppressSeqs, strconv.FormatUint(s.Seq, 10))
 		}
-	}
-	for p, m := range usage {
-		for minute, n := range m {
-			pipe.HIncrBy(ctx, q.usageKey(p), minute, n)
-		}
-		written = append(written, q.usageKey(p))
 	}
 	if len(suppressSeqs) > 0 {
 		list, err := q.list(ctx, k.id)
