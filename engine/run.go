@@ -14,12 +14,12 @@ import (
 )
 
 const (
-	maxBatch       = 256 // jobs per Lease and per buffer
-	settleBatch    = 512 // settlements per transaction
-	settleEvery    = 25 * time.Millisecond
+	maxBatch    = 256 // jobs per Lease and per buffer
+	settleBatch = 512 // settlements per transaction
+	settleEvery = 25 * time.Millisecond
 	// ackDelay is how long a commit that a few senders wait for waits for
 	// more of them (see settle).
-	ackDelay = time.Millisecond
+	ackDelay       = time.Millisecond
 	reconnectTries = 3 // same job, fresh connection, before it goes back to the queue
 	dialTries      = 8 // consecutive failed dials before a provider is given up
 	dialBase       = 250 * time.Millisecond
