@@ -165,6 +165,7 @@ func (cn *conn) open() *outcome.DeliveryError {
 	cn.live.Store(&raw)
 	cn.arm()
 	cn.r.e.obs.Connections(cn.p.cfg.Name, 1)
+	cn.r.connected.Add(1)
 	if cn.r.hard.Err() != nil {
 		raw.Close() // the hard stop came while dialling
 	}
@@ -205,6 +206,7 @@ func (cn *conn) drop(quit bool) {
 	cn.c.Close()
 	cn.live.Store(nil)
 	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
+	cn.r.connected.Add(-1)
 	cn.c, cn.pipe, cn.used = nil, nil, 0
 }
 

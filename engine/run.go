@@ -201,6 +201,9 @@ type run struct {
 	settled chan struct{} // a batch was settled: the leaser may look again
 	added   chan struct{} // a campaign was added
 	senders atomic.Int64
+	// connected counts the senders with an open connection: those that
+	// may wait for a commit.
+	connected atomic.Int64
 	// journal, when the queue keeps one, makes an outcome durable at once.
 	journal Journal
 	// weightEpoch is when the current weight epoch began (unix ns).

@@ -120,10 +120,10 @@ func (r *run) settle() {
 		return true
 	}
 	// A commit costs the queue and this process CPU whatever it carries:
-	// while few senders wait, it waits a little (ackDelay) for more of
-	// them; their gates hold back only their next bytes on the wire, so
-	// they go on rendering and buffering meanwhile.
-	quorum := max(1, int(r.senders.Load())/2)
+	// while fewer than half the senders with a connection wait, it waits a
+	// little (ackDelay) for more of them; their gates hold back only their
+	// next bytes on the wire, so they go on rendering and buffering
+	// meanwhile.
 	var soon <-chan time.Time
 	for {
 		select {
@@ -133,7 +133,7 @@ func (r *run) settle() {
 				return
 			}
 			switch {
-			case size >= settleBatch || waiting >= quorum:
+			case size >= settleBatch || waiting >= max(1, int(r.connected.Load())/2):
 				flush(false)
 				soon = nil
 			case waiting > 0 && soon == nil:
