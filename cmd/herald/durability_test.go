@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -66,12 +65,7 @@ func TestRedisLostMidCampaign(t *testing.T) {
 	const n = 3000
 	c := newCampaignOn(t, s, n, "rate = 1000\nburst = 10\nconnections = 4",
 		fmt.Sprintf("[queue]\nbackend = \"redis\"\nurl = %q\nlease = \"3s\"\nvolatile = true\n", rs.URL()))
-	cmd := exec.Command(herald, "send", "--config", c.conf)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, errb := startSend(t, c.conf)
 	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 500 })
 	rs.Restart()
 	restarted := time.Now()

@@ -211,12 +211,7 @@ func TestSignalThenResume(t *testing.T) {
 	s := startSink(t, sink.Config{})
 	const n = 3000
 	c := newCampaign(t, s, n, "rate = 1000\nburst = 10\nconnections = 4")
-	cmd := exec.Command(herald, "send", "--config", c.conf)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out, errb := startSend(t, c.conf)
 	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 300 })
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
@@ -275,6 +270,19 @@ func TestKillThenResume(t *testing.T) {
 	if dups > kills*conns {
 		t.Fatalf("%d duplicates after %d kills, more than one per connection per kill (%d)", dups, kills, kills*conns)
 	}
+}
+
+// startSend starts herald send on conf in the background, keeping its
+// output.
+func startSend(t *testing.T, conf string) (cmd *exec.Cmd, out, errb *bytes.Buffer) {
+	t.Helper()
+	cmd = exec.Command(herald, "send", "--config", conf)
+	out, errb = &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, errb
 }
 
 func firstLine(s, substr string) string {
@@ -464,12 +472,7 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	const n = 2000
 	c := newCampaignOn(t, s, n, "rate = 1000\nburst = 10\nconnections = 4",
 		fmt.Sprintf("[queue]\nbackend = \"redis\"\nurl = %q\nlease = \"3s\"", rs.URL()))
-	cmd := exec.Command(herald, "send", "--config", c.conf)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _, errb := startSend(t, c.conf)
 	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 500 })
 	rs.Restart()
 	err := cmd.Wait()
