@@ -30,8 +30,8 @@ import (
 // settlement in it was committed by Settle; Settle fsyncs the current
 // segment, so a power loss costs no more than the settle window.
 //
-// A record is: uvarint length, CRC-32C of the payload (4 bytes, little
-// endian), payload. A record torn by the crash fails its length or CRC
+// A record is: the payload's length and its CRC-32C (4 bytes each, little
+// endian), the payload. A record torn by the crash fails its length or CRC
 // and ends the replay of its segment.
 
 const segmentMax = 4 << 20 // bytes before a new segment is started
@@ -188,10 +188,13 @@ func (j *journal) close() {
 }
 
 func appendRecord(b []byte, campaign string, s queue.Settlement) []byte {
-	var p []byte
-	p = appendString(p, campaign)
-	p = binary.AppendUvarint(p, s.Seq)
-	p = binary.AppendUvarint(p, s.Lease)
+	// The header (length and CRC) is filled in once the payload is in
+	// place: one buffer, no copy of the payload.
+	head := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	b = appendString(b, campaign)
+	b = binary.AppendUvarint(b, s.Seq)
+	b = binary.AppendUvarint(b, s.Lease)
 	flags := byte(0)
 	if s.CountAttempt {
 		flags |= 1
@@ -199,14 +202,15 @@ func appendRecord(b []byte, campaign string, s queue.Settlement) []byte {
 	if s.Suppress {
 		flags |= 2
 	}
-	p = append(p, byte(s.State), flags)
-	p = binary.AppendVarint(p, unixNano(s.At))
-	p = binary.AppendVarint(p, unixNano(s.SentAt))
-	p = appendString(p, s.Provider)
-	p = appendString(p, s.Reply)
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, crcTable))
-	return append(b, p...)
+	b = append(b, byte(s.State), flags)
+	b = binary.AppendVarint(b, unixNano(s.At))
+	b = binary.AppendVarint(b, unixNano(s.SentAt))
+	b = appendString(b, s.Provider)
+	b = appendString(b, s.Reply)
+	p := b[head+8:]
+	binary.LittleEndian.PutUint32(b[head:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[head+4:], crc32.Checksum(p, crcTable))
+	return b
 }
 
 func unixNano(t time.Time) int64 {
@@ -228,25 +232,22 @@ var errTorn = errors.New("torn record")
 // readRecord reads one record; io.EOF at a clean end, errTorn for a record
 // the crash cut short or garbled.
 func readRecord(r *bufio.Reader) (campaign string, s queue.Settlement, err error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
+	var head [8]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
 		if err == io.EOF {
 			return "", s, io.EOF
 		}
 		return "", s, errTorn
 	}
+	n := binary.LittleEndian.Uint32(head[:4])
 	if n > 1<<24 {
-		return "", s, errTorn
-	}
-	var sum [4]byte
-	if _, err := io.ReadFull(r, sum[:]); err != nil {
 		return "", s, errTorn
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return "", s, errTorn
 	}
-	if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(sum[:]) {
+	if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(head[4:]) {
 		return "", s, errTorn
 	}
 	d := decoder{b: p}
