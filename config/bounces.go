@@ -103,12 +103,6 @@ func (c *Config) validateBounces(getenv func(string) string) Problems {
 	if b.Delete && b.MoveTo != "" {
 		bad("move_to", "not used with delete = true (processed messages are deleted); drop one of them")
 	}
-	if b.SoftLimit < 0 {
-		bad("soft_limit", "%d: at least 1 (soft bounces that suppress a recipient)", b.SoftLimit)
-	}
-	if b.Timeout.Duration < 0 {
-		bad("timeout", "must be positive")
-	}
 	if b.Address != "" {
 		if a, err := mail.ParseAddress(b.Address); err != nil || a.Address != b.Address {
 			bad("address", "%q is not a plain address (e.g. \"bounces@example.com\")", b.Address)

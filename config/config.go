@@ -264,6 +264,10 @@ func parse(text, dir string, getenv func(string) string, p purpose) (*Config, er
 	c.applyDefaults()
 	c.applyBouncesDefaults()
 	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
+	c.checkRanges(explicitZeros(text), func(key, format string, args ...any) {
+		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
+	})
+	sort.Strings(probs)
 	if p == forBounces || md.IsDefined("bounces") {
 		probs = append(probs, c.validateBounces(getenv)...)
 		sort.Strings(probs)
@@ -515,14 +519,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 	}
 
 	r := c.Retry
-	if r.MaxAttempts < 0 {
-		bad("retry.max_attempts", "must be positive")
-	}
-	for key, d := range map[string]time.Duration{"retry.max_age": r.MaxAge.Duration, "retry.backoff": r.Backoff.Duration, "retry.max_backoff": r.MaxBackoff.Duration} {
-		if d < 0 {
-			bad(key, "must be positive")
-		}
-	}
 	if r.MaxBackoff.Duration < r.Backoff.Duration {
 		bad("retry.max_backoff", "shorter than retry.backoff")
 	}
@@ -530,19 +526,10 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 	if len(c.Provider) == 0 && providers {
 		bad("provider", "at least one [[provider]] is required")
 	}
-	for name, d := range c.Domain {
+	for name := range c.Domain {
 		k := fmt.Sprintf("domain.%q", name)
 		if name == "" || strings.ContainsAny(name, "@ \t") || !strings.Contains(name, ".") {
 			bad(k, "not a domain name (e.g. [domain.\"gmail.com\"])")
-		}
-		if d.Rate < 0 {
-			bad(k+".rate", "must not be negative (0 = unlimited)")
-		}
-		if d.Burst < 0 {
-			bad(k+".burst", "must not be negative")
-		}
-		if d.Cooldown.Duration < 0 {
-			bad(k+".cooldown", "must be positive")
 		}
 	}
 	names := map[string]int{}
@@ -556,9 +543,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 			bad(k+".name", "%q is also the name of provider[%d]", p.Name, prev)
 		}
 		names[p.Name] = i
-		if p.Port < 1 || p.Port > 65535 {
-			bad(k+".port", "%d: a port is 1-65535", p.Port)
-		}
 		switch p.TLS {
 		case "none", "starttls", "tls":
 		default:
@@ -579,32 +563,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		if p.CAFile != "" {
 			if err := readable(p.CAFile); err != nil {
 				bad(k+".ca_file", "%v", err)
-			}
-		}
-		if p.Rate < 0 {
-			bad(k+".rate", "must not be negative (0 = unlimited)")
-		}
-		if p.Burst < 0 {
-			bad(k+".burst", "must not be negative")
-		}
-		if p.Connections < 1 || p.Connections > 1000 {
-			bad(k+".connections", "%d: between 1 and 1000", p.Connections)
-		}
-		if p.PerConnection < 1 {
-			bad(k+".per_connection", "must be at least 1")
-		}
-		if p.Daily < 0 {
-			bad(k+".daily", "must not be negative (0 = unlimited)")
-		}
-		if p.Priority < 0 {
-			bad(k+".priority", "must not be negative (smaller goes first)")
-		}
-		if p.Weight < 0 {
-			bad(k+".weight", "must be positive")
-		}
-		for key, d := range map[string]time.Duration{".timeout": p.Timeout.Duration, ".idle_timeout": p.IdleTimeout.Duration, ".cooldown": p.Cooldown.Duration} {
-			if d < 0 {
-				bad(k+key, "must be positive")
 			}
 		}
 	}

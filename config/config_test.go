@@ -435,7 +435,7 @@ func TestDomainLimits(t *testing.T) {
 		t.Errorf("a domain without a section: %+v", o)
 	}
 	_, err = Parse(valid+"[domain.\"nodot\"]\nrate = -1\ncolour = 1\n", d, env(nil))
-	for _, want := range []string{`domain."nodot": not a domain name`, `domain."nodot".rate: must not be negative`, "colour: unknown key"} {
+	for _, want := range []string{`domain."nodot": not a domain name`, `domain."nodot".rate: -1: between 0.0001 and 1000000, or 0 for unlimited`, "colour: unknown key"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in %v", want, err)
 		}
