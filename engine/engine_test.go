@@ -1083,3 +1083,30 @@ func TestTemporaryLoginRefusalPauses(t *testing.T) {
 		return
 	}())
 }
+
+// TestProviderLosingEveryConnectionPauses: a server that closes every
+// connection before the data costs no recipient an attempt; after
+// lossesToStop jobs in a row the provider pauses (herald send stops and
+// says why), with every recipient still queued.
+func TestProviderLosingEveryConnectionPauses(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Stage: sink.StageRcpt, Drop: true}}}})
+	b := setup(t, campaignSpec{recipients: addresses(30, "u"), providers: providerTOML("local", s, "connections = 2")})
+	b.timing = engine.Timing{DialBase: 5 * time.Millisecond}
+	b.open()
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "connections keep closing before the data") {
+		t.Fatalf("want a StoppedError saying the connections keep closing, got %v", err)
+	}
+	if sum.Counts.Pending+sum.Counts.Retry != 30 || sum.Counts.Failed != 0 || s.Stats().Messages != 0 {
+		t.Fatalf("everyone must stay queued (pending, or back for a cool-down): %+v", sum.Counts)
+	}
+	for _, j := range b.jobs() {
+		if j.Attempts != 0 {
+			t.Fatalf("%s counted %d attempts for connections the server closed", j.Email, j.Attempts)
+		}
+	}
+	t.Logf("stopped after %d reconnects: %s", sum.Reconnects, stopped.Reason)
+}
