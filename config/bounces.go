@@ -92,7 +92,7 @@ func (c *Config) validateBounces(getenv func(string) string) Problems {
 	}
 	if b.PasswordEnv == "" {
 		bad("password_env", "required: the name of the environment variable holding the mailbox password")
-	} else if b.Password = getenv(b.PasswordEnv); b.Password == "" {
+	} else if b.Password = getenv(b.PasswordEnv); b.Password == "" && c.need.bounces {
 		bad("password_env", "environment variable %s is empty or not set", b.PasswordEnv)
 	}
 	if b.CAFile != "" {

@@ -38,7 +38,15 @@ type Config struct {
 	// Dir is the folder of the config file; relative paths were resolved
 	// against it.
 	Dir string `toml:"-"`
+
+	// need says which secrets the command that loads it reads.
+	need secrets
 }
+
+// secrets says which secrets a command reads: only the commands that use a
+// secret require its environment variable (herald status runs without the
+// SMTP password). A secret not required is still read when it is set.
+type secrets struct{ providers, unsubscribe, bounces bool }
 
 // Campaign says what to send and to whom.
 type Campaign struct {
@@ -207,11 +215,24 @@ func LoadWorker(path string) (*Config, error) {
 type purpose int
 
 const (
-	forCampaign purpose = iota // [campaign] and providers (send, enqueue, preview)
+	forCampaign purpose = iota // [campaign] and providers (send, enqueue)
 	forWorker                  // providers; [campaign] checked when given (worker, status, ...)
 	forBounces                 // [bounces]; [campaign] checked when given, providers optional
-	forQueue                   // [queue]; [campaign] and providers checked when given (status, suppress, serve, ...)
+	forQueue                   // [queue]; [campaign] and providers checked when given (status, suppress, ...)
+	forPreview                 // [campaign]; providers checked when given; no secrets (preview, send --dry-run)
+	forServe                   // as forQueue, with the unsubscribe secret (serve)
 )
+
+// LoadPreview is Load for the commands that render a campaign and send
+// nothing (preview, send --dry-run): no secret is required.
+func LoadPreview(path string) (*Config, error) {
+	return load(path, forPreview)
+}
+
+// LoadServe is Load for herald serve: the queue and the unsubscribe secret.
+func LoadServe(path string) (*Config, error) {
+	return load(path, forServe)
+}
 
 // LoadQueue is Load for the commands that only read or change the queue
 // (status, report, suppress, serve, ...): [campaign] and providers are
@@ -260,10 +281,11 @@ func parse(text, dir string, getenv func(string) string, p purpose) (*Config, er
 		probs = append(probs, fmt.Sprintf("%s: unknown key", keyName(k)))
 	}
 	c.Dir = dir
+	c.need = secrets{providers: p == forCampaign || p == forWorker, unsubscribe: p == forCampaign || p == forWorker || p == forServe, bounces: p == forBounces}
 	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
 	c.applyDefaults()
 	c.applyBouncesDefaults()
-	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
+	probs = append(probs, c.validate(getenv, p == forCampaign || p == forPreview || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
 	c.checkRanges(explicitZeros(text), func(key, format string, args ...any) {
 		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
 	})
@@ -550,7 +572,7 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		}
 		if p.PasswordEnv != "" {
 			p.Password = getenv(p.PasswordEnv)
-			if p.Password == "" {
+			if p.Password == "" && c.need.providers {
 				bad(k+".password_env", "environment variable %s is empty or not set", p.PasswordEnv)
 			}
 		}

@@ -133,7 +133,9 @@ func (c *Config) validateSigning(getenv func(string) string, campaign bool, bad 
 		if u.SecretEnv == "" {
 			bad("unsubscribe.secret_env", "required: the name of the environment variable holding the secret that signs the links")
 		} else if v := getenv(u.SecretEnv); v == "" {
-			bad("unsubscribe.secret_env", "environment variable %s is empty or not set", u.SecretEnv)
+			if c.need.unsubscribe { // otherwise a stand-in key signs what the command renders
+				bad("unsubscribe.secret_env", "environment variable %s is empty or not set", u.SecretEnv)
+			}
 		} else if len(v) < unsubscribe.MinSecret {
 			bad("unsubscribe.secret_env", "the secret in %s is shorter than %d bytes (make one with: head -c 32 /dev/urandom | base64)", u.SecretEnv, unsubscribe.MinSecret)
 		} else {

@@ -64,6 +64,17 @@ func (e *InputError) Unwrap() error { return e.Err }
 // was complete; running it again resumes it.
 var ErrInterrupted = errors.New("interrupted")
 
+// PausedError is Run's refusal to deliver a paused campaign: herald resume
+// sets it going again.
+type PausedError struct{ ID, Reason string }
+
+func (e *PausedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("campaign %s is paused", e.ID)
+	}
+	return fmt.Sprintf("campaign %s is paused (%s)", e.ID, e.Reason)
+}
+
 // StoppedError says why a run stopped on its own before the campaign was
 // complete: every provider unusable, the campaign paused, or its data
 // lost from the queue (Err is then the queue's error, queue.ErrVanished).

@@ -220,10 +220,10 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 	case queue.CampaignCancelled:
 		return Summary{}, &InputError{fmt.Errorf("campaign %s was cancelled", id)}
 	case queue.Paused:
-		e.log.Info("campaign was paused; resuming", "reason", camp.Reason)
-		if err := e.q.SetStatus(hard, id, queue.Active, ""); err != nil {
-			return Summary{}, err
-		}
+		// Paused by an operator (herald pause) or by the policy brake:
+		// only herald resume lets it go on, never a run that was started
+		// again, perhaps by a cron job.
+		return Summary{}, &PausedError{ID: id, Reason: camp.Reason}
 	}
 	return e.deliver(soft, hard, &oneCampaign{c: newCampaign(id, camp.Header, e.content)})
 }

@@ -33,7 +33,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "herald serve: --config FILE is required")
 		return exitInput
 	}
-	cfg, err := config.LoadQueue(*cfgPath)
+	cfg, err := config.LoadServe(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
 		return exitInput

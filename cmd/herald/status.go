@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"time"
 
 	"github.com/heraldmail/herald/engine"
@@ -286,7 +288,7 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		id := camp.ID
 		r := *reason
 		if r == "" && to != queue.Active {
-			r = "by herald " + name + " at " + time.Now().Format(time.DateTime)
+			r = "by herald " + name + " (" + operator() + ") at " + time.Now().Format(time.DateTime)
 		}
 		if err := c.q.SetStatus(ctx, id, to, r); err != nil {
 			fmt.Fprintf(stderr, "herald: %s\n", err)
@@ -296,4 +298,14 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		fmt.Fprintf(stdout, "campaign %s: %s (%d sent, %d to go, %d cancelled)\n", id, to, counts.Sent, counts.Open(), counts.Cancelled)
 		return exitOK
 	}
+}
+
+// operator names who runs this command: user@host.
+func operator() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	return who + "@" + host
 }
