@@ -50,10 +50,13 @@ type secrets struct{ providers, unsubscribe, bounces bool }
 
 // Campaign says what to send and to whom.
 type Campaign struct {
-	ID          string            `toml:"id"`
-	From        string            `toml:"from"`
-	ReplyTo     string            `toml:"reply_to"`
-	Subject     string            `toml:"subject"`
+	ID      string `toml:"id"`
+	From    string `toml:"from"`
+	ReplyTo string `toml:"reply_to"`
+	Subject string `toml:"subject"`
+	// ToName is a text/template for the display name in To:
+	// ("{{.name}}"); empty: the bare address.
+	ToName      string            `toml:"to_name"`
 	Text        string            `toml:"text"`
 	HTML        string            `toml:"html"`
 	Recipients  string            `toml:"recipients"`

@@ -190,7 +190,7 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	}
 	m := mail.NewMsg(mail.WithNoDefaultUserAgent())
 	m.SetAddrHeaderFromMailAddress(mail.HeaderFrom, c.from)
-	m.ToMailAddress(&netmail.Address{Address: email})
+	m.ToMailAddress(&netmail.Address{Name: out.ToName, Address: email})
 	if c.replyTo != nil {
 		m.ReplyToMailAddress(c.replyTo)
 	}

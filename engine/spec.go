@@ -21,6 +21,7 @@ type Spec struct {
 	From        string            `json:"from"`
 	ReplyTo     string            `json:"reply_to,omitempty"`
 	Subject     string            `json:"subject"`
+	ToName      string            `json:"to_name,omitempty"`
 	Text        string            `json:"text,omitempty"`
 	TextName    string            `json:"text_name,omitempty"` // for error messages
 	HTML        string            `json:"html,omitempty"`
@@ -61,7 +62,7 @@ const specVersion = 1
 func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	cp := cfg.Campaign
 	s := Spec{
-		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, Headers: cp.Headers,
+		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, ToName: cp.ToName, Headers: cp.Headers,
 		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
@@ -133,7 +134,7 @@ type content struct {
 }
 
 func newContent(id string, s Spec, k keys) (*content, error) {
-	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
+	set, err := templates.Parse(templates.Sources{Subject: s.Subject, ToName: s.ToName, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
 	if err != nil {
 		return nil, err
 	}
