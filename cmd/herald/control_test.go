@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/sink"
 )
 
@@ -100,12 +101,51 @@ func TestSecretsOnlyForSending(t *testing.T) {
 	if code, o, e := runHerald(t, secrets, "send", "--config", c.conf); code != 0 || s.Stats().Messages != 5 {
 		t.Fatalf("send with secrets: exit %d\n%s\n%s", code, o, e)
 	}
+	// A finished campaign says so; every sent row counts its attempt.
+	code, o, e = runHerald(t, nil, "status", "--config", c.conf, "--json")
+	var st statusReport
+	if code != 0 || json.Unmarshal([]byte(o), &st) != nil || st.Status != "complete" {
+		t.Fatalf("status of a finished campaign: exit %d\n%s\n%s", code, o, e)
+	}
+	code, o, e = runHerald(t, nil, "report", "--config", c.conf)
+	if code != 0 || strings.Count(o, ",sent,1,local,") != 5 {
+		t.Fatalf("report: every sent row with 1 attempt: exit %d\n%s\n%s", code, o, e)
+	}
 	for _, args := range [][]string{
 		{"status", "--config", c.conf}, {"report", "--config", c.conf}, {"pause", "--config", c.conf},
 		{"resume", "--config", c.conf}, {"suppress", "list", "--config", c.conf}, {"cancel", "--config", c.conf},
 	} {
 		if code, o, e := runHerald(t, nil, args...); code != 0 {
 			t.Errorf("%s without secrets: exit %d\n%s\n%s", args[0], code, o, e)
+		}
+	}
+}
+
+// TestShownStatus: the state status prints is the operator's: complete,
+// waiting (only retries left, or every provider's quota spent), paused and
+// cancelled as stored, active otherwise.
+func TestShownStatus(t *testing.T) {
+	t.Parallel()
+	active := queue.Campaign{Status: queue.Active, Planned: true}
+	frees := time.Now().Add(time.Hour)
+	for _, tt := range []struct {
+		camp      queue.Campaign
+		counts    queue.Counts
+		providers []providerUsage
+		want      string
+	}{
+		{active, queue.Counts{Sent: 5, Failed: 1}, nil, "complete"},
+		{active, queue.Counts{Sent: 5, Pending: 1}, nil, "active"},
+		{active, queue.Counts{Sent: 5, Retry: 2}, nil, "waiting"},
+		{active, queue.Counts{Sent: 5, Retry: 2, Leased: 1}, nil, "active"},
+		{active, queue.Counts{Sent: 5, Pending: 3}, []providerUsage{{QuotaFrees: &frees}, {QuotaFrees: &frees}}, "waiting"},
+		{active, queue.Counts{Sent: 5, Pending: 3}, []providerUsage{{QuotaFrees: &frees}, {}}, "active"},
+		{queue.Campaign{Status: queue.Active}, queue.Counts{}, nil, "active"}, // still being planned
+		{queue.Campaign{Status: queue.Paused, Planned: true}, queue.Counts{Sent: 5}, nil, "paused"},
+		{queue.Campaign{Status: queue.CampaignCancelled, Planned: true}, queue.Counts{Sent: 5, Cancelled: 2}, nil, "cancelled"},
+	} {
+		if got := shownStatus(tt.camp, tt.counts, tt.providers); got != tt.want {
+			t.Errorf("%+v %+v: %s, want %s", tt.camp, tt.counts, got, tt.want)
 		}
 	}
 }
