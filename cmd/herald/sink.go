@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
