@@ -204,6 +204,11 @@ func TestParseWorker(t *testing.T) {
 	}
 }
 
+// login is what every preset requires.
+const login = "username = \"news@example.com\"\npassword_env = \"PW\"\n"
+
+var loginEnv = map[string]string{"PW": "secret"}
+
 // campaignOnly is valid without its [[provider]] block.
 var campaignOnly = valid[:strings.Index(valid, "[[provider]]")]
 
@@ -225,7 +230,7 @@ func TestPresetValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.provider, func(t *testing.T) {
 			t.Parallel()
-			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n", d, env(nil))
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n"+login, d, env(loginEnv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,7 +278,7 @@ func TestPresetOverrides(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\npipelining = false\n", d, env(nil))
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\npipelining = false\n"+login, d, env(loginEnv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,7 +290,7 @@ func TestPresetOverrides(t *testing.T) {
 	}
 
 	// The explicit keys are found per provider, also in an inline array.
-	c, err := Parse("provider = [{preset = \"gmail\", daily = 0}, {preset = \"gmail\", name = \"g2\"}]\n"+campaignOnly, d, env(nil))
+	c, err := Parse("provider = [{preset = \"gmail\", daily = 0, username = \"u\", password_env = \"PW\"}, {preset = \"gmail\", name = \"g2\", username = \"u\", password_env = \"PW\"}]\n"+campaignOnly, d, env(loginEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,6 +307,8 @@ func TestPresetProblems(t *testing.T) {
 		want           []string // each must appear in the error
 		not            []string // none may
 	}{
+		{"163 without a login", `preset = "163"`, []string{`provider[0].username: required with preset = "163"`, "授权码"}, nil},
+		{"gmail without a login", `preset = "gmail"`, []string{`provider[0].username: required with preset = "gmail"`, "app password"}, nil},
 		{"unknown preset", `preset = "yahoo"`,
 			[]string{`provider[0].preset: unknown preset "yahoo"`, `"163", "gmail", "office365", "qq", "ses"`}, []string{".host"}},
 		{"ses without region or host", `preset = "ses"`,
