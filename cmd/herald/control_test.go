@@ -95,6 +95,10 @@ func TestSecretsOnlyForSending(t *testing.T) {
 	if code, o, e := runHerald(t, nil, "send", "--config", c.conf, "--dry-run"); code != 0 {
 		t.Fatalf("send --dry-run without secrets: exit %d\n%s\n%s", code, o, e)
 	}
+	// Neither wrote anything.
+	if ents, _ := os.ReadDir(c.dir); len(ents) != 3 {
+		t.Fatalf("preview and send --dry-run wrote files: %v", ents)
+	}
 	if code, _, e := runHerald(t, nil, "send", "--config", c.conf); code != exitInput || !strings.Contains(e, "provider[0].password_env: environment variable HT_PW is empty or not set") || !strings.Contains(e, "unsubscribe.secret_env") {
 		t.Fatalf("send without secrets: exit %d\n%s", code, e)
 	}

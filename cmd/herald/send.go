@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -39,6 +40,8 @@ type campaign struct {
 	stopJournal func()
 	// stopControl stops serving the embedded store's control socket.
 	stopControl func()
+	// scratch is a throwaway store's folder, removed at Close.
+	scratch string
 }
 
 // borrowed is a queue another command of this process has open: closing
@@ -56,6 +59,9 @@ func (c *campaign) Close() {
 	}
 	if c.q != nil {
 		c.q.Close()
+	}
+	if c.scratch != "" {
+		os.RemoveAll(c.scratch)
 	}
 }
 
@@ -134,12 +140,25 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			c.q = borrowed{q.(*boltq.Queue)}
 			break
 		}
-		q, err := boltq.Open(cfg.Queue.Path)
+		path := cfg.Queue.Path
+		if _, err := os.Stat(path); what == campaignPreview && errors.Is(err, os.ErrNotExist) {
+			// preview and send --dry-run write nothing: with no store yet
+			// (nothing planned, nothing suppressed) they use a throwaway
+			// one, removed at Close.
+			tmp, err := os.MkdirTemp("", "herald-preview-")
+			if err != nil {
+				fmt.Fprintf(stderr, "herald: %s\n", err)
+				return nil, exitInput
+			}
+			c.scratch, path = tmp, filepath.Join(tmp, "herald.db")
+		}
+		q, err := boltq.Open(path)
 		if errors.Is(err, boltq.ErrBusy) && (what == queueOnly || what == campaignPreview) {
 			busyStore = cfg.Queue.Path
 			return nil, exitForward
 		}
 		if err != nil {
+			c.Close()
 			fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
 			return nil, exitInput
 		}
