@@ -110,4 +110,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
