@@ -420,6 +420,9 @@ func (c *Config) applyDefaults() {
 	if c.DKIM != nil {
 		c.DKIM.PrivateKey = c.path(c.DKIM.PrivateKey)
 	}
+	if c.Unsubscribe != nil {
+		c.Unsubscribe.Page = c.path(c.Unsubscribe.Page)
+	}
 	for name, d := range c.Domain {
 		if d.Burst == 0 && d.Rate > 0 {
 			d.Burst = max(1, int(d.Rate/10))

@@ -24,6 +24,12 @@ type Unsubscribe struct {
 	URL       string `toml:"url"`    // base of the https link; the token goes in its query
 	Mailto    string `toml:"mailto"` // optional mailto: address of the header
 	SecretEnv string `toml:"secret_env"`
+	// Page is an html/template file for the pages herald serve answers
+	// with (unsubscribe.Page); "": the built-in one.
+	Page string `toml:"page"`
+	// Language of the built-in pages: "en", "zh", or "auto" (default: the
+	// reader's Accept-Language).
+	Language string `toml:"language"`
 
 	Secret []byte `toml:"-"`
 }
@@ -122,6 +128,16 @@ func (c *Config) validateSigning(getenv func(string) string, campaign bool, bad 
 			p, err := url.Parse(u.URL)
 			if err != nil || p.Scheme != "https" || p.Host == "" || p.Fragment != "" || strings.ContainsAny(u.URL, " \r\n<>,") {
 				bad("unsubscribe.url", "%q: an absolute https:// address is required (RFC 8058)", u.URL)
+			}
+		}
+		switch u.Language {
+		case "", "auto", "en", "zh":
+		default:
+			bad("unsubscribe.language", "%q: use \"en\", \"zh\" or \"auto\" (the reader's browser language)", u.Language)
+		}
+		if u.Page != "" {
+			if err := readable(u.Page); err != nil {
+				bad("unsubscribe.page", "%v", err)
 			}
 		}
 		if u.Mailto != "" {
