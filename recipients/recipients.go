@@ -49,7 +49,7 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	const fix = `double a quote that is part of a value ("") and put that value in quotes: "say ""hi"""`
+	const fix = `a quote that is part of a value is written twice, in a value in quotes ("say ""hi""")`
 	switch {
 	case e.EndLine > e.Line:
 		end := ""
@@ -62,12 +62,12 @@ func (e *SyntaxError) Error() string {
 			lines = "line"
 		}
 		return fmt.Sprintf("line %d: a quoted field opens on this line and is not closed where a field ends: "+
-			"it runs to line %d%s, swallowing the %d %s after this one; close the quote, or %s",
+			"it runs to line %d%s, swallowing the %d %s after this one (close the quote; %s)",
 			e.Line, e.EndLine, end, swallowed, lines, fix)
 	case errors.Is(e.Err, csv.ErrBareQuote):
-		return fmt.Sprintf("line %d, column %d: a quote in a field that does not begin with one; %s", e.Line, e.Column, fix)
+		return fmt.Sprintf("line %d, column %d: a quote in a field that does not begin with one (%s)", e.Line, e.Column, fix)
 	default:
-		return fmt.Sprintf("line %d, column %d: a quote ends a quoted field but the field goes on; %s", e.Line, e.Column, fix)
+		return fmt.Sprintf("line %d, column %d: a quote ends a quoted field but the field goes on (%s)", e.Line, e.Column, fix)
 	}
 }
 
