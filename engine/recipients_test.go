@@ -117,3 +117,25 @@ func TestTemplateNotUTF8Refused(t *testing.T) {
 		t.Fatalf("a GBK template: %v", err)
 	}
 }
+
+func TestInterruptedPlanOnChangedFileRefused(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{recipients: addresses(5, "i"), providers: providerTOML("local", s, "")})
+	ctx := context.Background()
+	// A plan of another version of the file was interrupted: the record
+	// exists, not planned.
+	other := "sha256:" + strings.Repeat("ab", 32) + " size:99"
+	if _, err := b.q.CreateCampaign(ctx, queue.Campaign{ID: "test", Header: []string{"email", "name"}, Status: queue.Active,
+		List: engine.SuppressionList(b.cfg.Campaign.From), Source: other}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.eng.Plan(ctx, func(engine.Problem) {})
+	var in *engine.InputError
+	if !errors.As(err, &in) || !strings.Contains(err.Error(), "was being planned (and was interrupted) from") || !strings.Contains(err.Error(), "99 bytes, sha256 abababababab") {
+		t.Fatalf("%v", err)
+	}
+	if c, _ := b.q.Counts(ctx, "test"); c.Total() != 0 {
+		t.Fatalf("jobs were added from the changed file: %+v", c)
+	}
+}

@@ -143,8 +143,8 @@ func FuzzReader(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
+		st, cerr := Check(strings.NewReader(in), UTF8)
 		rd, err := NewReader(strings.NewReader(in))
-		_, cerr := Check(strings.NewReader(in), UTF8)
 		if err != nil {
 			if cerr == nil {
 				t.Fatalf("NewReader refused the file (%v), Check did not", err)
@@ -215,7 +215,6 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("unexpected final error %v", final)
 		}
 
-		st, cerr := Check(strings.NewReader(in), UTF8)
 		if final == io.EOF {
 			if cerr != nil || st.Sum != sha256.Sum256([]byte(in)) || st.Size != int64(len(in)) {
 				t.Fatalf("Check: %s %v", st, cerr)
