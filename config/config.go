@@ -15,6 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/heraldmail/herald/recipients"
 )
 
 // Config is a whole campaign configuration, as decoded from TOML and
@@ -56,10 +58,14 @@ type Campaign struct {
 	Subject string `toml:"subject"`
 	// ToName is a text/template for the display name in To:
 	// ("{{.name}}"); empty: the bare address.
-	ToName      string            `toml:"to_name"`
-	Text        string            `toml:"text"`
-	HTML        string            `toml:"html"`
-	Recipients  string            `toml:"recipients"`
+	ToName     string `toml:"to_name"`
+	Text       string `toml:"text"`
+	HTML       string `toml:"html"`
+	Recipients string `toml:"recipients"`
+	// Encoding is the recipients file's character encoding, when it is
+	// not UTF-8: "gb18030", "big5", "shift_jis", "windows-1252", ...
+	// (recipients.LookupEncoding). Default "utf-8".
+	Encoding    string            `toml:"encoding"`
 	Attachments []string          `toml:"attachments"`
 	Headers     map[string]string `toml:"headers"`
 	// PolicyThreshold pauses the campaign once this share of attempted
@@ -495,6 +501,11 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 	}
 	if cp.Recipients == "" {
 		bad("campaign.recipients", "required: a CSV file with a header row and an \"email\" column")
+	}
+	if cp.Encoding != "" {
+		if _, err := recipients.LookupEncoding(cp.Encoding); err != nil {
+			bad("campaign.encoding", "%v", err)
+		}
 	}
 	for i, a := range cp.Attachments {
 		if err := readable(a); err != nil {

@@ -60,6 +60,17 @@ func TestParseValidAndDefaults(t *testing.T) {
 	}
 }
 
+func TestEncodings(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	for _, name := range []string{"utf-8", "gb18030", "GBK", "big5", "shift_jis", "euc-kr", "windows-1252"} {
+		c, err := Parse(strings.Replace(valid, `recipients = "recipients.csv"`, "recipients = \"recipients.csv\"\nencoding = \""+name+"\"", 1), d, env(nil))
+		if err != nil || c.Campaign.Encoding != name {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestRedisURLSchemes(t *testing.T) {
 	t.Parallel()
 	d := dir(t)
@@ -125,6 +136,9 @@ func TestParseProblems(t *testing.T) {
 		{"bad redis cluster url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"unix+cluster:///x\"\n" }, nil, []string{"queue.url:"}},
 		{"volatile embedded", func(s string) string { return s + "\n[queue]\nbackend = \"embedded\"\nvolatile = true\n" }, nil, []string{"queue.volatile: only for backend = \"redis\""}},
 		{"volatile not a bool", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nvolatile = \"yes\"\n" }, nil, []string{"volatile"}},
+		{"unknown encoding", func(s string) string {
+			return strings.Replace(s, `recipients = "recipients.csv"`, "recipients = \"recipients.csv\"\nencoding = \"gbk2\"", 1)
+		}, nil, []string{`campaign.encoding: "gbk2" is not an encoding herald knows`, `"gb18030"`}},
 		{"toml syntax", func(s string) string { return s + "\n[campaign\n" }, nil, []string{"line "}},
 		{"several at once", func(s string) string {
 			return strings.Replace(strings.Replace(s, `port = 2525`, `port = 0`+"\nconnections = -3", 1), `subject = "Hello {{.name}}"`, "", 1)
