@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/scrypt"
 
 	"github.com/heraldmail/herald/recipients"
+	"github.com/heraldmail/herald/schedule"
 )
 
 // Config is a whole campaign configuration, as decoded from TOML and
@@ -56,6 +57,8 @@ type Campaign struct {
 	From    string `toml:"from"`
 	ReplyTo string `toml:"reply_to"`
 	Subject string `toml:"subject"`
+	// Schedule is when messages may go out; empty: any time.
+	Schedule Schedule `toml:"schedule"`
 	// ToName is a text/template for the display name in To:
 	// ("{{.name}}"); empty: the bare address.
 	ToName     string `toml:"to_name"`
@@ -80,6 +83,16 @@ type Campaign struct {
 	// base of a per-recipient one (package verp). Default: the From address.
 	BounceAddress string `toml:"bounce_address"`
 	VERP          bool   `toml:"verp"`
+}
+
+// Schedule is a campaign's sending window ([campaign.schedule]).
+type Schedule struct {
+	Timezone string   `toml:"timezone"` // IANA name; "": the machine's
+	Days     []string `toml:"days"`     // "mon" … "sun"; none: every day
+	Hours    string   `toml:"hours"`    // "09:00-18:00"; "": all day
+	// TimezoneColumn names a column with each recipient's IANA zone: the
+	// window then holds in the recipient's own time.
+	TimezoneColumn string `toml:"timezone_column"`
 }
 
 // Queue says where jobs are kept.
@@ -525,6 +538,12 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 		}
 		if strings.ContainsAny(cp.Headers[k], "\r\n") {
 			bad("campaign.headers."+k, "value contains a line break")
+		}
+	}
+	if _, err := schedule.Parse(cp.Schedule.Timezone, cp.Schedule.Days, cp.Schedule.Hours); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			key, msg, _ := strings.Cut(line, ": ")
+			bad("campaign.schedule."+key, "%s", msg)
 		}
 	}
 	if cp.PolicyThreshold < 0 || cp.PolicyThreshold > 1 {

@@ -97,6 +97,7 @@ func (r *run) leaseRound(cs []*campaign, n int, outage *queueOutageClock) (lease
 			continue
 		}
 		outage.ok()
+		jobs = r.inWindow(c, jobs, checked)
 		leased += len(jobs)
 		for i, j := range jobs {
 			select {
@@ -146,6 +147,24 @@ func (r *run) unsuppressed(ctx context.Context, c *campaign, jobs []queue.Job) (
 		keep = append(keep, j)
 	}
 	return keep, nil
+}
+
+// inWindow returns the jobs whose sending window is open; the others are
+// put off to its next opening, no attempt counted.
+func (r *run) inWindow(c *campaign, jobs []queue.Job, now time.Time) []queue.Job {
+	if c.content.window.Always() {
+		return jobs
+	}
+	keep := jobs[:0:0]
+	for _, j := range jobs {
+		at, loc := c.content.opens(c.header, j.Fields, now)
+		if at.After(now) {
+			r.putOff(task{c: c, job: j}, at, "outside the sending window; "+c.content.window.Describe(at, loc))
+			continue
+		}
+		keep = append(keep, j)
+	}
+	return keep
 }
 
 // release gives a job back untouched.

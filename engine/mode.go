@@ -74,7 +74,15 @@ func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, er
 	wait := time.Second
 	if t, ok, err := r.e.q.NextDue(ctx, m.c.id); err == nil && ok && counts.Leased == 0 {
 		wait = max(min(wait, time.Until(t)), time.Millisecond)
-		r.e.setNote(fmt.Sprintf("%d retries wait, next at %s", counts.Retry, t.Format("15:04:05")))
+		note := fmt.Sprintf("%d retries wait, next at %s", counts.Retry, t.Format("15:04:05"))
+		if w, now := m.c.content.window, time.Now(); !w.Always() {
+			if next := w.Next(now, nil); next.After(now) && m.c.content.zoneColumn == "" {
+				note = "outside the sending window; " + w.Describe(next, nil)
+			} else if m.c.content.zoneColumn != "" {
+				note = fmt.Sprintf("%d wait for a retry or their sending window, next at %s", counts.Retry, t.Format("15:04:05"))
+			}
+		}
+		r.e.setNote(note)
 	}
 	return false, wait, nil
 }

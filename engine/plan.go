@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/recipients"
+	"github.com/heraldmail/herald/schedule"
 	"github.com/heraldmail/herald/templates"
 )
 
@@ -58,6 +59,12 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 	}
 	header = rd.Header()
 	rd.HeaderFields = sortedHeaderIndexes(header, e.content.set.SubjectFields())
+	zoneCol := -1
+	if col := e.content.zoneColumn; col != "" {
+		if zoneCol = slices.Index(header, col); zoneCol < 0 {
+			return header, res, &InputError{fmt.Errorf("campaign.schedule.timezone_column: %q is not a column of %s (columns: %s)", col, e.cfg.Campaign.Recipients, strings.Join(header, ", "))}
+		}
+	}
 	checked := false
 	for {
 		if err := ctx.Err(); err != nil {
@@ -81,6 +88,13 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 			return header, res, e.fileError(err)
 		}
 		res.Rows++
+		if zoneCol >= 0 && zoneCol < len(row.Fields) && row.Fields[zoneCol] != "" {
+			if _, err := schedule.LoadZone(row.Fields[zoneCol]); err != nil {
+				res.Invalid++
+				problem(Problem{Line: row.Line, Reason: fmt.Sprintf("%s (column %s, campaign.schedule.timezone_column)", err, e.content.zoneColumn)})
+				continue
+			}
+		}
 		if !checked {
 			if err := e.content.set.Check(header, row.Fields); err != nil {
 				return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}

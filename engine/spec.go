@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/schedule"
 	"github.com/heraldmail/herald/templates"
 )
 
@@ -23,6 +26,8 @@ type Spec struct {
 	ReplyTo     string            `json:"reply_to,omitempty"`
 	Subject     string            `json:"subject"`
 	ToName      string            `json:"to_name,omitempty"`
+	// Schedule is the sending window (nil: any time).
+	Schedule *config.Schedule `json:"schedule,omitempty"`
 	Text        string            `json:"text,omitempty"`
 	TextName    string            `json:"text_name,omitempty"` // for error messages
 	HTML        string            `json:"html,omitempty"`
@@ -71,6 +76,9 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	}
 	if u := cfg.Unsubscribe; u != nil {
 		s.UnsubscribeURL, s.UnsubscribeMailto = u.URL, u.Mailto
+	}
+	if sc := cp.Schedule; sc.Timezone != "" || len(sc.Days) > 0 || sc.Hours != "" || sc.TimezoneColumn != "" {
+		s.Schedule = &sc
 	}
 	if d := cfg.DKIM; d != nil {
 		s.DKIMDomain, s.DKIMSelector = d.Domain, d.Selector
@@ -164,6 +172,11 @@ type content struct {
 	spec Spec
 	set  *templates.Set
 	comp *composer
+	// window is when messages may go out; zones caches the recipients'
+	// own zones (zoneColumn, "": none) by name.
+	window     schedule.Window
+	zoneColumn string
+	zones      sync.Map // string → *time.Location
 }
 
 func newContent(id string, s Spec, k keys) (*content, error) {
@@ -175,5 +188,43 @@ func newContent(id string, s Spec, k keys) (*content, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &content{spec: s, set: set, comp: comp}, nil
+	c := &content{spec: s, set: set, comp: comp}
+	if sc := s.Schedule; sc != nil {
+		if c.window, err = schedule.Parse(sc.Timezone, sc.Days, sc.Hours); err != nil {
+			return nil, fmt.Errorf("campaign.schedule: %w", err)
+		}
+		c.zoneColumn = sc.TimezoneColumn
+	}
+	return c, nil
+}
+
+// zone is the recipient's own time zone (from the zone column), or nil
+// for the window's.
+func (c *content) zone(header, fields []string) *time.Location {
+	if c.zoneColumn == "" {
+		return nil
+	}
+	i := slices.Index(header, c.zoneColumn)
+	if i < 0 || i >= len(fields) || fields[i] == "" {
+		return nil
+	}
+	if l, ok := c.zones.Load(fields[i]); ok {
+		return l.(*time.Location)
+	}
+	l, err := schedule.LoadZone(fields[i])
+	if err != nil {
+		return nil // refused at planning; a worker falls back to the window's zone
+	}
+	c.zones.Store(fields[i], l)
+	return l
+}
+
+// opens is when the window lets a message to the recipient go out: now,
+// or its next opening.
+func (c *content) opens(header, fields []string, now time.Time) (time.Time, *time.Location) {
+	if c.window.Always() {
+		return now, nil
+	}
+	loc := c.zone(header, fields)
+	return c.window.Next(now, loc), loc
 }

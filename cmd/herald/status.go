@@ -14,6 +14,7 @@ import (
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/queue/redisq"
 	"github.com/heraldmail/herald/ratelimit"
+	"github.com/heraldmail/herald/schedule"
 )
 
 // openExisting opens the queue of the config at path and looks up the
@@ -71,6 +72,10 @@ type statusReport struct {
 	Total    int64            `json:"total"`
 	Open     int64            `json:"open"`
 	NextDue  *time.Time       `json:"next_due,omitempty"`
+	// Window says when the campaign's sending window next opens, while it
+	// is closed (campaign.schedule): "opens Tue 09:00 Asia/Shanghai";
+	// "in each recipient's zone" with timezone_column.
+	Window string `json:"window,omitempty"`
 	// Rate is what the configured providers sent in the last minute, in
 	// messages a second (every campaign together); ETA is Open at that rate.
 	Rate      float64         `json:"rate"`
@@ -200,10 +205,37 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 	}
 	rep.Rate = float64(lastMin) / 60
 	rep.Status = shownStatus(camp, counts, rep.Providers)
+	if counts.Open() > 0 {
+		rep.Window = windowNote(ctx, c, id, now)
+	}
 	if rep.Rate > 0 && rep.Open > 0 && camp.Status == queue.Active {
 		rep.ETA = (time.Duration(float64(rep.Open) / rep.Rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return rep, nil
+}
+
+// windowNote says when the campaign's sending window opens, while it is
+// closed (campaign.schedule); "" when it is open or there is none.
+func windowNote(ctx context.Context, c *campaign, id string, now time.Time) string {
+	raw, err := c.q.Spec(ctx, id)
+	if err != nil {
+		return ""
+	}
+	spec, err := engine.DecodeSpec(raw)
+	if err != nil || spec.Schedule == nil {
+		return ""
+	}
+	sc := spec.Schedule
+	w, err := schedule.Parse(sc.Timezone, sc.Days, sc.Hours)
+	switch next := w.Next(now, nil); {
+	case err != nil || w.Always():
+		return ""
+	case sc.TimezoneColumn != "":
+		return "in each recipient's own zone (column " + sc.TimezoneColumn + ")"
+	case next.After(now):
+		return w.Describe(next, nil)
+	}
+	return ""
 }
 
 // shownStatus is the state a campaign is in, as an operator means it:
@@ -264,6 +296,9 @@ func printStatus(w io.Writer, rep statusReport) {
 	n := rep.Counts
 	fmt.Fprintf(w, "\n  %d recipients: %d sent, %d failed, %d suppressed, %d cancelled; %d to go (%d pending, %d being sent, %d waiting to retry)\n",
 		rep.Total, n["sent"], n["failed"], n["suppressed"], n["cancelled"], rep.Open, n["pending"], n["leased"], n["retry"])
+	if rep.Window != "" {
+		fmt.Fprintf(w, "  sending window: %s\n", rep.Window)
+	}
 	if rep.NextDue != nil && n["pending"] == 0 && n["retry"] > 0 {
 		fmt.Fprintf(w, "  next retry due %s\n", rep.NextDue.Format(time.DateTime))
 	}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldmail/herald/sink"
+)
+
+// etcZone names a fixed-offset zone whose local hour is now hour
+// ("Etc/GMT-8" is UTC+8).
+func etcZone(hour int) string {
+	o := (hour - time.Now().UTC().Hour() + 48) % 24
+	if o > 11 {
+		o -= 24
+	}
+	switch {
+	case o > 0:
+		return fmt.Sprintf("Etc/GMT-%d", o)
+	case o < 0:
+		return fmt.Sprintf("Etc/GMT+%d", -o)
+	}
+	return "Etc/GMT"
+}
+
+// TestSendingWindow: with [campaign.schedule] hours 09:00-18:00 in each
+// recipient's own zone, herald send delivers to those whose local time is
+// noon and holds those for whom it is midnight (no attempt counted); a row
+// with a zone that does not exist is reported by line at planning. While
+// it waits, herald status says when the window opens.
+func TestSendingWindow(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	open, closed := etcZone(12), etcZone(0)
+	var csv strings.Builder
+	csv.WriteString("email,name,tz\n")
+	for i := range 10 {
+		fmt.Fprintf(&csv, "noon%d@example.com,N%d,%s\n", i, i, open)
+		fmt.Fprintf(&csv, "night%d@example.com,M%d,%s\n", i, i, closed)
+	}
+	csv.WriteString("nozone@example.com,Z,\n")           // the window's own zone: closed
+	csv.WriteString("mars@example.com,X,Mars/Olympus\n") // line 23
+	dir := t.TempDir()
+	host, port, _ := strings.Cut(s.Addr(), ":")
+	conf := filepath.Join(dir, "herald.toml")
+	os.WriteFile(filepath.Join(dir, "recipients.csv"), []byte(csv.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, "body.txt"), []byte("Hello {{.name}}\n"), 0o644)
+	os.WriteFile(conf, []byte(fmt.Sprintf(`[campaign]
+id = "windowed"
+from = "T <t@example.com>"
+subject = "Hi {{.name}}"
+text = "body.txt"
+recipients = "recipients.csv"
+[campaign.schedule]
+timezone = %q
+hours = "09:00-18:00"
+timezone_column = "tz"
+[[provider]]
+name = "local"
+host = %q
+port = %s
+tls = "none"
+`, closed, host, port)), 0o644)
+
+	cmd, _, errb := startSend(t, conf)
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Messages >= 10 })
+	var st statusReport
+	waitFor(t, 10*time.Second, func() bool {
+		code, out, _ := runHerald(t, nil, "status", "--config", conf, "--json")
+		return code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Counts["retry"] == 11
+	})
+	time.Sleep(500 * time.Millisecond)
+	if got := s.Stats().Messages; got != 10 {
+		t.Fatalf("%d delivered; want the 10 whose local time is noon", got)
+	}
+	for i := range 10 {
+		if s.Received(fmt.Sprintf("noon%d@example.com", i)) != 1 || s.Received(fmt.Sprintf("night%d@example.com", i)) != 0 {
+			t.Fatalf("noon%d or night%d: wrong side of the window", i, i)
+		}
+	}
+	if st.Status != "waiting" || !strings.Contains(st.Window, "each recipient's own zone") {
+		t.Errorf("status while only the window holds the rest: %+v", st)
+	}
+	code, out, e := runHerald(t, nil, "report", "--config", conf)
+	if code != 0 || !strings.Contains(out, "night0@example.com,retry,0,") || !strings.Contains(out, "outside the sending window; opens ") || !strings.Contains(out, "09:00 "+closed) {
+		t.Fatalf("report: the held rows, with no attempt and when they go: %d\n%s\n%s", code, out, e)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("send, interrupted while it waits for the window: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), `line 23: "Mars/Olympus" is not an IANA zone name`) || !strings.Contains(errb.String(), "timezone_column") {
+		t.Fatalf("the bad zone is not reported by line:\n%s", errb.String())
+	}
+
+	// The same window in one zone for everyone: status says when it opens.
+	os.WriteFile(conf, []byte(strings.Replace(strings.Replace(mustRead(t, conf), `timezone_column = "tz"`, "", 1), `id = "windowed"`, `id = "windowed2"`, 1)), 0o644)
+	cmd, _, _ = startSend(t, conf)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(t, 10*time.Second, func() bool {
+		code, out, _ := runHerald(t, nil, "status", "--config", conf)
+		return code == 0 && strings.Contains(out, "sending window: opens ") && strings.Contains(out, " 09:00 "+closed)
+	})
+	if got := s.Stats().Messages; got != 10 {
+		t.Fatalf("delivered outside the window: %d", got)
+	}
+}
