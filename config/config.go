@@ -76,6 +76,11 @@ type Campaign struct {
 	// mismatch), after at least PolicyMinimum attempts.
 	PolicyThreshold float64 `toml:"policy_threshold"`
 	PolicyMinimum   int     `toml:"policy_minimum"`
+	// BounceThreshold pauses the campaign once this share of attempted
+	// messages bounced hard (the permanent class: no such user), after
+	// at least BounceMinimum attempts: the list needs cleaning.
+	BounceThreshold float64 `toml:"bounce_threshold"`
+	BounceMinimum   int     `toml:"bounce_minimum"`
 	// ListID is the List-Id header (RFC 2919), e.g.
 	// "Herald News <news.example.com>".
 	ListID string `toml:"list_id"`
@@ -344,6 +349,10 @@ const (
 	DefaultPerConnection = 100
 	DefaultMaxAttempts   = 5
 	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
+	// The bounce brake: a list past 5% hard bounces after 100 attempts is
+	// stale (mailbox providers start to distrust a sender at a few %).
+	DefaultBounceThreshold = 0.05
+	DefaultBounceMinimum   = 100
 )
 
 var (
@@ -386,6 +395,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Campaign.PolicyMinimum == 0 {
 		c.Campaign.PolicyMinimum = 20
+	}
+	if c.Campaign.BounceThreshold == 0 {
+		c.Campaign.BounceThreshold = DefaultBounceThreshold
+	}
+	if c.Campaign.BounceMinimum == 0 {
+		c.Campaign.BounceMinimum = DefaultBounceMinimum
 	}
 	for i := range c.Provider {
 		p := &c.Provider[i]

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
 )
 
@@ -242,22 +244,41 @@ func (r *run) track(done <-chan struct{}) {
 }
 
 // notePolicy counts an attempted message of c and pauses the campaign when
-// too many meet a policy rejection. Senders call it as each reply arrives,
-// so the pause is not late by a settle batch.
-func (r *run) notePolicy(c *campaign, attempted, policy bool, reply string) {
+// too many meet a policy rejection, or bounce hard (the bounce brake).
+// Senders call it as each reply arrives, so the pause is not late by a
+// settle batch.
+func (r *run) notePolicy(c *campaign, d outcome.Decision, reply string) {
 	tried := c.attempted.Load()
-	if attempted {
+	if d.Attempted {
 		tried = c.attempted.Add(1)
 	}
-	if !policy {
-		return
-	}
-	n := c.policy.Add(1)
 	spec := c.content.spec
-	if tried < int64(spec.PolicyMinimum) || float64(n)/float64(max(tried, 1)) < spec.PolicyThreshold || c.gone.Load() {
+	var reason string
+	switch {
+	case d.Policy:
+		n := c.policy.Add(1)
+		if tried < int64(spec.PolicyMinimum) || float64(n)/float64(max(tried, 1)) < spec.PolicyThreshold {
+			return
+		}
+		reason = fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then herald resume", n, tried, reply)
+	case d.Suppress && d.Class == outcome.ClassPermanent:
+		n := c.bounced.Add(1)
+		threshold, minimum := spec.BounceThreshold, spec.BounceMinimum
+		if threshold == 0 {
+			threshold, minimum = config.DefaultBounceThreshold, config.DefaultBounceMinimum
+		}
+		if tried < int64(minimum) || float64(n)/float64(max(tried, 1)) <= threshold {
+			return
+		}
+		reason = fmt.Sprintf("%d of %d messages (%.1f%%) bounced hard, above bounce_threshold %.1f%% (last: %s): the list is stale. "+
+			"Clean it (remove or verify old addresses; those that bounced are on the suppression list already), then herald resume",
+			n, tried, 100*float64(n)/float64(tried), 100*threshold, reply)
+	default:
 		return
 	}
-	reason := fmt.Sprintf("%d of %d messages were rejected for policy reasons (last: %s); fix the cause, then run again", n, tried, reply)
+	if c.gone.Load() {
+		return
+	}
 	if !r.mode.pause(r, c, reason) {
 		return
 	}

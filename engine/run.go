@@ -44,7 +44,7 @@ type campaign struct {
 	// queue may already show such a job settled while it is still held.
 	settling map[uint64]int
 
-	policy, attempted atomic.Int64
+	policy, bounced, attempted atomic.Int64
 	// gone is set when the run stops delivering the campaign (paused,
 	// cancelled, finished): jobs still buffered go back untouched.
 	gone   atomic.Bool

@@ -484,7 +484,7 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 		pr.job, r.policy(pr.c, p, domain))
 	alive = r.affect(cn, d, derr, domain)
 	if d.Attempted || d.Policy {
-		r.notePolicy(pr.c, d.Attempted, d.Policy, d.Reply)
+		r.notePolicy(pr.c, d, d.Reply)
 	}
 	cn.lastUsed = time.Now()
 	if d.Class == outcome.ClassSent {

@@ -49,6 +49,8 @@ type Spec struct {
 
 	PolicyThreshold float64 `json:"policy_threshold"`
 	PolicyMinimum   int     `json:"policy_minimum"`
+	BounceThreshold float64 `json:"bounce_threshold,omitempty"` // 0 (an older spec): the default
+	BounceMinimum   int     `json:"bounce_minimum,omitempty"`
 
 	MaxAttempts int           `json:"max_attempts"`
 	MaxAge      time.Duration `json:"max_age"`
@@ -70,6 +72,7 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	s := Spec{
 		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, ToName: cp.ToName, Headers: cp.Headers,
 		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
+		BounceThreshold: cp.BounceThreshold, BounceMinimum: cp.BounceMinimum,
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
 		ListID: cp.ListID, BounceAddress: cp.BounceAddress, VERP: cp.VERP,

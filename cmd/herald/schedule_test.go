@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/heraldmail/herald/sink"
 )
 
@@ -110,5 +112,43 @@ tls = "none"
 	})
 	if got := s.Stats().Messages; got != 10 {
 		t.Fatalf("delivered outside the window: %d", got)
+	}
+}
+
+// TestBounceBrake: a list where one address in five is dead pauses
+// itself early with the figures and the advice to clean it (exit 3), with
+// the defaults; the dead addresses are on the suppression list.
+func TestBounceBrake(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "dead", Stage: sink.StageRcpt, Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 1}, Message: "The email account that you tried to reach does not exist"}}}})
+	const n = 2000
+	c := newCampaign(t, s, n, "connections = 2")
+	var csv strings.Builder
+	csv.WriteString("email,name\n")
+	for i := range n {
+		if i%5 == 4 {
+			fmt.Fprintf(&csv, "dead%d@example.com,D\n", i)
+		} else {
+			fmt.Fprintf(&csv, "u%d@example.com,U\n", i)
+		}
+	}
+	os.WriteFile(filepath.Join(c.dir, "recipients.csv"), []byte(csv.String()), 0o644)
+	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
+	if code != exitInterrupted || !strings.Contains(e, "bounced hard, above bounce_threshold 5.0%") || !strings.Contains(e, "Clean it") || !strings.Contains(e, "herald resume") {
+		t.Fatalf("a list with 20%% dead addresses: exit %d\n%s\n%s", code, o, e)
+	}
+	var st statusReport
+	code, out, _ := runHerald(t, nil, "status", "--config", c.conf, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Status != "paused" || !strings.Contains(st.Reason, "bounced hard") {
+		t.Fatalf("status: %s", out)
+	}
+	tried := st.Counts["sent"] + st.Counts["failed"]
+	t.Logf("paused after %d of %d tried (%d bounced): %s", tried, n, st.Counts["failed"], st.Reason)
+	if tried > 300 {
+		t.Fatalf("the brake came late: %d tried", tried)
+	}
+	code, out, _ = runHerald(t, nil, "suppress", "list", "--config", c.conf)
+	if code != 0 || strings.Count(out, "dead") != int(st.Counts["failed"]) {
+		t.Fatalf("the hard bounces are not all suppressed: %d failed\n%s", st.Counts["failed"], out)
 	}
 }
