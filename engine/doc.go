@@ -19,9 +19,14 @@
 // group commit while the sender waits. So after kill -9 at most one message
 // per connection is in doubt.
 //
+// Every read from a server is bounded (bound.go): a reply line of at most
+// outcome.MaxReplyLine octets, a reply of at most outcome.MaxReplyLines
+// lines, or the connection is closed as a protocol error; a connection
+// holds a few KB whatever the server sends.
+//
 // One errgroup in deliver owns every goroutine of a run. The soft stop
-// (stop) takes no more jobs and lets sends in flight finish; the hard stop
-// cuts connections; store I/O is bounded by Timing.StoreTimeout and derived from
+// (stop) takes no more jobs, cuts connections still being opened and lets
+// sends in flight finish; the hard stop cuts connections; store I/O is bounded by Timing.StoreTimeout and derived from
 // the hard stop, except the settler's last flush, which records what was
 // sent even after a hard stop.
 package engine

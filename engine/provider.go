@@ -46,6 +46,9 @@ type provider struct {
 	// throttledAt is when the provider last throttled this process (unix
 	// ns); losses counts jobs in a row that met lost connections only.
 	throttledAt, losses atomic.Int64
+	// lostReplies counts the replies to the end of the data lost in a row
+	// (outcome.Attempt.LostReplies).
+	lostReplies atomic.Int64
 
 	mu sync.Mutex
 	// ctx is the hard stop of the run using the provider: the shared
@@ -121,58 +124,122 @@ func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*pr
 
 // dialRecording dials like net.Dialer (and tls.Dialer for implicit TLS)
 // and hands the connection to the caller through the context, so that a
-// connection whose greeting, EHLO or STARTTLS fails is closed, not leaked.
+// connection whose greeting, EHLO or STARTTLS fails is closed, not leaked,
+// and one being dialled when the run stops is cut. Every read from the
+// server is bounded (boundedConn).
 func dialRecording(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	if slot, ok := ctx.Value(connKey{}).(*connSlot); ok {
-		if slot.gate != nil {
-			// Below TLS, so that every byte of the session passes it.
-			conn = &gatedConn{Conn: conn, g: slot.gate}
-		}
-		if slot.tls != nil {
-			tc := tls.Client(conn, slot.tls)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				conn.Close()
-				return nil, err
-			}
-			conn = tc
-		}
-		slot.conn = conn
+	slot, ok := ctx.Value(connKey{}).(*connSlot)
+	if !ok {
+		return newBoundedConn(conn), nil
 	}
+	if !slot.dialled(conn) {
+		return nil, errStopping
+	}
+	if slot.gate != nil {
+		// Below TLS, so that every byte of the session passes it.
+		conn = &gatedConn{Conn: conn, g: slot.gate}
+	}
+	slot.bc = newBoundedConn(conn)
+	conn = slot.bc
+	if slot.tls != nil {
+		tc := tls.Client(conn, slot.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	slot.conn = conn
 	return conn, nil
 }
+
+// errStopping is a dial cut because the run stops.
+var errStopping = errors.New("stopping")
 
 type connSlot struct {
 	conn net.Conn
 	tls  *tls.Config // implicit TLS
 	gate *gate       // the sender's write gate (durability)
+	bc   *boundedConn
+
+	mu      sync.Mutex
+	raw     net.Conn // the TCP connection, once dialled
+	aborted bool
+}
+
+// dialled notes the TCP connection; false when the dial was aborted
+// first (c is closed).
+func (s *connSlot) dialled(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		c.Close()
+		return false
+	}
+	s.raw = c
+	return true
+}
+
+// abort cuts the connection being opened: the run stops, and nothing is
+// in flight on it yet. Closing the TCP connection ends any wait on it (a
+// greeting, a TLS handshake, a reply to EHLO or AUTH).
+func (s *connSlot) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	if s.raw != nil {
+		s.raw.Close()
+	}
 }
 
 // open dials a connection, says EHLO, starts TLS as configured and
-// authenticates. It also returns the raw connection: closing it is the one
-// way to cut a command in flight (go-mail's Client.Close waits for it).
+// authenticates; a stop of ctx meanwhile cuts it. It also returns the TCP
+// connection: closing it is the one way to cut a command in flight
+// (go-mail's Client.Close waits for it).
 func (p *provider) open(ctx context.Context, g *gate) (*smtp.Client, net.Conn, *outcome.DeliveryError) {
 	slot := &connSlot{gate: g}
 	if p.cfg.TLS == "tls" {
 		// go-mail leaves implicit TLS to a custom dialer: dialRecording.
 		slot.tls = p.tlsConf
 	}
-	c, err := p.client.DialToSMTPClientWithContext(context.WithValue(ctx, connKey{}, slot))
+	stop := context.AfterFunc(ctx, slot.abort)
+	c, derr := p.handshake(context.WithValue(ctx, connKey{}, slot), slot)
+	if !stop() && derr == nil {
+		// The stop came as the connection became ready: it is cut.
+		c.Close()
+		return nil, nil, outcome.Classify(outcome.StageConnect, errStopping)
+	}
+	if derr != nil {
+		return nil, nil, derr
+	}
+	return c, slot.raw, nil
+}
+
+// handshake is open's SMTP part: dial, EHLO, TLS, AUTH.
+func (p *provider) handshake(ctx context.Context, slot *connSlot) (*smtp.Client, *outcome.DeliveryError) {
+	c, err := p.client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
 		if slot.conn != nil {
 			slot.conn.Close()
+		} else if slot.raw != nil {
+			slot.raw.Close()
 		}
-		return nil, nil, outcome.Classify(outcome.StageConnect, err)
+		return nil, outcome.Classify(outcome.StageConnect, err)
+	}
+	if err := slot.bc.boundAbove(c); err != nil {
+		c.Close()
+		return nil, outcome.Classify(outcome.StageConnect, err)
 	}
 	if p.auth != nil {
 		ok, mechs := c.Extension("AUTH")
 		if !ok {
 			c.Close()
-			return nil, nil, &outcome.DeliveryError{Class: outcome.ClassAuth, Stage: outcome.StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
+			return nil, &outcome.DeliveryError{Class: outcome.ClassAuth, Stage: outcome.StageAuth, Text: "the server does not offer AUTH, but a username is configured"}
 		}
 		if err := c.Auth(p.auth(mechs)); err != nil {
 			c.Close()
@@ -180,10 +247,10 @@ func (p *provider) open(ctx context.Context, g *gate) (*smtp.Client, net.Conn, *
 			if errors.Is(err, smtp.ErrUnencrypted) {
 				d.Class, d.Text = outcome.ClassAuth, "refusing to send the password over a connection without TLS"
 			}
-			return nil, nil, d
+			return nil, d
 		}
 	}
-	return c, slot.conn, nil
+	return c, nil
 }
 
 // Limits makes the limits of providers (pace, daily quota, connection

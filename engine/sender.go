@@ -480,8 +480,14 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	domain := domainOf(pr.job.Key)
 	// The retry times and the after-a-throttle rule count from this try,
 	// not from the job's first (it may have waited for connections).
-	d := outcome.Decide(outcome.Attempt{Err: derr, Reply: reply, At: time.Now(), Tries: pr.tries, LastThrottle: p.lastThrottle()},
-		pr.job, r.policy(pr.c, p, domain))
+	d := outcome.Decide(outcome.Attempt{Err: derr, Reply: reply, At: time.Now(), Tries: pr.tries, LastThrottle: p.lastThrottle(),
+		LostReplies: int(p.lostReplies.Load())}, pr.job, r.policy(pr.c, p, domain))
+	switch {
+	case derr == nil || (derr.Stage == outcome.StageDataEnd && derr.Code != 0):
+		p.lostReplies.Store(0) // the server answered the data
+	case derr.Class == outcome.ClassAmbiguous:
+		p.lostReplies.Add(1)
+	}
 	alive = r.affect(cn, d, derr, domain)
 	if d.Attempted || d.Policy {
 		r.notePolicy(pr.c, d, d.Reply)
@@ -551,8 +557,11 @@ func (r *run) affect(cn *conn, d outcome.Decision, derr *outcome.DeliveryError, 
 			// A circuit that closes again after a while: a worker waits it
 			// out, herald send stops and says so.
 			until := time.Now().Add(backoff(int(n-lossesToStop), p.cfg.Cooldown.Duration, 10*p.cfg.Cooldown.Duration))
-			p.trip(fmt.Sprintf("%s: connections keep closing before the data (%d jobs in a row, each on %d connections; last: %s); paused until %s",
-				p.cfg, n, reconnectTries, derr.Reply(), until.Format(time.DateTime)), until)
+			what := fmt.Sprintf("connections keep closing before the data (%d jobs in a row, each on %d connections; last: %s)", n, reconnectTries, derr.Reply())
+			if derr.Stage == outcome.StageDataEnd {
+				what = fmt.Sprintf("the replies to the data keep being lost (%d in a row; last: %s)", n, derr.Reply())
+			}
+			p.trip(fmt.Sprintf("%s: %s; paused until %s", p.cfg, what, until.Format(time.DateTime)), until)
 			return r.waitsOut(p)
 		}
 		p.throttled(r.hard, cn.log)

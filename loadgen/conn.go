@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+
+	"github.com/heraldmail/herald/outcome"
 )
 
 // client is one SMTP connection: the raw connection, for writes of whole
@@ -17,11 +19,13 @@ type client struct {
 	pipelining, starttls, authPlain, auth bool
 }
 
+// newClient reads replies through a buffer that holds the longest reply
+// line allowed (outcome.MaxReplyLine) and its CRLF: a longer line is a
+// protocol error, and so is a reply of more than outcome.MaxReplyLines
+// lines, so that whatever a server sends, a connection holds a few KB.
 func newClient(conn net.Conn) *client {
-	return &client{conn: conn, r: bufio.NewReaderSize(conn, 4096)}
+	return &client{conn: conn, r: bufio.NewReaderSize(conn, outcome.MaxReplyLine+2)}
 }
-
-var errLongLine = errors.New("reply line longer than 4096 bytes")
 
 // codeOK reports whether code matches expect, read as textproto does:
 // 2 is any 2xx, 25 any 25x, 250 exactly 250; 0 any code.
@@ -44,11 +48,14 @@ func codeOK(code, expect int) bool {
 func (c *client) readReply(expect int) (int, error) {
 	code := 0
 	var msg []string
-	for {
+	for lines := 1; ; lines++ {
+		if lines > outcome.MaxReplyLines {
+			return 0, outcome.ErrReplyTooLong
+		}
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return 0, errLongLine
+				return 0, outcome.ErrReplyLineTooLong
 			}
 			return 0, err
 		}
@@ -91,10 +98,13 @@ func (c *client) readEHLO() error {
 	var msg []string
 	code := 0
 	for {
+		if len(msg) >= outcome.MaxReplyLines {
+			return outcome.ErrReplyTooLong
+		}
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return errLongLine
+				return outcome.ErrReplyLineTooLong
 			}
 			return err
 		}

@@ -69,8 +69,33 @@ type DeliveryError struct {
 	Quota bool
 	// Domain marks a throttle of the recipient's domain, not the provider.
 	Domain bool
-	Err    error
+	// Protocol marks a server that broke SMTP (a reply line or a reply
+	// too long, or not a reply at all): the connection's fault, never
+	// the recipient's.
+	Protocol bool
+	Err      error
 }
+
+// What herald reads from a server is bounded, so that its memory stays
+// flat whatever a server sends: a reply line (RFC 5321, 4.5.3.1.5, allows
+// 512 octets; herald is lenient) and the lines of one reply. A server past
+// either broke the protocol; the connection is closed.
+const (
+	MaxReplyLine  = 4096 // octets of a reply line, without its line end
+	MaxReplyLines = 100  // lines of one reply
+)
+
+// ProtocolError is what a server sent that herald refuses to read on. It
+// classifies as a lost connection (Protocol set), never as a reply.
+type ProtocolError struct{ Text string }
+
+func (e *ProtocolError) Error() string { return e.Text }
+
+// The protocol errors of the bounds above.
+var (
+	ErrReplyLineTooLong = &ProtocolError{fmt.Sprintf("server sent a reply line longer than %d bytes", MaxReplyLine)}
+	ErrReplyTooLong     = &ProtocolError{fmt.Sprintf("server sent a reply of more than %d lines", MaxReplyLines)}
+)
 
 func (e *DeliveryError) Error() string {
 	if e.Code != 0 {
@@ -104,6 +129,14 @@ func Classify(stage Stage, err error) *DeliveryError {
 	if !errors.As(err, &tp) {
 		d.Text = err.Error()
 		d.Class = classifyLocal(stage, err)
+		var pe *ProtocolError
+		var tpe textproto.ProtocolError
+		switch {
+		case errors.As(err, &pe):
+			d.Protocol = true
+		case errors.As(err, &tpe):
+			d.Protocol, d.Text = true, "server sent what is not an SMTP reply: "+d.Text
+		}
 		return d
 	}
 	d.Code = tp.Code

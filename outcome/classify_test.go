@@ -2,6 +2,7 @@ package outcome
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/textproto"
 	"strconv"
@@ -123,5 +124,35 @@ func TestClassifyKeepsDeliveryError(t *testing.T) {
 	de := &DeliveryError{Class: ClassPermanent, Stage: StageRcpt, Code: 550}
 	if got := Classify(StageMail, de); got != de {
 		t.Fatalf("Classify rewrapped an already classified error: %v", got)
+	}
+}
+
+// TestClassifyProtocolErrors: a server past the reply bounds, or sending
+// what is not a reply, is a lost connection marked Protocol at every
+// stage (ambiguous after the data), with a message that says what it did.
+func TestClassifyProtocolErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		text string
+	}{
+		{ErrReplyLineTooLong, "server sent a reply line longer than 4096 bytes"},
+		{ErrReplyTooLong, "server sent a reply of more than 100 lines"},
+		{fmt.Errorf("smtp: %w", ErrReplyLineTooLong), "longer than 4096 bytes"},
+		{textproto.ProtocolError("short response: hello"), "server sent what is not an SMTP reply: short response: hello"},
+	} {
+		for stage := StageConnect; stage <= StageReset; stage++ {
+			d := Classify(stage, tt.err)
+			want := ClassReconnect
+			if stage == StageDataEnd {
+				want = ClassAmbiguous
+			}
+			if !d.Protocol || d.Code != 0 || d.Class != want || !strings.Contains(d.Text, tt.text) {
+				t.Errorf("%v at %s: %+v", tt.err, stage, d)
+			}
+		}
+	}
+	if d := Classify(StageMail, io.EOF); d.Protocol {
+		t.Errorf("a connection closed is not a protocol error: %+v", d)
 	}
 }

@@ -106,6 +106,10 @@ type Attempt struct {
 	// (zero: never). A connection that closes at MAIL or RCPT within a
 	// cool-down of it is the same throttle, said by hanging up.
 	LastThrottle time.Time
+	// LostReplies counts the provider's replies to the end of the data
+	// lost in a row before this attempt (in this process): from the second
+	// in a row, a lost reply is the provider's fault.
+	LostReplies int
 }
 
 // Decision is what an attempt does to the job, the provider and the
@@ -197,6 +201,20 @@ func Decide(a Attempt, job queue.Job, p Policy) Decision {
 		// A message that could not be built never reached a server.
 		d.Attempted = e.Stage != StageRender
 		return d
+	case ClassAmbiguous:
+		if e.Protocol || a.LostReplies > 0 {
+			// The server answered the data with what no SMTP server may
+			// send, or its replies to the data keep being lost: the
+			// provider's fault. Retried after a cool-down, no attempt
+			// counted, and the provider backs off. A lone lost reply
+			// counts (below): a message that breaks the server every time
+			// must not be sent forever.
+			d.Action, d.At, d.Provider, d.Attempted, d.Duplicate = Retry, a.At.Add(p.Cooldown), BackOff, true, true
+			if !e.Protocol {
+				d.Reply = fmt.Sprintf("%s (reply after the data lost, %d in a row)", d.Reply, a.LostReplies+1)
+			}
+			return giveUpOld(d, job, p)
+		}
 	}
 	// Transient, ambiguous: the recipient's attempt counts.
 	d.Attempted = true

@@ -3,6 +3,7 @@ package outcome
 import (
 	"errors"
 	"io"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,14 @@ func TestDecide(t *testing.T) {
 			Decision{Action: Again, Class: ClassReconnect}, ""},
 		{"lost at the data end after a throttle", Attempt{Err: lost(StageDataEnd), LastThrottle: t0.Add(-time.Second)}, fresh,
 			Decision{Action: Retry, At: t0.Add(time.Minute), Class: ClassAmbiguous, CountAttempt: true, Attempted: true, Duplicate: true}, ""},
+		{"reply after the data lost again", Attempt{Err: lost(StageDataEnd), LostReplies: 1}, tired,
+			Decision{Action: Retry, At: t0.Add(30 * time.Second), Class: ClassAmbiguous, Attempted: true, Duplicate: true, Provider: BackOff}, "2 in a row"},
+		{"endless reply line after the data", Attempt{Err: Classify(StageDataEnd, ErrReplyLineTooLong)}, tired,
+			Decision{Action: Retry, At: t0.Add(30 * time.Second), Class: ClassAmbiguous, Attempted: true, Duplicate: true, Provider: BackOff}, "longer than 4096 bytes"},
+		{"endless reply to MAIL", Attempt{Err: Classify(StageMail, ErrReplyTooLong), Tries: 1}, tired,
+			Decision{Action: Again, Class: ClassReconnect}, "more than 100 lines"},
+		{"garbage greeting", Attempt{Err: Classify(StageConnect, textproto.ProtocolError("short response: hello"))}, fresh,
+			Decision{Action: Release, Class: ClassReconnect, Provider: Stop}, "not an SMTP reply"},
 	}
 	for _, tt := range tests {
 		tt.a.At = t0
@@ -113,6 +122,10 @@ func TestDecideNeverBlamesTheRecipientForTheProvider(t *testing.T) {
 		Classify(StageDataEnd, wire(t, "454 Throttling failure: Maximum sending rate exceeded.")),
 		Classify(StageMail, io.EOF), Classify(StageRcpt, io.EOF), Classify(StageData, io.EOF),
 		Classify(StageConnect, io.EOF), Classify(StageAuth, wire(t, "535 5.7.8 bad login")),
+		// A server that breaks the protocol, at any stage.
+		Classify(StageConnect, ErrReplyLineTooLong), Classify(StageAuth, ErrReplyTooLong),
+		Classify(StageMail, ErrReplyLineTooLong), Classify(StageData, textproto.ProtocolError("invalid response code")),
+		Classify(StageDataEnd, ErrReplyLineTooLong), Classify(StageDataEnd, ErrReplyTooLong),
 	}
 	for _, e := range errs {
 		for tries := 1; tries <= 10; tries++ {
@@ -120,6 +133,14 @@ func TestDecideNeverBlamesTheRecipientForTheProvider(t *testing.T) {
 			if d.Action == Fail || d.CountAttempt || d.Suppress {
 				t.Errorf("%v (try %d): %+v", e, tries, d)
 			}
+		}
+	}
+	// Replies after the data lost in a row: from the second on, the
+	// provider's.
+	for lost := 1; lost <= 10; lost++ {
+		d := Decide(Attempt{Err: Classify(StageDataEnd, io.EOF), At: t0, LostReplies: lost}, queue.Job{Attempts: 4, Enqueued: t0}, policy)
+		if d.Action == Fail || d.CountAttempt || d.Provider != BackOff {
+			t.Errorf("reply lost after %d others: %+v", lost, d)
 		}
 	}
 }

@@ -29,7 +29,8 @@ import (
 // It speaks what a load test needs: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
 // VRFY, QUIT, with PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES and SIZE
 // advertised (no CHUNKING), the same limits as the go-smtp path (1,000
-// recipients, 32 MiB messages, 2,000-octet command lines, a minute idle),
+// recipients, 32 MiB messages, 2,000-octet command and data lines, a
+// minute idle),
 // MaxSessions, NoPipelining and NoEnhancedStatusCodes. A session counts from
 // its connection (go-smtp's from its EHLO) to its 221, EOF or error.
 
@@ -45,7 +46,7 @@ type leanReplies struct {
 	greeting, ehlo, helo, mailOK, rcptOK, dataGo, dataOK, rset, noop, vrfy, quit                  []byte
 	needHelo, nestedMail, needMail, needRcpt, mailSyntax, rcptSyntax, tooManyRcpts                []byte
 	heloSyntax, dataArgs, tooBig, notImpl, unknown, badCommand, badSyntax, tooLong, tooManyErrors []byte
-	busy                                                                                          []byte
+	busy, dataTooLong                                                                             []byte
 }
 
 func newLeanReplies(cfg *Config) *leanReplies {
@@ -94,6 +95,7 @@ func newLeanReplies(cfg *Config) *leanReplies {
 		tooLong:       r("500 5.4.0 Too long line, closing connection"),
 		tooManyErrors: r("500 5.5.1 Too many errors. Quiting now"),
 		busy:          r("421 4.7.0 Too many connections, closing connection"),
+		dataTooLong:   r("554 5.0.0 Error: transaction failed: too long a line in the data"),
 	}
 }
 
@@ -140,6 +142,10 @@ type leanSession struct {
 	inData       bool
 	dStart       int
 	dSize, dDots int64
+	// buf[dScan:] is still to be checked for data lines longer than
+	// maxLineLength, as go-smtp refuses them; dLine is the octets of the
+	// current line before it.
+	dScan, dLine int
 
 	ended   bool
 	closing bool // close once out is sent
@@ -190,6 +196,7 @@ func (ls *leanSession) space() []byte {
 		ls.w = copy(ls.buf, ls.buf[ls.r:ls.w])
 		if ls.inData {
 			ls.dStart -= ls.r
+			ls.dScan -= ls.r
 		}
 		ls.r = 0
 	}
@@ -286,6 +293,7 @@ func (ls *leanSession) command(line []byte) {
 			// empty message is found too; ls.r >= 5 here.
 			ls.buf[ls.r-2], ls.buf[ls.r-1] = '\r', '\n'
 			ls.inData, ls.dStart, ls.dSize, ls.dDots = true, ls.r-2, -2, 0
+			ls.dScan, ls.dLine = ls.r, 0
 		}
 	case eqFold(verb, "RSET"):
 		ls.mail, ls.rcpts = false, 0
@@ -321,7 +329,20 @@ func (ls *leanSession) protocolError(reply []byte) {
 // found it (and answered), false when it needs more input.
 func (ls *leanSession) data() bool {
 	win := ls.buf[ls.dStart:ls.w]
-	if i := bytes.Index(win, dataEnd); i >= 0 {
+	i := bytes.Index(win, dataEnd)
+	upto := ls.w
+	if i >= 0 {
+		upto = ls.dStart + i + 2 // the last line's CRLF; the end line after it
+	}
+	if !ls.dataLines(upto) {
+		// As go-smtp: the transaction fails, then the session for the
+		// line.
+		ls.out = append(ls.out, ls.rp.dataTooLong...)
+		ls.out = append(ls.out, ls.rp.tooLong...)
+		ls.inData, ls.closing = false, true
+		return true
+	}
+	if i >= 0 {
 		ls.dSize += int64(i + 2)
 		ls.dDots += int64(bytes.Count(win[:i+3], dataEnd[:3]))
 		ls.r = ls.dStart + i + len(dataEnd)
@@ -348,6 +369,24 @@ func (ls *leanSession) data() bool {
 	}
 	ls.r = ls.dStart
 	return false
+}
+
+// dataLines checks the data's lines in buf[dScan:upto]: false when one is
+// longer than maxLineLength.
+func (ls *leanSession) dataLines(upto int) bool {
+	for ls.dScan < upto {
+		j := bytes.IndexByte(ls.buf[ls.dScan:upto], '\n')
+		if j < 0 {
+			ls.dLine += upto - ls.dScan
+			ls.dScan = upto
+			break
+		}
+		if ls.dLine+j > maxLineLength {
+			return false
+		}
+		ls.dLine, ls.dScan = 0, ls.dScan+j+1
+	}
+	return ls.dLine <= maxLineLength
 }
 
 // eqFold reports whether b is the ASCII command name upper, in any case.

@@ -86,6 +86,10 @@ var leanScripts = []struct {
 	{"unknown commands", []step{{"EHLO c\r\n", 1}, {"FOOO\r\n", 1}, {"BAR x\r\n", 1}, {"\r\n", 1}, {"QUX\r\n", 2}}, true},
 	{"mangled commands", []step{{"EHLO c\r\n", 1}, {"FOO\r\n", 1}, {"NOOPX\r\n", 1}, {"NOOP\r\n", 1}, {"MAILFROM:<a@example.com>\r\n", 1}, {"QUITTING\r\n", 2}}, true},
 	{"long line", []step{{"EHLO c\r\n", 1}, {"NOOP " + strings.Repeat("x", 3000) + "\r\n", 1}}, true},
+	{"long data line", []step{{"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 4},
+		{"Subject: x\r\n\r\n" + strings.Repeat("x", 3000) + "\r\n.\r\n", 2}}, true},
+	{"longest data line", []step{{"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n", 4},
+		{strings.Repeat("x", 1990) + "\r\n.\r\n", 1}, {"QUIT\r\n", 1}}, true},
 	{"ehlo resets", []step{{"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n", 3},
 		{"EHLO c\r\n", 1}, {"DATA\r\n", 1}, {"RCPT TO:<b@example.com>\r\n", 1}}, false},
 }

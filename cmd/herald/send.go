@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -366,36 +367,50 @@ func failed(err error, stderr io.Writer) (int, bool) {
 
 // signalContexts returns soft, cancelled on the first SIGINT or SIGTERM
 // (stop taking jobs, finish sends in flight), and hard, cancelled on the
-// second (stop at once).
+// second (stop at once: connections are cut). Should the process still run
+// hardStopGrace after the second, whatever it waits on (Redis, the disk),
+// it exits with exitInterrupted: what it had not recorded is as after a
+// kill, which loses nothing (README, "Running a campaign"). The signals
+// stay caught until the process exits, so that one arriving as the
+// command returns does not kill it before its cleanup.
 func signalContexts(out *output) (soft, hard context.Context, stop func()) {
 	soft, softCancel := context.WithCancel(context.Background())
 	hard, hardCancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
+	var returned atomic.Bool
 	go func() {
+		var grace <-chan time.Time
 		for n := 0; ; n++ {
 			select {
-			case <-done:
-				return
+			case <-grace:
+				out.printf("herald: not stopped %s after the second signal; exiting (run the same command again: what was not recorded is recovered as after a kill)\n", hardStopGrace)
+				os.Exit(exitInterrupted)
 			case s := <-sig:
-				if n == 0 {
+				switch {
+				case n == 0 && !returned.Load():
 					out.printf("herald: %s: finishing the messages in flight (again to stop at once)\n", s)
-					softCancel()
-				} else {
+				case grace == nil && !returned.Load():
 					out.printf("herald: %s: stopping now\n", s)
+				}
+				softCancel()
+				if n > 0 && grace == nil {
 					hardCancel()
+					grace = time.After(hardStopGrace)
 				}
 			}
 		}
 	}()
 	return soft, hard, func() {
-		signal.Stop(sig)
-		close(done)
+		returned.Store(true)
 		softCancel()
 		hardCancel()
 	}
 }
+
+// hardStopGrace is how long a command may take to return after the
+// second signal before the process exits.
+const hardStopGrace = time.Second
 
 // tuneGC trades memory for CPU unless the user chose with GOGC: every
 // message is built afresh (go-mail), so a send run allocates steadily and
