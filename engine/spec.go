@@ -43,6 +43,10 @@ type Spec struct {
 	PolicyThreshold float64 `json:"policy_threshold"`
 	PolicyMinimum   int     `json:"policy_minimum"`
 
+	// MaxMessageSize is campaign.max_message_size in bytes (0, in a spec
+	// stored by an older herald: the default).
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
 	MaxAttempts int           `json:"max_attempts"`
 	MaxAge      time.Duration `json:"max_age"`
 	Backoff     time.Duration `json:"backoff"`
@@ -66,6 +70,9 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
 		ListID: cp.ListID, BounceAddress: cp.BounceAddress, VERP: cp.VERP,
+	}
+	if m := cp.MaxMessageSize; m != nil {
+		s.MaxMessageSize = m.Bytes
 	}
 	if u := cfg.Unsubscribe; u != nil {
 		s.UnsubscribeURL, s.UnsubscribeMailto = u.URL, u.Mailto
@@ -127,13 +134,20 @@ func DecodeSpec(b []byte) (Spec, error) {
 // message composer, and the retry and policy settings. Read-only, safe for
 // concurrent use.
 type content struct {
-	spec Spec
-	set  *templates.Set
-	comp *composer
+	spec    Spec
+	set     *templates.Set
+	comp    *composer
+	maxSize int64 // campaign.max_message_size
 }
 
 func newContent(id string, s Spec, k keys) (*content, error) {
-	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
+	maxSize := s.MaxMessageSize
+	if maxSize <= 0 {
+		maxSize = config.DefaultMaxMessageSize
+	}
+	// A recipient's rendering stops as soon as it passes the limit: the
+	// message would be larger still.
+	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName, MaxSize: maxSize})
 	if err != nil {
 		return nil, err
 	}
@@ -141,5 +155,15 @@ func newContent(id string, s Spec, k keys) (*content, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &content{spec: s, set: set, comp: comp}, nil
+	return &content{spec: s, set: set, comp: comp, maxSize: maxSize}, nil
+}
+
+// tooLarge is why a message of size bytes (0: not known, the rendering
+// alone passed the limit) is not sent: it passes campaign.max_message_size.
+func (c *content) tooLarge(size int64) string {
+	limit := fmt.Sprintf("campaign.max_message_size = %s (%d bytes)", config.FormatSize(c.maxSize), c.maxSize)
+	if size == 0 {
+		return "the message is larger than " + limit
+	}
+	return fmt.Sprintf("the message is %d bytes, larger than %s", size, limit)
 }
