@@ -13,7 +13,9 @@ import (
 
 	"github.com/heraldmail/herald/engine"
 	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/recipients"
 	"github.com/heraldmail/herald/sink"
+	"github.com/heraldmail/herald/verp"
 )
 
 // wire is every byte the server read, in order (one connection).
@@ -281,4 +283,47 @@ func TestServerSize(t *testing.T) {
 			t.Fatalf("MAIL %q: want SIZE= with the message that was counted", mails)
 		}
 	})
+}
+
+// TestVERPOnTheWire: a VERP return path carries the recipient as it is
+// sent, its domain in A-labels, so the envelope stays ASCII and a bounce
+// to it finds the recipient's key.
+func TestVERPOnTheWire(t *testing.T) {
+	t.Parallel()
+	bothPaths(t, func(t *testing.T, noPipe bool) {
+		s := startSink(t, sink.Config{Keep: true, RecordReads: true, NoPipelining: noPipe})
+		b := setup(t, campaignSpec{
+			recipients: []string{"user@例子.测试"},
+			extra:      "verp = true\nbounce_address = \"bounces@example.com\"\n",
+			providers:  providerTOML("local", s, "connections = 1"),
+		})
+		b.plan()
+		if _, err := b.run(); err != nil {
+			t.Fatal(err)
+		}
+		mails, _ := envelopes(t, s)
+		if len(mails) != 1 || mails[0] != "<bounces+test+user=xn--fsqu00a.xn--0zwm56d@example.com>" {
+			t.Fatalf("MAIL FROM:%q", mails)
+		}
+		_, rcpt, err := verp.Decode(s.Messages()[0].From, "bounces@example.com")
+		if err != nil || recipients.Key(rcpt) != b.jobs()["user@例子.测试"].Key {
+			t.Fatalf("the bounce names %q (%v), the job's key is %q", rcpt, err, b.jobs()["user@例子.测试"].Key)
+		}
+	})
+}
+
+// TestInvalidIDNReportedAtPlanning: a domain with no valid A-label form is
+// reported with its line, like any bad address, and never planned.
+func TestInvalidIDNReportedAtPlanning(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	b := setup(t, campaignSpec{csv: "email,name\nok@例子.测试,A\nbad@xn--zz.com,B\nbad@例子.-测试,C\n", providers: providerTOML("local", s, "")})
+	var problems []engine.Problem
+	res, err := b.eng.Plan(context.Background(), func(p engine.Problem) { problems = append(problems, p) })
+	if err != nil || res.Added != 1 || res.Invalid != 2 {
+		t.Fatalf("plan %+v %v", res, err)
+	}
+	if len(problems) != 2 || problems[0].Line != 3 || problems[1].Line != 4 || !strings.Contains(problems[0].Reason, "not a valid internationalized domain name") {
+		t.Fatalf("problems %v", problems)
+	}
 }
