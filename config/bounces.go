@@ -92,7 +92,7 @@ func (c *Config) validateBounces(getenv func(string) string) Problems {
 	}
 	if b.PasswordEnv == "" {
 		bad("password_env", "required: the name of the environment variable holding the mailbox password")
-	} else if b.Password = getenv(b.PasswordEnv); b.Password == "" {
+	} else if b.Password = getenv(b.PasswordEnv); b.Password == "" && c.need.bounces {
 		bad("password_env", "environment variable %s is empty or not set", b.PasswordEnv)
 	}
 	if b.CAFile != "" {
@@ -102,12 +102,6 @@ func (c *Config) validateBounces(getenv func(string) string) Problems {
 	}
 	if b.Delete && b.MoveTo != "" {
 		bad("move_to", "not used with delete = true (processed messages are deleted); drop one of them")
-	}
-	if b.SoftLimit < 0 {
-		bad("soft_limit", "%d: at least 1 (soft bounces that suppress a recipient)", b.SoftLimit)
-	}
-	if b.Timeout.Duration < 0 {
-		bad("timeout", "must be positive")
 	}
 	if b.Address != "" {
 		if a, err := mail.ParseAddress(b.Address); err != nil || a.Address != b.Address {

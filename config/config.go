@@ -15,6 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/heraldmail/herald/recipients"
 )
 
 // Config is a whole campaign configuration, as decoded from TOML and
@@ -38,17 +40,32 @@ type Config struct {
 	// Dir is the folder of the config file; relative paths were resolved
 	// against it.
 	Dir string `toml:"-"`
+
+	// need says which secrets the command that loads it reads.
+	need secrets
 }
+
+// secrets says which secrets a command reads: only the commands that use a
+// secret require its environment variable (herald status runs without the
+// SMTP password). A secret not required is still read when it is set.
+type secrets struct{ providers, unsubscribe, bounces bool }
 
 // Campaign says what to send and to whom.
 type Campaign struct {
-	ID          string            `toml:"id"`
-	From        string            `toml:"from"`
-	ReplyTo     string            `toml:"reply_to"`
-	Subject     string            `toml:"subject"`
-	Text        string            `toml:"text"`
-	HTML        string            `toml:"html"`
-	Recipients  string            `toml:"recipients"`
+	ID      string `toml:"id"`
+	From    string `toml:"from"`
+	ReplyTo string `toml:"reply_to"`
+	Subject string `toml:"subject"`
+	// ToName is a text/template for the display name in To:
+	// ("{{.name}}"); empty: the bare address.
+	ToName     string `toml:"to_name"`
+	Text       string `toml:"text"`
+	HTML       string `toml:"html"`
+	Recipients string `toml:"recipients"`
+	// Encoding is the recipients file's character encoding, when it is
+	// not UTF-8: "gb18030", "big5", "shift_jis", "windows-1252", ...
+	// (recipients.LookupEncoding). Default "utf-8".
+	Encoding    string            `toml:"encoding"`
 	Attachments []string          `toml:"attachments"`
 	Headers     map[string]string `toml:"headers"`
 	// PolicyThreshold pauses the campaign once this share of attempted
@@ -212,11 +229,24 @@ func LoadWorker(path string) (*Config, error) {
 type purpose int
 
 const (
-	forCampaign purpose = iota // [campaign] and providers (send, enqueue, preview)
+	forCampaign purpose = iota // [campaign] and providers (send, enqueue)
 	forWorker                  // providers; [campaign] checked when given (worker, status, ...)
 	forBounces                 // [bounces]; [campaign] checked when given, providers optional
-	forQueue                   // [queue]; [campaign] and providers checked when given (status, suppress, serve, ...)
+	forQueue                   // [queue]; [campaign] and providers checked when given (status, suppress, ...)
+	forPreview                 // [campaign]; providers checked when given; no secrets (preview, send --dry-run)
+	forServe                   // as forQueue, with the unsubscribe secret (serve)
 )
+
+// LoadPreview is Load for the commands that render a campaign and send
+// nothing (preview, send --dry-run): no secret is required.
+func LoadPreview(path string) (*Config, error) {
+	return load(path, forPreview)
+}
+
+// LoadServe is Load for herald serve: the queue and the unsubscribe secret.
+func LoadServe(path string) (*Config, error) {
+	return load(path, forServe)
+}
 
 // LoadQueue is Load for the commands that only read or change the queue
 // (status, report, suppress, serve, ...): [campaign] and providers are
@@ -265,10 +295,15 @@ func parse(text, dir string, getenv func(string) string, p purpose) (*Config, er
 		probs = append(probs, fmt.Sprintf("%s: unknown key", keyName(k)))
 	}
 	c.Dir = dir
+	c.need = secrets{providers: p == forCampaign || p == forWorker, unsubscribe: p == forCampaign || p == forWorker || p == forServe, bounces: p == forBounces}
 	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
 	c.applyDefaults()
 	c.applyBouncesDefaults()
-	probs = append(probs, c.validate(getenv, p == forCampaign || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
+	probs = append(probs, c.validate(getenv, p == forCampaign || p == forPreview || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
+	c.checkRanges(explicitZeros(text), func(key, format string, args ...any) {
+		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
+	})
+	sort.Strings(probs)
 	if p == forBounces || md.IsDefined("bounces") {
 		probs = append(probs, c.validateBounces(getenv)...)
 		sort.Strings(probs)
@@ -404,6 +439,9 @@ func (c *Config) applyDefaults() {
 	if c.DKIM != nil {
 		c.DKIM.PrivateKey = c.path(c.DKIM.PrivateKey)
 	}
+	if c.Unsubscribe != nil {
+		c.Unsubscribe.Page = c.path(c.Unsubscribe.Page)
+	}
 	for name, d := range c.Domain {
 		if d.Burst == 0 && d.Rate > 0 {
 			d.Burst = max(1, int(d.Rate/10))
@@ -478,6 +516,11 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 	if cp.Recipients == "" {
 		bad("campaign.recipients", "required: a CSV file with a header row and an \"email\" column")
 	}
+	if cp.Encoding != "" {
+		if _, err := recipients.LookupEncoding(cp.Encoding); err != nil {
+			bad("campaign.encoding", "%v", err)
+		}
+	}
 	for i, a := range cp.Attachments {
 		if err := readable(a); err != nil {
 			bad(fmt.Sprintf("campaign.attachments[%d]", i), "%v", err)
@@ -534,14 +577,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 	}
 
 	r := c.Retry
-	if r.MaxAttempts < 0 {
-		bad("retry.max_attempts", "must be positive")
-	}
-	for key, d := range map[string]time.Duration{"retry.max_age": r.MaxAge.Duration, "retry.backoff": r.Backoff.Duration, "retry.max_backoff": r.MaxBackoff.Duration} {
-		if d < 0 {
-			bad(key, "must be positive")
-		}
-	}
 	if r.MaxBackoff.Duration < r.Backoff.Duration {
 		bad("retry.max_backoff", "shorter than retry.backoff")
 	}
@@ -549,19 +584,10 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 	if len(c.Provider) == 0 && providers {
 		bad("provider", "at least one [[provider]] is required")
 	}
-	for name, d := range c.Domain {
+	for name := range c.Domain {
 		k := fmt.Sprintf("domain.%q", name)
 		if name == "" || strings.ContainsAny(name, "@ \t") || !strings.Contains(name, ".") {
 			bad(k, "not a domain name (e.g. [domain.\"gmail.com\"])")
-		}
-		if d.Rate < 0 {
-			bad(k+".rate", "must not be negative (0 = unlimited)")
-		}
-		if d.Burst < 0 {
-			bad(k+".burst", "must not be negative")
-		}
-		if d.Cooldown.Duration < 0 {
-			bad(k+".cooldown", "must be positive")
 		}
 	}
 	names := map[string]int{}
@@ -575,9 +601,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 			bad(k+".name", "%q is also the name of provider[%d]", p.Name, prev)
 		}
 		names[p.Name] = i
-		if p.Port < 1 || p.Port > 65535 {
-			bad(k+".port", "%d: a port is 1-65535", p.Port)
-		}
 		switch p.TLS {
 		case "none", "starttls", "tls":
 		default:
@@ -585,7 +608,7 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		}
 		if p.PasswordEnv != "" {
 			p.Password = getenv(p.PasswordEnv)
-			if p.Password == "" {
+			if p.Password == "" && c.need.providers {
 				bad(k+".password_env", "environment variable %s is empty or not set", p.PasswordEnv)
 			}
 		}
@@ -598,32 +621,6 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		if p.CAFile != "" {
 			if err := readable(p.CAFile); err != nil {
 				bad(k+".ca_file", "%v", err)
-			}
-		}
-		if p.Rate < 0 {
-			bad(k+".rate", "must not be negative (0 = unlimited)")
-		}
-		if p.Burst < 0 {
-			bad(k+".burst", "must not be negative")
-		}
-		if p.Connections < 1 || p.Connections > 1000 {
-			bad(k+".connections", "%d: between 1 and 1000", p.Connections)
-		}
-		if p.PerConnection < 1 {
-			bad(k+".per_connection", "must be at least 1")
-		}
-		if p.Daily < 0 {
-			bad(k+".daily", "must not be negative (0 = unlimited)")
-		}
-		if p.Priority < 0 {
-			bad(k+".priority", "must not be negative (smaller goes first)")
-		}
-		if p.Weight < 0 {
-			bad(k+".weight", "must be positive")
-		}
-		for key, d := range map[string]time.Duration{".timeout": p.Timeout.Duration, ".idle_timeout": p.IdleTimeout.Duration, ".cooldown": p.Cooldown.Duration} {
-			if d < 0 {
-				bad(k+key, "must be positive")
 			}
 		}
 	}

@@ -60,6 +60,17 @@ func TestParseValidAndDefaults(t *testing.T) {
 	}
 }
 
+func TestEncodings(t *testing.T) {
+	t.Parallel()
+	d := dir(t)
+	for _, name := range []string{"utf-8", "gb18030", "GBK", "big5", "shift_jis", "euc-kr", "windows-1252"} {
+		c, err := Parse(strings.Replace(valid, `recipients = "recipients.csv"`, "recipients = \"recipients.csv\"\nencoding = \""+name+"\"", 1), d, env(nil))
+		if err != nil || c.Campaign.Encoding != name {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestRedisURLSchemes(t *testing.T) {
 	t.Parallel()
 	d := dir(t)
@@ -125,6 +136,9 @@ func TestParseProblems(t *testing.T) {
 		{"bad redis cluster url", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nurl = \"unix+cluster:///x\"\n" }, nil, []string{"queue.url:"}},
 		{"volatile embedded", func(s string) string { return s + "\n[queue]\nbackend = \"embedded\"\nvolatile = true\n" }, nil, []string{"queue.volatile: only for backend = \"redis\""}},
 		{"volatile not a bool", func(s string) string { return s + "\n[queue]\nbackend = \"redis\"\nvolatile = \"yes\"\n" }, nil, []string{"volatile"}},
+		{"unknown encoding", func(s string) string {
+			return strings.Replace(s, `recipients = "recipients.csv"`, "recipients = \"recipients.csv\"\nencoding = \"gbk2\"", 1)
+		}, nil, []string{`campaign.encoding: "gbk2" is not an encoding herald knows`, `"gb18030"`}},
 		{"toml syntax", func(s string) string { return s + "\n[campaign\n" }, nil, []string{"line "}},
 		{"several at once", func(s string) string {
 			return strings.Replace(strings.Replace(s, `port = 2525`, `port = 0`+"\nconnections = -3", 1), `subject = "Hello {{.name}}"`, "", 1)
@@ -204,6 +218,11 @@ func TestParseWorker(t *testing.T) {
 	}
 }
 
+// login is what every preset requires.
+const login = "username = \"news@example.com\"\npassword_env = \"PW\"\n"
+
+var loginEnv = map[string]string{"PW": "secret"}
+
 // campaignOnly is valid without its [[provider]] block.
 var campaignOnly = valid[:strings.Index(valid, "[[provider]]")]
 
@@ -225,7 +244,7 @@ func TestPresetValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.provider, func(t *testing.T) {
 			t.Parallel()
-			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n", d, env(nil))
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\n"+login, d, env(loginEnv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,7 +292,7 @@ func TestPresetOverrides(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\npipelining = false\n", d, env(nil))
+			c, err := Parse(campaignOnly+"[[provider]]\n"+tt.provider+"\npipelining = false\n"+login, d, env(loginEnv))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,7 +304,7 @@ func TestPresetOverrides(t *testing.T) {
 	}
 
 	// The explicit keys are found per provider, also in an inline array.
-	c, err := Parse("provider = [{preset = \"gmail\", daily = 0}, {preset = \"gmail\", name = \"g2\"}]\n"+campaignOnly, d, env(nil))
+	c, err := Parse("provider = [{preset = \"gmail\", daily = 0, username = \"u\", password_env = \"PW\"}, {preset = \"gmail\", name = \"g2\", username = \"u\", password_env = \"PW\"}]\n"+campaignOnly, d, env(loginEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,6 +321,8 @@ func TestPresetProblems(t *testing.T) {
 		want           []string // each must appear in the error
 		not            []string // none may
 	}{
+		{"163 without a login", `preset = "163"`, []string{`provider[0].username: required with preset = "163"`, "授权码"}, nil},
+		{"gmail without a login", `preset = "gmail"`, []string{`provider[0].username: required with preset = "gmail"`, "app password"}, nil},
 		{"unknown preset", `preset = "yahoo"`,
 			[]string{`provider[0].preset: unknown preset "yahoo"`, `"163", "gmail", "office365", "qq", "ses"`}, []string{".host"}},
 		{"ses without region or host", `preset = "ses"`,
@@ -435,7 +456,7 @@ func TestDomainLimits(t *testing.T) {
 		t.Errorf("a domain without a section: %+v", o)
 	}
 	_, err = Parse(valid+"[domain.\"nodot\"]\nrate = -1\ncolour = 1\n", d, env(nil))
-	for _, want := range []string{`domain."nodot": not a domain name`, `domain."nodot".rate: must not be negative`, "colour: unknown key"} {
+	for _, want := range []string{`domain."nodot": not a domain name`, `domain."nodot".rate: -1: between 0.0001 and 1000000, or 0 for unlimited`, "colour: unknown key"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in %v", want, err)
 		}

@@ -24,6 +24,12 @@ type Unsubscribe struct {
 	URL       string `toml:"url"`    // base of the https link; the token goes in its query
 	Mailto    string `toml:"mailto"` // optional mailto: address of the header
 	SecretEnv string `toml:"secret_env"`
+	// Page is an html/template file for the pages herald serve answers
+	// with (unsubscribe.Page); "": the built-in one.
+	Page string `toml:"page"`
+	// Language of the built-in pages: "en", "zh", or "auto" (default: the
+	// reader's Accept-Language).
+	Language string `toml:"language"`
 
 	Secret []byte `toml:"-"`
 }
@@ -124,6 +130,16 @@ func (c *Config) validateSigning(getenv func(string) string, campaign bool, bad 
 				bad("unsubscribe.url", "%q: an absolute https:// address is required (RFC 8058)", u.URL)
 			}
 		}
+		switch u.Language {
+		case "", "auto", "en", "zh":
+		default:
+			bad("unsubscribe.language", "%q: use \"en\", \"zh\" or \"auto\" (the reader's browser language)", u.Language)
+		}
+		if u.Page != "" {
+			if err := readable(u.Page); err != nil {
+				bad("unsubscribe.page", "%v", err)
+			}
+		}
 		if u.Mailto != "" {
 			a, err := mail.ParseAddress(u.Mailto)
 			if err != nil || a.Name != "" || a.Address != u.Mailto || strings.ContainsAny(u.Mailto, "?&<>, ") {
@@ -133,7 +149,9 @@ func (c *Config) validateSigning(getenv func(string) string, campaign bool, bad 
 		if u.SecretEnv == "" {
 			bad("unsubscribe.secret_env", "required: the name of the environment variable holding the secret that signs the links")
 		} else if v := getenv(u.SecretEnv); v == "" {
-			bad("unsubscribe.secret_env", "environment variable %s is empty or not set", u.SecretEnv)
+			if c.need.unsubscribe { // otherwise a stand-in key signs what the command renders
+				bad("unsubscribe.secret_env", "environment variable %s is empty or not set", u.SecretEnv)
+			}
 		} else if len(v) < unsubscribe.MinSecret {
 			bad("unsubscribe.secret_env", "the secret in %s is shorter than %d bytes (make one with: head -c 32 /dev/urandom | base64)", u.SecretEnv, unsubscribe.MinSecret)
 		} else {

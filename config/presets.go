@@ -187,6 +187,11 @@ func (c *Config) applyPresets(explicit []map[string]bool) Problems {
 				bad(k+".tls", "preset %q documents no port %d; set tls", p.Preset, p.Port)
 			}
 		}
+		if p.Username == "" {
+			// Every preset's provider refuses mail without a login: say so
+			// now rather than at the first connection.
+			bad(k+".username", "required with preset = %q: the account's login (with password_env naming the variable that holds its password%s)", p.Preset, presetSecretNote(p.Preset))
+		}
 		if p.Rate == 0 && !set["rate"] {
 			p.Rate = ps.rate
 		}
@@ -204,6 +209,20 @@ func (c *Config) applyPresets(explicit []map[string]bool) Problems {
 		}
 	}
 	return probs
+}
+
+// presetSecretNote says what the password is for providers where it is
+// not the account's password.
+func presetSecretNote(preset string) string {
+	switch preset {
+	case "163", "qq":
+		return ": the client authorization code (授权码), not the mailbox password"
+	case "gmail":
+		return ": an app password"
+	case "ses":
+		return ": the SMTP credentials made in the SES console, not the AWS keys"
+	}
+	return ""
 }
 
 // validRegion accepts AWS region names: lower-case words and a number joined

@@ -323,7 +323,7 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 		if derr.Class == outcome.ClassThrottle {
 			r.affect(cn, outcome.Decide(outcome.Attempt{Err: derr, At: at}, queue.Job{}, r.policy(nil, p, "")), derr, "")
 		}
-		d := backoff(n, dialBase, dialCeiling)
+		d := backoff(n, r.e.t.DialBase, r.e.t.DialCeiling)
 		cn.log.Warn("cannot connect; retrying", "error", derr.Reply(), "in", d.Round(time.Millisecond))
 		sleepCtx(r.stop, d)
 	}

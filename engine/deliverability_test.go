@@ -365,7 +365,7 @@ func TestWorkerSigningKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		logs := &syncBuffer{}
-		w, err := engine.NewWorker(cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		w, err := engine.NewWorker(cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Timing: engine.Timing{StatusPoll: 50 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestWorkerSigningKeys(t *testing.T) {
 			for int(s.Stats().Messages) < want && ctx.Err() == nil {
 				time.Sleep(5 * time.Millisecond)
 			}
-			time.Sleep(700 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // a few looks at the campaigns
 			stop()
 		}()
 		w.Work(ctx, context.Background())

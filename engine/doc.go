@@ -21,7 +21,7 @@
 //
 // One errgroup in deliver owns every goroutine of a run. The soft stop
 // (stop) takes no more jobs and lets sends in flight finish; the hard stop
-// cuts connections; store I/O is bounded by storeTimeout and derived from
+// cuts connections; store I/O is bounded by Timing.StoreTimeout and derived from
 // the hard stop, except the settler's last flush, which records what was
 // sent even after a hard stop.
 package engine

@@ -64,6 +64,17 @@ func (e *InputError) Unwrap() error { return e.Err }
 // was complete; running it again resumes it.
 var ErrInterrupted = errors.New("interrupted")
 
+// PausedError is Run's refusal to deliver a paused campaign: herald resume
+// sets it going again.
+type PausedError struct{ ID, Reason string }
+
+func (e *PausedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("campaign %s is paused", e.ID)
+	}
+	return fmt.Sprintf("campaign %s is paused (%s)", e.ID, e.Reason)
+}
+
 // StoppedError says why a run stopped on its own before the campaign was
 // complete: every provider unusable, the campaign paused, or its data
 // lost from the queue (Err is then the queue's error, queue.ErrVanished).
@@ -90,6 +101,8 @@ type Options struct {
 	Observer Observer
 	// Limits makes the providers' and domains' limits; nil: LocalLimits.
 	Limits Limits
+	// Timing sets poll intervals and pauses; zero fields: DefaultTiming.
+	Timing Timing
 }
 
 // Engine delivers campaigns through the configured providers: the one
@@ -99,6 +112,7 @@ type Options struct {
 type Engine struct {
 	cfg       *config.Config
 	leaseTTL  time.Duration
+	t         Timing
 	q         Queue
 	log       *slog.Logger
 	obs       Observer
@@ -157,7 +171,7 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 	if opts.Limits == nil {
 		opts.Limits = LocalLimits{}
 	}
-	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, log: opts.Logger, obs: opts.Observer, holder: processName(),
+	e := &Engine{cfg: cfg, q: q, leaseTTL: opts.LeaseTTL, t: opts.Timing.withDefaults(), log: opts.Logger, obs: opts.Observer, holder: processName(),
 		domains: &domains{cfg: cfg, limits: opts.Limits, m: map[string]ratelimit.Pacer{}}}
 	k, err := keysFrom(cfg)
 	if err != nil {
@@ -170,6 +184,7 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 			return nil, &InputError{err}
 		}
 		p.log = opts.Logger.With("provider", pc.Name)
+		p.t = &e.t
 		e.providers = append(e.providers, p)
 	}
 	e.counts.Store(&queue.Counts{})

@@ -37,6 +37,8 @@ type bundle struct {
 	// noJournal hides the embedded queue's outcome journal: the engine
 	// then waits for the settler's group commit, as it does on Redis.
 	noJournal bool
+	// timing is the engine's (zero fields: production values).
+	timing engine.Timing
 }
 
 // withoutJournal is a queue that keeps no outcome journal.
@@ -170,7 +172,7 @@ func (b *bundle) open() {
 	if b.noJournal {
 		eq = withoutJournal{q}
 	}
-	eng, err := engine.New(b.cfg, eq, engine.Options{Logger: log, TLSConfig: b.tlsConf})
+	eng, err := engine.New(b.cfg, eq, engine.Options{Logger: log, TLSConfig: b.tlsConf, Timing: b.timing})
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -376,16 +378,18 @@ func testOutcomeClasses(t *testing.T, pipelining bool) {
 		attempts int
 		received int
 	}{
+		// Attempts count every attempt the server judged, the one that
+		// delivered included; throttles and lost connections count none.
 		"perm@example.com":        {queue.Failed, 1, 0},
-		"temp-once@example.com":   {queue.Sent, 1, 1},
+		"temp-once@example.com":   {queue.Sent, 2, 1},
 		"temp-always@example.com": {queue.Failed, 3, 0},
-		"throttle@example.com":    {queue.Sent, 0, 1},
-		"close421@example.com":    {queue.Sent, 0, 1},
-		"drop-rcpt@example.com":   {queue.Sent, 0, 1},
-		"drop-data@example.com":   {queue.Sent, 1, 2}, // ambiguous: the server kept the first copy
-		"lost-data@example.com":   {queue.Sent, 1, 1}, // ambiguous, but the server had dropped it
+		"throttle@example.com":    {queue.Sent, 1, 1},
+		"close421@example.com":    {queue.Sent, 1, 1},
+		"drop-rcpt@example.com":   {queue.Sent, 1, 1},
+		"drop-data@example.com":   {queue.Sent, 2, 2}, // ambiguous: the server kept the first copy
+		"lost-data@example.com":   {queue.Sent, 2, 1}, // ambiguous, but the server had dropped it
 		"spam@example.com":        {queue.Failed, 1, 0},
-		"ok@example.com":          {queue.Sent, 0, 1},
+		"ok@example.com":          {queue.Sent, 1, 1},
 	}
 	for i := range 10 {
 		for _, n := range []string{fmt.Sprintf("before%d@example.com", i), fmt.Sprintf("after%d@example.com", i)} {
@@ -393,7 +397,7 @@ func testOutcomeClasses(t *testing.T, pipelining bool) {
 				state    queue.State
 				attempts int
 				received int
-			}{queue.Sent, 0, 1}
+			}{queue.Sent, 1, 1}
 		}
 	}
 	for addr, w := range want {
@@ -991,4 +995,120 @@ func TestAcknowledgedWithoutJournal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTemporaryLoginRefusalPauses: "454 4.7.0 too many login attempts"
+// pauses the provider for the auth pause instead of stopping it for good
+// or failing anyone. herald send stops and names the reply, every
+// recipient still queued; a worker waits the pause out (no login tried
+// meanwhile) and then delivers everyone. The pause is shortened through
+// Options.Timing; in production it is 5 minutes.
+func TestTemporaryLoginRefusalPauses(t *testing.T) {
+	t.Parallel()
+	const pause = 600 * time.Millisecond
+	var (
+		mu     sync.Mutex
+		logins []time.Time
+		refuse = 1 << 30 // refuse every login until told otherwise
+	)
+	s := startSink(t, sink.Config{Auth: &sink.Credentials{Username: "news", Password: "right"}, AllowInsecureAuth: true,
+		Faults: sink.Faults{Hook: func(ev sink.Event) sink.Action {
+			if ev.Stage != sink.StageAuth {
+				return sink.Action{}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			logins = append(logins, time.Now())
+			if refuse > 0 {
+				refuse--
+				return sink.Action{Reply: &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many login attempts, please try again later"}}
+			}
+			return sink.Action{}
+		}}})
+	b := setup(t, campaignSpec{recipients: addresses(20, "u"),
+		providers: providerTOML("only", s, "username = \"news\"\npassword_env = \"PW\"\nconnections = 2"),
+		env:       map[string]string{"PW": "right"}})
+	b.timing = engine.Timing{AuthPause: pause, CircuitPoll: 20 * time.Millisecond}
+	b.open()
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "454") || !strings.Contains(stopped.Reason, "paused until") {
+		t.Fatalf("herald send: want a StoppedError naming the 454 and the pause, got %v", err)
+	}
+	if sum.Counts.Pending != 20 || sum.Counts.Failed != 0 || s.Stats().Messages != 0 {
+		t.Fatalf("herald send: everyone must stay queued: %+v, %d delivered", sum.Counts, s.Stats().Messages)
+	}
+
+	// A worker: the first login is refused, the next waits for the pause.
+	mu.Lock()
+	refuse, logins = 1, nil
+	mu.Unlock()
+	w, err := engine.NewWorker(b.cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(b.logs, nil)), Timing: b.timing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	go func() {
+		for s.Stats().Messages < 20 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		stop()
+	}()
+	if _, err := w.Work(ctx, context.Background()); !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("Work: %v", err)
+	}
+	if c, _ := b.q.Counts(context.Background(), "test"); c.Sent != 20 || c.Failed != 0 {
+		t.Fatalf("worker: counts %+v", c)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logins) < 2 {
+		t.Fatalf("want a refused login and a later one, got %d logins", len(logins))
+	}
+	// The connections' logins start at once; every one after the refusal
+	// waits for the pause (a concurrent one may have begun just before).
+	var early int
+	for _, at := range logins[1:] {
+		if at.Sub(logins[0]) < pause-50*time.Millisecond {
+			early++
+		}
+	}
+	if early > 1 {
+		t.Fatalf("%d logins within the pause after the refusal: %v", early, logins)
+	}
+	t.Logf("refused at 0, then logins at %v", func() (d []time.Duration) {
+		for _, at := range logins[1:] {
+			d = append(d, at.Sub(logins[0]).Round(time.Millisecond))
+		}
+		return
+	}())
+}
+
+// TestProviderLosingEveryConnectionPauses: a server that closes every
+// connection before the data costs no recipient an attempt; after
+// lossesToStop jobs in a row the provider pauses (herald send stops and
+// says why), with every recipient still queued.
+func TestProviderLosingEveryConnectionPauses(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Stage: sink.StageRcpt, Drop: true}}}})
+	b := setup(t, campaignSpec{recipients: addresses(30, "u"), providers: providerTOML("local", s, "connections = 2")})
+	b.timing = engine.Timing{DialBase: 5 * time.Millisecond}
+	b.open()
+	b.plan()
+	sum, err := b.run()
+	var stopped *engine.StoppedError
+	if !errors.As(err, &stopped) || !strings.Contains(stopped.Reason, "connections keep closing before the data") {
+		t.Fatalf("want a StoppedError saying the connections keep closing, got %v", err)
+	}
+	if sum.Counts.Pending+sum.Counts.Retry != 30 || sum.Counts.Failed != 0 || s.Stats().Messages != 0 {
+		t.Fatalf("everyone must stay queued (pending, or back for a cool-down): %+v", sum.Counts)
+	}
+	for _, j := range b.jobs() {
+		if j.Attempts != 0 {
+			t.Fatalf("%s counted %d attempts for connections the server closed", j.Email, j.Attempts)
+		}
+	}
+	t.Logf("stopped after %d reconnects: %s", sum.Reconnects, stopped.Reason)
 }

@@ -72,7 +72,7 @@ func (r *run) lease() {
 func (r *run) leaseRound(cs []*campaign, n int, outage *queueOutageClock) (leased int, ok bool) {
 	// Leasing is not cut by the hard stop mid-call: jobs leased are
 	// handed out or given back.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.stop), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.stop), r.e.t.StoreTimeout)
 	defer cancel()
 	for _, c := range cs {
 		jobs, err := r.e.q.Lease(ctx, c.id, time.Now(), max(1, n/len(cs)), r.e.leaseTTL)
@@ -198,7 +198,7 @@ func (r *run) batchSize() int {
 }
 
 // queueOutageClock tracks how long the queue has been out of reach: a
-// dropped connection is retried with backoff; past queueOutage the run
+// dropped connection is retried with backoff; past Timing.QueueOutage the run
 // stops (its leases expire and the jobs go to other workers or the next
 // run).
 type queueOutageClock struct {
@@ -213,8 +213,8 @@ func (o *queueOutageClock) failed(r *run, what string, err error) bool {
 		r.e.log.Warn("queue out of reach; retrying", "step", what, "error", err)
 	}
 	o.n++
-	if time.Since(o.since) > queueOutage {
-		r.halt(&StoppedError{Reason: fmt.Sprintf("queue: %s: %v (out of reach for %s)", what, err, queueOutage)})
+	if time.Since(o.since) > r.e.t.QueueOutage {
+		r.halt(&StoppedError{Reason: fmt.Sprintf("queue: %s: %v (out of reach for %s)", what, err, r.e.t.QueueOutage)})
 		return true
 	}
 	return false

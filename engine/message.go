@@ -181,7 +181,7 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 // is within a limit need not be counted.
 func (c *composer) sizeBound(out templates.Rendered, email, link string) int64 {
 	// The link is in a header and may be in the body twice (text, HTML).
-	return c.fixed + 4*int64(len(out.Subject)+len(out.Text)+len(out.HTML)+len(email)+3*len(link))
+	return c.fixed + 4*int64(len(out.Subject)+len(out.ToName)+len(out.Text)+len(out.HTML)+len(email)+3*len(link))
 }
 
 // MessageID derives a recipient's Message-ID from the campaign and the
@@ -233,7 +233,7 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	}
 	m = mail.NewMsg(mail.WithNoDefaultUserAgent())
 	m.SetAddrHeaderFromMailAddress(mail.HeaderFrom, c.from)
-	m.ToMailAddress(&netmail.Address{Address: email})
+	m.ToMailAddress(&netmail.Address{Name: out.ToName, Address: email})
 	if c.replyTo != nil {
 		m.ReplyToMailAddress(c.replyTo)
 	}

@@ -46,7 +46,7 @@ func TestSizeBound(t *testing.T) {
 		for _, withHTML := range []bool{false, true} {
 			spec := Spec{
 				From: "新闻 News <news@例子.测试>", ReplyTo: "Réponse <reply@example.com>",
-				Subject: "{{.subject}}", Text: "{{.body}}{{unsubscribe_url}}",
+				Subject: "{{.subject}}", ToName: "{{.subject}}", Text: "{{.body}}{{unsubscribe_url}}",
 				Headers:        map[string]string{"X-Note": "ünïcödé " + strings.Repeat("é", 500)},
 				ListID:         "News <news.example.com>",
 				UnsubscribeURL: "https://news.example.com/unsubscribe?" + strings.Repeat("q", 300), UnsubscribeMailto: "unsubscribe@example.com",
@@ -55,7 +55,7 @@ func TestSizeBound(t *testing.T) {
 			if withHTML {
 				spec.HTML = "<p>{{.body}}</p><a href=\"{{unsubscribe_url}}\">x</a>"
 			}
-			set, err := templates.Parse(templates.Sources{Subject: spec.Subject, Text: spec.Text, HTML: spec.HTML})
+			set, err := templates.Parse(templates.Sources{Subject: spec.Subject, ToName: spec.ToName, Text: spec.Text, HTML: spec.HTML})
 			if err != nil {
 				t.Fatal(err)
 			}

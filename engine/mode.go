@@ -14,7 +14,7 @@ type mode interface {
 	// start loads the campaigns delivered first.
 	start(ctx context.Context, r *run)
 	// poll follows the campaigns' status; the tracker calls it every
-	// statusPoll.
+	// Timing.StatusPoll.
 	poll(ctx context.Context, r *run)
 	// idle is asked when a lease round found nothing: finished when
 	// nothing is left to deliver, else how long to wait at most.
@@ -79,10 +79,10 @@ func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, er
 	return false, wait, nil
 }
 
-// settled reads the counts again, at most every settleEvery (a group
+// settled reads the counts again, at most every Timing.SettleEvery (a group
 // commit may come every few hundred microseconds).
 func (m *oneCampaign) settled(ctx context.Context, r *run, _ *campaign, final bool) {
-	if !final && time.Since(m.lastCounts) < settleEvery {
+	if !final && time.Since(m.lastCounts) < r.e.t.SettleEvery {
 		return
 	}
 	c := m.c
@@ -164,7 +164,7 @@ func (m *allCampaigns) poll(ctx context.Context, r *run) {
 			}
 			if rec.Planned {
 				// Only retry-failed reopens it: look less often.
-				m.quiet[id] = now.Add(finishedPoll)
+				m.quiet[id] = now.Add(r.e.t.FinishedPoll)
 			}
 			continue
 		}
@@ -220,10 +220,10 @@ func (m *allCampaigns) pause(r *run, c *campaign, _ string) bool {
 	return true
 }
 
-// track follows the campaigns' status every statusPoll until done is
+// track follows the campaigns' status every Timing.StatusPoll until done is
 // closed; nothing once the run stops.
 func (r *run) track(done <-chan struct{}) {
-	every(statusPoll, done, func() {
+	every(r.e.t.StatusPoll, done, func() {
 		if r.stop.Err() != nil {
 			return
 		}

@@ -55,9 +55,13 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 		return nil, res, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
 	}
 	defer f.Close()
-	rd, err := recipients.NewReader(f)
+	enc, err := e.encoding()
 	if err != nil {
-		return nil, res, &InputError{fmt.Errorf("%s: %w", e.cfg.Campaign.Recipients, err)}
+		return nil, res, err
+	}
+	rd, err := recipients.NewEncodedReader(f, enc)
+	if err != nil {
+		return nil, res, e.fileError(err)
 	}
 	header = rd.Header()
 	rd.HeaderFields = sortedHeaderIndexes(header, e.content.set.SubjectFields())
@@ -78,7 +82,10 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 			continue
 		}
 		if err != nil {
-			return header, res, &InputError{fmt.Errorf("%s: %w", e.cfg.Campaign.Recipients, err)}
+			// The file cannot be read to its end (a row that cannot be
+			// split, a line not in its encoding, a read failure): never
+			// go on with rows unread.
+			return header, res, e.fileError(err)
 		}
 		res.Rows++
 		if !checked {
@@ -104,9 +111,11 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 }
 
 // Plan validates the recipients and enqueues one job per valid, unique
-// address. Planning a campaign that was planned before reads nothing and
+// address. Planning a campaign that was planned before reads no row and
 // sets Resumed; planning one that was interrupted while planning adds only
-// what is missing. Nothing is enqueued when the templates do not fit.
+// what is missing. Either is refused when the file is no longer the one
+// the campaign was planned from (sameFile). Nothing is enqueued when the
+// templates do not fit, or when the file cannot be read to its end.
 func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, error) {
 	id := e.cfg.Campaign.ID
 	existing, err := e.q.Campaign(ctx, id)
@@ -116,6 +125,9 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		}
 	}
 	if err == nil && existing.Planned {
+		if err := e.sameFile(existing, nil); err != nil {
+			return PlanResult{}, err
+		}
 		// Templates may have changed since: check them against the header.
 		if err := e.checkHeader(ctx, existing.Header); err != nil {
 			return PlanResult{}, err
@@ -125,6 +137,17 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 	}
 	if err != nil && !errors.Is(err, queue.ErrNoCampaign) {
 		return PlanResult{}, err
+	}
+	// Read the whole file first: nothing is planned from a file that
+	// cannot be read to its end.
+	stamp, ferr := e.checkFile()
+	if ferr != nil {
+		return PlanResult{}, ferr
+	}
+	if err == nil {
+		if err := e.sameFile(existing, &stamp); err != nil {
+			return PlanResult{}, err
+		}
 	}
 	var batch []queue.Job
 	var res PlanResult
@@ -152,11 +175,14 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		if !created {
 			// The campaign record is created only once the templates
 			// were checked against the first row.
-			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From)})
+			c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: row.Header(), Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From), Source: stamp.String()})
 			if err != nil {
 				return err
 			}
 			if err := e.sameList(c); err != nil {
+				return err
+			}
+			if err := e.sameFile(c, &stamp); err != nil {
 				return err
 			}
 			if !slices.Equal(c.Header, row.Header()) {
@@ -182,7 +208,11 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 	}
 	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid
 	if !created {
-		if _, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From)}); err != nil {
+		c, err := e.q.CreateCampaign(ctx, queue.Campaign{ID: id, Header: header, Created: now, Status: queue.Active, Spec: e.spec.Encode(), List: SuppressionList(e.spec.From), Source: stamp.String()})
+		if err != nil {
+			return res, err
+		}
+		if err := e.sameFile(c, &stamp); err != nil {
 			return res, err
 		}
 	}
@@ -308,6 +338,11 @@ func needsSMTPUTF8(email string) string {
 func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 	if n < 1 {
 		return &InputError{fmt.Errorf("--row %d: rows count from 1", n)}
+	}
+	// The whole file, as planning would read it: a preview of a file
+	// that cannot be sent would mislead.
+	if _, err := e.checkFile(); err != nil {
+		return err
 	}
 	var r templates.Renderer
 	i := 0

@@ -28,6 +28,7 @@ import (
 // client, its limits and its circuit. Safe for concurrent use.
 type provider struct {
 	cfg     config.Provider
+	t       *Timing      // the engine's
 	client  *mail.Client // configured once; senders dial their own connections
 	tlsConf *tls.Config
 	auth    func(mechs string) smtp.Auth
@@ -250,12 +251,12 @@ func (p *provider) state(now time.Time) string {
 	}
 	closed := p.closed
 	p.mu.Unlock()
-	if closed != "" || now.UnixNano()-p.checked.Load() < int64(circuitPoll) {
+	if closed != "" || now.UnixNano()-p.checked.Load() < int64(p.t.CircuitPoll) {
 		return closed
 	}
 	// Another process may have opened the shared circuit.
 	p.checked.Store(now.UnixNano())
-	ctx, cancel := context.WithTimeout(p.runCtx(), circuitPoll)
+	ctx, cancel := context.WithTimeout(p.runCtx(), p.t.CircuitPoll)
 	defer cancel()
 	reason, until, err := p.circuit.State(ctx, now)
 	if err != nil || reason == "" {
@@ -304,7 +305,7 @@ func (p *provider) trip(reason string, until time.Time) {
 	if !first {
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.runCtx(), storeTimeout)
+	ctx, cancel := context.WithTimeout(p.runCtx(), p.t.StoreTimeout)
 	defer cancel()
 	if err := p.circuit.Open(ctx, reason, until); err != nil {
 		p.log.Warn("cannot share the provider's circuit", "error", err)

@@ -14,35 +14,16 @@ import (
 )
 
 const (
-	maxBatch    = 256 // jobs per Lease and per buffer
-	settleBatch = 512 // settlements per transaction
-	settleEvery = 25 * time.Millisecond
-	// ackDelay is how long a commit that a few senders wait for waits for
-	// more of them (see settle).
-	ackDelay       = time.Millisecond
-	reconnectTries = 3 // same job, fresh connection, before it goes back to the queue
-	dialTries      = 8 // consecutive failed dials before a provider is given up
-	dialBase       = 250 * time.Millisecond
-	dialCeiling    = 30 * time.Second
-	storeTimeout   = 30 * time.Second
-	statusPoll     = 500 * time.Millisecond // how soon a pause is seen
+	maxBatch       = 256                    // jobs per Lease and per buffer
+	settleBatch    = 512                    // settlements per transaction
+	reconnectTries = 3                      // same job, fresh connection, before it goes back to the queue
+	dialTries      = 8                      // consecutive failed dials before a provider is given up
 	domainWaitMax  = 100 * time.Millisecond // longer waits for a domain's pace settle the job as a retry
 	weightSlack    = 8                      // messages a provider may run ahead of its weight
 	weightPeriod   = time.Second            // the weights hold within each such period
-	circuitPoll    = time.Second            // how often a provider looks at its shared circuit
 	// contendedPerConnection caps per_connection while other processes
 	// wait for a connection slot.
 	contendedPerConnection = 200
-	finishedPoll           = 10 * time.Second // Work: how soon a finished campaign reopened by retry-failed is seen
-	// queueOutage is how long the queue may stay unreachable before a run
-	// gives up; until then every step is retried with backoff.
-	queueOutage = 2 * time.Minute
-	// quotaPause is how long a quota reply that names no reset time stops
-	// the provider.
-	quotaPause = time.Hour
-	// authPause is how long a temporary login refusal ("454 4.7.0 too
-	// many login attempts") stops the provider.
-	authPause = 5 * time.Minute
 	// lossesToStop is how many jobs in a row may meet connections lost
 	// before their data (each after reconnectTries fresh connections)
 	// before the provider is stopped for the run.
@@ -239,10 +220,10 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 	case queue.CampaignCancelled:
 		return Summary{}, &InputError{fmt.Errorf("campaign %s was cancelled", id)}
 	case queue.Paused:
-		e.log.Info("campaign was paused; resuming", "reason", camp.Reason)
-		if err := e.q.SetStatus(hard, id, queue.Active, ""); err != nil {
-			return Summary{}, err
-		}
+		// Paused by an operator (herald pause) or by the policy brake:
+		// only herald resume lets it go on, never a run that was started
+		// again, perhaps by a cron job.
+		return Summary{}, &PausedError{ID: id, Reason: camp.Reason}
 	}
 	return e.deliver(soft, hard, &oneCampaign{c: newCampaign(id, camp.Header, e.content)})
 }
@@ -251,8 +232,8 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 // fairly between them, until soft is cancelled (ErrInterrupted; sends in
 // flight finish and buffered jobs go back) or it cannot go on
 // (*StoppedError: every provider's circuit is open, or the queue is out of
-// reach). Campaigns planned while it runs are picked up within statusPoll;
-// a paused or cancelled one is dropped within statusPoll. A campaign's
+// reach). Campaigns planned while it runs are picked up within Timing.StatusPoll;
+// a paused or cancelled one is dropped within Timing.StatusPoll. A campaign's
 // content is loaded when Work starts delivering it.
 func (e *Engine) Work(soft, hard context.Context) (Summary, error) {
 	return e.deliver(soft, hard, &allCampaigns{broken: map[string]string{}, quiet: map[string]time.Time{}})
@@ -324,13 +305,13 @@ func (e *Engine) deliver(soft, hard context.Context, m mode) (Summary, error) {
 // storeCtx bounds one call to the queue or the shared limits. It is
 // derived from the hard stop, so that a hard stop ends it.
 func (r *run) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.hard, storeTimeout)
+	return context.WithTimeout(r.hard, r.e.t.StoreTimeout)
 }
 
 // recordCtx bounds a call that records outcomes: what was sent is
-// recorded even after a hard stop, within storeTimeout.
+// recorded even after a hard stop, within Timing.StoreTimeout.
 func (r *run) recordCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.hard), storeTimeout)
+	return context.WithTimeout(context.WithoutCancel(r.hard), r.e.t.StoreTimeout)
 }
 
 // seedQuotas loads each provider's usage of the last 24 hours.

@@ -494,8 +494,8 @@ func (r *run) giveBack(p *provider, pr *prepared) {
 func (r *run) policy(c *campaign, p *provider, domain string) outcome.Policy {
 	pol := outcome.Policy{
 		Cooldown:       p.cfg.Cooldown.Duration,
-		QuotaPause:     quotaPause,
-		AuthPause:      authPause,
+		QuotaPause:     r.e.t.QuotaPause,
+		AuthPause:      r.e.t.AuthPause,
 		ReconnectTries: reconnectTries,
 		Jitter:         func(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) },
 	}
@@ -595,7 +595,7 @@ func (r *run) affect(cn *conn, d outcome.Decision, derr *outcome.DeliveryError, 
 		}
 		p.throttled(r.hard, cn.log)
 		cn.drop(false)
-		sleepCtx(r.stop, backoff(int(n), dialBase, max(dialBase, p.cfg.Cooldown.Duration)))
+		sleepCtx(r.stop, backoff(int(n), r.e.t.DialBase, max(r.e.t.DialBase, p.cfg.Cooldown.Duration)))
 	}
 	return true
 }

@@ -14,7 +14,7 @@ type pendingOutcomes struct {
 }
 
 // settle records outcomes in batches, one transaction per campaign, and
-// keeps the progress counters. It commits every settleEvery or settleBatch
+// keeps the progress counters. It commits every Timing.SettleEvery or settleBatch
 // outcomes, and at once when a sender waits for its acknowledgement (a
 // group commit: what arrived meanwhile goes in the same batch). A batch the
 // queue cannot take is kept and tried again with backoff: dropping it would
@@ -24,7 +24,7 @@ func (r *run) settle() {
 		byCampaign = map[*campaign]*pendingOutcomes{}
 		size       int
 		waiting    int // acknowledgements senders wait for
-		tick       = time.NewTicker(settleEvery)
+		tick       = time.NewTicker(r.e.t.SettleEvery)
 		outage     queueOutageClock
 		retryAt    time.Time // while the queue is out of reach: next attempt
 	)
@@ -121,7 +121,7 @@ func (r *run) settle() {
 	}
 	// A commit costs the queue and this process CPU whatever it carries:
 	// while fewer than half the senders with a connection wait, it waits a
-	// little (ackDelay) for more of them; their gates hold back only their
+	// little (Timing.AckDelay) for more of them; their gates hold back only their
 	// next bytes on the wire, so they go on rendering and buffering
 	// meanwhile.
 	var soon <-chan time.Time
@@ -137,7 +137,7 @@ func (r *run) settle() {
 				flush(false)
 				soon = nil
 			case waiting > 0 && soon == nil:
-				soon = time.After(ackDelay)
+				soon = time.After(r.e.t.AckDelay)
 			}
 		case <-soon:
 			soon = nil

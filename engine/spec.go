@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/templates"
@@ -21,6 +22,7 @@ type Spec struct {
 	From        string            `json:"from"`
 	ReplyTo     string            `json:"reply_to,omitempty"`
 	Subject     string            `json:"subject"`
+	ToName      string            `json:"to_name,omitempty"`
 	Text        string            `json:"text,omitempty"`
 	TextName    string            `json:"text_name,omitempty"` // for error messages
 	HTML        string            `json:"html,omitempty"`
@@ -65,7 +67,7 @@ const specVersion = 1
 func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	cp := cfg.Campaign
 	s := Spec{
-		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, Headers: cp.Headers,
+		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, ToName: cp.ToName, Headers: cp.Headers,
 		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
@@ -85,12 +87,18 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 		if err != nil {
 			return s, fmt.Errorf("campaign.text: %w", err)
 		}
+		if err := textFile(b); err != nil {
+			return s, fmt.Errorf("campaign.text: %s: %w", cp.Text, err)
+		}
 		s.Text, s.TextName = string(b), cp.Text
 	}
 	if cp.HTML != "" {
 		b, err := os.ReadFile(cp.HTML)
 		if err != nil {
 			return s, fmt.Errorf("campaign.html: %w", err)
+		}
+		if err := textFile(b); err != nil {
+			return s, fmt.Errorf("campaign.html: %s: %w", cp.HTML, err)
 		}
 		s.HTML, s.HTMLName = string(b), cp.HTML
 	}
@@ -99,9 +107,35 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 		if err != nil {
 			return s, fmt.Errorf("campaign.attachments[%d]: %w", i, err)
 		}
-		s.Attachments = append(s.Attachments, Attachment{Name: filepath.Base(p), Data: data})
+		name := filepath.Base(p)
+		if !utf8.ValidString(name) {
+			// The name goes into a header (Content-Disposition).
+			return s, fmt.Errorf("campaign.attachments[%d]: the file name %q is not valid UTF-8: rename the file", i, name)
+		}
+		s.Attachments = append(s.Attachments, Attachment{Name: name, Data: data})
 	}
 	return s, nil
+}
+
+// textFile refuses a template that is not UTF-8: what it renders goes out
+// labelled UTF-8 (the subject and headers too), and a template saved in
+// another encoding would reach every recipient as mojibake.
+func textFile(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	line := 1
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		if b[i] == '\n' {
+			line++
+		}
+		i += size
+	}
+	return fmt.Errorf("line %d is not valid UTF-8; save the template as UTF-8", line)
 }
 
 // Encode is the stored form of the spec (queue.Campaign.Spec).
@@ -147,7 +181,7 @@ func newContent(id string, s Spec, k keys) (*content, error) {
 	}
 	// A recipient's rendering stops as soon as it passes the limit: the
 	// message would be larger still.
-	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName, MaxSize: maxSize})
+	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, ToName: s.ToName, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName, MaxSize: maxSize})
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 // A campaign vanishes when the queue loses its data (queue.ErrVanished: a
 // Redis without persistence restarted and came back empty). Every job of
 // it is gone: the run cannot lease, settle or renew, and retrying as for
-// an outage would only go on for queueOutage and then advise running
+// an outage would only go on for Timing.QueueOutage and then advise running
 // again, which would plan the campaign afresh and send every message a
 // second time (the queue refuses that now). So the run stops at once and
 // says what it had sent: Run, and Work too, for every campaign it

@@ -41,7 +41,7 @@ func TestWorkDeliversStoredCampaigns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w, err := engine.NewWorker(b.cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(b.logs, nil))})
+	w, err := engine.NewWorker(b.cfg, b.q, engine.Options{Logger: slog.New(slog.NewTextHandler(b.logs, nil)), Timing: engine.Timing{StatusPoll: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestWorkDeliversStoredCampaigns(t *testing.T) {
 		for s.Stats().Messages < 40 && soft.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(1200 * time.Millisecond) // two more looks at the campaigns
+		time.Sleep(150 * time.Millisecond) // a few more looks at the campaigns
 		stop()
 	}()
 	sum, err := w.Work(soft, ctx)

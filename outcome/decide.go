@@ -135,7 +135,7 @@ type Decision struct {
 // pure: the same attempt, job and policy give the same decision.
 func Decide(a Attempt, job queue.Job, p Policy) Decision {
 	if a.Err == nil {
-		return Decision{Action: Ack, Class: ClassSent, Reply: a.Reply, Attempted: true}
+		return Decision{Action: Ack, Class: ClassSent, Reply: a.Reply, Attempted: true, CountAttempt: true}
 	}
 	e := a.Err
 	d := Decision{Class: e.Class, Reply: e.Reply()}

@@ -39,7 +39,7 @@ func TestDecide(t *testing.T) {
 		reply string // a part of the stored reply
 	}{
 		{"sent", Attempt{Reply: "250 2.0.0 queued as 1"}, fresh,
-			Decision{Action: Ack, Class: ClassSent, Attempted: true}, "queued as 1"},
+			Decision{Action: Ack, Class: ClassSent, Attempted: true, CountAttempt: true}, "queued as 1"},
 		{"no such user", Attempt{Err: Classify(StageRcpt, wire(t, "550-5.1.1 The email account that you tried to reach does not exist."))}, fresh,
 			Decision{Action: Fail, Class: ClassPermanent, CountAttempt: true, Suppress: true, Attempted: true}, "5.1.1"},
 		{"DMARC", Attempt{Err: Classify(StageDataEnd, wire(t, "550-5.7.26 Unauthenticated email is not accepted due to domain's DMARC policy."))}, fresh,

@@ -104,6 +104,11 @@ type Campaign struct {
 	// Planned is set once every row of the recipients file was enqueued;
 	// a resumed run skips planning when it is set.
 	Planned bool
+	// Source identifies the recipients file the campaign is planned from
+	// (its size and hash, in the engine's form; the queue does not look
+	// inside), so that a run on a file that changed since can say so.
+	// CreateCampaign stores it; "" for campaigns planned before it existed.
+	Source string
 	// Spec is what a worker needs to deliver the campaign (templates,
 	// sender, attachments, retry policy), in the engine's encoding; the
 	// queue does not look inside. CreateCampaign stores it and SetSpec

@@ -34,12 +34,53 @@ type RowError struct {
 
 func (e *RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
 
+// SyntaxError says the file cannot be split into rows from Line on: a
+// quote that does not open or close a field where CSV (RFC 4180) allows
+// it. It is final: encoding/csv would resume at some later line, and the
+// rows in between (for a quote that never closes, every row to the end of
+// the file) would be lost without a word, so the reader stops instead.
+type SyntaxError struct {
+	Line    int // where the record that cannot be split begins
+	EndLine int // where the reader gave up (>= Line)
+	Column  int // of EndLine, 1-based, in bytes
+	// ToEnd: EndLine is the last line of the file.
+	ToEnd bool
+	Err   error // csv.ErrQuote or csv.ErrBareQuote
+}
+
+func (e *SyntaxError) Error() string {
+	const fix = `a quote that is part of a value is written twice, in a value in quotes ("say ""hi""")`
+	switch {
+	case e.EndLine > e.Line:
+		end := ""
+		if e.ToEnd {
+			end = ", the end of the file"
+		}
+		swallowed := e.EndLine - e.Line
+		lines := "lines"
+		if swallowed == 1 {
+			lines = "line"
+		}
+		return fmt.Sprintf("line %d: a quoted field opens on this line and is not closed where a field ends: "+
+			"it runs to line %d%s, swallowing the %d %s after this one (close the quote; %s)",
+			e.Line, e.EndLine, end, swallowed, lines, fix)
+	case errors.Is(e.Err, csv.ErrBareQuote):
+		return fmt.Sprintf("line %d, column %d: a quote in a field that does not begin with one (%s)", e.Line, e.Column, fix)
+	default:
+		return fmt.Sprintf("line %d, column %d: a quote ends a quoted field but the field goes on (%s)", e.Line, e.Column, fix)
+	}
+}
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
 // Reader streams recipients from CSV in constant memory. It is not safe for
 // concurrent use.
 type Reader struct {
 	csv        *csv.Reader
+	enc        Encoding
 	header     []string
 	emailIndex int
+	err        error // final: every Next returns it again
 	// HeaderFields are the columns whose values reach a message header
 	// (beyond email): a CR or LF in them makes the row invalid.
 	HeaderFields []int
@@ -48,24 +89,34 @@ type Reader struct {
 // ErrNoEmailColumn is returned by NewReader when the header has no email column.
 var ErrNoEmailColumn = errors.New(`recipients: the header row has no "email" column`)
 
-// NewReader reads the header row of r. A UTF-8 byte order mark is skipped;
-// header names are trimmed; the email column is found case-insensitively.
-func NewReader(r io.Reader) (*Reader, error) {
+// NewReader reads the header row of r, a UTF-8 file. A byte order mark is
+// skipped; header names are trimmed; the email column is found
+// case-insensitively.
+func NewReader(r io.Reader) (*Reader, error) { return NewEncodedReader(r, UTF8) }
+
+// NewEncodedReader is NewReader for a file in enc: the reader decodes it
+// and returns UTF-8.
+func NewEncodedReader(r io.Reader, enc Encoding) (*Reader, error) {
+	if enc.enc != nil {
+		r = enc.enc.NewDecoder().Reader(r)
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
+	// A byte order mark, as UTF-8 once decoded (UTF-16 and GB18030 have
+	// theirs too).
 	if bom, err := br.Peek(3); err == nil && bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
 		_, _ = br.Discard(3)
 	}
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1 // we report the wrong number ourselves, with the line
 	cr.ReuseRecord = true
-	head, err := cr.Read()
+	rd := &Reader{csv: cr, enc: enc, emailIndex: -1}
+	head, err := rd.record()
 	if err == io.EOF {
 		return nil, errors.New("recipients: the file is empty (a header row with an \"email\" column is required)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("recipients: header row: %w", err)
 	}
-	rd := &Reader{csv: cr, emailIndex: -1}
 	seen := map[string]int{}
 	for i, h := range head {
 		h = strings.TrimSpace(h)
@@ -94,19 +145,48 @@ func (r *Reader) Header() []string { return r.header }
 // EmailIndex is the position of the email column.
 func (r *Reader) EmailIndex() int { return r.emailIndex }
 
-// Next returns the next valid row. A row that cannot be sent is returned as
-// a *RowError, after which Next may be called again; io.EOF ends the file.
-// Any other error (a read failure) is final. Blank lines are skipped.
-func (r *Reader) Next() (Row, error) {
+// record reads the next record and checks that every field is text in the
+// file's encoding. Every error is final, io.EOF included: it is returned
+// again by every later call.
+func (r *Reader) record() ([]string, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
 	rec, err := r.csv.Read()
 	if err != nil {
 		var perr *csv.ParseError
-		if errors.As(err, &perr) {
-			// encoding/csv resynchronises at the next line for most
-			// errors; a bare quote may swallow the rest of the file, and
-			// then the next Read returns EOF.
-			return Row{}, &RowError{Line: perr.StartLine, Reason: perr.Err.Error()}
+		if errors.As(err, &perr) && (errors.Is(perr.Err, csv.ErrQuote) || errors.Is(perr.Err, csv.ErrBareQuote)) {
+			serr := &SyntaxError{Line: perr.StartLine, EndLine: perr.Line, Column: perr.Column, Err: perr.Err}
+			if serr.EndLine > serr.Line {
+				// Did the field run to the end of the file? Then there
+				// is nothing more to read.
+				_, next := r.csv.Read()
+				serr.ToEnd = next == io.EOF
+			}
+			err = serr
 		}
+		r.err = err
+		return nil, err
+	}
+	for i, f := range rec {
+		if at := r.enc.invalid(f); at >= 0 {
+			line, _ := r.csv.FieldPos(i)
+			r.err = &EncodingError{Line: line + strings.Count(f[:at], "\n"), Encoding: r.enc}
+			return nil, r.err
+		}
+	}
+	return rec, nil
+}
+
+// Next returns the next valid row. A row that cannot be sent is returned as
+// a *RowError, after which Next may be called again; io.EOF ends the file.
+// Any other error is final and returned again by every later call: a
+// *SyntaxError (the file cannot be split into rows from there on), an
+// *EncodingError (a line is not text in the file's encoding), or a read
+// failure. Blank lines are skipped.
+func (r *Reader) Next() (Row, error) {
+	rec, err := r.record()
+	if err != nil {
 		return Row{}, err
 	}
 	line, _ := r.csv.FieldPos(0)

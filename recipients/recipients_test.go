@@ -2,6 +2,7 @@ package recipients
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -75,7 +76,7 @@ func TestReaderProblemsCarryLineNumbers(t *testing.T) {
 		"short@example.com\n" + // 5
 		"long@example.com,D,extra\n" + // 6
 		"Name <x@example.com>,E\n" + // 7
-		"y@example.com,\"bad \"quote\n" + // 8: bare quote
+		"y@example.com,\"bad \"quote\n" + // 8: a quote closes the field, then text
 		"z@example.com,F\n"
 	rd, err := NewReader(strings.NewReader(in))
 	if err != nil {
@@ -84,6 +85,7 @@ func TestReaderProblemsCarryLineNumbers(t *testing.T) {
 	rd.HeaderFields = []int{1}
 	var lines []int
 	var valid []string
+	var final error
 	for {
 		row, err := rd.Next()
 		if err == io.EOF {
@@ -95,21 +97,23 @@ func TestReaderProblemsCarryLineNumbers(t *testing.T) {
 			continue
 		}
 		if err != nil {
-			t.Fatal(err)
+			final = err
+			break
 		}
 		valid = append(valid, row.Email)
 	}
-	want := []int{3, 4, 5, 6, 7, 8}
-	if len(lines) < len(want) {
+	want := []int{3, 4, 5, 6, 7}
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
 		t.Fatalf("problem lines %v, want %v", lines, want)
 	}
-	for i, w := range want {
-		if lines[i] != w {
-			t.Fatalf("problem lines %v, want %v", lines, want)
-		}
-	}
-	if len(valid) < 1 || valid[0] != "ok@example.com" {
+	if len(valid) != 1 || valid[0] != "ok@example.com" {
 		t.Fatalf("valid rows: %v", valid)
+	}
+	// A row the reader cannot split ends the file: encoding/csv would go
+	// on at some later line, and what it skipped would be lost unsaid.
+	var se *SyntaxError
+	if !errors.As(final, &se) || se.Line != 8 || se.EndLine != 8 || !strings.Contains(se.Error(), "line 8, column") {
+		t.Fatalf("want a syntax error at line 8, got %v", final)
 	}
 }
 
@@ -138,52 +142,4 @@ func TestReaderHeaderErrors(t *testing.T) {
 			t.Errorf("%q: want an error", in)
 		}
 	}
-}
-
-func FuzzReader(f *testing.F) {
-	f.Add("email,name\na@example.com,A\n")
-	f.Add("\xEF\xBB\xBFemail,name\r\n\"a@b.c\",\"x\r\ny\"\r\n")
-	f.Add("email\n\"unterminated\n")
-	f.Add("email,name\na@b.c\nb@c.d,e,f\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		rd, err := NewReader(strings.NewReader(in))
-		if err != nil {
-			return
-		}
-		rd.HeaderFields = []int{0}
-		for i := 0; i < 10000; i++ {
-			row, err := rd.Next()
-			if err == io.EOF {
-				return
-			}
-			var re *RowError
-			if errors.As(err, &re) {
-				if re.Line < 1 {
-					t.Fatalf("problem without a line number: %v", re)
-				}
-				continue
-			}
-			if err != nil {
-				return
-			}
-			if strings.ContainsAny(row.Email, "\r\n") || row.Email == "" {
-				t.Fatalf("invalid address passed: %q", row.Email)
-			}
-			if len(row.Fields) != len(rd.Header()) {
-				t.Fatalf("field count %d != header %d", len(row.Fields), len(rd.Header()))
-			}
-			// The key is the address in lower case, its domain in
-			// A-labels (the same for an ASCII domain).
-			want := strings.ToLower(row.Email)
-			if a, err := ASCIIDomain(row.Email); err != nil {
-				t.Fatalf("%q passed with a domain that has no A-labels: %v", row.Email, err)
-			} else if a != row.Email {
-				want = strings.ToLower(a)
-			}
-			if row.Key != want {
-				t.Fatalf("key %q for %q", row.Key, row.Email)
-			}
-		}
-		t.Fatal("reader did not end")
-	})
 }

@@ -40,7 +40,7 @@ func (f *Faults) latency(stage Stage) time.Duration {
 	if d, ok := f.Latencies[stage]; ok {
 		return d
 	}
-	if stage == StageGreeting {
+	if stage == StageGreeting || stage == StageAuth {
 		return 0
 	}
 	return f.Latency

@@ -28,6 +28,7 @@ const (
 	StageRcpt
 	StageData     // after the whole message was read, before the reply
 	StageGreeting // the 220 banner; only for Faults.Latencies
+	StageAuth     // after AUTH's credentials were found right, before the reply
 )
 
 func (s Stage) String() string {
@@ -40,6 +41,8 @@ func (s Stage) String() string {
 		return "data"
 	case StageGreeting:
 		return "greeting"
+	case StageAuth:
+		return "auth"
 	}
 	return "unknown"
 }
@@ -449,6 +452,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			ss.s.st.authFail.Add(1)
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
 		}
+		if err := ss.fault(StageAuth, ""); err != nil {
+			return err
+		}
 		ss.authed = true
 		return nil
 	}), nil
@@ -519,7 +525,7 @@ func (ss *session) matches(r *Rule, rcpt string) bool {
 	return m == "" && stageBeforeRcpt(r.Stage)
 }
 
-func stageBeforeRcpt(s Stage) bool { return s == StageMail }
+func stageBeforeRcpt(s Stage) bool { return s == StageMail || s == StageAuth }
 
 func (ss *session) act(stage Stage, a Action) error {
 	switch {

@@ -20,12 +20,13 @@ import (
 // Sources are the template texts of one campaign.
 type Sources struct {
 	Subject  string
+	ToName   string // text/template of To:'s display name; optional
 	Text     string // text/template; may be empty when HTML is set
 	HTML     string // html/template; optional
 	TextName string // names used in errors, e.g. the file name
 	HTMLName string
-	// MaxSize bounds what one recipient's subject, text and HTML render
-	// to, together, in bytes: rendering stops with a *TooLargeError as
+	// MaxSize bounds what one recipient's subject, To: name, text and HTML
+	// render to, together, in bytes: rendering stops with a *TooLargeError as
 	// soon as it passes (0: no bound). A template that would render a
 	// gigabyte costs no more than MaxSize.
 	MaxSize int64
@@ -37,7 +38,8 @@ type Set struct {
 	subject *texttemplate.Template
 	text    *texttemplate.Template
 	html    *htmltemplate.Template
-	names   [3]string
+	toName  *texttemplate.Template // nil: To: is the bare address
+	names   [4]string
 	// unsub: a template calls unsubscribe_url. Its value is the
 	// recipient's, so such a Set is never executed itself: each Renderer
 	// executes its own clone, whose unsubscribe_url reads the Renderer's
@@ -56,13 +58,14 @@ func (e *TooLargeError) Error() string {
 // Rendered is one recipient's message content.
 type Rendered struct {
 	Subject string
+	ToName  string
 	Text    string
 	HTML    string
 }
 
-// ErrHeaderBreak is returned by Render when the subject would contain a line
-// break (header injection).
-var ErrHeaderBreak = errors.New("the subject contains a line break")
+// ErrHeaderBreak is returned by Render when the subject or the To: name
+// would contain a line break (header injection).
+var ErrHeaderBreak = errors.New("contains a line break")
 
 // Funcs is the documented function set available in every template:
 //
@@ -128,7 +131,7 @@ func formatDate(layout string, v any) (string, error) {
 
 // Parse parses the campaign's templates with missingkey=error.
 func Parse(src Sources) (*Set, error) {
-	s := &Set{names: [3]string{"subject", or(src.TextName, "text"), or(src.HTMLName, "html")}, max: src.MaxSize}
+	s := &Set{names: [4]string{"subject", or(src.TextName, "text"), or(src.HTMLName, "html"), "to_name"}, max: src.MaxSize}
 	var errs []error
 	var err error
 	if strings.TrimSpace(src.Subject) == "" {
@@ -137,6 +140,14 @@ func Parse(src Sources) (*Set, error) {
 	s.subject, err = texttemplate.New(s.names[0]).Funcs(Funcs()).Option("missingkey=error").Parse(src.Subject)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	if src.ToName != "" {
+		// unsubscribe_url is not bound here (see Renderer.clonesOf): a
+		// display name has no use for it, and calling it fails.
+		s.toName, err = texttemplate.New(s.names[3]).Funcs(Funcs()).Option("missingkey=error").Parse(src.ToName)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if src.Text != "" {
 		s.text, err = texttemplate.New(s.names[1]).Funcs(Funcs()).Option("missingkey=error").Parse(src.Text)
@@ -271,14 +282,18 @@ func (s *Set) References() []Reference {
 	if s.html != nil {
 		add(s.names[2], s.html.Tree)
 	}
+	if s.toName != nil {
+		add(s.names[3], s.toName.Tree)
+	}
 	return refs
 }
 
-// SubjectFields are the fields the subject reads: their values reach a header.
+// SubjectFields are the fields the subject and to_name read: their values
+// reach a header.
 func (s *Set) SubjectFields() []string {
 	var out []string
 	for _, r := range s.References() {
-		if r.Template == s.names[0] {
+		if r.Template == s.names[0] || r.Template == s.names[3] {
 			out = append(out, r.Field)
 		}
 	}
@@ -423,7 +438,16 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 		return out, err
 	}
 	if strings.ContainsAny(out.Subject, "\r\n") {
-		return out, ErrHeaderBreak
+		return out, fmt.Errorf("the subject %w", ErrHeaderBreak)
+	}
+	if s.toName != nil {
+		if out.ToName, err = r.exec(s.toName.Execute, data); err != nil {
+			return out, err
+		}
+		if strings.ContainsAny(out.ToName, "\r\n") {
+			return out, fmt.Errorf("the To: name (to_name) %w", ErrHeaderBreak)
+		}
+		out.ToName = strings.TrimSpace(out.ToName)
 	}
 	if text != nil {
 		if out.Text, err = r.exec(text.Execute, data); err != nil {

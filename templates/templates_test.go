@@ -204,3 +204,30 @@ func TestMaxSize(t *testing.T) {
 		}
 	}
 }
+
+// TestToName: campaign.to_name renders the To: display name from the
+// recipient's fields; its fields are checked against the columns like the
+// subject's, and a value with a line break is refused.
+func TestToName(t *testing.T) {
+	s, err := Parse(Sources{Subject: "Hi", ToName: "{{.first}} {{.last | default \"\"}}", Text: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Renderer
+	out, err := r.Render(s, map[string]string{"first": "王", "last": "小明"})
+	if err != nil || out.ToName != "王 小明" {
+		t.Fatalf("got %q %v", out.ToName, err)
+	}
+	if out, _ := r.Render(s, map[string]string{"first": "Ann", "last": ""}); out.ToName != "Ann" {
+		t.Fatalf("trailing space kept: %q", out.ToName)
+	}
+	if _, err := r.Render(s, map[string]string{"first": "a\r\nBcc: x@example.com", "last": ""}); !errors.Is(err, ErrHeaderBreak) || !strings.Contains(err.Error(), "to_name") {
+		t.Fatalf("want ErrHeaderBreak naming to_name, got %v", err)
+	}
+	if err := s.Check([]string{"email", "first"}, nil); err == nil || !strings.Contains(err.Error(), `to_name:1:`) || !strings.Contains(err.Error(), `"last"`) {
+		t.Fatalf("a missing column in to_name: %v", err)
+	}
+	if got := s.SubjectFields(); len(got) != 2 {
+		t.Fatalf("to_name's fields reach a header: %v", got)
+	}
+}

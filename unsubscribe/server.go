@@ -33,6 +33,16 @@ type Handler struct {
 	Log    *slog.Logger
 	// Timeout bounds one store operation (default 10 s).
 	Timeout time.Duration
+	// Page renders every page (nil: DefaultPage); see Page and ParsePage.
+	Page *template.Template
+	// Language is the pages' language: "en", "zh", or "" / "auto" for the
+	// reader's Accept-Language (English when it names neither).
+	Language string
+}
+
+// page fills the built-in texts of a page in the request's language.
+func (h *Handler) page(r *http.Request, kind, address, list string) Page {
+	return newPage(kind, language(h.Language, r.Header.Get("Accept-Language")), address, list)
 }
 
 // Reason is the suppression reason recorded for an unsubscribe.
@@ -44,27 +54,7 @@ func Reason(how, campaign string) string {
 	return r
 }
 
-var page = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}
-button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}</style></head>
-<body><main>
-<h1 id="title">{{.Title}}</h1>
-<p id="message">{{.Message}}</p>
-{{if .Form}}<form method="post" action="{{.Action}}">
-<input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button id="unsubscribe" type="submit">Unsubscribe</button>
-</form>{{end}}
-</main></body></html>
-`))
-
-type pageData struct {
-	Title, Message, Action string
-	Form                   bool
-}
-
-func (h *Handler) write(w http.ResponseWriter, code int, d pageData) {
+func (h *Handler) write(w http.ResponseWriter, code int, p Page) {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
 	hd.Set("Cache-Control", "no-store")
@@ -73,7 +63,13 @@ func (h *Handler) write(w http.ResponseWriter, code int, d pageData) {
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.WriteHeader(code)
-	_ = page.Execute(w, d)
+	t := h.Page
+	if t == nil {
+		t = DefaultPage
+	}
+	if err := t.Execute(w, p); err != nil {
+		h.log().Error("unsubscribe page", "kind", p.Kind, "error", err)
+	}
 }
 
 func (h *Handler) log() *slog.Logger {
@@ -87,13 +83,13 @@ func (h *Handler) log() *slog.Logger {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		h.write(w, http.StatusMethodNotAllowed, pageData{Title: "Not allowed", Message: "Use the link in the message."})
+		h.write(w, http.StatusMethodNotAllowed, h.page(r, KindNotAllowed, "", ""))
 		return
 	}
 	sub, err := h.Signer.Verify(r.URL.Query().Get(Param))
 	if err != nil {
 		h.log().Warn("unsubscribe link refused", "remote", r.RemoteAddr, "method", r.Method)
-		h.write(w, http.StatusBadRequest, pageData{Title: "This link is not valid", Message: "The unsubscribe link is incomplete or was altered. Copy the whole link from the message, or reply to it and ask to be removed."})
+		h.write(w, http.StatusBadRequest, h.page(r, KindInvalid, "", ""))
 		return
 	}
 	timeout := h.Timeout
@@ -105,17 +101,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		on, err := h.Store.Suppressed(ctx, sub.List, sub.Key)
 		if err == nil && len(on) > 0 {
-			h.write(w, http.StatusOK, pageData{Title: "You are unsubscribed", Message: sub.Key + " gets no more mail from " + sub.List + "."})
+			h.write(w, http.StatusOK, h.page(r, KindDone, sub.Key, sub.List))
 			return
 		}
 		// Even when the store cannot be read, the button works once it can.
-		h.write(w, http.StatusOK, pageData{Title: "Unsubscribe", Message: "Stop mail from " + sub.List + " to " + sub.Key + "?", Action: r.URL.RequestURI(), Form: true})
+		p := h.page(r, KindConfirm, sub.Key, sub.List)
+		p.Action, p.Form = r.URL.RequestURI(), true
+		h.write(w, http.StatusOK, p)
 		return
 	}
 	// RFC 8058: the body is "List-Unsubscribe=One-Click"; a client that
 	// sends the POST at all asks for it, so a missing body is accepted too.
 	if err := r.ParseForm(); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		h.write(w, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request could not be read."})
+		h.write(w, http.StatusBadRequest, h.page(r, KindBadRequest, "", ""))
 		return
 	}
 	how := "one-click"
@@ -125,9 +123,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.Store.Suppress(ctx, sub.List, Reason(how, sub.Campaign), sub.Key); err != nil {
 		h.log().Error("cannot store an unsubscribe", "list", sub.List, "error", err)
 		w.Header().Set("Retry-After", "60")
-		h.write(w, http.StatusServiceUnavailable, pageData{Title: "Please try again", Message: "Your request could not be recorded just now. Please try again in a minute."})
+		h.write(w, http.StatusServiceUnavailable, h.page(r, KindTryAgain, sub.Key, sub.List))
 		return
 	}
 	h.log().Info("unsubscribed", "list", sub.List, "campaign", sub.Campaign, "how", how)
-	h.write(w, http.StatusOK, pageData{Title: "You are unsubscribed", Message: sub.Key + " gets no more mail from " + sub.List + "."})
+	h.write(w, http.StatusOK, h.page(r, KindDone, sub.Key, sub.List))
 }

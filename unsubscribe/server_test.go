@@ -224,3 +224,63 @@ func TestConfirmationPageInChromium(t *testing.T) {
 		t.Fatalf("second visit: %q", again)
 	}
 }
+
+// TestPageLanguagesAndOwnTemplate: the built-in pages speak Chinese to a
+// reader whose browser asks for it (or when configured), English
+// otherwise; an operator's template replaces them, and one whose confirm
+// page posts nowhere is refused when it is read.
+func TestPageLanguagesAndOwnTemplate(t *testing.T) {
+	f := start(t)
+	sub := unsubscribe.Subject{List: "news.example", Key: "wang@example.cn", Campaign: "c"}
+	link := f.signer.Link(f.base, sub)
+	get := func(h http.Handler, lang string) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, link, nil)
+		if lang != "" {
+			req.Header.Set("Accept-Language", lang)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	h := &unsubscribe.Handler{Signer: f.signer, Store: f.q}
+	if b := get(h, "zh-CN,zh;q=0.9,en;q=0.8"); !strings.Contains(b, `lang="zh"`) || !strings.Contains(b, "不再向 wang@example.cn 发送来自 news.example 的邮件？") || !strings.Contains(b, ">退订</button>") {
+		t.Fatalf("zh-CN reader:\n%s", b)
+	}
+	if b := get(h, "fr-FR,en;q=0.5"); !strings.Contains(b, "Stop mail from news.example to wang@example.cn?") {
+		t.Fatalf("fr/en reader:\n%s", b)
+	}
+	if b := get(&unsubscribe.Handler{Signer: f.signer, Store: f.q, Language: "zh"}, "en-US"); !strings.Contains(b, "退订") {
+		t.Fatalf("language = zh:\n%s", b)
+	}
+
+	dir := t.TempDir()
+	own := filepath.Join(dir, "page.html")
+	os.WriteFile(own, []byte(`<html><body class="{{.Kind}}"><h1>Newsletter — {{.Title}}</h1><p>{{.Message}}</p>{{if .Form}}<form method="post" action="{{.Action}}"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button>{{.Button}}</button></form>{{end}}</body></html>`), 0o644)
+	page, err := unsubscribe.ParsePage(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = &unsubscribe.Handler{Signer: f.signer, Store: f.q, Page: page}
+	if b := get(h, "zh"); !strings.Contains(b, `<body class="confirm"><h1>Newsletter — 退订</h1>`) {
+		t.Fatalf("own template:\n%s", b)
+	}
+	req := httptest.NewRequest(http.MethodPost, link, strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), `<body class="done">`) || f.suppressed(t, "news.example", "wang@example.cn") == "" {
+		t.Fatalf("own template, after the POST: %s", rec.Body.String())
+	}
+
+	for body, want := range map[string]string{
+		`<p>{{.Message}}</p>`: "no form posting",
+		`<p>{{.Mesage}}</p>`:  "Mesage",
+		`<p>{{.Message</p>`:   "bad character",
+	} {
+		os.WriteFile(own, []byte(body), 0o644)
+		if _, err := unsubscribe.ParsePage(own); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want an error with %q, got %v", body, want, err)
+		}
+	}
+}

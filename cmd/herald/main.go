@@ -77,7 +77,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitInput
 	}
-	return c.run(args[1:], stdout, stderr)
+	code := c.run(args[1:], stdout, stderr)
+	if code == exitForward {
+		return forwardOrBusy(args, stdout, stderr)
+	}
+	return code
 }
 
 func usage(w io.Writer) {

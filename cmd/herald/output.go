@@ -93,10 +93,17 @@ func (o *output) progress(eng *engine.Engine) (stop func()) {
 	stopTicks := periodically(200*time.Millisecond, update)
 	return func() {
 		stopTicks()
+		// The last frame is the truth: full only when nothing is left
+		// (completing a bar fills it, so an interrupted run's is aborted
+		// where it stands).
 		c := eng.Progress().Counts
 		bar.SetCurrent(c.Total() - c.Open())
-		bar.SetTotal(c.Total(), true)
-		bar.Abort(false)
+		if c.Open() == 0 {
+			bar.SetTotal(c.Total(), true)
+		} else {
+			bar.SetTotal(c.Total(), false)
+			bar.Abort(false)
+		}
 		p.Wait()
 		o.mu.Lock()
 		o.bar = nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -37,14 +38,30 @@ type campaign struct {
 	// stopJournal stops moving unsubscribes from herald serve's journal
 	// into the embedded store (journal.go).
 	stopJournal func()
+	// stopControl stops serving the embedded store's control socket.
+	stopControl func()
+	// scratch is a throwaway store's folder, removed at Close.
+	scratch string
 }
 
+// borrowed is a queue another command of this process has open: closing
+// it is that command's business.
+type borrowed struct{ *boltq.Queue }
+
+func (borrowed) Close() error { return nil }
+
 func (c *campaign) Close() {
+	if c.stopControl != nil {
+		c.stopControl()
+	}
 	if c.stopJournal != nil {
 		c.stopJournal()
 	}
 	if c.q != nil {
 		c.q.Close()
+	}
+	if c.scratch != "" {
+		os.RemoveAll(c.scratch)
 	}
 }
 
@@ -72,6 +89,8 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		load = config.LoadWorker
 	case queueOnly:
 		load = config.LoadQueue
+	case campaignPreview:
+		load = config.LoadPreview
 	}
 	if what == bounceMailbox {
 		load = config.LoadBounces
@@ -82,6 +101,12 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		return nil, exitInput
 	}
 	c := &campaign{cfg: cfg}
+	if u := cfg.Unsubscribe; what == campaignPreview && u != nil && len(u.Secret) == 0 {
+		// What is rendered here is never sent: a stand-in key signs its
+		// links, and the reader is told.
+		u.Secret = []byte("herald preview stand-in key, never sent")
+		fmt.Fprintf(stderr, "herald: %s is not set: the unsubscribe links shown are signed with a stand-in key, not the real one\n", u.SecretEnv)
+	}
 	switch cfg.Queue.Backend {
 	case "redis":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -109,13 +134,39 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 		c.rdb = q.Client()
 		opts.Limits = redisLimits{c.rdb}
 	default:
-		q, err := boltq.Open(cfg.Queue.Path)
+		if q, ok := attached.Load(cfg.Queue.Path); ok {
+			// A command forwarded to this process (control.go): the
+			// store is open here already.
+			c.q = borrowed{q.(*boltq.Queue)}
+			break
+		}
+		path := cfg.Queue.Path
+		if _, err := os.Stat(path); what == campaignPreview && errors.Is(err, os.ErrNotExist) {
+			// preview and send --dry-run write nothing: with no store yet
+			// (nothing planned, nothing suppressed) they use a throwaway
+			// one, removed at Close.
+			tmp, err := os.MkdirTemp("", "herald-preview-")
+			if err != nil {
+				fmt.Fprintf(stderr, "herald: %s\n", err)
+				return nil, exitInput
+			}
+			c.scratch, path = tmp, filepath.Join(tmp, "herald.db")
+		}
+		q, err := boltq.Open(path)
+		if errors.Is(err, boltq.ErrBusy) && (what == queueOnly || what == campaignPreview) {
+			busyStore = cfg.Queue.Path
+			return nil, exitForward
+		}
 		if err != nil {
+			c.Close()
 			fmt.Fprintf(stderr, "herald: queue.path: %s\n", err)
 			return nil, exitInput
 		}
 		c.q, c.recovered, c.replayed = q, q.Recovered(), q.Replayed()
 		c.stopJournal = followJournal(cfg.Queue.Path, q, stderr)
+		if what == campaignEngine || what == workerEngine {
+			c.stopControl = serveControl(cfg.Queue.Path, q, stderr)
+		}
 	}
 	if n := legacySuppressions(c.q, stderr); n > 0 && (what == campaignEngine || what == campaignPreview || what == workerEngine) {
 		// Sending now could mail addresses that are on that list.
@@ -217,6 +268,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	if camp, err := c.q.Campaign(soft, id); err == nil && camp.Status == queue.Paused {
+		return refusePaused(&engine.PausedError{ID: id, Reason: camp.Reason}, *path, stderr)
+	}
 	if n := c.recovered; n > 0 || c.replayed > 0 {
 		out.printf("herald: the previous run of %s stopped without finishing; %d outcomes it had not yet recorded were recovered from its journal, and the %d recipients it had taken are queued again (those it was sending at that moment, at most one per connection, may receive the message twice)\n", id, c.replayed, n)
 	}
@@ -249,7 +303,10 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	var stopped *engine.StoppedError
+	var paused *engine.PausedError
 	switch {
+	case errors.As(err, &paused):
+		return refusePaused(paused, *path, stderr)
 	case errors.Is(err, engine.ErrInterrupted):
 		fmt.Fprintf(stderr, "herald: interrupted; run the same command again to resume %s\n", id)
 		return exitInterrupted
@@ -275,6 +332,13 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// refusePaused says that a paused campaign stays paused until herald
+// resume, and how to resume it: exit 3.
+func refusePaused(p *engine.PausedError, path string, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "herald: %s\nherald: a paused campaign goes on only after: herald resume --config %s (then run this again)\n", p, path)
+	return exitInterrupted
 }
 
 // replanHint says what to do about a campaign whose data vanished.

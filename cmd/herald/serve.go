@@ -33,7 +33,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "herald serve: --config FILE is required")
 		return exitInput
 	}
-	cfg, err := config.LoadQueue(*cfgPath)
+	cfg, err := config.LoadServe(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %s\n", err)
 		return exitInput
@@ -75,7 +75,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald serve: --listen: %v\n", err)
 		return exitInput
 	}
-	h := &unsubscribe.Handler{Signer: signer, Store: store, Log: log}
+	h := &unsubscribe.Handler{Signer: signer, Store: store, Log: log, Language: cfg.Unsubscribe.Language}
+	if cfg.Unsubscribe.Page != "" {
+		if h.Page, err = unsubscribe.ParsePage(cfg.Unsubscribe.Page); err != nil {
+			fmt.Fprintf(stderr, "herald serve: unsubscribe.page: %v\n", err)
+			return exitInput
+		}
+	}
 	// The path is compared as it is (not as a ServeMux pattern, where
 	// braces and spaces mean something).
 	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

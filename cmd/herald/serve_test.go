@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,5 +157,34 @@ func TestServeUnsubscribesDuringCampaign(t *testing.T) {
 	}
 	if s.Received("u0@example.com") != 1 || s.Received(last) != 0 || s.Received("u1@example.com") != 2 {
 		t.Fatalf("second campaign: u0 %d, %s %d, u1 %d", s.Received("u0@example.com"), last, s.Received(last), s.Received("u1@example.com"))
+	}
+}
+
+// TestServeOwnPage: herald serve answers with the operator's page
+// template (unsubscribe.page) in the configured language, and refuses at
+// start a template whose confirm page has no form (exit 2, naming the key).
+func TestServeOwnPage(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{})
+	unsub := "[unsubscribe]\nurl = \"https://news.example/unsubscribe\"\nsecret_env = \"HERALD_UNSUBSCRIBE_SECRET\"\npage = \"page.html\"\nlanguage = \"zh\"\n"
+	c := newCampaignOn(t, s, 1, "", unsub)
+	page := filepath.Join(c.dir, "page.html")
+	os.WriteFile(page, []byte(`<p>{{.Message}}</p>`), 0o644)
+	code, _, e := runHerald(t, []string{"HERALD_UNSUBSCRIBE_SECRET=" + testSecret}, "serve", "--config", c.conf, "--listen", freeAddr(t))
+	if code != exitInput || !strings.Contains(e, "unsubscribe.page:") || !strings.Contains(e, "no form") {
+		t.Fatalf("a page without a form: exit %d\n%s", code, e)
+	}
+	os.WriteFile(page, []byte(`<h1 class="{{.Kind}}">{{.Title}}</h1><p>{{.Message}}</p>{{if .Form}}<form method="post" action="{{.Action}}"><button>{{.Button}}</button></form>{{end}}`), 0o644)
+	addr := startServe(t, c.conf)
+	signer, _ := unsubscribe.NewSigner([]byte(testSecret))
+	base, _ := url.Parse("https://news.example/unsubscribe")
+	resp, err := http.Get(local(t, signer.Link(base, unsubscribe.Subject{List: "example.com", Key: "u0@example.com", Campaign: "cmdtest"}), addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `<h1 class="confirm">退订</h1>`) || !strings.Contains(string(b), "u0@example.com") {
+		t.Fatalf("own page, zh: %d\n%s", resp.StatusCode, b)
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -43,8 +45,10 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 	noPipelining := fs.Bool("no-pipelining", false, "do not advertise PIPELINING")
 	tlsCert := fs.String("tls-cert", "", "offer STARTTLS with this PEM certificate `file` (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "the PEM private key `file` of --tls-cert")
-	selfSigned := fs.Bool("tls-self-signed", false, "offer STARTTLS with a self-signed certificate made at start")
-	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name (after STARTTLS when TLS is on)")
+	selfSigned := fs.Bool("tls-self-signed", false, "offer STARTTLS with a self-signed certificate made at start (for 127.0.0.1, ::1 and localhost)")
+	implicit := fs.Bool("tls-implicit", false, "TLS from the first byte, as on port 465 (with --tls-self-signed or --tls-cert), instead of STARTTLS")
+	certOut := fs.String("tls-cert-out", "", "write the certificate in use (PEM) to `file`, for the client to trust: provider.ca_file")
+	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name (after STARTTLS, or within implicit TLS, when TLS is on)")
 	authPassEnv := fs.String("auth-password-env", "", "environment `variable` holding the password for --auth-user")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file` (go tool pprof)")
 	busyPoll := fs.Duration("busy-poll", 100*time.Microsecond, "without faults, TLS, AUTH or --maildir: keep polling this long after the last event before sleeping, so a client on this machine seldom has to wake the sink (costs up to a core while traffic flows; 0: off)")
@@ -143,6 +147,19 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 			return bad("--tls-self-signed: %v", err)
 		}
 	}
+	if (*implicit || *certOut != "") && cfg.TLSConfig == nil {
+		return bad("--tls-implicit and --tls-cert-out need a certificate: --tls-self-signed, or --tls-cert and --tls-key")
+	}
+	cfg.ImplicitTLS = *implicit
+	if *certOut != "" {
+		var buf bytes.Buffer
+		for _, der := range cfg.TLSConfig.Certificates[0].Certificate {
+			_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		if err := os.WriteFile(*certOut, buf.Bytes(), 0o644); err != nil {
+			return bad("--tls-cert-out: %v", err)
+		}
+	}
 	// With TLS on, AUTH is offered only after STARTTLS, as a submission
 	// server does; without, in the clear (loopback).
 	cfg.AllowInsecureAuth = cfg.TLSConfig == nil
@@ -158,7 +175,17 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald sink: %v\n", err)
 		return exitInput
 	}
-	fmt.Fprintf(stderr, "herald sink: listening on %s\n", s.Addr())
+	mode := ""
+	switch {
+	case *implicit:
+		mode = " (implicit TLS)"
+	case cfg.TLSConfig != nil:
+		mode = " (STARTTLS)"
+	}
+	if cfg.Auth != nil {
+		mode += ", AUTH required"
+	}
+	fmt.Fprintf(stderr, "herald sink: listening on %s%s\n", s.Addr(), mode)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)

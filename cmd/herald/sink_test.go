@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/textproto"
 	"os"
 	"os/exec"
@@ -237,5 +238,92 @@ func TestSinkLeanUnderBench(t *testing.T) {
 	}
 	if code, _, errOut := runHerald(t, nil, "sink", "--busy-poll", "-1s"); code != exitInput || !strings.Contains(errOut, "--busy-poll") {
 		t.Fatalf("--busy-poll -1s: exit %d %q", code, errOut)
+	}
+}
+
+// TestRehearse163Locally plays the README's rehearsal of a 163/QQ
+// campaign: herald sink with implicit TLS (port 465 style), a self-signed
+// certificate written out for provider.ca_file, and AUTH; herald send with
+// preset = "163" pointed at it delivers everyone, with the recipient's
+// name in To: (campaign.to_name, RFC 2047 for non-ASCII), read back from
+// the maildir. A wrong authorization code stops the provider with 163's
+// hint and fails no one.
+func TestRehearse163Locally(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	maildir := filepath.Join(dir, "maildir")
+	h := startHeraldSink(t, []string{"SINK_PW=auth-code-0123"}, "--tls-implicit", "--tls-self-signed",
+		"--tls-cert-out", filepath.Join(dir, "sink.pem"), "--auth-user", "12345@163.com", "--auth-password-env", "SINK_PW", "--maildir", maildir)
+	_, port, _ := net.SplitHostPort(h.addr)
+	files := map[string]string{
+		"recipients.csv": "email,name\nu0@example.com,王小明\nu1@example.com,Ann Lee\nu2@example.com,\"Lee, Bo\"\n",
+		"body.txt":       "Hello {{.name}}\n",
+		"herald.toml": fmt.Sprintf(`[campaign]
+id = "rehearsal"
+from = "News <12345@163.com>"
+subject = "Hello {{.name}}"
+to_name = "{{.name}}"
+text = "body.txt"
+recipients = "recipients.csv"
+
+[[provider]]
+preset = "163"
+host = "127.0.0.1"   # the rehearsal: herald sink; remove for smtp.163.com
+port = %s
+tls = "tls"
+ca_file = "sink.pem" # the rehearsal's certificate; remove for smtp.163.com
+username = "12345@163.com"
+password_env = "HERALD_163_PASSWORD"
+rate = 0             # the rehearsal only: 163's preset sends one message every 20 s
+daily = 0
+`, port),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(dir, "herald.toml")
+	code, o, e := runHerald(t, []string{"HERALD_163_PASSWORD=wrong"}, "send", "--config", conf)
+	if code != exitInput || !strings.Contains(e, "refused the login") || !strings.Contains(e, "163") || strings.Contains(e+o, "wrong") {
+		t.Fatalf("a wrong authorization code: exit %d\n%s\n%s", code, o, e)
+	}
+	code, o, e = runHerald(t, []string{"HERALD_163_PASSWORD=auth-code-0123"}, "send", "--config", conf)
+	if code != 0 {
+		t.Fatalf("send to the rehearsal sink: exit %d\n%s\n%s", code, o, e)
+	}
+	st := h.stop()
+	if st.Messages != 3 || st.AuthFailures < 1 {
+		t.Fatalf("sink: %+v", st)
+	}
+	entries, err := os.ReadDir(filepath.Join(maildir, "new"))
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("maildir: %d messages, %v", len(entries), err)
+	}
+	names := map[string]string{}
+	for _, ent := range entries {
+		f, err := os.Open(filepath.Join(maildir, "new", ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := mail.ReadMessage(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		to, err := mail.ParseAddress(m.Header.Get("To"))
+		if err != nil {
+			t.Fatalf("To: %q: %v", m.Header.Get("To"), err)
+		}
+		names[to.Address] = to.Name
+		if to.Address == "u0@example.com" && !strings.HasPrefix(m.Header.Get("To"), "=?") {
+			t.Errorf("a non-ASCII name must be RFC 2047 encoded: %q", m.Header.Get("To"))
+		}
+	}
+	want := map[string]string{"u0@example.com": "王小明", "u1@example.com": "Ann Lee", "u2@example.com": "Lee, Bo"}
+	for a, n := range want {
+		if names[a] != n {
+			t.Errorf("To: of %s: name %q, want %q", a, names[a], n)
+		}
 	}
 }

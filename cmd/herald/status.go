@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"time"
 
 	"github.com/heraldmail/herald/engine"
@@ -197,10 +199,32 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 		lastMin += m
 	}
 	rep.Rate = float64(lastMin) / 60
+	rep.Status = shownStatus(camp, counts, rep.Providers)
 	if rep.Rate > 0 && rep.Open > 0 && camp.Status == queue.Active {
 		rep.ETA = (time.Duration(float64(rep.Open) / rep.Rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return rep, nil
+}
+
+// shownStatus is the state a campaign is in, as an operator means it:
+// complete when nothing is left to send, paused or cancelled (the reason
+// says by whom), waiting while what is left waits for a retry or for every
+// provider's daily quota, active while it is being sent (or can be).
+func shownStatus(camp queue.Campaign, counts queue.Counts, providers []providerUsage) string {
+	if camp.Status != queue.Active {
+		return camp.Status.String()
+	}
+	if camp.Planned && counts.Open() == 0 {
+		return "complete"
+	}
+	quotaSpent := len(providers) > 0
+	for _, p := range providers {
+		quotaSpent = quotaSpent && p.QuotaFrees != nil
+	}
+	if counts.Open() > 0 && (quotaSpent || counts.Pending == 0 && counts.Leased == 0 && counts.Retry > 0) {
+		return "waiting"
+	}
+	return camp.Status.String()
 }
 
 // quotaFrees is when a provider whose daily quota is spent may send
@@ -286,7 +310,7 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		id := camp.ID
 		r := *reason
 		if r == "" && to != queue.Active {
-			r = "by herald " + name + " at " + time.Now().Format(time.DateTime)
+			r = "by herald " + name + " (" + operator() + ") at " + time.Now().Format(time.DateTime)
 		}
 		if err := c.q.SetStatus(ctx, id, to, r); err != nil {
 			fmt.Fprintf(stderr, "herald: %s\n", err)
@@ -296,4 +320,14 @@ func cmdSetStatus(name string, to queue.Status) func(args []string, stdout, stde
 		fmt.Fprintf(stdout, "campaign %s: %s (%d sent, %d to go, %d cancelled)\n", id, to, counts.Sent, counts.Open(), counts.Cancelled)
 		return exitOK
 	}
+}
+
+// operator names who runs this command: user@host.
+func operator() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	return who + "@" + host
 }

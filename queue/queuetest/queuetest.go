@@ -55,7 +55,7 @@ type bundle struct {
 
 func (b *bundle) create() {
 	b.t.Helper()
-	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active, List: "news.example"}); err != nil {
+	if _, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"email", "name"}, Created: b.now, Status: queue.Active, List: "news.example", Source: "sha256:00 size:0"}); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -139,9 +139,12 @@ func testCampaignRecord(t *testing.T, b *bundle) {
 		t.Fatalf("missing campaign: %v", err)
 	}
 	b.create()
-	c, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"other"}})
-	if err != nil || len(c.Header) != 2 || c.Header[1] != "name" {
+	c, err := b.q.CreateCampaign(b.ctx, queue.Campaign{ID: b.id, Header: []string{"other"}, Source: "another file"})
+	if err != nil || len(c.Header) != 2 || c.Header[1] != "name" || c.Source != "sha256:00 size:0" {
 		t.Fatalf("second create must return the stored record: %+v %v", c, err)
+	}
+	if c, err = b.q.Campaign(b.ctx, b.id); err != nil || c.Source != "sha256:00 size:0" || c.List != "news.example" {
+		t.Fatalf("the stored record: %+v %v", c, err)
 	}
 	if c.Planned {
 		t.Fatal("new campaign planned")

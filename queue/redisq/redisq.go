@@ -237,11 +237,12 @@ type record struct {
 	Header  []string
 	Created time.Time
 	List    string `json:",omitempty"`
+	Source  string `json:",omitempty"`
 }
 
 // CreateCampaign stores c unless the campaign exists.
 func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Campaign, error) {
-	rec, err := json.Marshal(record{ID: c.ID, Header: c.Header, Created: c.Created, List: c.List})
+	rec, err := json.Marshal(record{ID: c.ID, Header: c.Header, Created: c.Created, List: c.List, Source: c.Source})
 	if err != nil {
 		return queue.Campaign{}, err
 	}
@@ -273,7 +274,7 @@ func (q *Queue) Campaign(ctx context.Context, id string) (queue.Campaign, error)
 	}
 	q.saw(id)
 	st, _ := strconv.Atoi(str(v[1]))
-	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
+	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Source: rec.Source, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
 }
 
 func str(v any) string {
