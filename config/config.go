@@ -88,6 +88,11 @@ type Campaign struct {
 	// base of a per-recipient one (package verp). Default: the From address.
 	BounceAddress string `toml:"bounce_address"`
 	VERP          bool   `toml:"verp"`
+	// MaxMessageSize bounds every message built (and never goes above the
+	// SIZE a server advertises, RFC 1870): the first recipient's message
+	// is checked before anything is sent, then every message before it is
+	// sent. Default DefaultMaxMessageSize.
+	MaxMessageSize *Size `toml:"max_message_size"`
 }
 
 // Schedule is a campaign's sending window ([campaign.schedule]).
@@ -353,6 +358,11 @@ const (
 	// stale (mailbox providers start to distrust a sender at a few %).
 	DefaultBounceThreshold = 0.05
 	DefaultBounceMinimum   = 100
+	// DefaultMaxMessageSize is campaign.max_message_size's default, 10 MB;
+	// it may be set between MinMessageSize and MaxMessageSize.
+	DefaultMaxMessageSize int64 = 10 << 20
+	MinMessageSize        int64 = 1 << 10
+	MaxMessageSize        int64 = 1 << 30
 )
 
 var (
@@ -401,6 +411,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Campaign.BounceMinimum == 0 {
 		c.Campaign.BounceMinimum = DefaultBounceMinimum
+	}
+	if c.Campaign.MaxMessageSize == nil {
+		c.Campaign.MaxMessageSize = &Size{Bytes: DefaultMaxMessageSize}
 	}
 	for i := range c.Provider {
 		p := &c.Provider[i]
@@ -487,6 +500,7 @@ func (c *Config) validate(getenv func(string) string, campaign, providers bool) 
 	}
 	if campaign {
 		c.validateCampaign(bad)
+		c.validateAddresses(bad)
 		c.validateSenders(bad)
 		c.validateHeaders(bad)
 	}
@@ -566,6 +580,11 @@ func (c *Config) validateCampaign(bad func(key, format string, args ...any)) {
 	}
 	if cp.PolicyMinimum < 0 {
 		bad("campaign.policy_minimum", "must not be negative")
+	}
+	if m := cp.MaxMessageSize; m.bad != "" {
+		bad("campaign.max_message_size", "%q is not a size: use a number of bytes or a size such as \"10MB\" or \"512KB\"", m.bad)
+	} else if m.Bytes < MinMessageSize || m.Bytes > MaxMessageSize {
+		bad("campaign.max_message_size", "%d bytes: between %s and %s (a message is built in memory)", m.Bytes, FormatSize(MinMessageSize), FormatSize(MaxMessageSize))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/queue"
+	"github.com/heraldmail/herald/recipients"
 )
 
 // conn is a sender's connection to its provider.
@@ -28,6 +30,11 @@ type conn struct {
 	live     atomic.Pointer[net.Conn]
 	holder   string // names this connection's slot in the provider's Slots
 	slot     bool   // a slot is held
+	// What the server said in EHLO: it takes UTF-8 addresses (SMTPUTF8,
+	// RFC 6531); it advertises SIZE (RFC 1870), and its limit (0: none).
+	smtputf8 bool
+	sizeExt  bool
+	maxSize  int64
 	// gate holds back every write on the connection while the outcome of
 	// the last message sent is not yet durable (no journal: the settler's
 	// group commit acknowledges it).
@@ -173,7 +180,58 @@ func (cn *conn) open() *outcome.DeliveryError {
 	if ok, _ := c.Extension("PIPELINING"); ok && cn.p.cfg.PipeliningOn() {
 		cn.pipe = newPipe(c, cn.arm)
 	}
+	cn.smtputf8, _ = c.Extension("SMTPUTF8")
+	var size string
+	cn.sizeExt, size = c.Extension("SIZE")
+	cn.maxSize = 0
+	if n, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64); err == nil && n > 0 {
+		cn.maxSize = n // "SIZE" alone or "SIZE 0": no fixed limit
+	}
 	return nil
+}
+
+// admit says why pr cannot go on this connection, or nil: an address
+// SMTP cannot carry; an address that needs SMTPUTF8, which the server does
+// not offer; a message larger than the SIZE the server advertises. Each
+// fails the job at once (outcome.ClassUnsendable), without retries.
+func (cn *conn) admit(pr *prepared) *outcome.DeliveryError {
+	for _, a := range []string{pr.envFrom, pr.rcpt} {
+		if err := checkLine(a); err != nil {
+			return outcome.Classify(outcome.StageRender, err)
+		}
+	}
+	if !cn.smtputf8 {
+		switch {
+		case recipients.NeedsSMTPUTF8(pr.rcpt):
+			return outcome.Unsendable(outcome.StageMail, fmt.Sprintf("%s: the part before @ is not ASCII; it needs SMTPUTF8 (RFC 6531), which %s does not offer; not sent", pr.rcpt, cn.p.cfg))
+		case recipients.NeedsSMTPUTF8(pr.envFrom):
+			return outcome.Unsendable(outcome.StageMail, fmt.Sprintf("the envelope sender %s is not ASCII before @; it needs SMTPUTF8 (RFC 6531), which %s does not offer; not sent", pr.envFrom, cn.p.cfg))
+		}
+	}
+	if cn.maxSize > 0 {
+		size, ok, err := pr.msg.within(cn.maxSize)
+		if err != nil {
+			return outcome.Classify(outcome.StageRender, err)
+		}
+		if !ok {
+			return outcome.Unsendable(outcome.StageMail, fmt.Sprintf("the message is %d bytes, larger than the %d bytes %s takes (its SIZE, RFC 1870); not sent", size, cn.maxSize, cn.p.cfg))
+		}
+	}
+	return nil
+}
+
+// mailParams are the parameters of pr's MAIL command: its SIZE when the
+// server advertises SIZE and the size is known (a signed message, or one
+// that had to be counted), and SMTPUTF8 when an address needs it.
+func (cn *conn) mailParams(pr *prepared) string {
+	params := ""
+	if cn.sizeExt && pr.msg.size > 0 {
+		params += " SIZE=" + strconv.FormatInt(pr.msg.size, 10)
+	}
+	if cn.smtputf8 && !(ascii(pr.envFrom) && ascii(pr.rcpt)) {
+		params += " SMTPUTF8"
+	}
+	return params
 }
 
 // arm gives the next command, or the next wait for a reply, the

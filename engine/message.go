@@ -15,6 +15,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/recipients"
 	"github.com/heraldmail/herald/templates"
 	"github.com/heraldmail/herald/unsubscribe"
 	"github.com/heraldmail/herald/verp"
@@ -74,6 +75,9 @@ type composer struct {
 	verp   bool
 	// dkim is read-only: each message gets its own dkim.Signer from it.
 	dkim *dkim.SignOptions
+	// fixed bounds what a message holds besides the recipient's rendered
+	// content, address and link (see sizeBound).
+	fixed int64
 }
 
 func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, error) {
@@ -83,14 +87,24 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 	}
 	c := &composer{campaign: id, from: from, set: set, attachments: s.Attachments,
 		listID: s.ListID, bounce: s.BounceAddress, verp: s.VERP}
+	c.list = SuppressionList(from.Address) // the list the unsubscribe endpoint adds to
+	// Domains go in A-labels, in the headers as in the envelope.
+	if from.Address, err = recipients.ASCIIDomain(from.Address); err != nil {
+		return nil, fmt.Errorf("campaign.from: %w", err)
+	}
 	if at := strings.LastIndexByte(from.Address, '@'); at >= 0 {
 		c.domain = from.Address[at+1:]
 	}
-	c.list = SuppressionList(from.Address) // the list the unsubscribe endpoint adds to
 	if s.ReplyTo != "" {
 		if c.replyTo, err = netmail.ParseAddress(s.ReplyTo); err != nil {
 			return nil, fmt.Errorf("campaign.reply_to: %w", err)
 		}
+		if c.replyTo.Address, err = recipients.ASCIIDomain(c.replyTo.Address); err != nil {
+			return nil, fmt.Errorf("campaign.reply_to: %w", err)
+		}
+	}
+	if c.bounce, err = recipients.ASCIIDomain(c.bounce); err != nil {
+		return nil, fmt.Errorf("campaign.bounce_address: %w", err)
 	}
 	for k, v := range s.Headers {
 		c.headers = append(c.headers, [2]string{k, v})
@@ -145,7 +159,29 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 			return nil, err
 		}
 	}
+	c.fixed = 16 << 10
+	for _, a := range []string{from.String(), s.ReplyTo, c.listID, c.unsubMailto, c.campaign, c.campaign, c.domain} {
+		c.fixed += 4 * int64(len(a))
+	}
+	for _, h := range c.headers {
+		c.fixed += 4 * int64(len(h[0])+len(h[1])+4)
+	}
+	for _, a := range c.attachments {
+		c.fixed += 2*int64(len(a.Data)) + 4*int64(len(a.Name)) + 1024
+	}
 	return c, nil
+}
+
+// sizeBound is an upper bound of the size of the message built from out
+// for email with the unsubscribe link: go-mail writes a body in
+// quoted-printable (at most 3.12 bytes for one: "=XX" and a soft line
+// break "=\r\n" every 76 characters), a header value in MIME encoded
+// words (at most 3.72 bytes for one, with their framing and folding), an
+// attachment in base64 (1.37); fixed holds the rest. A message whose bound
+// is within a limit need not be counted.
+func (c *composer) sizeBound(out templates.Rendered, email, link string) int64 {
+	// The link is in a header and may be in the body twice (text, HTML).
+	return c.fixed + 4*int64(len(out.Subject)+len(out.ToName)+len(out.Text)+len(out.HTML)+len(email)+3*len(link))
 }
 
 // MessageID derives a recipient's Message-ID from the campaign and the
@@ -181,14 +217,21 @@ func (c *composer) envelope(email string) string {
 	return c.from.Address
 }
 
-// compose renders and builds the message for one recipient.
-func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*mail.Msg, error) {
+// compose renders and builds the message for one recipient; bound is an
+// upper bound of its size (sizeBound). The To header has the address's
+// domain in A-labels, as the envelope has (a local part that is not ASCII
+// stays as it is: such a message goes only with SMTPUTF8, RFC 6531 and
+// 6532).
+func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m *mail.Msg, bound int64, err error) {
+	if email, err = recipients.ASCIIDomain(email); err != nil {
+		return nil, 0, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
+	}
 	link := c.unsubscribeLink(key)
 	out, err := r.RenderLink(c.set, data, link)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	m := mail.NewMsg(mail.WithNoDefaultUserAgent())
+	m = mail.NewMsg(mail.WithNoDefaultUserAgent())
 	m.SetAddrHeaderFromMailAddress(mail.HeaderFrom, c.from)
 	m.ToMailAddress(&netmail.Address{Name: out.ToName, Address: email})
 	if c.replyTo != nil {
@@ -224,18 +267,18 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	for _, a := range c.attachments {
 		m.AttachReadSeeker(a.Name, bytes.NewReader(a.Data))
 	}
-	return m, nil
+	return m, c.sizeBound(out, email, link), nil
 }
 
 // build composes the message and, when the campaign is DKIM-signed, signs
 // it: what it returns is written as is, once or again on a retry.
-func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (io.WriterTo, error) {
-	m, err := c.compose(r, data, email, key, now)
+func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*message, error) {
+	m, bound, err := c.compose(r, data, email, key, now)
 	if err != nil {
 		return nil, err
 	}
 	if c.dkim == nil {
-		return m, nil
+		return &message{body: m, bound: bound}, nil
 	}
 	var buf bytes.Buffer
 	if _, err := m.WriteTo(&buf); err != nil {
@@ -245,7 +288,51 @@ func (c *composer) build(r *templates.Renderer, data map[string]string, email, k
 	if err != nil {
 		return nil, err
 	}
-	return signed, nil
+	return &message{body: signed, bound: int64(len(signed)), size: int64(len(signed))}, nil
+}
+
+// message is a built message, written as is once or again on a retry,
+// and what is known of its size: the bytes WriteTo writes, CRLF line ends
+// and no dot-stuffing, as RFC 1870 counts them. Not safe for concurrent
+// use (one sender has it at a time).
+type message struct {
+	body  io.WriterTo
+	bound int64 // the message is no larger than this
+	size  int64 // its exact size, once known (0: not yet)
+}
+
+func (m *message) WriteTo(w io.Writer) (int64, error) { return m.body.WriteTo(w) }
+
+// Size is the message's exact size. Unless known, it is counted by
+// writing the message out once (nothing is kept).
+func (m *message) Size() (int64, error) {
+	if m.size == 0 {
+		var n counter
+		if _, err := m.body.WriteTo(&n); err != nil {
+			return 0, err
+		}
+		m.size = int64(n)
+	}
+	return m.size, nil
+}
+
+// within reports whether the message is no larger than limit, and its
+// size when it had to be counted (the bound passed the limit) or was
+// known; 0 otherwise.
+func (m *message) within(limit int64) (size int64, ok bool, err error) {
+	if m.size == 0 && m.bound <= limit {
+		return 0, true, nil
+	}
+	size, err = m.Size()
+	return size, err == nil && size <= limit, err
+}
+
+// counter counts what is written to it.
+type counter int64
+
+func (c *counter) Write(p []byte) (int, error) {
+	*c += counter(len(p))
+	return len(p), nil
 }
 
 // sign prepends a DKIM-Signature to raw. Safe for concurrent use: the

@@ -22,33 +22,35 @@ import (
 
 // pipe is a pipelining connection's writer and reader.
 type pipe struct {
-	arm      func() // a fresh deadline for the next write or reply wait
-	c        *smtp.Client
-	text     *textproto.Conn
-	smtputf8 bool // the server takes UTF-8 addresses (RFC 6531)
+	arm  func() // a fresh deadline for the next write or reply wait
+	c    *smtp.Client
+	text *textproto.Conn
 }
 
 func newPipe(c *smtp.Client, arm func()) *pipe {
-	ok, _ := c.Extension("SMTPUTF8")
-	return &pipe{arm: arm, c: c, text: c.Text, smtputf8: ok}
+	return &pipe{arm: arm, c: c, text: c.Text}
 }
 
-// writeEnvelope buffers MAIL, RCPT and DATA; nothing is flushed.
-func (p *pipe) writeEnvelope(from, rcpt string) error {
-	w := p.text.W
+// writeEnvelope buffers MAIL (with params, e.g. " SMTPUTF8"), RCPT and
+// DATA; nothing is flushed. The paths go in angle brackets, as on the
+// path without pipelining (mailCommand, rcptCommand).
+func (p *pipe) writeEnvelope(from, rcpt, params string) error {
 	if err := checkLine(from); err != nil {
 		return err
 	}
 	if err := checkLine(rcpt); err != nil {
 		return err
 	}
-	param := ""
-	if p.smtputf8 && !ascii(from+rcpt) {
-		param = " SMTPUTF8"
-	}
-	_, err := fmt.Fprintf(w, "MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n", from, param, rcpt)
+	_, err := fmt.Fprintf(p.text.W, mailCommand+"\r\n"+rcptCommand+"\r\nDATA\r\n", from, params, rcpt)
 	return err
 }
+
+// The envelope's commands: the reverse and the forward path in angle
+// brackets, always (RFC 5321, 4.1.2), then MAIL's parameters.
+const (
+	mailCommand = "MAIL FROM:<%s>%s"
+	rcptCommand = "RCPT TO:<%s>"
+)
 
 func ascii(s string) bool {
 	for i := 0; i < len(s); i++ {

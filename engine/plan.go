@@ -17,13 +17,20 @@ import (
 	"github.com/heraldmail/herald/templates"
 )
 
-// Problem is a recipient row that will not be sent, with its line number.
+// Problem is a recipient row that will not be sent, with its line number;
+// or, with Warning, a row that is planned but may not be sent.
 type Problem struct {
-	Line   int
-	Reason string
+	Line    int
+	Reason  string
+	Warning bool
 }
 
-func (p Problem) String() string { return fmt.Sprintf("line %d: %s", p.Line, p.Reason) }
+func (p Problem) String() string {
+	if p.Warning {
+		return fmt.Sprintf("line %d: warning: %s", p.Line, p.Reason)
+	}
+	return fmt.Sprintf("line %d: %s", p.Line, p.Reason)
+}
 
 // PlanResult counts what planning did.
 type PlanResult struct {
@@ -96,10 +103,13 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 			}
 		}
 		if !checked {
-			if err := e.content.set.Check(header, row.Fields); err != nil {
-				return header, res, &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
+			if err := e.preflight(header, row); err != nil {
+				return header, res, err
 			}
 			checked = true
+		}
+		if recipients.NeedsSMTPUTF8(row.Email) {
+			problem(Problem{Line: row.Line, Warning: true, Reason: needsSMTPUTF8(row.Email)})
 		}
 		if err := fn(row); err != nil {
 			return header, res, err
@@ -274,15 +284,26 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 		keys[row.Key] = row.Line
 		// Not signed: the key was tried once when the campaign was loaded,
 		// and a dry run of a large campaign need not pay a signature each.
-		msg, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
+		msg, _, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
+		if tl := (*templates.TooLargeError)(nil); errors.As(err, &tl) {
+			res.Invalid++
+			problem(Problem{Line: row.Line, Reason: e.content.tooLarge(0)})
+			return nil
+		}
 		if err != nil {
 			res.Invalid++
 			problem(Problem{Line: row.Line, Reason: "cannot render: " + err.Error()})
 			return nil
 		}
-		if _, err := msg.WriteTo(io.Discard); err != nil {
+		var n counter
+		if _, err := msg.WriteTo(&n); err != nil {
 			res.Invalid++
 			problem(Problem{Line: row.Line, Reason: "cannot build the message: " + err.Error()})
+			return nil
+		}
+		if int64(n) > e.content.maxSize {
+			res.Invalid++
+			problem(Problem{Line: row.Line, Reason: e.content.tooLarge(int64(n))})
 			return nil
 		}
 		res.Added++
@@ -290,6 +311,40 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 	})
 	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid+res.Invalid
 	return res, err
+}
+
+// preflight checks the templates against the header and the first valid
+// row, and that row's whole message against campaign.max_message_size,
+// before anything is sent: a template that makes every message too large
+// stops the campaign here, not at every recipient.
+func (e *Engine) preflight(header []string, row recipients.Row) error {
+	if err := e.content.set.Check(header, row.Fields); err != nil {
+		if tl := (*templates.TooLargeError)(nil); errors.As(err, &tl) {
+			return e.firstTooLarge(row.Line, 0)
+		}
+		return &InputError{fmt.Errorf("templates do not fit %s:\n%w", e.cfg.Campaign.Recipients, err)}
+	}
+	var r templates.Renderer
+	msg, err := e.content.comp.build(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, time.Now())
+	if err != nil {
+		// Another failure to build (a signature) is the message's, and
+		// reported when it is sent.
+		return nil
+	}
+	if size, ok, err := msg.within(e.content.maxSize); err == nil && !ok {
+		return e.firstTooLarge(row.Line, size)
+	}
+	return nil
+}
+
+func (e *Engine) firstTooLarge(line int, size int64) error {
+	return &InputError{fmt.Errorf("%s: line %d, the first recipient: %s; nothing was sent (make the message smaller, or raise the limit)",
+		e.cfg.Campaign.Recipients, line, e.content.tooLarge(size))}
+}
+
+// needsSMTPUTF8 warns of an address with a local part that is not ASCII.
+func needsSMTPUTF8(email string) string {
+	return fmt.Sprintf("%s: the part before @ is not ASCII; it is sent only through a server that offers SMTPUTF8 (RFC 6531), and fails (not retried) through one that does not", email)
 }
 
 // Preview writes the n-th valid recipient's message (1-based) as RFC 5322

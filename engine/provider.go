@@ -379,11 +379,12 @@ func (p *provider) trip(reason string, until time.Time) {
 	}
 }
 
-// deliver runs one mail transaction on c. It returns a nil error and the
-// server's reply after a 250 to the end of DATA. keep reports whether the
-// connection can carry another message. arm is called before each command
-// and each wait for a reply: it gives that step the provider's timeout.
-func deliver(c *smtp.Client, arm func(), from, rcpt string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
+// deliver runs one mail transaction on c, MAIL with params (e.g.
+// " SMTPUTF8"). It returns a nil error and the server's reply after a 250
+// to the end of DATA. keep reports whether the connection can carry
+// another message. arm is called before each command and each wait for a
+// reply: it gives that step the provider's timeout.
+func deliver(c *smtp.Client, arm func(), from, rcpt, params string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
 	fail := func(stage outcome.Stage, err error) (*outcome.DeliveryError, string, bool) {
 		d := outcome.Classify(stage, err)
 		if d.Code == 0 || d.Code == 421 {
@@ -396,12 +397,18 @@ func deliver(c *smtp.Client, arm func(), from, rcpt string, msg io.WriterTo) (de
 		}
 		return d, "", true
 	}
+	if err := checkLine(from); err != nil {
+		return outcome.Classify(outcome.StageRender, err), "", true
+	}
+	if err := checkLine(rcpt); err != nil {
+		return outcome.Classify(outcome.StageRender, err), "", true
+	}
 	arm()
-	if err := c.Mail(from); err != nil {
+	if err := command(c, 250, mailCommand, from, params); err != nil {
 		return fail(outcome.StageMail, err)
 	}
 	arm()
-	if err := c.Rcpt(rcpt); err != nil {
+	if err := command(c, 25, rcptCommand, rcpt); err != nil {
 		return fail(outcome.StageRcpt, err)
 	}
 	arm()
@@ -423,6 +430,21 @@ func deliver(c *smtp.Client, arm func(), from, rcpt string, msg io.WriterTo) (de
 		reply = "250 " + dc.ServerResponse()
 	}
 	return nil, reply, true
+}
+
+// command sends one command on c and reads its reply, as go-mail's Client
+// does, but writes the line it is given: go-mail's Mail and Rcpt write an
+// address without the angle brackets RFC 5321 requires, and add
+// parameters of their own.
+func command(c *smtp.Client, expect int, format string, args ...any) error {
+	id, err := c.Text.Cmd(format, args...)
+	if err != nil {
+		return err
+	}
+	c.Text.StartResponse(id)
+	defer c.Text.EndResponse(id)
+	_, _, err = c.Text.ReadResponse(expect)
+	return err
 }
 
 // backoff is the delay before redial attempt n (0-based): exponential from

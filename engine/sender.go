@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"time"
 
 	"github.com/heraldmail/herald/outcome"
 	"github.com/heraldmail/herald/ratelimit"
+	"github.com/heraldmail/herald/recipients"
 	"github.com/heraldmail/herald/templates"
 )
 
@@ -138,8 +138,9 @@ type worker struct {
 // prepared is a job ready to go: quota taken, message built.
 type prepared struct {
 	task
-	msg     io.WriterTo // the message, signed when the campaign is
-	envFrom string      // MAIL FROM: the bounce address, per recipient with VERP
+	msg     *message // the message, signed when the campaign is
+	rcpt    string   // RCPT TO: the recipient, its domain in A-labels
+	envFrom string   // MAIL FROM: the bounce address, per recipient with VERP
 	at      time.Time
 	tries   int // connections this job met in a row
 }
@@ -173,14 +174,32 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	for i, h := range t.c.header {
 		w.data[h] = t.job.Fields[i]
 	}
-	comp := t.c.content.comp
+	ct := t.c.content
 	r.e.progress.inFlight.Add(1)
-	pr = &prepared{task: t, envFrom: comp.envelope(t.job.Email), at: now}
-	msg, err := comp.build(&w.rend, w.data, t.job.Email, t.job.Key, now)
-	if err != nil {
+	pr = &prepared{task: t, at: now}
+	fail := func(derr *outcome.DeliveryError) (*prepared, bool) {
 		p.quota.Undo(r.hard, now)
-		_, alive := r.conclude(cn, pr, outcome.Classify(outcome.StageRender, err), "")
+		_, alive := r.conclude(cn, pr, derr, "")
 		return nil, alive
+	}
+	// Planning checked the address; a job planned by an older herald may
+	// not have been.
+	rcpt, err := recipients.ASCIIDomain(t.job.Email)
+	if err != nil {
+		return fail(outcome.Unsendable(outcome.StageRender, fmt.Sprintf("%s: the domain is not a valid internationalized domain name (%v); not sent", t.job.Email, err)))
+	}
+	pr.rcpt, pr.envFrom = rcpt, ct.comp.envelope(rcpt)
+	msg, err := ct.comp.build(&w.rend, w.data, rcpt, t.job.Key, now)
+	if tl := (*templates.TooLargeError)(nil); errors.As(err, &tl) {
+		return fail(outcome.Unsendable(outcome.StageRender, ct.tooLarge(0)+"; not sent"))
+	}
+	if err != nil {
+		return fail(outcome.Classify(outcome.StageRender, err))
+	}
+	if size, ok, err := msg.within(ct.maxSize); err != nil {
+		return fail(outcome.Classify(outcome.StageRender, err))
+	} else if !ok {
+		return fail(outcome.Unsendable(outcome.StageRender, ct.tooLarge(size)+"; not sent"))
 	}
 	pr.msg = msg
 	p.taken.Add(1)
@@ -292,6 +311,9 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 				return alive
 			}
 		}
+		if derr := cn.admit(pr); derr != nil {
+			return r.refuse(cn, pr, derr)
+		}
 		var again *prepared
 		var alive bool
 		if cn.pipe != nil {
@@ -317,7 +339,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 
 // plain is one transaction without pipelining (one command, one reply).
 func (r *run) plain(cn *conn, pr *prepared) (again *prepared, alive bool) {
-	derr, reply, keep := deliver(cn.c, cn.arm, pr.envFrom, pr.job.Email, pr.msg)
+	derr, reply, keep := deliver(cn.c, cn.arm, pr.envFrom, pr.rcpt, cn.mailParams(pr), pr.msg)
 	cn.after(keep)
 	return r.settleOne(cn, pr, derr, reply)
 }
@@ -338,7 +360,7 @@ func (r *run) settleOne(cn *conn, pr *prepared, derr *outcome.DeliveryError, rep
 // a job to be retried at once on a fresh connection.
 func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, alive bool) {
 	pp := cn.pipe
-	if err := pp.writeEnvelope(pr.envFrom, pr.job.Email); err != nil {
+	if err := pp.writeEnvelope(pr.envFrom, pr.rcpt, cn.mailParams(pr)); err != nil {
 		return r.envelopeFailed(cn, pr, err)
 	}
 	cn.arm()
@@ -361,7 +383,15 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 		}
 		next := r.tryNext(cn, w)
 		if next != nil {
-			if err := pp.writeEnvelope(next.envFrom, next.job.Email); err != nil {
+			if derr := cn.admit(next); derr != nil {
+				if !r.refuse(cn, next, derr) {
+					return cur, false
+				}
+				next = nil
+			}
+		}
+		if next != nil {
+			if err := pp.writeEnvelope(next.envFrom, next.rcpt, cn.mailParams(next)); err != nil {
 				if !isAddressError(err) {
 					// The buffer flushed into a connection that is gone:
 					// cur's data end meets the same below.
@@ -441,6 +471,14 @@ func (r *run) envelopeFailed(cn *conn, pr *prepared, err error) (again *prepared
 	}
 	cn.drop(false)
 	return r.lostEnvelope(cn, pr, err)
+}
+
+// refuse concludes a job the connection cannot carry (conn.admit): nothing
+// of it was sent, so its share of the daily quota goes back.
+func (r *run) refuse(cn *conn, pr *prepared, derr *outcome.DeliveryError) (alive bool) {
+	cn.p.quota.Undo(r.hard, pr.at)
+	_, alive = r.conclude(cn, pr, derr, "")
+	return alive
 }
 
 // giveBack returns a prepared job untouched.

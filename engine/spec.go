@@ -21,13 +21,13 @@ import (
 // the retry and policy settings. Plan stores it with the campaign, so a
 // worker needs only its providers in its own configuration.
 type Spec struct {
-	Version     int               `json:"version"`
-	From        string            `json:"from"`
-	ReplyTo     string            `json:"reply_to,omitempty"`
-	Subject     string            `json:"subject"`
-	ToName      string            `json:"to_name,omitempty"`
+	Version int    `json:"version"`
+	From    string `json:"from"`
+	ReplyTo string `json:"reply_to,omitempty"`
+	Subject string `json:"subject"`
+	ToName  string `json:"to_name,omitempty"`
 	// Schedule is the sending window (nil: any time).
-	Schedule *config.Schedule `json:"schedule,omitempty"`
+	Schedule    *config.Schedule  `json:"schedule,omitempty"`
 	Text        string            `json:"text,omitempty"`
 	TextName    string            `json:"text_name,omitempty"` // for error messages
 	HTML        string            `json:"html,omitempty"`
@@ -51,6 +51,10 @@ type Spec struct {
 	PolicyMinimum   int     `json:"policy_minimum"`
 	BounceThreshold float64 `json:"bounce_threshold,omitempty"` // 0 (an older spec): the default
 	BounceMinimum   int     `json:"bounce_minimum,omitempty"`
+
+	// MaxMessageSize is campaign.max_message_size in bytes (0, in a spec
+	// stored by an older herald: the default).
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 
 	MaxAttempts int           `json:"max_attempts"`
 	MaxAge      time.Duration `json:"max_age"`
@@ -76,6 +80,9 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
 		ListID: cp.ListID, BounceAddress: cp.BounceAddress, VERP: cp.VERP,
+	}
+	if m := cp.MaxMessageSize; m != nil {
+		s.MaxMessageSize = m.Bytes
 	}
 	if u := cfg.Unsubscribe; u != nil {
 		s.UnsubscribeURL, s.UnsubscribeMailto = u.URL, u.Mailto
@@ -180,10 +187,17 @@ type content struct {
 	window     schedule.Window
 	zoneColumn string
 	zones      sync.Map // string → *time.Location
+	maxSize    int64    // campaign.max_message_size
 }
 
 func newContent(id string, s Spec, k keys) (*content, error) {
-	set, err := templates.Parse(templates.Sources{Subject: s.Subject, ToName: s.ToName, Text: s.Text, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName})
+	maxSize := s.MaxMessageSize
+	if maxSize <= 0 {
+		maxSize = config.DefaultMaxMessageSize
+	}
+	// A recipient's rendering stops as soon as it passes the limit: the
+	// message would be larger still.
+	set, err := templates.Parse(templates.Sources{Subject: s.Subject, Text: s.Text, ToName: s.ToName, TextName: s.TextName, HTML: s.HTML, HTMLName: s.HTMLName, MaxSize: maxSize})
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +205,7 @@ func newContent(id string, s Spec, k keys) (*content, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &content{spec: s, set: set, comp: comp}
+	c := &content{spec: s, set: set, comp: comp, maxSize: maxSize}
 	if sc := s.Schedule; sc != nil {
 		if c.window, err = schedule.Parse(sc.Timezone, sc.Days, sc.Hours); err != nil {
 			return nil, fmt.Errorf("campaign.schedule: %w", err)
@@ -230,4 +244,15 @@ func (c *content) opens(header, fields []string, now time.Time) (time.Time, *tim
 	}
 	loc := c.zone(header, fields)
 	return c.window.Next(now, loc), loc
+
+}
+
+// tooLarge is why a message of size bytes (0: not known, the rendering
+// alone passed the limit) is not sent: it passes campaign.max_message_size.
+func (c *content) tooLarge(size int64) string {
+	limit := fmt.Sprintf("campaign.max_message_size = %s (%d bytes)", config.FormatSize(c.maxSize), c.maxSize)
+	if size == 0 {
+		return "the message is larger than " + limit
+	}
+	return fmt.Sprintf("the message is %d bytes, larger than %s", size, limit)
 }

@@ -22,9 +22,27 @@ const (
 	ClassAuth            // provider refuses us: open its circuit
 	ClassPolicy          // campaign-level rejection: fail the job, count toward pause
 	ClassPermanent       // recipient is bad: fail and suppress
+	// ClassUnsendable: the message cannot go as it is (larger than
+	// campaign.max_message_size or the server's SIZE, or an address that
+	// needs SMTPUTF8 from a server that does not offer it): fail the job at
+	// once, without retries; the address is not suppressed (it is not
+	// known to be bad) and the campaign's policy share is not charged.
+	// Decided by herald before a command is sent, never read from a reply.
+	ClassUnsendable
 )
 
-var classNames = [...]string{"", "sent", "transient", "reconnect", "ambiguous", "throttle", "auth", "policy", "permanent"}
+var classNames = [...]string{"", "sent", "transient", "reconnect", "ambiguous", "throttle", "auth", "policy", "permanent", "unsendable"}
+
+// ErrUnsendable is wrapped by the errors of a message herald will not
+// send as it is (see ClassUnsendable): Classify gives them that class at
+// any stage.
+var ErrUnsendable = errors.New("cannot be sent")
+
+// Unsendable is the outcome of a message herald will not send as it is,
+// met at stage; reason is what is stored with the job.
+func Unsendable(stage Stage, reason string) *DeliveryError {
+	return &DeliveryError{Class: ClassUnsendable, Stage: stage, Text: reason, Err: ErrUnsendable}
+}
 
 func (c Class) String() string {
 	if int(c) < len(classNames) && c != 0 {
@@ -151,6 +169,9 @@ func Classify(stage Stage, err error) *DeliveryError {
 // classifyLocal handles failures without a server reply: the connection
 // broke, timed out or could not be made.
 func classifyLocal(stage Stage, err error) Class {
+	if errors.Is(err, ErrUnsendable) {
+		return ClassUnsendable
+	}
 	var uae x509.UnknownAuthorityError
 	var hne x509.HostnameError
 	var cie x509.CertificateInvalidError

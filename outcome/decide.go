@@ -196,6 +196,11 @@ func Decide(a Attempt, job queue.Job, p Policy) Decision {
 	case ClassPermanent:
 		d.Action, d.CountAttempt, d.Suppress, d.Attempted = Fail, true, true, true
 		return d
+	case ClassUnsendable:
+		// Never reached a server's judgement; trying again would not
+		// change the message or the server.
+		d.Action = Fail
+		return d
 	case ClassPolicy:
 		d.Action, d.CountAttempt, d.Policy = Fail, true, true
 		// A message that could not be built never reached a server.

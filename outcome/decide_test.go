@@ -2,6 +2,7 @@ package outcome
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/textproto"
 	"strings"
@@ -46,6 +47,12 @@ func TestDecide(t *testing.T) {
 			Decision{Action: Fail, Class: ClassPolicy, CountAttempt: true, Attempted: true, Policy: true}, "DMARC"},
 		{"render", Attempt{Err: Classify(StageRender, errors.New("template: missing key"))}, fresh,
 			Decision{Action: Fail, Class: ClassPolicy, CountAttempt: true, Policy: true}, "missing key"},
+		{"larger than the limit", Attempt{Err: Unsendable(StageRender, "the message is 12000000 bytes, more than campaign.max_message_size (10485760 bytes)")}, tired,
+			Decision{Action: Fail, Class: ClassUnsendable}, "max_message_size"},
+		{"larger than the server's SIZE", Attempt{Err: Unsendable(StageMail, "the message is 2048 bytes, more than the 1024 the server takes (SIZE)")}, fresh,
+			Decision{Action: Fail, Class: ClassUnsendable}, "SIZE"},
+		{"needs SMTPUTF8", Attempt{Err: Classify(StageMail, fmt.Errorf("用户@example.com needs SMTPUTF8: %w", ErrUnsendable)), Tries: 1}, fresh,
+			Decision{Action: Fail, Class: ClassUnsendable}, "SMTPUTF8"},
 		{"transient", Attempt{Err: Classify(StageRcpt, wire(t, "451 4.3.0 Temporary local problem"))}, fresh,
 			Decision{Action: Retry, At: t0.Add(time.Minute), Class: ClassTransient, CountAttempt: true, Attempted: true}, "4.3.0"},
 		{"transient, second attempt doubles", Attempt{Err: Classify(StageRcpt, wire(t, "451 4.3.0 Temporary local problem"))}, queue.Job{Attempts: 1, Enqueued: t0},

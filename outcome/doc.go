@@ -8,5 +8,7 @@
 // the effect on the provider (slow down, stop, back off) and on the
 // campaign (count toward the policy pause). Nothing else in herald decides
 // what a reply does; the table tests here are built from
-// shared/reference/smtp-replies.md.
+// shared/reference/smtp-replies.md. Besides replies, ClassUnsendable is
+// herald's own verdict on a message it will not send as it is (larger than
+// the size limit, or an address needing SMTPUTF8 the server lacks).
 package outcome

@@ -18,7 +18,7 @@ const EmailColumn = "email"
 type Row struct {
 	Line   int      // line number in the file where the record starts (1-based)
 	Email  string   // the address, trimmed
-	Key    string   // the address lower-cased, for deduplication
+	Key    string   // the address lower-cased, its domain in A-labels (Key)
 	Fields []string // every column, in header order; Fields[EmailIndex] == Email
 	header []string
 }
@@ -208,8 +208,16 @@ func (r *Reader) Next() (Row, error) {
 	return Row{Line: line, Email: email, Key: Key(email), Fields: fields, header: r.header}, nil
 }
 
-// Key is the deduplication and suppression key of a valid address.
-func Key(email string) string { return strings.ToLower(email) }
+// Key is the deduplication and suppression key of a valid address: lower
+// case, its domain in A-labels (ASCIIDomain), so that "user@例子.测试" and
+// "user@xn--fsqu00a.xn--0zwm56d" are one recipient, and a bounce, which
+// names the address as it was sent, finds it.
+func Key(email string) string {
+	if a, err := ASCIIDomain(email); err == nil {
+		email = a
+	}
+	return strings.ToLower(email)
+}
 
 // CheckAddress returns why s is not a plain address (addr-spec), or "".
 func CheckAddress(s string) string {
@@ -230,5 +238,5 @@ func CheckAddress(s string) string {
 	if at <= 0 || at == len(s)-1 {
 		return fmt.Sprintf("%q is not a valid address", s)
 	}
-	return ""
+	return checkDomain(s)
 }

@@ -108,7 +108,7 @@ func (c *Config) lean() bool {
 			return false
 		}
 	}
-	return c.CountOnly && !c.Keep && c.Maildir == "" && !c.RecordReads && c.TLSConfig == nil && c.Auth == nil &&
+	return c.CountOnly && !c.Keep && c.Maildir == "" && !c.RecordReads && c.TLSConfig == nil && c.Auth == nil && !c.SMTPUTF8 && c.MaxMessageBytes == 0 &&
 		len(f.Rules) == 0 && f.Hook == nil && f.AfterMessages == 0 && f.Throttle == 0 && f.Latency == 0 &&
 		f.RcptTemp == 0 && f.RcptPerm == 0 && f.DataTemp == 0 && f.DataPerm == 0 &&
 		f.DropBeforeData == 0 && f.DropAfterData == 0

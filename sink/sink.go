@@ -168,6 +168,12 @@ type Config struct {
 	TLSConfig         *tls.Config  // STARTTLS offered when set
 	ImplicitTLS       bool         // TLS from the first byte (port 465 style)
 	NoPipelining      bool         // do not advertise PIPELINING (RFC 2920)
+	// SMTPUTF8 advertises SMTPUTF8 (RFC 6531): MAIL takes the SMTPUTF8
+	// parameter (without it go-smtp answers 504).
+	SMTPUTF8 bool
+	// MaxMessageBytes is the SIZE advertised (RFC 1870) and enforced: a
+	// larger SIZE= in MAIL, or larger data, gets 552 5.3.4. 0: 32 MB.
+	MaxMessageBytes int64
 	// NoEnhancedStatusCodes neither advertises ENHANCEDSTATUSCODES (RFC
 	// 2034) nor puts an x.y.z code in any reply. Like NoPipelining, it
 	// rewrites go-smtp's plaintext replies, so it does not apply inside TLS.
@@ -175,9 +181,9 @@ type Config struct {
 	// CountOnly skips the per-recipient tally behind Received (a lock and
 	// a map update per message): for load tests, where only counts matter.
 	// With nothing else asked of the sink (no faults but MaxSessions,
-	// NoPipelining and NoEnhancedStatusCodes; no TLS, AUTH, Maildir, Keep
-	// or RecordReads) a lean SMTP server of its own answers in place of
-	// go-smtp (lean.go).
+	// NoPipelining and NoEnhancedStatusCodes; no TLS, AUTH, Maildir, Keep,
+	// RecordReads, SMTPUTF8 or MaxMessageBytes) a lean SMTP server of its
+	// own answers in place of go-smtp (lean.go).
 	CountOnly bool
 	// BusyPoll: the lean server's event loops (Linux) poll for this long
 	// after their last event before they sleep, so that a client on the
@@ -303,6 +309,10 @@ func Start(cfg Config) (*Server, error) {
 	s.srv.Domain = cfg.Domain
 	s.srv.MaxRecipients = maxRecipients
 	s.srv.MaxMessageBytes = maxMessageBytes
+	if cfg.MaxMessageBytes > 0 {
+		s.srv.MaxMessageBytes = cfg.MaxMessageBytes
+	}
+	s.srv.EnableSMTPUTF8 = cfg.SMTPUTF8
 	s.srv.MaxLineLength = maxLineLength
 	s.srv.ReadTimeout = idleTimeout
 	s.srv.WriteTimeout = idleTimeout

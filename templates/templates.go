@@ -6,6 +6,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	texttemplate "text/template"
@@ -24,6 +25,11 @@ type Sources struct {
 	HTML     string // html/template; optional
 	TextName string // names used in errors, e.g. the file name
 	HTMLName string
+	// MaxSize bounds what one recipient's subject, To: name, text and HTML
+	// render to, together, in bytes: rendering stops with a *TooLargeError as
+	// soon as it passes (0: no bound). A template that would render a
+	// gigabyte costs no more than MaxSize.
+	MaxSize int64
 }
 
 // Set is a campaign's parsed templates. Parse once per campaign; Render is
@@ -39,6 +45,14 @@ type Set struct {
 	// executes its own clone, whose unsubscribe_url reads the Renderer's
 	// link (html/template cannot be cloned once executed).
 	unsub bool
+	max   int64 // Sources.MaxSize
+}
+
+// TooLargeError is returned by rendering that passed Sources.MaxSize.
+type TooLargeError struct{ Limit int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the rendered subject and body pass %d bytes", e.Limit)
 }
 
 // Rendered is one recipient's message content.
@@ -117,7 +131,7 @@ func formatDate(layout string, v any) (string, error) {
 
 // Parse parses the campaign's templates with missingkey=error.
 func Parse(src Sources) (*Set, error) {
-	s := &Set{names: [4]string{"subject", or(src.TextName, "text"), or(src.HTMLName, "html"), "to_name"}}
+	s := &Set{names: [4]string{"subject", or(src.TextName, "text"), or(src.HTMLName, "html"), "to_name"}, max: src.MaxSize}
 	var errs []error
 	var err error
 	if strings.TrimSpace(src.Subject) == "" {
@@ -381,7 +395,7 @@ func Data(header, fields []string) map[string]string {
 // Renderer holds the buffers of one sender; it is not safe for concurrent
 // use, but many Renderers may share one Set.
 type Renderer struct {
-	buf  bytes.Buffer
+	out  output
 	link string // the current recipient's unsubscribe link
 	// own are this Renderer's clones of Sets that call unsubscribe_url.
 	own map[*Set]*clones
@@ -416,6 +430,10 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 	}
 	var out Rendered
 	var err error
+	r.out.limit, r.out.left = s.max, s.max
+	if s.max <= 0 {
+		r.out.left = math.MaxInt64
+	}
 	if out.Subject, err = r.exec(subject.Execute, data); err != nil {
 		return out, err
 	}
@@ -481,9 +499,26 @@ func (r *Renderer) clonesOf(s *Set) (*clones, error) {
 }
 
 func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]string) (string, error) {
-	r.buf.Reset()
-	if err := execute(&r.buf, data); err != nil {
+	o := &r.out
+	o.buf.Reset()
+	if err := execute(o, data); err != nil {
 		return "", err
 	}
-	return r.buf.String(), nil
+	o.left -= int64(o.buf.Len())
+	return o.buf.String(), nil
+}
+
+// output is what templates execute into: a buffer, within what is left of
+// the Set's size bound for the recipient.
+type output struct {
+	buf   bytes.Buffer
+	left  int64 // bytes the recipient's rendering may still add
+	limit int64 // the Set's bound, for the error
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	if int64(len(p)) > o.left-int64(o.buf.Len()) {
+		return 0, &TooLargeError{Limit: o.limit}
+	}
+	return o.buf.Write(p)
 }

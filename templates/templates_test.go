@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRenderAndEscape(t *testing.T) {
@@ -158,6 +159,50 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("HTML not escaped: %q", out.HTML)
 		}
 	})
+}
+
+// TestMaxSize: rendering stops as soon as a recipient's subject, text and
+// HTML together pass Sources.MaxSize, whatever the templates would make: a
+// template of a gigabyte costs no more than the bound, in time and memory.
+func TestMaxSize(t *testing.T) {
+	t.Parallel()
+	gigabyte := "{{range 100000}}" + strings.Repeat("0123456789", 1000) + "{{end}}"
+	tests := []struct {
+		name string
+		src  Sources
+		ok   bool
+	}{
+		{"within", Sources{Subject: "0123456789", Text: strings.Repeat("t", 600), HTML: strings.Repeat("h", 500), MaxSize: 1110}, true},
+		{"the three together pass", Sources{Subject: "0123456789", Text: strings.Repeat("t", 600), HTML: strings.Repeat("h", 500), MaxSize: 1109}, false},
+		{"a gigabyte", Sources{Subject: "s", Text: gigabyte, MaxSize: 1 << 20}, false},
+		{"a gigabyte in the subject", Sources{Subject: gigabyte, Text: "t", MaxSize: 1 << 20}, false},
+		{"a gigabyte, byte by byte", Sources{Subject: "s", HTML: "{{range 100000}}{{range 10000}}x{{end}}{{end}}", MaxSize: 64 << 10}, false},
+		{"a value", Sources{Subject: "s", Text: "{{.big}}", MaxSize: 1 << 20}, false},
+		{"no bound", Sources{Subject: "s", Text: "{{range 100}}" + strings.Repeat("0123456789", 1000) + "{{end}}"}, true},
+	}
+	data := map[string]string{"big": strings.Repeat("b", 1<<20+1)}
+	for _, tt := range tests {
+		s, err := Parse(tt.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r Renderer
+		start := time.Now()
+		_, err = r.Render(s, data)
+		var tl *TooLargeError
+		if tt.ok != (err == nil) || (!tt.ok && (!errors.As(err, &tl) || tl.Limit != tt.src.MaxSize)) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: %v to render", tt.name, d)
+		}
+		if !tt.ok {
+			// The Renderer goes on with the next recipient.
+			if _, err := r.Render(s, map[string]string{"big": "small"}); tt.name == "a value" && err != nil {
+				t.Errorf("%s: the next recipient: %v", tt.name, err)
+			}
+		}
+	}
 }
 
 // TestToName: campaign.to_name renders the To: display name from the

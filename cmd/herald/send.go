@@ -247,7 +247,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	id := c.cfg.Campaign.ID
 	problems := 0
 	report := func(p engine.Problem) {
-		problems++
+		if !p.Warning {
+			problems++
+		}
 		out.printf("%s: %s\n", c.cfg.Campaign.Recipients, p)
 	}
 
