@@ -761,6 +761,7 @@ func TestPipelinedHardFailuresInsideGroups(t *testing.T) {
 	rcpts := addresses(300, "g")
 	b := setup(t, campaignSpec{recipients: rcpts, providers: providerTOML("local", s, "connections = 2")})
 	b.cfg.Retry.MaxAttempts = 50
+	b.cfg.Campaign.BounceThreshold = 1 // a tenth bounce on purpose: no brake
 	b.open()
 	b.plan()
 	sum, err := b.run()
