@@ -313,7 +313,16 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 		if derr == nil {
 			return c, raw, nil
 		}
+		if d := p.diagnose(r.stop, derr); d != nil && r.stop.Err() == nil {
+			return nil, nil, d // more tries would not mend it
+		}
 		if derr.Class == outcome.ClassAuth {
+			if derr.Err != nil {
+				derr.Text += certificateHint(derr.Err)
+			}
+			if strings.Contains(derr.Text, "does not support STARTTLS") {
+				derr.Text += "; on port 465 use tls = \"tls\" (TLS from the first byte); tls = \"none\" sends in clear text and only suits a relay on this machine"
+			}
 			return nil, nil, derr
 		}
 		last = derr
@@ -343,7 +352,7 @@ func describeConnectFailure(d *outcome.DeliveryError) string {
 	case d.Class == outcome.ClassAuth && d.Stage > outcome.StageAuth:
 		return fmt.Sprintf("the server requires a login (set username and password_env): %s", d.Reply())
 	case d.Class == outcome.ClassAuth && d.Code == 0:
-		return "cannot connect securely: " + d.Reply()
+		return "cannot connect: " + d.Reply()
 	case d.Class == outcome.ClassAuth:
 		return "the server refused us: " + d.Reply()
 	}

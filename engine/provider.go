@@ -27,17 +27,20 @@ import (
 // provider is one submission server at run time: its configured go-mail
 // client, its limits and its circuit. Safe for concurrent use.
 type provider struct {
-	cfg     config.Provider
-	t       *Timing      // the engine's
-	client  *mail.Client // configured once; senders dial their own connections
-	tlsConf *tls.Config
-	auth    func(mechs string) smtp.Auth
-	pacer   ratelimit.Pacer
-	quota   ratelimit.Quota
-	slots   ratelimit.Slots
-	circuit ratelimit.Circuit // shared with other processes (Redis)
-	log     *slog.Logger
-	checked atomic.Int64 // unix ns of the last look at the shared circuit
+	// connected: a connection to it was made in this run (a later failure
+	// to connect may pass; see diagnose).
+	connected atomic.Bool
+	cfg       config.Provider
+	t         *Timing      // the engine's
+	client    *mail.Client // configured once; senders dial their own connections
+	tlsConf   *tls.Config
+	auth      func(mechs string) smtp.Auth
+	pacer     ratelimit.Pacer
+	quota     ratelimit.Quota
+	slots     ratelimit.Slots
+	circuit   ratelimit.Circuit // shared with other processes (Redis)
+	log       *slog.Logger
+	checked   atomic.Int64 // unix ns of the last look at the shared circuit
 
 	senders atomic.Int64 // sender goroutines running: 0 once they all gave up
 	// Messages this process started through it in the current and the
@@ -128,7 +131,7 @@ func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*pr
 // and one being dialled when the run stops is cut. Every read from the
 // server is bounded (boundedConn).
 func dialRecording(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{Timeout: tcpConnectTimeout}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -217,6 +220,7 @@ func (p *provider) open(ctx context.Context, g *gate) (*smtp.Client, net.Conn, *
 	if derr != nil {
 		return nil, nil, derr
 	}
+	p.connected.Store(true)
 	return c, slot.raw, nil
 }
 
