@@ -63,3 +63,21 @@ func TestFirstContactDiagnosis(t *testing.T) {
 		})
 	}
 }
+
+// TestPresetNeedsLogin: preset = "163" without username and password_env
+// is refused before anything, the dry run included (exit 2, naming the
+// key and what the password is for 163).
+func TestPresetNeedsLogin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "r.csv"), []byte("email\nu1@example.com\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.txt"), []byte("Hello\n"), 0o644)
+	conf := filepath.Join(dir, "h.toml")
+	os.WriteFile(conf, []byte("[campaign]\nid = \"d\"\nfrom = \"T <t@163.com>\"\nsubject = \"Hi\"\ntext = \"b.txt\"\nrecipients = \"r.csv\"\n[[provider]]\npreset = \"163\"\n"), 0o644)
+	for _, args := range [][]string{{"send", "--config", conf, "--dry-run"}, {"send", "--config", conf}} {
+		code, o, e := runHerald(t, nil, args...)
+		if code != exitInput || !strings.Contains(e, `provider[0].username: required with preset = "163"`) || !strings.Contains(e, "授权码") {
+			t.Errorf("%v: exit %d\n%s\n%s", args, code, o, e)
+		}
+	}
+}
