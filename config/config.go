@@ -149,6 +149,9 @@ type Provider struct {
 	Connections   int      `toml:"connections"`
 	PerConnection int      `toml:"per_connection"`
 	Daily         int      `toml:"daily"`
+	// Warmup is the daily cap on day 1, 2, 3… of sending through this
+	// provider, counted from its first message; past the list, Daily.
+	Warmup []int `toml:"warmup"`
 	Timeout       Duration `toml:"timeout"`      // per SMTP command and dial
 	IdleTimeout   Duration `toml:"idle_timeout"` // close a connection unused this long
 	// Pipelining groups commands (RFC 2920) when the server offers it;
@@ -630,6 +633,11 @@ func (c *Config) validateDelivery(getenv func(string) string, providers bool, ba
 		k := fmt.Sprintf("provider[%d]", i)
 		if p.Host == "" && p.Preset == "" {
 			bad(k+".host", "required (or a preset)")
+		}
+		for j, n := range p.Warmup {
+			if n < 1 || n > 1e9 {
+				bad(fmt.Sprintf("%s.warmup[%d]", k, j), "%d: a daily cap between 1 and 1000000000", n)
+			}
 		}
 		if prev, dup := names[p.Name]; dup && p.Name != "" {
 			bad(k+".name", "%q is also the name of provider[%d]", p.Name, prev)

@@ -37,6 +37,7 @@ type Queue interface {
 	NextDue(ctx context.Context, campaign string) (time.Time, bool, error)
 	Counts(ctx context.Context, campaign string) (queue.Counts, error)
 	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
+	FirstUsage(ctx context.Context, provider string) (time.Time, error)
 	Suppressed(ctx context.Context, list string, keys ...string) (map[string]queue.Suppression, error)
 }
 
@@ -184,6 +185,9 @@ func NewWorker(cfg *config.Config, q Queue, opts Options) (*Engine, error) {
 			return nil, &InputError{err}
 		}
 		p.log = opts.Logger.With("provider", pc.Name)
+		if len(pc.Warmup) > 0 {
+			p.quota = newWarmup(p.quota, pc.Name, pc.Warmup, q, p.warmupDay)
+		}
 		p.t = &e.t
 		e.providers = append(e.providers, p)
 	}

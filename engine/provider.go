@@ -30,6 +30,8 @@ type provider struct {
 	// connected: a connection to it was made in this run (a later failure
 	// to connect may pass; see diagnose).
 	connected atomic.Bool
+	// warmupDay makes a warm-up day's quota (ProviderLimits.WarmupDay).
+	warmupDay func(day int, limit int) ratelimit.Quota
 	cfg       config.Provider
 	t         *Timing      // the engine's
 	client    *mail.Client // configured once; senders dial their own connections
@@ -111,6 +113,7 @@ func newProvider(p config.Provider, tlsOverride *tls.Config, limits Limits) (*pr
 	}
 	l := limits.Provider(p)
 	pr.pacer, pr.quota, pr.slots, pr.circuit = l.Pacer, l.Quota, l.Slots, l.Circuit
+	pr.warmupDay = l.WarmupDay
 	if p.Username != "" {
 		user, pass, host := p.Username, p.Password, p.Host
 		pr.auth = func(mechs string) smtp.Auth {
@@ -272,13 +275,16 @@ type ProviderLimits struct {
 	Quota   ratelimit.Quota
 	Slots   ratelimit.Slots
 	Circuit ratelimit.Circuit
+	// WarmupDay makes the quota of warm-up day day (1-based) with its
+	// cap (provider.warmup); nil: one in this process.
+	WarmupDay func(day int, limit int) ratelimit.Quota
 }
 
 // LocalLimits keeps every limit in this process.
 type LocalLimits struct{}
 
 func (LocalLimits) Provider(p config.Provider) ProviderLimits {
-	return ProviderLimits{ratelimit.NewLocalPacer(Policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections), &ratelimit.LocalCircuit{}}
+	return ProviderLimits{ratelimit.NewLocalPacer(Policy(p)), ratelimit.NewLocalQuota(p.Daily), ratelimit.NewLocalSlots(p.Connections), &ratelimit.LocalCircuit{}, nil}
 }
 
 func (LocalLimits) Domain(_ string, d config.Domain) ratelimit.Pacer {

@@ -165,7 +165,11 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 			sleepCtx(r.stop, time.Second)
 			return nil, true
 		}
-		p.trip(fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.quota.Limit(), until.Format(time.DateTime)), until)
+		why := fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.quota.Limit(), until.Format(time.DateTime))
+		if w, ok := p.quota.(*warmup); ok {
+			why = w.Spent(now, until)
+		}
+		p.trip(why, until)
 		return nil, r.waitsOut(p)
 	}
 	if w.c != t.c {

@@ -350,6 +350,9 @@ type Queue interface {
 	// (recorded by Settle), for daily quotas that survive a restart. The
 	// count is kept per minute: t is rounded down to a minute.
 	Usage(ctx context.Context, provider string, since time.Time) (int64, error)
+	// FirstUsage is the minute of the first message sent through provider
+	// (zero: none yet): the start of its warm-up.
+	FirstUsage(ctx context.Context, provider string) (time.Time, error)
 
 	Close() error
 }

@@ -152,3 +152,31 @@ func TestBounceBrake(t *testing.T) {
 		t.Fatalf("the hard bounces are not all suppressed: %d failed\n%s", st.Counts["failed"], out)
 	}
 }
+
+// TestWarmupOverflow: provider.warmup = [5, 10] caps the provider's first
+// day at 5 messages; the rest of the campaign goes through the backup
+// provider (the next priority); status shows the warm-up day and cap.
+func TestWarmupOverflow(t *testing.T) {
+	t.Parallel()
+	fresh := startSink(t, sink.Config{})
+	backup := startSink(t, sink.Config{})
+	c := newCampaign(t, fresh, 20, "priority = 1\nwarmup = [5, 10]")
+	host, port, _ := strings.Cut(backup.Addr(), ":")
+	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("\n[[provider]]\nname = \"backup\"\nhost = %q\nport = %s\ntls = \"none\"\npriority = 2\n", host, port)), 0o644)
+	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
+	if code != 0 || fresh.Stats().Messages != 5 || backup.Stats().Messages != 15 {
+		t.Fatalf("exit %d: the warming provider took %d (cap 5), the backup %d\n%s\n%s", code, fresh.Stats().Messages, backup.Stats().Messages, o, e)
+	}
+	code, out, _ := runHerald(t, nil, "status", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "provider local: 5 sent in the last minute, 5 in the last 24 hours; warm-up day 1, cap 5") {
+		t.Fatalf("status does not show the warm-up:\n%s", out)
+	}
+	// Without a backup, the next campaign waits for day 2, and says so.
+	conf2 := strings.Replace(mustRead(t, c.conf), `id = "cmdtest"`, `id = "cmdtest2"`, 1)
+	conf2 = conf2[:strings.Index(conf2, "\n[[provider]]\nname = \"backup\"")]
+	os.WriteFile(c.conf, []byte(conf2), 0o644)
+	code, o, e = runHerald(t, nil, "send", "--config", c.conf)
+	if fresh.Stats().Messages != 5 || !strings.Contains(e, "warm-up day 1: its cap of 5 messages is spent; day 2 (a cap of 10) begins ") {
+		t.Fatalf("no backup: exit %d, %d sent\n%s\n%s", code, fresh.Stats().Messages, o, e)
+	}
+}

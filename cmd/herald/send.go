@@ -204,6 +204,10 @@ func (l redisLimits) Provider(p config.Provider) engine.ProviderLimits {
 		Quota:   ratelimit.NewRedisQuota(l.rdb, redisq.Prefix, p.Name, p.Daily),
 		Slots:   ratelimit.NewRedisSlots(l.rdb, redisq.Prefix, p.Name, p.Connections),
 		Circuit: ratelimit.NewRedisCircuit(l.rdb, redisq.Prefix, p.Name, p.Fingerprint()),
+		// Every process counts a warm-up day in one place.
+		WarmupDay: func(day int, limit int) ratelimit.Quota {
+			return ratelimit.NewRedisQuota(l.rdb, redisq.Prefix, fmt.Sprintf("%s:warmup:%d", p.Name, day), limit)
+		},
 	}
 }
 

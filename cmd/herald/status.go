@@ -88,6 +88,10 @@ type providerUsage struct {
 	LastMin  int64   `json:"sent_last_minute"`
 	LastDay  int64   `json:"sent_last_24h"`
 	DailyCap int     `json:"daily,omitempty"`
+	// WarmupDay is the provider's day of warm-up (provider.warmup; 1 is
+	// the day of its first message) and WarmupCap that day's cap.
+	WarmupDay int `json:"warmup_day,omitempty"`
+	WarmupCap int `json:"warmup_cap,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	// QuotaFrees is when a message may go again, while the daily quota
 	// is spent.
@@ -187,6 +191,16 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 		m, _ := c.q.Usage(ctx, p.Name, now.Add(-time.Minute))
 		d, _ := c.q.Usage(ctx, p.Name, now.Add(-24*time.Hour))
 		pu := providerUsage{Name: p.Name, LastMin: m, LastDay: d, DailyCap: p.Daily, Rate: p.Rate}
+		if len(p.Warmup) > 0 {
+			pu.WarmupDay, pu.WarmupCap = 1, p.Warmup[0]
+			if first, err := c.q.FirstUsage(ctx, p.Name); err == nil && !first.IsZero() {
+				pu.WarmupDay = int(now.Sub(first)/(24*time.Hour)) + 1
+				pu.WarmupCap = 0
+				if pu.WarmupDay <= len(p.Warmup) {
+					pu.WarmupCap = p.Warmup[pu.WarmupDay-1]
+				}
+			}
+		}
 		if p.Daily > 0 && d >= int64(p.Daily) {
 			t := quotaFrees(ctx, c, p.Name, int64(p.Daily), now)
 			pu.QuotaFrees = &t
@@ -313,6 +327,11 @@ func printStatus(w io.Writer, rep statusReport) {
 		fmt.Fprintf(w, "  provider %s: %d sent in the last minute, %d in the last 24 hours", p.Name, p.LastMin, p.LastDay)
 		if p.DailyCap > 0 {
 			fmt.Fprintf(w, " of %d a day", p.DailyCap)
+		}
+		if p.WarmupCap > 0 {
+			fmt.Fprintf(w, "; warm-up day %d, cap %d", p.WarmupDay, p.WarmupCap)
+		} else if p.WarmupDay > 0 {
+			fmt.Fprintf(w, "; warmed up (day %d)", p.WarmupDay)
 		}
 		if p.QuotaFrees != nil {
 			fmt.Fprintf(w, ": quota spent, sending resumes from %s", p.QuotaFrees.Format(time.DateTime))

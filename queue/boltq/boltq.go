@@ -988,6 +988,20 @@ func (q *Queue) Usage(_ context.Context, provider string, since time.Time) (int6
 	return n, err
 }
 
+// FirstUsage is the minute of provider's first recorded message.
+func (q *Queue) FirstUsage(_ context.Context, provider string) (time.Time, error) {
+	var first time.Time
+	err := q.db.View(func(tx *bolt.Tx) error {
+		prefix := []byte(provider + "\x00")
+		k, _ := tx.Bucket(bucketUsage).Cursor().Seek(prefix)
+		if k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8 {
+			first = time.Unix(int64(u64(k[len(prefix):]))*60, 0)
+		}
+		return nil
+	})
+	return first, err
+}
+
 func usageKey(provider string, t time.Time) string {
 	return provider + "\x00" + string(be(uint64(t.Unix()/60)))
 }
