@@ -31,9 +31,13 @@ const (
 	// Hard: the address does not work (no such user, no such domain, a
 	// disabled mailbox). Suppresses at once.
 	Hard
+	// Complaint: the recipient marked the message as spam (an ARF
+	// feedback report, RFC 5965, from a provider's feedback loop).
+	// Suppresses at once and counts toward complaint_threshold.
+	Complaint
 )
 
-var kindNames = [...]string{"not a bounce", "soft", "hard"}
+var kindNames = [...]string{"not a bounce", "soft", "hard", "complaint"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -124,7 +128,10 @@ func Parse(raw []byte) (*Report, error) {
 		w.texts = w.html // an HTML-only report
 	}
 
-	if len(w.dsn) > 0 {
+	if len(w.feedback) > 0 {
+		parseARF(r, w.feedback[0])
+	}
+	if len(w.dsn) > 0 && len(r.Recipients) == 0 {
 		parseDSN(r, w.dsn)
 	}
 	text := strings.Join(w.texts, "\n")
@@ -162,6 +169,7 @@ func allActions(rs []Recipient, action string) bool {
 // walker collects the parts that matter from a MIME tree.
 type walker struct {
 	dsn      [][]byte    // message/delivery-status bodies
+	feedback [][]byte    // message/feedback-report bodies (ARF)
 	texts    []string    // text/plain parts, decoded to UTF-8 (text/html stripped, when no plain)
 	html     []string    // text/html parts, stripped
 	original mail.Header // the first returned message's header
@@ -197,6 +205,8 @@ func (w *walker) walk(h textproto.MIMEHeader, body io.Reader, depth int) {
 	switch ct {
 	case "message/delivery-status", "message/global-delivery-status":
 		w.dsn = append(w.dsn, data)
+	case "message/feedback-report":
+		w.feedback = append(w.feedback, data)
 	case "message/rfc822", "message/global", "text/rfc822-headers":
 		if w.original == nil {
 			w.original = readHeader(data)
@@ -351,6 +361,49 @@ func parseDSN(r *Report, bodies [][]byte) {
 	if len(r.Recipients) > 0 {
 		r.Format = "dsn"
 	}
+}
+
+// parseARF reads an ARF feedback report (RFC 5965): a complaint by the
+// recipient in Original-Rcpt-To, or in the returned message's To: when the
+// provider redacted the field. A not-spam or authentication-failure report
+// is no complaint.
+func parseARF(r *Report, body []byte) {
+	r.Format = "arf"
+	blocks := dsnBlocks(body)
+	if len(blocks) == 0 {
+		r.Note = "feedback report without fields"
+		return
+	}
+	f := blocks[0]
+	typ := strings.ToLower(strings.TrimSpace(f.Get("Feedback-Type")))
+	switch typ {
+	case "abuse", "fraud", "virus", "other", "":
+	default: // not-spam, auth-failure, …
+		r.Note = "feedback report of type " + typ + ": not a complaint"
+		return
+	}
+	addr := addrField(f.Get("Original-Rcpt-To"))
+	if addr == "" && r.Original != nil {
+		if list, err := mail.ParseAddressList(r.Original.Get("To")); err == nil && len(list) > 0 {
+			addr = list[0].Address
+		}
+	}
+	if addr == "" {
+		r.Note = "feedback report that names no recipient"
+		return
+	}
+	diag := "feedback-type " + or(typ, "abuse")
+	if ua := oneLine(f.Get("User-Agent")); ua != "" {
+		diag += " from " + ua
+	}
+	r.Recipients = append(r.Recipients, Recipient{Address: addr, Action: "complaint", Diagnostic: diag, Kind: Complaint})
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // dsnBlocks splits a delivery-status body into its groups of fields.

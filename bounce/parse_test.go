@@ -131,3 +131,37 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestParseARF: an ARF feedback report is a complaint by the recipient it
+// names (Original-Rcpt-To, or the returned message's To: when redacted);
+// a not-spam report is none.
+func TestParseARF(t *testing.T) {
+	report := func(typ, rcptField string) []byte {
+		return []byte("From: fbl@example.net\r\nTo: abuse@example.com\r\nSubject: report\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n" +
+			"--F\r\nContent-Type: text/plain\r\n\r\nabuse report\r\n" +
+			"--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: " + typ + "\r\nUser-Agent: FBL/2\r\nVersion: 1\r\n" + rcptField + "\r\n" +
+			"--F\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@example.com\r\nTo: Ann <ann@example.org>\r\nX-Herald-Campaign: nov\r\n\r\n" +
+			"--F--\r\n")
+	}
+	for _, tt := range []struct {
+		typ, field, want string
+		kind             Kind
+	}{
+		{"abuse", "Original-Rcpt-To: <bob@example.org>\r\n", "bob@example.org", Complaint},
+		{"abuse", "", "ann@example.org", Complaint}, // redacted: the returned To:
+		{"not-spam", "Original-Rcpt-To: bob@example.org\r\n", "", NotBounce},
+	} {
+		r, err := Parse(report(tt.typ, tt.field))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Format != "arf" || r.Kind() != tt.kind {
+			t.Errorf("%s %q: format %q kind %s, want arf %s (%s)", tt.typ, tt.field, r.Format, r.Kind(), tt.kind, r.Note)
+			continue
+		}
+		if tt.want != "" && (len(r.Recipients) != 1 || r.Recipients[0].Address != tt.want || !strings.Contains(r.Recipients[0].Diagnostic, "FBL/2")) {
+			t.Errorf("%s %q: recipients %+v", tt.typ, tt.field, r.Recipients)
+		}
+	}
+}

@@ -30,6 +30,9 @@ type Store interface {
 	// every message's headers, and a forged report must not suppress
 	// addresses the campaign never mailed.
 	Recipient(ctx context.Context, campaign, key string) (bool, error)
+	// Complaint records that key complained about campaign and returns
+	// how many distinct recipients of it did.
+	Complaint(ctx context.Context, campaign, key string) (int, error)
 }
 
 // ListFunc returns the suppression list of a campaign: its sending domain.
@@ -78,6 +81,7 @@ const DefaultSoftLimit = 3
 type Summary struct {
 	Read       int      `json:"read"`
 	Hard       int      `json:"hard"`
+	Complaints int      `json:"complaints"`
 	Soft       int      `json:"soft"`
 	Suppressed int      `json:"suppressed"`
 	NotBounces int      `json:"not_bounces"`
@@ -108,6 +112,9 @@ type RecipResult struct {
 	Status     string `json:"status,omitempty"`
 	Diagnostic string `json:"diagnostic,omitempty"`
 	SoftCount  int    `json:"soft_count,omitempty"`
+	// Complaints is, for a complaint, how many recipients of the campaign
+	// complained so far.
+	Complaints int    `json:"complaints,omitempty"`
 	Suppressed bool   `json:"suppressed"`
 	By         string `json:"matched_by"`
 }
@@ -155,6 +162,8 @@ func Process(ctx context.Context, mb Mailbox, st Store, lists ListFunc, opts Opt
 		switch {
 		case res.Error != "":
 			sum.Errors++
+		case res.Kind == Complaint.String():
+			sum.Complaints++
 		case res.Kind == Hard.String():
 			sum.Hard++
 		case res.Kind == Soft.String():
@@ -228,6 +237,18 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 		rr := RecipResult{Campaign: m.Campaign, List: list, Address: m.Recipient, Kind: rc.Kind.String(),
 			Status: rc.Status, Diagnostic: rc.Diagnostic, By: m.By}
 		switch rc.Kind {
+		case Complaint:
+			rr.Suppressed = true
+			if !p.opts.DryRun {
+				if err := p.st.Suppress(ctx, list, "complaint: "+trim(rc.Diagnostic, 200)+" (campaign "+m.Campaign+")", key); err != nil {
+					return res, false, fmt.Errorf("store: suppress: %w", err)
+				}
+				n, err := p.st.Complaint(ctx, m.Campaign, key)
+				if err != nil {
+					return res, false, fmt.Errorf("store: complaint: %w", err)
+				}
+				rr.Complaints = n
+			}
 		case Hard:
 			rr.Suppressed = true
 			if !p.opts.DryRun {
@@ -270,6 +291,10 @@ func (p *processor) one(ctx context.Context, id string, raw []byte) (res Result,
 	}
 	res.Kind = NotBounce.String()
 	for _, rr := range res.Recipients {
+		if rr.Kind == Complaint.String() {
+			res.Kind = rr.Kind
+			break
+		}
 		if rr.Kind == Hard.String() {
 			res.Kind = rr.Kind
 		} else if rr.Kind == Soft.String() && res.Kind != Hard.String() {

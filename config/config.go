@@ -81,6 +81,10 @@ type Campaign struct {
 	// at least BounceMinimum attempts: the list needs cleaning.
 	BounceThreshold float64 `toml:"bounce_threshold"`
 	BounceMinimum   int     `toml:"bounce_minimum"`
+	// ComplaintThreshold pauses the campaign once this share of its sent
+	// messages drew a complaint (herald bounces reads the feedback
+	// reports); Gmail asks bulk senders to stay under 0.3%.
+	ComplaintThreshold float64 `toml:"complaint_threshold"`
 	// ListID is the List-Id header (RFC 2919), e.g.
 	// "Herald News <news.example.com>".
 	ListID string `toml:"list_id"`
@@ -135,25 +139,25 @@ type Provider struct {
 	Preset string `toml:"preset"`
 	// Region is the Amazon SES region ("us-east-1") that preset = "ses"
 	// builds the host from, when host is not given.
-	Region        string   `toml:"region"`
-	Name          string   `toml:"name"`
-	Host          string   `toml:"host"`
-	Port          int      `toml:"port"`
-	TLS           string   `toml:"tls"` // none | starttls | tls
-	Username      string   `toml:"username"`
-	PasswordEnv   string   `toml:"password_env"`
-	Helo          string   `toml:"helo"`
-	CAFile        string   `toml:"ca_file"` // extra CA certificates (PEM) for a private relay
-	Rate          float64  `toml:"rate"`
-	Burst         int      `toml:"burst"`
-	Connections   int      `toml:"connections"`
-	PerConnection int      `toml:"per_connection"`
-	Daily         int      `toml:"daily"`
+	Region        string  `toml:"region"`
+	Name          string  `toml:"name"`
+	Host          string  `toml:"host"`
+	Port          int     `toml:"port"`
+	TLS           string  `toml:"tls"` // none | starttls | tls
+	Username      string  `toml:"username"`
+	PasswordEnv   string  `toml:"password_env"`
+	Helo          string  `toml:"helo"`
+	CAFile        string  `toml:"ca_file"` // extra CA certificates (PEM) for a private relay
+	Rate          float64 `toml:"rate"`
+	Burst         int     `toml:"burst"`
+	Connections   int     `toml:"connections"`
+	PerConnection int     `toml:"per_connection"`
+	Daily         int     `toml:"daily"`
 	// Warmup is the daily cap on day 1, 2, 3… of sending through this
 	// provider, counted from its first message; past the list, Daily.
-	Warmup []int `toml:"warmup"`
-	Timeout       Duration `toml:"timeout"`      // per SMTP command and dial
-	IdleTimeout   Duration `toml:"idle_timeout"` // close a connection unused this long
+	Warmup      []int    `toml:"warmup"`
+	Timeout     Duration `toml:"timeout"`      // per SMTP command and dial
+	IdleTimeout Duration `toml:"idle_timeout"` // close a connection unused this long
 	// Pipelining groups commands (RFC 2920) when the server offers it;
 	// unset means on.
 	Pipelining *bool `toml:"pipelining"`
@@ -361,6 +365,8 @@ const (
 	// stale (mailbox providers start to distrust a sender at a few %).
 	DefaultBounceThreshold = 0.05
 	DefaultBounceMinimum   = 100
+	// Gmail's limit for bulk senders' spam-complaint rate.
+	DefaultComplaintThreshold = 0.003
 	// DefaultMaxMessageSize is campaign.max_message_size's default, 10 MB;
 	// it may be set between MinMessageSize and MaxMessageSize.
 	DefaultMaxMessageSize int64 = 10 << 20
@@ -414,6 +420,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Campaign.BounceMinimum == 0 {
 		c.Campaign.BounceMinimum = DefaultBounceMinimum
+	}
+	if c.Campaign.ComplaintThreshold == 0 {
+		c.Campaign.ComplaintThreshold = DefaultComplaintThreshold
 	}
 	if c.Campaign.MaxMessageSize == nil {
 		c.Campaign.MaxMessageSize = &Size{Bytes: DefaultMaxMessageSize}

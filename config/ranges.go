@@ -36,7 +36,8 @@ func (c *Config) checkRanges(zeros map[string]bool, bad func(key, format string,
 	add(numeric{key: "campaign.policy_threshold", val: cp.PolicyThreshold, min: 0.0001, max: 1},
 		numeric{key: "campaign.policy_minimum", val: float64(cp.PolicyMinimum), min: 1, max: 1e9},
 		numeric{key: "campaign.bounce_threshold", val: cp.BounceThreshold, min: 0.0001, max: 1},
-		numeric{key: "campaign.bounce_minimum", val: float64(cp.BounceMinimum), min: 1, max: 1e9})
+		numeric{key: "campaign.bounce_minimum", val: float64(cp.BounceMinimum), min: 1, max: 1e9},
+		numeric{key: "campaign.complaint_threshold", val: cp.ComplaintThreshold, min: 0.00001, max: 1})
 
 	add(numeric{key: "queue.lease", val: d(c.Queue.Lease), min: 3, max: day, dur: true})
 	r := c.Retry

@@ -51,6 +51,8 @@ type Spec struct {
 	PolicyMinimum   int     `json:"policy_minimum"`
 	BounceThreshold float64 `json:"bounce_threshold,omitempty"` // 0 (an older spec): the default
 	BounceMinimum   int     `json:"bounce_minimum,omitempty"`
+	// ComplaintThreshold is read by herald bounces (0: the default).
+	ComplaintThreshold float64 `json:"complaint_threshold,omitempty"`
 
 	// MaxMessageSize is campaign.max_message_size in bytes (0, in a spec
 	// stored by an older herald: the default).
@@ -76,7 +78,7 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	s := Spec{
 		Version: specVersion, From: cp.From, ReplyTo: cp.ReplyTo, Subject: cp.Subject, ToName: cp.ToName, Headers: cp.Headers,
 		PolicyThreshold: cp.PolicyThreshold, PolicyMinimum: cp.PolicyMinimum,
-		BounceThreshold: cp.BounceThreshold, BounceMinimum: cp.BounceMinimum,
+		BounceThreshold: cp.BounceThreshold, BounceMinimum: cp.BounceMinimum, ComplaintThreshold: cp.ComplaintThreshold,
 		MaxAttempts: cfg.Retry.MaxAttempts, MaxAge: cfg.Retry.MaxAge.Duration,
 		Backoff: cfg.Retry.Backoff.Duration, MaxBackoff: cfg.Retry.MaxBackoff.Duration,
 		ListID: cp.ListID, BounceAddress: cp.BounceAddress, VERP: cp.VERP,

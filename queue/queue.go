@@ -345,6 +345,11 @@ type Queue interface {
 	// same bounce read twice counts once), and returns how many distinct
 	// soft bounces key has on list.
 	SoftBounce(ctx context.Context, list, key, bounceID string) (int, error)
+	// Complaint records that key complained about campaign (an ARF
+	// feedback report: marked as spam) and returns how many distinct
+	// recipients of the campaign did; Complaints only counts them.
+	Complaint(ctx context.Context, campaign, key string) (int, error)
+	Complaints(ctx context.Context, campaign string) (int, error)
 
 	// Usage is the number of messages sent through provider since t
 	// (recorded by Settle), for daily quotas that survive a restart. The

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldmail/herald/bounce"
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/engine"
+	"github.com/heraldmail/herald/queue"
 )
 
 // bouncesReport is herald bounces --json.
@@ -63,6 +64,9 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 	if cerr := mb.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing the mailbox: %w", cerr)
 	}
+	if !*dry {
+		complaintBrake(ctx, c, sum, stderr)
+	}
 
 	if *asJSON {
 		rep := bouncesReport{Mailbox: ep.String(), DryRun: *dry, Summary: sum}
@@ -85,8 +89,8 @@ func cmdBounces(args []string, stdout, stderr io.Writer) int {
 		if *dry {
 			what = "bounces (dry run: nothing changed)"
 		}
-		fmt.Fprintf(stdout, "%s %s: read %d, hard %d, soft %d, suppressed %d, not bounces %d, unmatched %d, errors %d\n",
-			what, ep, sum.Read, sum.Hard, sum.Soft, sum.Suppressed, sum.NotBounces, sum.Unmatched, sum.Errors)
+		fmt.Fprintf(stdout, "%s %s: read %d, hard %d, soft %d, complaints %d, suppressed %d, not bounces %d, unmatched %d, errors %d\n",
+			what, ep, sum.Read, sum.Hard, sum.Soft, sum.Complaints, sum.Suppressed, sum.NotBounces, sum.Unmatched, sum.Errors)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -139,4 +143,43 @@ func bounceBases(cfg *config.Config) []string {
 		bases = append(bases, a.Address)
 	}
 	return bases
+}
+
+// complaintBrake pauses each campaign that got complaints in this run and
+// whose complaint rate (complaints over messages sent) is past its
+// campaign.complaint_threshold.
+func complaintBrake(ctx context.Context, c *campaign, sum bounce.Summary, stderr io.Writer) {
+	seen := map[string]bool{}
+	for _, m := range sum.Messages {
+		for _, r := range m.Recipients {
+			if r.Kind != bounce.Complaint.String() || seen[r.Campaign] {
+				continue
+			}
+			seen[r.Campaign] = true
+			threshold := config.DefaultComplaintThreshold
+			if raw, err := c.q.Spec(ctx, r.Campaign); err == nil {
+				if spec, err := engine.DecodeSpec(raw); err == nil && spec.ComplaintThreshold > 0 {
+					threshold = spec.ComplaintThreshold
+				}
+			}
+			complaints, err1 := c.q.Complaints(ctx, r.Campaign)
+			counts, err2 := c.q.Counts(ctx, r.Campaign)
+			camp, err3 := c.q.Campaign(ctx, r.Campaign)
+			if err := errors.Join(err1, err2, err3); err != nil {
+				fmt.Fprintf(stderr, "herald: bounces: campaign %s: %v\n", r.Campaign, err)
+				continue
+			}
+			rate := float64(complaints) / float64(max(counts.Sent, 1))
+			if rate <= threshold || camp.Status != queue.Active {
+				continue
+			}
+			reason := fmt.Sprintf("%d complaints for %d messages sent (%.2f%%), above complaint_threshold %.2f%%: recipients mark it as spam. "+
+				"Check that they asked for it and that unsubscribing is easy, then herald resume", complaints, counts.Sent, 100*rate, 100*threshold)
+			if err := c.q.SetStatus(ctx, r.Campaign, queue.Paused, reason); err != nil {
+				fmt.Fprintf(stderr, "herald: bounces: cannot pause campaign %s: %v\n", r.Campaign, err)
+				continue
+			}
+			fmt.Fprintf(stderr, "herald: bounces: paused campaign %s: %s\n", r.Campaign, reason)
+		}
+	}
 }

@@ -85,7 +85,7 @@ ca_file = %q
 
 	// A dry run changes nothing.
 	code, out, errOut := runHerald(t, env, "bounces", "--config", conf, "--dry-run")
-	want := "read 8, hard 5, soft 1, suppressed 5, not bounces 1, unmatched 1, errors 0"
+	want := "read 8, hard 5, soft 1, complaints 0, suppressed 5, not bounces 1, unmatched 1, errors 0"
 	if code != 0 || !strings.Contains(out, "dry run: nothing changed") || !strings.Contains(out, want) {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -170,4 +170,84 @@ Content-Type: message/rfc822
 %[3]s
 --B--
 `, to, rcpt, returned))
+}
+
+// arf is an ARF feedback report (RFC 5965) from a provider's feedback
+// loop, delivered to to: rcpt marked the returned message as spam.
+func arf(to, rcpt string, returned []byte) []byte {
+	return []byte(fmt.Sprintf(`Return-Path: <>
+Delivered-To: %[1]s
+From: Feedback Loop <fbl@mail.example.net>
+To: %[1]s
+Subject: FW: November news
+Message-Id: <arf.%[2]s@mail.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="F"
+
+--F
+Content-Type: text/plain
+
+This is an email abuse report for an email message received from IP 192.0.2.1.
+
+--F
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Mail-From: <bounces@example.com>
+Original-Rcpt-To: <%[2]s>
+Arrival-Date: Mon, 07 Dec 2026 10:00:00 +0000
+
+--F
+Content-Type: message/rfc822
+
+%[3]s
+--F--
+`, to, rcpt, returned))
+}
+
+// TestComplaintFromARF: a feedback report in the bounce mailbox (a real
+// Dovecot, over IMAP) suppresses the complainer and counts the complaint;
+// one complaint in 20 messages (5%) is past the default
+// complaint_threshold (0.3%), so the campaign is paused, and herald status
+// shows the rate.
+func TestComplaintFromARF(t *testing.T) {
+	t.Parallel()
+	srv := dovecottest.Start(t)
+	s := startSink(t, sink.Config{Keep: true})
+	c := newCampaign(t, s, 20, "")
+	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("[bounces]\nurl = \"imaps://%s/INBOX\"\nusername = %q\npassword_env = \"HERALD_TEST_BOUNCES_PASSWORD\"\nca_file = %q\n", srv.IMAPS, srv.User, srv.CAFile)), 0o644)
+	env := []string{"HERALD_TEST_BOUNCES_PASSWORD=" + srv.Password}
+	if code, out, e := runHerald(t, env, "send", "--config", c.conf, "--quiet"); code != 0 {
+		t.Fatalf("send: %d\n%s\n%s", code, out, e)
+	}
+	var returned []byte
+	for _, m := range s.Messages() {
+		if m.To[0] == "u7@example.com" {
+			returned = m.Data
+		}
+	}
+	srv.Deliver(arf("abuse@example.com", "u7@example.com", returned))
+	code, out, e := runHerald(t, env, "bounces", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "complaints 1, suppressed 1") || !strings.Contains(e, "paused campaign cmdtest: 1 complaints for 20 messages sent (5.00%), above complaint_threshold 0.30%") {
+		t.Fatalf("bounces: exit %d\n%s\n%s", code, out, e)
+	}
+	code, out, _ = runHerald(t, env, "suppress", "list", "--config", c.conf)
+	if code != 0 || !strings.Contains(out, "u7@example.com") || !strings.Contains(out, "complaint: feedback-type abuse from ExampleFBL/1.0") {
+		t.Fatalf("the complainer is not suppressed: %s", out)
+	}
+	var st statusReport
+	code, out, _ = runHerald(t, env, "status", "--config", c.conf, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Status != "paused" || st.Complaints != 1 || st.ComplaintRate != 0.05 {
+		t.Fatalf("status: %s", out)
+	}
+	// The same report read again counts once.
+	srv.Deliver(arf("abuse@example.com", "u7@example.com", returned))
+	if code, out, _ := runHerald(t, env, "bounces", "--config", c.conf); code != 0 || !strings.Contains(out, "complaints 1") {
+		t.Fatalf("again: %s", out)
+	}
+	if code, out, _ = runHerald(t, env, "status", "--config", c.conf, "--json"); json.Unmarshal([]byte(out), &st) != nil || st.Complaints != 1 {
+		t.Fatalf("a complaint read twice counted twice: %s", out)
+	}
 }

@@ -70,6 +70,12 @@ type statusReport struct {
 	Planned  bool             `json:"planned"`
 	Counts   map[string]int64 `json:"counts"`
 	Total    int64            `json:"total"`
+	// FailedRate is the share of the messages tried that failed (hard
+	// bounces and refusals); Complaints counts the recipients who marked
+	// it as spam (herald bounces), ComplaintRate their share of sent.
+	FailedRate    float64 `json:"failed_rate"`
+	Complaints    int     `json:"complaints"`
+	ComplaintRate float64 `json:"complaint_rate"`
 	Open     int64            `json:"open"`
 	NextDue  *time.Time       `json:"next_due,omitempty"`
 	// Window says when the campaign's sending window next opens, while it
@@ -84,15 +90,15 @@ type statusReport struct {
 }
 
 type providerUsage struct {
-	Name     string  `json:"name"`
-	LastMin  int64   `json:"sent_last_minute"`
-	LastDay  int64   `json:"sent_last_24h"`
-	DailyCap int     `json:"daily,omitempty"`
+	Name     string `json:"name"`
+	LastMin  int64  `json:"sent_last_minute"`
+	LastDay  int64  `json:"sent_last_24h"`
+	DailyCap int    `json:"daily,omitempty"`
 	// WarmupDay is the provider's day of warm-up (provider.warmup; 1 is
 	// the day of its first message) and WarmupCap that day's cap.
-	WarmupDay int `json:"warmup_day,omitempty"`
-	WarmupCap int `json:"warmup_cap,omitempty"`
-	Rate     float64 `json:"rate,omitempty"`
+	WarmupDay int     `json:"warmup_day,omitempty"`
+	WarmupCap int     `json:"warmup_cap,omitempty"`
+	Rate      float64 `json:"rate,omitempty"`
 	// QuotaFrees is when a message may go again, while the daily quota
 	// is spent.
 	QuotaFrees *time.Time `json:"quota_frees,omitempty"`
@@ -219,6 +225,13 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 	}
 	rep.Rate = float64(lastMin) / 60
 	rep.Status = shownStatus(camp, counts, rep.Providers)
+	if tried := counts.Sent + counts.Failed; tried > 0 {
+		rep.FailedRate = float64(counts.Failed) / float64(tried)
+	}
+	if n, err := c.q.Complaints(ctx, id); err == nil {
+		rep.Complaints = n
+		rep.ComplaintRate = float64(n) / float64(max(counts.Sent, 1))
+	}
 	if counts.Open() > 0 {
 		rep.Window = windowNote(ctx, c, id, now)
 	}
@@ -310,6 +323,9 @@ func printStatus(w io.Writer, rep statusReport) {
 	n := rep.Counts
 	fmt.Fprintf(w, "\n  %d recipients: %d sent, %d failed, %d suppressed, %d cancelled; %d to go (%d pending, %d being sent, %d waiting to retry)\n",
 		rep.Total, n["sent"], n["failed"], n["suppressed"], n["cancelled"], rep.Open, n["pending"], n["leased"], n["retry"])
+	if n["sent"]+n["failed"] > 0 {
+		fmt.Fprintf(w, "  failed %.1f%% of tried (bounced or refused); %d complaints (%.2f%% of sent)\n", 100*rep.FailedRate, rep.Complaints, 100*rep.ComplaintRate)
+	}
 	if rep.Window != "" {
 		fmt.Fprintf(w, "  sending window: %s\n", rep.Window)
 	}

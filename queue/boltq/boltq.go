@@ -35,6 +35,7 @@ var (
 	bucketSuppression = []byte("suppression")
 	bucketUsage       = []byte("usage")
 	bucketSoft        = []byte("softbounce")
+	bucketComplaints  = []byte("complaints")
 	keyCampaign       = []byte("campaign")
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
@@ -66,7 +67,7 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 	base := path + ".outcomes"
 	var segs []int
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSuppression, bucketUsage, bucketSoft} {
+		for _, b := range [][]byte{bucketSuppression, bucketUsage, bucketSoft, bucketComplaints} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
