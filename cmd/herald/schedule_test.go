@@ -168,7 +168,7 @@ func TestWarmupOverflow(t *testing.T) {
 		t.Fatalf("exit %d: the warming provider took %d (cap 5), the backup %d\n%s\n%s", code, fresh.Stats().Messages, backup.Stats().Messages, o, e)
 	}
 	code, out, _ := runHerald(t, nil, "status", "--config", c.conf)
-	if code != 0 || !strings.Contains(out, "provider local: 5 sent in the last minute, 5 in the last 24 hours; warm-up day 1, cap 5") {
+	if code != 0 || !strings.Contains(out, "provider local: 5 sent in the last minute, 5 in the last 24 hours; warm-up day 1, cap 5 spent: day 2 begins ") {
 		t.Fatalf("status does not show the warm-up:\n%s", out)
 	}
 	// Without a backup, the next campaign waits for day 2, and says so.

@@ -73,11 +73,11 @@ type statusReport struct {
 	// FailedRate is the share of the messages tried that failed (hard
 	// bounces and refusals); Complaints counts the recipients who marked
 	// it as spam (herald bounces), ComplaintRate their share of sent.
-	FailedRate    float64 `json:"failed_rate"`
-	Complaints    int     `json:"complaints"`
-	ComplaintRate float64 `json:"complaint_rate"`
-	Open     int64            `json:"open"`
-	NextDue  *time.Time       `json:"next_due,omitempty"`
+	FailedRate    float64    `json:"failed_rate"`
+	Complaints    int        `json:"complaints"`
+	ComplaintRate float64    `json:"complaint_rate"`
+	Open          int64      `json:"open"`
+	NextDue       *time.Time `json:"next_due,omitempty"`
 	// Window says when the campaign's sending window next opens, while it
 	// is closed (campaign.schedule): "opens Tue 09:00 Asia/Shanghai";
 	// "in each recipient's zone" with timezone_column.
@@ -96,9 +96,12 @@ type providerUsage struct {
 	DailyCap int    `json:"daily,omitempty"`
 	// WarmupDay is the provider's day of warm-up (provider.warmup; 1 is
 	// the day of its first message) and WarmupCap that day's cap.
-	WarmupDay int     `json:"warmup_day,omitempty"`
-	WarmupCap int     `json:"warmup_cap,omitempty"`
-	Rate      float64 `json:"rate,omitempty"`
+	WarmupDay int `json:"warmup_day,omitempty"`
+	WarmupCap int `json:"warmup_cap,omitempty"`
+	// WarmupNext is when the next warm-up day begins, while this day's
+	// cap is spent.
+	WarmupNext *time.Time `json:"warmup_next,omitempty"`
+	Rate       float64    `json:"rate,omitempty"`
 	// QuotaFrees is when a message may go again, while the daily quota
 	// is spent.
 	QuotaFrees *time.Time `json:"quota_frees,omitempty"`
@@ -204,6 +207,11 @@ func campaignStatus(ctx context.Context, c *campaign, id string) (statusReport, 
 				pu.WarmupCap = 0
 				if pu.WarmupDay <= len(p.Warmup) {
 					pu.WarmupCap = p.Warmup[pu.WarmupDay-1]
+					start := first.Add(time.Duration(pu.WarmupDay-1) * 24 * time.Hour)
+					if used, err := c.q.Usage(ctx, p.Name, start); err == nil && used >= int64(pu.WarmupCap) {
+						next := start.Add(24 * time.Hour)
+						pu.WarmupNext = &next
+					}
 				}
 			}
 		}
@@ -346,6 +354,9 @@ func printStatus(w io.Writer, rep statusReport) {
 		}
 		if p.WarmupCap > 0 {
 			fmt.Fprintf(w, "; warm-up day %d, cap %d", p.WarmupDay, p.WarmupCap)
+			if p.WarmupNext != nil {
+				fmt.Fprintf(w, " spent: day %d begins %s", p.WarmupDay+1, p.WarmupNext.Format(time.DateTime))
+			}
 		} else if p.WarmupDay > 0 {
 			fmt.Fprintf(w, "; warmed up (day %d)", p.WarmupDay)
 		}
