@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/heraldmail/herald/internal/redistest"
 	"github.com/heraldmail/herald/sink"
 )
 
@@ -158,9 +159,18 @@ func TestBounceBrake(t *testing.T) {
 // provider (the next priority); status shows the warm-up day and cap.
 func TestWarmupOverflow(t *testing.T) {
 	t.Parallel()
+	t.Run("embedded", func(t *testing.T) { t.Parallel(); warmupOverflow(t, "") })
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		rs := redistest.Start(t)
+		warmupOverflow(t, fmt.Sprintf("[queue]\nbackend = \"redis\"\nurl = %q\nlease = \"3s\"", rs.URL()))
+	})
+}
+
+func warmupOverflow(t *testing.T, queueTOML string) {
 	fresh := startSink(t, sink.Config{})
 	backup := startSink(t, sink.Config{})
-	c := newCampaign(t, fresh, 20, "priority = 1\nwarmup = [5, 10]")
+	c := newCampaignOn(t, fresh, 20, "priority = 1\nwarmup = [5, 10]", queueTOML)
 	host, port, _ := strings.Cut(backup.Addr(), ":")
 	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("\n[[provider]]\nname = \"backup\"\nhost = %q\nport = %s\ntls = \"none\"\npriority = 2\n", host, port)), 0o644)
 	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
