@@ -173,6 +173,7 @@ func (cn *conn) open() *outcome.DeliveryError {
 	cn.arm()
 	cn.r.e.obs.Connections(cn.p.cfg.Name, 1)
 	cn.r.connected.Add(1)
+	cn.p.openConns.Add(1)
 	if cn.r.hard.Err() != nil {
 		raw.Close() // the hard stop came while dialling
 	}
@@ -265,6 +266,7 @@ func (cn *conn) drop(quit bool) {
 	cn.live.Store(nil)
 	cn.r.e.obs.Connections(cn.p.cfg.Name, -1)
 	cn.r.connected.Add(-1)
+	cn.p.openConns.Add(-1)
 	cn.c, cn.pipe, cn.used = nil, nil, 0
 }
 
@@ -289,6 +291,18 @@ func (cn *conn) afterRefusal(keep bool) {
 	if !keep {
 		cn.drop(false)
 	}
+}
+
+// tooManyConnections reports whether a refused connection says the
+// provider takes no more connections at once (163's HL:ICC, Office 365's
+// sender thread limit, "too many connections").
+func tooManyConnections(d *outcome.DeliveryError) bool {
+	if d.Stage != outcome.StageConnect {
+		return false
+	}
+	t := strings.ToLower(d.Text)
+	return d.Code == 432 || strings.Contains(t, "hl:icc") || strings.Contains(t, "too many connections") ||
+		strings.Contains(t, "thread limit") || strings.Contains(t, "concurrent")
 }
 
 // errCircuitOpen is what connect returns when the provider's circuit is
@@ -330,6 +344,11 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 			break
 		}
 		if derr.Class == outcome.ClassThrottle {
+			if tooManyConnections(derr) && p.openConns.Load() > 0 {
+				// One connection more than the provider takes: fewer
+				// connections is the cure, not a slower pace (transact).
+				return nil, nil, derr
+			}
 			r.affect(cn, outcome.Decide(outcome.Attempt{Err: derr, At: at}, queue.Job{}, r.policy(nil, p, "")), derr, "")
 		}
 		if n == dialTries-1 {

@@ -48,7 +48,7 @@ func (p *provider) diagnose(ctx context.Context, derr *outcome.DeliveryError) *o
 		why = fmt.Sprintf("no answer from %s within %s: check provider.host and provider.port (%s), and that a firewall lets this machine connect out to port %d", addr, tcpConnectTimeout, ports, p.cfg.Port)
 	case errors.As(err, &recErr) && p.cfg.TLS == "tls":
 		why = fmt.Sprintf("%s does not speak TLS from the first byte: it answered in clear text (%q). Port 587 (and 25) use tls = \"starttls\"; tls = \"tls\" is for port 465", addr, strings.TrimRight(string(recErr.RecordHeader[:]), "\r\n"))
-	case p.cfg.TLS != "tls" && isTimeout(err) && p.speaksTLS(ctx, addr):
+	case p.cfg.TLS != "tls" && isTimeout(err) && p.probed.CompareAndSwap(false, true) && p.speaksTLS(ctx, addr):
 		why = fmt.Sprintf("%s speaks TLS from the first byte (as port 465 does) and sent no greeting in clear text: set tls = \"tls\"", addr)
 	default:
 		return nil

@@ -30,6 +30,10 @@ type provider struct {
 	// connected: a connection to it was made in this run (a later failure
 	// to connect may pass; see diagnose).
 	connected atomic.Bool
+	// probed: a TLS handshake was tried once, to explain a silent server.
+	probed atomic.Bool
+	// open counts this process's open connections to it.
+	openConns atomic.Int64
 	// warmupDay makes a warm-up day's quota (ProviderLimits.WarmupDay).
 	warmupDay func(day int, limit int) ratelimit.Quota
 	cfg       config.Provider

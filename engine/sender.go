@@ -306,6 +306,15 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 					r.giveBack(cn.p, pr)
 					return r.waitsOut(cn.p)
 				}
+				if tooManyConnections(derr) && cn.p.openConns.Load() > 0 {
+					// The provider takes fewer connections than configured:
+					// this sender gives its up for the run; the others
+					// carry on.
+					r.giveBack(cn.p, pr)
+					cn.log.Warn("the provider refuses one more connection; one sender fewer for this run",
+						"open", cn.p.openConns.Load(), "reply", derr.Reply())
+					return false
+				}
 				again, alive := r.conclude(cn, pr, derr, "")
 				if again {
 					// Decide never asks for this after a failed connection;

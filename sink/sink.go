@@ -72,6 +72,7 @@ type Event struct {
 	Rcpt       string   // at StageRcpt: the recipient being added
 	Recipients []string // accepted so far in this transaction
 	Message    int      // 1-based number of this message in its session
+	Data       []byte   // at StageData: the message, when the server keeps messages (Keep, Maildir)
 }
 
 // Action is a Hook's answer: a reply, a dropped connection, or nothing.
@@ -157,11 +158,13 @@ type Credentials struct{ Username, Password string }
 
 // Config configures a Server.
 type Config struct {
-	Addr              string // default 127.0.0.1:0
-	Domain            string // greeting name, default localhost
-	Maildir           string // write every accepted message into Maildir/new
-	Keep              bool   // keep every accepted message in memory (tests)
-	MaxSessions       int    // above it a new session gets 421 and is closed
+	Addr        string // default 127.0.0.1:0
+	Domain      string // greeting name, default localhost
+	Maildir     string // write every accepted message into Maildir/new
+	Keep        bool   // keep every accepted message in memory (tests)
+	MaxSessions int    // above it a new session gets 421 and is closed
+	// SessionLimitReply replaces that 421's line ("421 HL:ICC …").
+	SessionLimitReply string
 	Faults            Faults
 	Auth              *Credentials // AUTH PLAIN required before MAIL
 	AllowInsecureAuth bool         // AUTH without TLS
@@ -380,7 +383,11 @@ func (s *Server) Messages() []Message {
 // (or HELO) of a connection, and again after STARTTLS.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if !s.beginSession() {
-		closeWith(c.Conn(), "421 4.7.0 Too many connections, closing connection")
+		line := "421 4.7.0 Too many connections, closing connection"
+		if s.cfg.SessionLimitReply != "" {
+			line = s.cfg.SessionLimitReply
+		}
+		closeWith(c.Conn(), line)
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections"}
 	}
 	raw := rawConn(c.Conn())
@@ -488,7 +495,11 @@ func (ss *session) fault(stage Stage, rcpt string) error {
 		time.Sleep(d)
 	}
 	if f.Hook != nil {
-		a := f.Hook(Event{Stage: stage, Session: ss.id, From: ss.from, Rcpt: rcpt, Recipients: ss.rcpts, Message: ss.messages + 1})
+		ev := Event{Stage: stage, Session: ss.id, From: ss.from, Rcpt: rcpt, Recipients: ss.rcpts, Message: ss.messages + 1}
+		if stage == StageData {
+			ev.Data = ss.data
+		}
+		a := f.Hook(ev)
 		if err := ss.act(stage, a); err != nil {
 			return err
 		}

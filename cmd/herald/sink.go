@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,8 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 	certOut := fs.String("tls-cert-out", "", "write the certificate in use (PEM) to `file`, for the client to trust: provider.ca_file")
 	authUser := fs.String("auth-user", "", "require AUTH PLAIN with this user name (after STARTTLS, or within implicit TLS, when TLS is on)")
 	authPassEnv := fs.String("auth-password-env", "", "environment `variable` holding the password for --auth-user")
+	profile := fs.String("profile", "", "answer as a real provider does when its limits are passed or mail is not authenticated: "+strings.Join(sink.Profiles(), "; "))
+	profileScale := fs.Float64("profile-scale", 1, "multiply the profile's rates by this factor (e.g. 50, so that a test passes them in seconds)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file` (go tool pprof)")
 	busyPoll := fs.Duration("busy-poll", 100*time.Microsecond, "without faults, TLS, AUTH or --maildir: keep polling this long after the last event before sleeping, so a client on this machine seldom has to wake the sink (costs up to a core while traffic flows; 0: off)")
 	procs := fs.Int("procs", max(1, runtime.NumCPU()/2), "OS threads running Go code (GOMAXPROCS); the default, half the cores, leaves the rest to the client being measured on the same machine")
@@ -169,6 +172,13 @@ func cmdSink(args []string, stdout, stderr io.Writer) int {
 			return bad("--auth-user needs --auth-password-env naming a set environment variable")
 		}
 		cfg.Auth = &sink.Credentials{Username: *authUser, Password: pass}
+	}
+	if *profile != "" {
+		if err := cfg.UseProfile(*profile, *profileScale); err != nil {
+			return bad("--profile: %v", err)
+		}
+	} else if set["profile-scale"] {
+		return bad("--profile-scale needs --profile")
 	}
 	s, err := sink.Start(cfg)
 	if err != nil {
