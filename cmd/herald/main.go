@@ -36,6 +36,7 @@ func init() {
 	commands = map[string]command{
 		"send":         {"run a whole campaign here: plan, deliver, report", cmdSend},
 		"preview":      {"print one recipient's message as RFC 5322 text", cmdPreview},
+		"check":        {"pre-flight: SPF, DKIM, DMARC, unsubscribe headers and the providers, each with the fix", cmdCheck},
 		"report":       {"CSV of every recipient's outcome with the server's reply", cmdReport},
 		"sink":         {"a local test SMTP server that accepts and counts mail", cmdSink},
 		"enqueue":      {"plan a campaign into the queue without sending; prints its id", cmdEnqueue},
