@@ -95,7 +95,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'herald COMMAND --help' for a command's flags.\nExit status: 0 all delivered, 1 some recipients failed, 2 configuration or input error, 3 interrupted (run again to resume).")
+	fmt.Fprintln(w, "\nRun 'herald COMMAND --help' for a command's flags.\nExit status: 0 all delivered, 1 some recipients failed (herald check: a check failed), 2 configuration or input error, 3 interrupted or paused (run again to resume; a paused campaign after herald resume).")
 }
 
 // newFlags returns a flag set whose --help prints the command's usage.
