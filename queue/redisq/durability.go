@@ -324,13 +324,67 @@ func (q *Queue) replicate(ctx context.Context, keys ...string) error {
 	return nil
 }
 
-// waitKey is the key replicate writes before WAIT, in key's hash slot:
-// prefix{tag}:wait, holding when it was last written (it expires).
+// waitKey is the key replicate writes before WAIT, in key's hash slot
+// (so that on a cluster it is on the master holding key): prefix{tag}:wait
+// for a key with a hash tag; for one without (or with an empty one, "{}",
+// which Redis hashes whole) a tag found to hash to the same slot. It holds
+// when it was last written, and expires.
 func (q *Queue) waitKey(key string) string {
-	i := strings.IndexByte(key, '{')
-	j := strings.IndexByte(key[max(i, 0):], '}')
-	if i < 0 || j < 0 {
-		return q.prefix + "wait"
+	tag, ok := hashTag(key)
+	if !ok {
+		tag = slotTag(keySlot(key))
 	}
-	return q.prefix + key[i:i+j+1] + ":wait"
+	return q.prefix + "{" + tag + "}:wait"
+}
+
+// hashTag is the part of key that Redis Cluster hashes when it is not the
+// whole key: between the first { and the first } after it, if not empty.
+func hashTag(key string) (string, bool) {
+	i := strings.IndexByte(key, '{')
+	if i < 0 {
+		return "", false
+	}
+	j := strings.IndexByte(key[i+1:], '}')
+	if j <= 0 {
+		return "", false
+	}
+	return key[i+1 : i+1+j], true
+}
+
+// keySlot is Redis Cluster's hash slot of key: CRC16 (XMODEM) of its hash
+// tag, or of the whole key without one, modulo 16384.
+func keySlot(key string) int {
+	if tag, ok := hashTag(key); ok {
+		key = tag
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc % 16384)
+}
+
+// slotTags caches slotTag.
+var slotTags sync.Map // slot → tag
+
+// slotTag is a short tag ("w" and a number) that hashes to slot: the first
+// such is found in about 16,384 tries, once per slot.
+func slotTag(slot int) string {
+	if v, ok := slotTags.Load(slot); ok {
+		return v.(string)
+	}
+	for n := 0; ; n++ {
+		tag := "w" + strconv.Itoa(n)
+		if keySlot(tag) == slot {
+			slotTags.Store(slot, tag)
+			return tag
+		}
+	}
 }

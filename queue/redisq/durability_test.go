@@ -360,3 +360,25 @@ func TestSentinelDurability(t *testing.T) {
 		t.Fatalf("with appendonly turned on: %v", err)
 	}
 }
+
+// TestKeySlot checks the hash slots against redis-server's own CLUSTER
+// KEYSLOT, and that a wait key lands in its key's slot, also for keys
+// without a hash tag or with an empty one ("{}" hashes the whole key).
+func TestKeySlot(t *testing.T) {
+	t.Parallel()
+	nodes := redistest.StartCluster(t, nil)
+	q := &Queue{prefix: "herald:"}
+	for _, key := range []string{"", "a", "herald:{c1}:meta", "herald:usage:{}", "herald:usage:{smtp}", "{}x", "x{y", "a}{b}", "{{a}}", "herald:campaigns", "é{ü}"} {
+		want, err := nodes[0].Do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keySlot(key); strconv.Itoa(got) != want {
+			t.Errorf("keySlot(%q) = %d, redis says %s", key, got, want)
+		}
+		w := q.waitKey(key)
+		if ws, _ := nodes[0].Do("CLUSTER", "KEYSLOT", w); ws != want {
+			t.Errorf("waitKey(%q) = %q in slot %s, want %s", key, w, ws, want)
+		}
+	}
+}
