@@ -99,8 +99,12 @@ func redisMakers(newClient func(t *testing.T) redis.UniversalClient) limitertest
 			}
 			return ps
 		},
-		Quota: func(t *testing.T, n int) ratelimit.Quota { return ratelimit.NewRedisQuota(newClient(t), "t:", name(), n) },
-		Slots: func(t *testing.T, n int) ratelimit.Slots { return ratelimit.NewRedisSlots(newClient(t), "t:", name(), n) },
+		Quota: func(t *testing.T, n int) ratelimit.Quota {
+			return ratelimit.NewRedisQuota(newClient(t), "t:", name(), n)
+		},
+		Slots: func(t *testing.T, n int) ratelimit.Slots {
+			return ratelimit.NewRedisSlots(newClient(t), "t:", name(), n)
+		},
 	}
 }
 
