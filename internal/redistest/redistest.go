@@ -582,7 +582,7 @@ func (s *Server) startSentinel(name string, q int) *Server {
 type SentinelSet struct {
 	t         testing.TB
 	Name      string
-	Master    *Server // as started; after a failover, Replica is the master
+	Master    *Server // as started (a failover swaps the roles)
 	Replica   *Server
 	Sentinels []*Server
 }
@@ -656,14 +656,15 @@ func (set *SentinelSet) MasterAddr() string {
 	return ""
 }
 
-// WaitPromoted waits until the Sentinels name the replica as the master
-// and it answers as one; it fails the test after d.
-func (set *SentinelSet) WaitPromoted(d time.Duration) {
+// WaitMaster waits until the Sentinels name s as the master and s answers
+// as one (after a failover, s is the replica promoted); it fails the test
+// after d.
+func (set *SentinelSet) WaitMaster(s *Server, d time.Duration) {
 	set.t.Helper()
 	deadline := time.Now().Add(d)
-	for set.MasterAddr() != set.Replica.Addr() || set.Replica.Info("replication", "role") != "master" {
+	for set.MasterAddr() != s.Addr() || s.Info("replication", "role") != "master" {
 		if time.Now().After(deadline) {
-			set.t.Fatalf("redistest: the Sentinels did not promote the replica within %s (they name %s)", d, set.MasterAddr())
+			set.t.Fatalf("redistest: the Sentinels did not promote %s within %s (they name %s)", s.Addr(), d, set.MasterAddr())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
