@@ -115,11 +115,16 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	if opts.ReplicaWait <= 0 {
 		opts.ReplicaWait = DefaultReplicaWait
 	}
-	if c, ok := rdb.(*redis.Client); ok {
-		// WAIT must answer before the connection's read deadline.
-		if rt := c.Options().ReadTimeout; rt > 0 && opts.ReplicaWait > rt/2 {
-			opts.ReplicaWait = rt / 2
-		}
+	// WAIT must answer before the connection's read deadline.
+	var rt time.Duration
+	switch c := rdb.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt > 0 && opts.ReplicaWait > rt/2 {
+		opts.ReplicaWait = rt / 2
 	}
 	if opts.ReplicaCheck <= 0 {
 		opts.ReplicaCheck = DefaultReplicaCheck
