@@ -173,4 +173,3 @@ func TestWorkersSurviveSentinelFailover(t *testing.T) {
 		set.WaitMaster(set.Replica, 30*time.Second)
 	})
 }
-
