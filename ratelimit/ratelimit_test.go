@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldmail/herald/internal/redistest"
+	"github.com/heraldmail/herald/queue/redisq"
 	"github.com/heraldmail/herald/ratelimit"
 	"github.com/heraldmail/herald/ratelimit/limitertest"
 )
@@ -50,23 +51,61 @@ func client(t *testing.T, srv *redistest.Server) redis.UniversalClient {
 
 func TestRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	rdb := client(t, srv)
-	limitertest.Run(t, limitertest.Makers{
-		Pacer: func(_ *testing.T, p ratelimit.Policy) ratelimit.Pacer {
-			return ratelimit.NewRedisPacer(rdb, "t:", name(), p)
+	limitertest.Run(t, redisMakers(func(t *testing.T) redis.UniversalClient { return client(t, srv) }))
+}
+
+// TestRedisCluster runs the suite on a Redis Cluster of three masters with
+// a replica each, through the client herald's queue opens: a provider's
+// keys share its hash slot, the providers spread over the masters.
+func TestRedisCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartReplicatedCluster(t, 3)
+	limitertest.Run(t, redisMakers(func(t *testing.T) redis.UniversalClient { return queueClient(t, c.URL()) }))
+}
+
+// TestRedisSentinel runs the suite on the master three Sentinels name.
+func TestRedisSentinel(t *testing.T) {
+	t.Parallel()
+	set := redistest.StartSentinelSet(t, "herald-l")
+	limitertest.Run(t, redisMakers(func(t *testing.T) redis.UniversalClient { return queueClient(t, set.URL()) }))
+}
+
+// queueClient is the client herald's queue opens for url, as herald send
+// and herald worker share it with the limits.
+func queueClient(t *testing.T, url string) redis.UniversalClient {
+	t.Helper()
+	q, err := redisq.Open(context.Background(), url, redisq.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q.Client()
+}
+
+// redisMakers makes the shared limits on clients from newClient: one
+// client for the limits of one process, one client each for processes
+// that share a limit.
+func redisMakers(newClient func(t *testing.T) redis.UniversalClient) limitertest.Makers {
+	return limitertest.Makers{
+		Pacer: func(t *testing.T, p ratelimit.Policy) ratelimit.Pacer {
+			return ratelimit.NewRedisPacer(newClient(t), "t:", name(), p)
 		},
 		SharedPacer: func(t *testing.T, p ratelimit.Policy, n int) []ratelimit.Pacer {
 			// n processes: a client and a pacer each, one key.
 			key := name()
 			ps := make([]ratelimit.Pacer, n)
 			for i := range ps {
-				ps[i] = ratelimit.NewRedisPacer(client(t, srv), "t:", key, p)
+				ps[i] = ratelimit.NewRedisPacer(newClient(t), "t:", key, p)
 			}
 			return ps
 		},
-		Quota: func(_ *testing.T, n int) ratelimit.Quota { return ratelimit.NewRedisQuota(rdb, "t:", name(), n) },
-		Slots: func(_ *testing.T, n int) ratelimit.Slots { return ratelimit.NewRedisSlots(rdb, "t:", name(), n) },
-	})
+		Quota: func(t *testing.T, n int) ratelimit.Quota {
+			return ratelimit.NewRedisQuota(newClient(t), "t:", name(), n)
+		},
+		Slots: func(t *testing.T, n int) ratelimit.Slots {
+			return ratelimit.NewRedisSlots(newClient(t), "t:", name(), n)
+		},
+	}
 }
 
 // TestRedisShared: two processes (two clients) pacing the same provider

@@ -12,7 +12,14 @@
 // had seen that is then missing returns queue.ErrVanished and leaves a
 // tombstone, so that it is never planned again silently; and while a
 // master has replicas, the writes that record outcomes (Settle, SetStatus,
-// MarkPlanned, RetryFailed, Suppress, Unsuppress) return only once a
-// replica has them (WAIT), or fail with ErrUnreplicated; until a replica
-// has caught up, Lease hands out nothing (it fails the same way).
+// MarkPlanned, RetryFailed, Suppress, Unsuppress) and the leases (Lease,
+// Extend) return only once a replica has them (WAIT), or fail with
+// ErrUnreplicated; until a replica has caught up, Lease hands out nothing
+// (it fails the same way). A master that lost its replica is waited for a
+// while longer (the replica may have been promoted in its place); a
+// promoted replica without replicas of its own is not waited for.
+//
+// Failover: on a cluster, a node's failure makes the client read the slot
+// map again (watchHook), so commands reach the replica that took over;
+// through Sentinel, each new connection asks the Sentinels for the master.
 package redisq

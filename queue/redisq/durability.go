@@ -157,18 +157,96 @@ const (
 )
 
 // replication is what Queue knows of the masters' replicas, read with
-// INFO replication when the Queue opens and again every `every` (not per
-// write: a replica that connects is waited for within that time).
+// INFO replication when the Queue opens, again every `every` (not per
+// write: a replica that connects is waited for within that time), and on
+// the master itself with the first write after one that failed.
 type replication struct {
 	wait, every time.Duration
 
-	mu       sync.Mutex
-	checked  time.Time
-	replicas map[string]int // master (as eachMaster names it) → replicas online
+	mu      sync.Mutex
+	checked time.Time
+	masters map[string]*master // by name, as eachMaster names them
 	// lagging holds the masters whose last WAIT failed; any says whether
 	// it holds one, read without the lock on every Lease.
 	lagging map[string]bool
 	any     atomic.Bool
+	dials   atomic.Uint64 // connections made so far
+}
+
+// master is what was last seen of one master.
+type master struct {
+	// replid is its replication ID (master_replid): another one under
+	// the same name is another server, such as the replica promoted in
+	// its place through Sentinel, or the master restarted.
+	replid string
+	// replicas is how many replicas online are waited for. A master
+	// that had some and is seen with none is still counted with them
+	// until `every` after (lost): its replica may have been promoted in
+	// its place (a failover this client has not followed yet), and what
+	// is written on it meanwhile would be lost. Only then is a replica
+	// taken as gone for good, and no longer waited for.
+	replicas int
+	lost     time.Time
+	// stale: the last write there failed, or (dials) a connection was
+	// made since the look (it may reach another server): the next write
+	// reads INFO replication on its connection.
+	stale bool
+	dials uint64 // replication.dials before the look
+}
+
+// observe records a look at master name begun when replication.dials was
+// dials (r.mu held).
+func (r *replication) observe(name, replid string, online int, dials uint64, now time.Time) {
+	if r.masters == nil {
+		r.masters = map[string]*master{}
+	}
+	m := r.masters[name]
+	if m == nil || m.replid != replid {
+		r.masters[name] = &master{replid: replid, replicas: online, dials: dials}
+		return
+	}
+	m.stale, m.dials = false, dials
+	switch {
+	case online > 0:
+		m.replicas, m.lost = online, time.Time{}
+	case m.replicas == 0:
+	case m.lost.IsZero():
+		m.lost = now
+	case now.Sub(m.lost) >= r.every:
+		m.replicas, m.lost = 0, time.Time{}
+	}
+}
+
+// observeInfo records an INFO replication reply of master name asked for
+// when replication.dials was dials.
+func (r *replication) observeInfo(name, info string, dials uint64) {
+	replid, _ := infoField(info, "master_replid")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.observe(name, replid, onlineReplicas(info), dials, time.Now())
+}
+
+// dialed counts a new connection, maybe to another server than before:
+// every master is then stale (a hook calls it, maybe while replicasOf
+// holds mu for its look).
+func (r *replication) dialed() { r.dials.Add(1) }
+
+// setStale marks master name's last write as failed.
+func (r *replication) setStale(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.masters[name]; m != nil {
+		m.stale = true
+	} else {
+		r.checked = time.Time{} // never seen: look at every master again
+	}
+}
+
+func (r *replication) isStale(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.masters[name]
+	return m != nil && (m.stale || m.dials != r.dials.Load())
 }
 
 // lag records whether master name's last WAIT failed.
@@ -211,16 +289,18 @@ func (q *Queue) caughtUp(ctx context.Context, key string) error {
 	return q.replicate(ctx, key)
 }
 
-// replicasOf is how many replicas were online at master name when last
-// looked at; it looks again when that was `every` ago. Until a look
-// succeeds it is 0: a server whose INFO fails is not waited for.
+// replicasOf is how many replicas of master name are waited for (see
+// master); it looks at every master again when it last did `every` ago.
+// Until a look succeeds it is 0: a server whose INFO fails is not waited
+// for.
 func (q *Queue) replicasOf(ctx context.Context, name string) int {
 	r := &q.repl
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if time.Since(r.checked) >= r.every {
-		r.checked = time.Now() // a failed look is not retried at once either
-		m := map[string]int{}
+		r.checked = time.Now()
+		dials := r.dials.Load()
+		infos := map[string]string{}
 		var mu sync.Mutex
 		err := q.eachMaster(ctx, func(ctx context.Context, c *redis.Client, name string) error {
 			info, err := c.Info(ctx, "replication").Result()
@@ -229,23 +309,27 @@ func (q *Queue) replicasOf(ctx context.Context, name string) int {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			m[name] = onlineReplicas(info)
+			infos[name] = info
 			return nil
 		})
-		if err == nil {
-			r.replicas = m
+		for name, info := range infos {
+			replid, _ := infoField(info, "master_replid")
+			r.observe(name, replid, onlineReplicas(info), dials, time.Now())
+		}
+		if err != nil {
+			// Not at once (every write would wait for it while Redis is
+			// out of reach), but soon.
+			r.checked = time.Now().Add(lookAgain - r.every)
 		}
 	}
-	return r.replicas[name]
+	if m := r.masters[name]; m != nil {
+		return m.replicas
+	}
+	return 0
 }
 
-// recheck makes the next replicasOf look again (a WAIT that timed out:
-// the replica may be gone for good, and then no longer waited for).
-func (r *replication) recheck() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.checked = time.Time{}
-}
+// lookAgain is how soon a failed look at the masters is tried again.
+const lookAgain = 250 * time.Millisecond
 
 // onlineReplicas counts the replicas of an INFO replication reply that
 // are online: connected_slaves also counts one still in its first full
@@ -290,6 +374,13 @@ func (q *Queue) masterOf(ctx context.Context, key string) (*redis.Client, string
 // found its work already done and wrote nothing (a batch settled again).
 // Keys must carry a hash tag ({…}), so that on a cluster the wait key is
 // on the same master.
+//
+// After a failed write, the next one reads INFO replication on the same
+// connection first: after a failover it may reach the promoted replica
+// (under the same name through Sentinel), which has no replica yet, or
+// other ones. When a WAIT falls short, INFO on that connection tells
+// whether it reached such a new master (nothing to wait for) or the same
+// one, which lost its replica (see master).
 func (q *Queue) replicate(ctx context.Context, keys ...string) error {
 	done := map[string]bool{}
 	for _, key := range keys {
@@ -300,37 +391,134 @@ func (q *Queue) replicate(ctx context.Context, keys ...string) error {
 		if done[name] {
 			continue
 		}
-		if q.replicasOf(ctx, name) == 0 {
-			q.repl.lag(name, false) // none to wait for (any more)
-			continue
-		}
 		done[name] = true
-		pipe := c.Pipeline()
-		pipe.Set(ctx, q.waitKey(key), time.Now().UnixMilli(), time.Hour)
-		wait := pipe.Do(ctx, "WAIT", 1, q.repl.wait.Milliseconds())
-		if _, err := pipe.Exec(ctx); err != nil {
-			if cc, ok := q.rdb.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
-				cc.ReloadState(ctx) // the slot moved: the caller's retry goes to its new master
-			}
+		if err := q.replicateOn(ctx, c, name, key); err != nil {
 			return err
 		}
-		if n, _ := wait.Int(); n < 1 {
-			q.repl.recheck()
-			q.repl.lag(name, true)
-			return fmt.Errorf("redisq: %s: %w within %s: the master has the write, a failover now could lose it", name, ErrUnreplicated, q.repl.wait)
-		}
-		q.repl.lag(name, false)
 	}
 	return nil
 }
 
-// waitKey is the key replicate writes before WAIT, in key's hash slot:
-// prefix{tag}:wait, holding when it was last written (it expires).
-func (q *Queue) waitKey(key string) string {
-	i := strings.IndexByte(key, '{')
-	j := strings.IndexByte(key[max(i, 0):], '}')
-	if i < 0 || j < 0 {
-		return q.prefix + "wait"
+// replicateOn is replicate for master name, through c, for key's slot.
+func (q *Queue) replicateOn(ctx context.Context, c *redis.Client, name, key string) error {
+	dials := q.repl.dials.Load()
+	stale := q.repl.isStale(name)
+	if !stale && q.replicasOf(ctx, name) == 0 {
+		q.repl.lag(name, false) // none to wait for (any more)
+		return nil
 	}
-	return q.prefix + key[i:i+j+1] + ":wait"
+	// One connection: WAIT and INFO are about the server that took the
+	// write.
+	cn := c.Conn()
+	defer cn.Close()
+	failed := func(err error) error {
+		if cc, ok := q.rdb.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+			cc.ReloadState(ctx) // the slot moved: the caller's retry goes to its new master
+		}
+		q.repl.setStale(name)
+		return err
+	}
+	set := func(p redis.Pipeliner) {
+		p.Set(ctx, q.waitKey(key), time.Now().UnixMilli(), time.Hour)
+	}
+	if stale {
+		info, err := cn.Info(ctx, "replication").Result()
+		if err != nil {
+			return failed(err)
+		}
+		q.repl.observeInfo(name, info, dials)
+		if q.replicasOf(ctx, name) == 0 {
+			q.repl.lag(name, false)
+			return nil
+		}
+	}
+	pipe := cn.Pipeline()
+	set(pipe)
+	wait := pipe.Do(ctx, "WAIT", 1, q.repl.wait.Milliseconds())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return failed(err)
+	}
+	if n, _ := wait.Int(); n < 1 {
+		info, err := cn.Info(ctx, "replication").Result()
+		if err != nil {
+			return failed(err)
+		}
+		q.repl.observeInfo(name, info, dials)
+		if q.replicasOf(ctx, name) == 0 {
+			// A new master without replicas, or the replica gone for
+			// good: nothing to wait for.
+			q.repl.lag(name, false)
+			return nil
+		}
+		q.repl.setStale(name)
+		q.repl.lag(name, true)
+		return fmt.Errorf("redisq: %s: %w within %s: the master has the write, a failover now could lose it", name, ErrUnreplicated, q.repl.wait)
+	}
+	q.repl.lag(name, false)
+	return nil
+}
+
+// waitKey is the key replicate writes before WAIT, in key's hash slot
+// (so that on a cluster it is on the master holding key): prefix{tag}:wait
+// for a key with a hash tag; for one without (or with an empty one, "{}",
+// which Redis hashes whole) a tag found to hash to the same slot. It holds
+// when it was last written, and expires.
+func (q *Queue) waitKey(key string) string {
+	tag, ok := hashTag(key)
+	if !ok {
+		tag = slotTag(keySlot(key))
+	}
+	return q.prefix + "{" + tag + "}:wait"
+}
+
+// hashTag is the part of key that Redis Cluster hashes when it is not the
+// whole key: between the first { and the first } after it, if not empty.
+func hashTag(key string) (string, bool) {
+	i := strings.IndexByte(key, '{')
+	if i < 0 {
+		return "", false
+	}
+	j := strings.IndexByte(key[i+1:], '}')
+	if j <= 0 {
+		return "", false
+	}
+	return key[i+1 : i+1+j], true
+}
+
+// keySlot is Redis Cluster's hash slot of key: CRC16 (XMODEM) of its hash
+// tag, or of the whole key without one, modulo 16384.
+func keySlot(key string) int {
+	if tag, ok := hashTag(key); ok {
+		key = tag
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc % 16384)
+}
+
+// slotTags caches slotTag.
+var slotTags sync.Map // slot → tag
+
+// slotTag is a short tag ("w" and a number) that hashes to slot: the first
+// such is found in about 16,384 tries, once per slot.
+func slotTag(slot int) string {
+	if v, ok := slotTags.Load(slot); ok {
+		return v.(string)
+	}
+	for n := 0; ; n++ {
+		tag := "w" + strconv.Itoa(n)
+		if keySlot(tag) == slot {
+			slotTags.Store(slot, tag)
+			return tag
+		}
+	}
 }

@@ -360,3 +360,235 @@ func TestSentinelDurability(t *testing.T) {
 		t.Fatalf("with appendonly turned on: %v", err)
 	}
 }
+
+// TestKeySlot checks the hash slots against redis-server's own CLUSTER
+// KEYSLOT, and that a wait key lands in its key's slot, also for keys
+// without a hash tag or with an empty one ("{}" hashes the whole key).
+func TestKeySlot(t *testing.T) {
+	t.Parallel()
+	nodes := redistest.StartCluster(t, nil)
+	q := &Queue{prefix: "herald:"}
+	for _, key := range []string{"", "a", "herald:{c1}:meta", "herald:usage:{}", "herald:usage:{smtp}", "{}x", "x{y", "a}{b}", "{{a}}", "herald:campaigns", "é{ü}"} {
+		want, err := nodes[0].Do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keySlot(key); strconv.Itoa(got) != want {
+			t.Errorf("keySlot(%q) = %d, redis says %s", key, got, want)
+		}
+		w := q.waitKey(key)
+		if ws, _ := nodes[0].Do("CLUSTER", "KEYSLOT", w); ws != want {
+			t.Errorf("waitKey(%q) = %q in slot %s, want %s", key, w, ws, want)
+		}
+	}
+}
+
+// TestLeaseWaitsForReplica: jobs are handed out once a replica has their
+// leases, as outcomes are acknowledged once it has them: a failover to a
+// replica without them would hand the jobs to another sender. With the
+// replica hung, Lease returns ErrUnreplicated and hands nothing out (the
+// jobs go back to pending), and so does Extend; once it is back, both
+// work.
+func TestLeaseWaitsForReplica(t *testing.T) {
+	t.Parallel()
+	master := redistest.StartTCP(t)
+	replica := master.Replica()
+	ctx := context.Background()
+	const wait = time.Second // a loaded machine can take a few hundred ms
+	q, err := Open(ctx, master.URL(), Options{Prefix: "l:", ReplicaWait: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	onReplica, err := Open(ctx, replica.URL(), Options{Prefix: "l:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onReplica.Close()
+	fill(t, q, "l", 20)
+	first, err := q.Lease(ctx, "l", time.Now(), 5, time.Hour)
+	if err != nil || len(first) != 5 {
+		t.Fatal(len(first), err)
+	}
+	if c, err := onReplica.Counts(ctx, "l"); err != nil || c.Leased != 5 {
+		t.Fatalf("Lease returned; the replica has %+v (%v), want 5 leased", c, err)
+	}
+
+	replica.Pause()
+	start := time.Now()
+	jobs, err := q.Lease(ctx, "l", time.Now(), 5, time.Hour)
+	t.Logf("with the replica hung: %d jobs, %v after %s", len(jobs), err, time.Since(start).Round(time.Millisecond))
+	if !errors.Is(err, ErrUnreplicated) || len(jobs) != 0 {
+		t.Fatalf("Lease with the replica hung: %d jobs, %v; want none and ErrUnreplicated", len(jobs), err)
+	}
+	if c, err := q.Counts(ctx, "l"); err != nil || c.Leased != 5 || c.Pending != 15 {
+		t.Fatalf("the jobs leased while the replica hung did not go back: %+v %v", c, err)
+	}
+	if _, err := q.Extend(ctx, "l", first, time.Now().Add(2*time.Hour)); !errors.Is(err, ErrUnreplicated) {
+		t.Fatalf("Extend with the replica hung: %v", err)
+	}
+	replica.Resume()
+	if jobs, err := q.Lease(ctx, "l", time.Now(), 5, time.Hour); err != nil || len(jobs) != 5 {
+		t.Fatalf("Lease once the replica is back: %d jobs, %v", len(jobs), err)
+	}
+	if _, err := q.Extend(ctx, "l", first, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatalf("Extend once the replica is back: %v", err)
+	}
+}
+
+// sentinelRun settles jobs one at a time through Sentinel, as senders do,
+// and checks what was acknowledged.
+type sentinelRun struct {
+	t      *testing.T
+	set    *redistest.SentinelSet
+	q      *Queue
+	leased []queue.Job
+	acked  []queue.Job
+}
+
+// newSentinelRun opens a queue through set's Sentinels and leases n jobs.
+func newSentinelRun(t *testing.T, set *redistest.SentinelSet, wait time.Duration, n int) *sentinelRun {
+	ctx := context.Background()
+	q, err := Open(ctx, set.URL(), Options{Prefix: "s:", ReplicaWait: wait, ReplicaCheck: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	fill(t, q, "s", n)
+	r := &sentinelRun{t: t, set: set, q: q}
+	for len(r.leased) < n {
+		jobs, err := q.Lease(ctx, "s", time.Now(), n, time.Hour)
+		if err != nil || len(jobs) == 0 {
+			t.Fatal(len(jobs), err)
+		}
+		r.leased = append(r.leased, jobs...)
+	}
+	return r
+}
+
+// settle settles the next job (Failed: a write to the campaign's slot
+// only).
+func (r *sentinelRun) settle() error {
+	if len(r.acked) == len(r.leased) {
+		r.t.Fatal("out of jobs")
+	}
+	j := r.leased[len(r.acked)]
+	_, err := r.q.Settle(context.Background(), "s", []queue.Settlement{{Seq: j.Seq, Lease: j.Lease, State: queue.Failed, Reply: "550 no"}})
+	if err == nil {
+		r.acked = append(r.acked, j)
+	}
+	return err
+}
+
+// first settles n jobs before a failover; a WAIT may time out now and
+// then on a loaded machine.
+func (r *sentinelRun) first(n int) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.acked) < n {
+		if err := r.settle(); err != nil && (!errors.Is(err, ErrUnreplicated) || time.Now().After(deadline)) {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// until settles until done says so, then for another second, and returns
+// how many writes were refused, and how many of them for want of a
+// replica's acknowledgement.
+func (r *sentinelRun) until(done func() bool) (refused, unreplicated int) {
+	r.t.Helper()
+	var end time.Time
+	for deadline := time.Now().Add(30 * time.Second); end.IsZero() || time.Now().Before(end); {
+		if err := r.settle(); err != nil {
+			refused++
+			if errors.Is(err, ErrUnreplicated) {
+				unreplicated++
+			}
+			time.Sleep(10 * time.Millisecond)
+		} else {
+			time.Sleep(time.Millisecond) // about as often as senders
+		}
+		if end.IsZero() && done() {
+			end = time.Now().Add(time.Second)
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("the failover did not end")
+		}
+	}
+	return refused, unreplicated
+}
+
+// on checks that every acknowledged outcome is on master m.
+func (r *sentinelRun) on(m *redistest.Server) {
+	r.t.Helper()
+	ctx := context.Background()
+	q, err := Open(ctx, m.URL(), Options{Prefix: "s:"})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer q.Close()
+	states := map[uint64]queue.State{}
+	if err := q.Walk(ctx, "s", func(j queue.Job) error { states[j.Seq] = j.State; return nil }); err != nil {
+		r.t.Fatal(err)
+	}
+	lost := 0
+	for _, j := range r.acked {
+		if states[j.Seq] != queue.Failed {
+			lost++
+		}
+	}
+	if lost > 0 {
+		r.t.Fatalf("%d of %d acknowledged outcomes are not on the new master", lost, len(r.acked))
+	}
+}
+
+// TestSentinelManualFailover: jobs are settled while the Sentinels fail
+// the master over to its replica on request (SENTINEL FAILOVER): the old
+// master stays up a while without its replica, then follows the new
+// master and drops what it took meanwhile. A replica promoted away is not
+// taken for one gone for good: every acknowledged outcome is on the new
+// master.
+func TestSentinelManualFailover(t *testing.T) {
+	t.Parallel()
+	set := redistest.StartSentinelSet(t, "herald-m")
+	// A short wait: the old master's WAIT fails well before this client
+	// follows the switch (about a second after the promotion), and the
+	// writes that follow must not be acknowledged.
+	r := newSentinelRun(t, set, 300*time.Millisecond, 20000)
+	r.first(20)
+	if _, err := set.Sentinels[0].Do("SENTINEL", "FAILOVER", set.Name); err != nil {
+		t.Fatal(err)
+	}
+	refused, unreplicated := r.until(func() bool { return set.MasterAddr() == set.Replica.Addr() })
+	t.Logf("SENTINEL FAILOVER: %d outcomes acknowledged; %d writes refused meanwhile, %d of them unreplicated", len(r.acked), refused, unreplicated)
+	r.on(set.Replica)
+}
+
+// TestSentinelFailoverToLoneReplica: the master is killed while jobs are
+// settled; the Sentinels promote its replica, which has no replica of
+// its own: every acknowledged outcome is on it, and it is written to
+// without a WAIT for a replica it does not have.
+func TestSentinelFailoverToLoneReplica(t *testing.T) {
+	t.Parallel()
+	set := redistest.StartSentinelSet(t, "herald-k")
+	const wait = time.Second
+	r := newSentinelRun(t, set, wait, 10000)
+	r.first(20)
+	set.Master.Kill()
+	killed := time.Now()
+	refused, unreplicated := r.until(func() bool { return set.MasterAddr() == set.Replica.Addr() })
+	t.Logf("master killed: %d outcomes acknowledged; %d writes refused meanwhile, %d of them unreplicated", len(r.acked), refused, unreplicated)
+	r.on(set.Replica)
+	if unreplicated > 0 {
+		t.Fatalf("%d writes on the promoted replica waited for a replica it does not have", unreplicated)
+	}
+	start := time.Now()
+	for range 10 {
+		if err := r.settle(); err != nil {
+			t.Fatalf("on the promoted replica, %s after the kill: %v", time.Since(killed).Round(time.Millisecond), err)
+		}
+	}
+	if took := time.Since(start); took > wait {
+		t.Fatalf("10 outcomes on the promoted replica took %s: they waited for a replica it does not have", took)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,22 +64,47 @@ type Options struct {
 //
 // Unless the URL sets them, Open retries a failed command up to 10 times
 // with a backoff from 8ms to 1s, so that a restart or a failover of Redis
-// does not fail a running send.
+// does not fail a running send. On a cluster those are the cluster
+// client's retries (max_redirects=10; max_retries=-1: none on the node
+// that failed), each sent to the master that the slot map names then, and
+// the map is read again whenever a node fails (see watchHook). A
+// cluster node or a Sentinel's master is dialled for at most 2 s
+// (dial_timeout; a cluster node once per try, dialer_retries=1). Options
+// that read from replicas (read_only, route_by_latency, route_randomly,
+// replica_only) are refused: a replica lags behind its master.
 func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	o, err := parseURL(url)
 	if err != nil {
 		return nil, err
 	}
-	var rdb redis.UniversalClient
-	var server string
+	q := &Queue{}
+	// A new connection may reach another server than the last one (a
+	// replica promoted after a failover, a restarted master): the next
+	// write that waits for a replica looks at the server first (see
+	// master in durability.go).
+	dialed := func() { q.repl.dialed() }
 	switch o := o.(type) {
 	case *redis.Options:
-		rdb, server = redis.NewClient(o), o.Addr
+		c := redis.NewClient(o)
+		c.AddHook(watchHook{dialed: dialed})
+		q.rdb, q.server = c, o.Addr
 	case *redis.ClusterOptions:
-		rdb, server = redis.NewClusterClient(o), "cluster"
+		c := redis.NewClusterClient(o)
+		// go-redis learns that a slot moved from a MOVED reply, or after a
+		// minute: a master that died answers nothing, and its slots'
+		// commands would go on dialling it. Every node's failure makes
+		// the client read the slots again (in the background, at most
+		// every 200 ms), so the replica that takes over is found.
+		c.OnNewNode(func(n *redis.Client) {
+			n.AddHook(watchHook{dialed: dialed, failed: func(ctx context.Context) { c.ReloadState(ctx) }})
+		})
+		q.rdb, q.server = c, "cluster"
 	case *redis.FailoverOptions:
-		rdb, server = redis.NewFailoverClient(o), "the Sentinels' master "+o.MasterName
+		c := redis.NewFailoverClient(o)
+		c.AddHook(watchHook{dialed: dialed})
+		q.rdb, q.server = c, "the Sentinels' master "+o.MasterName
 	}
+	rdb := q.rdb
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("redis: %w", err)
@@ -89,18 +115,23 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	if opts.ReplicaWait <= 0 {
 		opts.ReplicaWait = DefaultReplicaWait
 	}
-	if c, ok := rdb.(*redis.Client); ok {
-		// WAIT must answer before the connection's read deadline.
-		if rt := c.Options().ReadTimeout; rt > 0 && opts.ReplicaWait > rt/2 {
-			opts.ReplicaWait = rt / 2
-		}
+	// WAIT must answer before the connection's read deadline.
+	var rt time.Duration
+	switch c := rdb.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt > 0 && opts.ReplicaWait > rt/2 {
+		opts.ReplicaWait = rt / 2
 	}
 	if opts.ReplicaCheck <= 0 {
 		opts.ReplicaCheck = DefaultReplicaCheck
 	}
-	q := &Queue{rdb: rdb, prefix: opts.Prefix, server: server}
+	q.prefix = opts.Prefix
 	q.repl.wait, q.repl.every = opts.ReplicaWait, opts.ReplicaCheck
-	q.replicasOf(ctx, server) // the first look, so the first write knows
+	q.replicasOf(ctx, q.server) // the first look, so the first write knows
 	return q, nil
 }
 
@@ -121,6 +152,90 @@ func retryDefaults(maxRetries *int, minBackoff, maxBackoff *time.Duration) {
 	if *maxBackoff == 0 {
 		*maxBackoff = defaultMaxRetryBackoff
 	}
+}
+
+// Defaults for a cluster URL that sets none of them. A command is not
+// retried on the node that failed it (max_retries=-1) but by the cluster
+// client, up to clusterMaxRedirects times with the backoff above (about 5
+// s in all: a failover), each time on the master its slot map names then:
+// meanwhile watchHook has it read the map again. A node is dialled
+// once per try (dialer_retries=1), for at most defaultDialTimeout.
+const (
+	clusterMaxRedirects = 10
+	defaultDialTimeout  = 2 * time.Second
+)
+
+func clusterDefaults(o *redis.ClusterOptions) {
+	if o.MaxRetries == 0 && o.MaxRedirects == 0 {
+		o.MaxRetries, o.MaxRedirects = -1, clusterMaxRedirects
+	}
+	var none int
+	retryDefaults(&none, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+	if o.DialTimeout == 0 {
+		o.DialTimeout = defaultDialTimeout
+	}
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+}
+
+// watchHook watches a client's connections: dialed is called after each
+// new one, and failed (if set) when a command or pipeline fails for want
+// of the server (a dial or connection error, or a reply that says a
+// cluster's slots are moving).
+type watchHook struct {
+	dialed func()
+	failed func(ctx context.Context)
+}
+
+func (h watchHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err == nil {
+			h.dialed()
+		}
+		return c, err
+	}
+}
+
+func (h watchHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	if h.failed == nil {
+		return next
+	}
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h watchHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	if h.failed == nil {
+		return next
+	}
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(ctx, err)
+		return err
+	}
+}
+
+func (h watchHook) check(ctx context.Context, err error) {
+	if err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil {
+		return
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		// The node answered: only these replies say the slots move.
+		moving := false
+		for _, p := range []string{"CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN", "MOVED"} {
+			moving = moving || redis.HasErrorPrefix(err, p)
+		}
+		if !moving {
+			return
+		}
+	}
+	h.failed(ctx)
 }
 
 // parseURL turns url into *redis.Options, *redis.ClusterOptions or
@@ -147,6 +262,9 @@ func parseURL(url string) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		if o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errors.New("redis cluster url: read_only, route_by_latency and route_randomly read from replicas, which lag behind their master: herald must read what it has just written (remove them)")
+		}
 		// ParseClusterURL ignores the path; a cluster has only db 0.
 		path := rest
 		if i := strings.IndexAny(path, "?#"); i >= 0 {
@@ -155,7 +273,7 @@ func parseURL(url string) (any, error) {
 		if _, p, ok := strings.Cut(path, "/"); ok && p != "" && p != "0" {
 			return nil, fmt.Errorf("redis cluster url: database %q: a cluster has only database 0", p)
 		}
-		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		clusterDefaults(o)
 		return o, nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(base + "://" + rest)
@@ -165,7 +283,13 @@ func parseURL(url string) (any, error) {
 		if o.MasterName == "" {
 			return nil, errors.New("redis sentinel url: master_name=… is required")
 		}
+		if o.ReplicaOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, errors.New("redis sentinel url: replica_only, route_by_latency and route_randomly send commands to replicas: herald writes, and must read what it has just written (remove them)")
+		}
 		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		if o.DialTimeout == 0 {
+			o.DialTimeout = defaultDialTimeout
+		}
 		return o, nil
 	}
 	return nil, fmt.Errorf("redis url: unknown scheme %q (use redis+cluster:// or redis+sentinel://)", scheme)
@@ -446,7 +570,8 @@ func enqueueArgs(jobs []queue.Job) []any {
 const maxLease = 2000
 
 // Lease hands out due retries and expired leases, then pending jobs (at
-// most maxLease).
+// most maxLease). While the master has replicas it returns them once one
+// has the leases (replicate), as Settle does with outcomes.
 func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
 	if n <= 0 {
 		return nil, nil
@@ -488,6 +613,13 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 		j.Lease = call*10000 + uint64(i) + 1
 		j.State, j.At = queue.Leased, until
 		jobs[i] = j
+	}
+	// The leases must survive a failover before anything is sent under
+	// them: a replica that took over without them would hand the jobs to
+	// another sender while this one sends them too.
+	if err := q.replicate(ctx, k.meta); err != nil {
+		q.Release(ctx, id, jobs) // best effort: else they come back when the lease runs out
+		return nil, err
 	}
 	return jobs, nil
 }
@@ -809,7 +941,9 @@ func (q *Queue) Extend(ctx context.Context, id string, jobs []queue.Job, until t
 		}
 		lost = append(lost, seqList(v)...)
 	}
-	return lost, nil
+	// A renewal lost in a failover would let the lease run out under its
+	// sender.
+	return lost, q.replicate(ctx, k.meta)
 }
 
 // NextDue is the earliest time a retry or a lease comes due.

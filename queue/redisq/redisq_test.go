@@ -26,6 +26,36 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceCluster runs the suite on a Redis Cluster of three
+// masters, each with a replica: every campaign's keys share one hash slot,
+// the suppression lists and usage counts live in others, and every write
+// that records an outcome waits for the replica of its master.
+func TestConformanceCluster(t *testing.T) {
+	c := redistest.StartReplicatedCluster(t, 3)
+	queuetest.Run(t, func(t *testing.T) queue.Queue {
+		q, err := Open(context.Background(), c.URL(), Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	})
+}
+
+// TestConformanceSentinel runs the suite on the master that three
+// Sentinels name, which has a replica.
+func TestConformanceSentinel(t *testing.T) {
+	set := redistest.StartSentinelSet(t, "herald-q")
+	queuetest.Run(t, func(t *testing.T) queue.Queue {
+		q, err := Open(context.Background(), set.URL(), Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	})
+}
+
 func fill(t testing.TB, q *Queue, id string, n int) {
 	t.Helper()
 	ctx := context.Background()

@@ -59,8 +59,18 @@ func TestParseURL(t *testing.T) {
 		if !slices.Equal(o.Addrs, []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}) || o.Username != "u" || o.Password != "pw" || o.TLSConfig != nil {
 			t.Errorf("%+v", o)
 		}
-		if o.MaxRetries != defaultMaxRetries {
-			t.Errorf("max retries %d", o.MaxRetries)
+		// Retried by the cluster client, each time on the master the slot
+		// map then names, not by the node that failed; a dead node is
+		// dialled once per try, briefly.
+		if o.MaxRetries != -1 || o.MaxRedirects != clusterMaxRedirects || o.MinRetryBackoff != defaultMinRetryBackoff || o.MaxRetryBackoff != defaultMaxRetryBackoff {
+			t.Errorf("retries: node %d, cluster %d, backoff %v..%v", o.MaxRetries, o.MaxRedirects, o.MinRetryBackoff, o.MaxRetryBackoff)
+		}
+		if o.DialTimeout != defaultDialTimeout || o.DialerRetries != 1 {
+			t.Errorf("dial timeout %v, dialer retries %d", o.DialTimeout, o.DialerRetries)
+		}
+		v, err = parseURL("redis+cluster://127.0.0.1:7000?max_redirects=2&dial_timeout=5s&dialer_retries=3")
+		if o := v.(*redis.ClusterOptions); err != nil || o.MaxRedirects != 2 || o.MaxRetries != 0 || o.DialTimeout != 5*time.Second || o.DialerRetries != 3 {
+			t.Errorf("the URL's own settings must win: %+v %v", o, err)
 		}
 		for _, u := range []string{"redis+cluster://127.0.0.1:7000/", "redis+cluster://127.0.0.1:7000/0"} {
 			if _, err := parseURL(u); err != nil {
@@ -90,8 +100,8 @@ func TestParseURL(t *testing.T) {
 			o.DB != 2 || o.SentinelUsername != "su" || o.SentinelPassword != "spw" || o.Password != "mpw" || o.TLSConfig != nil {
 			t.Errorf("%+v", o)
 		}
-		if o.MaxRetries != defaultMaxRetries {
-			t.Errorf("max retries %d", o.MaxRetries)
+		if o.MaxRetries != defaultMaxRetries || o.DialTimeout != defaultDialTimeout {
+			t.Errorf("max retries %d, dial timeout %v", o.MaxRetries, o.DialTimeout)
 		}
 	})
 	t.Run("sentinel tls", func(t *testing.T) {
@@ -113,6 +123,14 @@ func TestParseURL(t *testing.T) {
 		{"redis+cluster://127.0.0.1:7000?addr=nohost", "addr"},
 		{"redis+cluster://127.0.0.1:7000?bogus=1", "unexpected option"},
 		{"redis+sentinel://127.0.0.1:26379?master_name=m&bogus=1", "unexpected option"},
+		// Reads from replicas, which lag behind their master.
+		{"redis+cluster://127.0.0.1:7000?read_only=true", "read_only"},
+		{"redis+cluster://127.0.0.1:7000?route_by_latency=true", "route_by_latency"},
+		{"redis+cluster://127.0.0.1:7000?route_randomly=true", "route_randomly"},
+		{"redis+sentinel://127.0.0.1:26379?master_name=m&replica_only=true", "replica_only"},
+		// go-redis's failover client panics on these.
+		{"redis+sentinel://127.0.0.1:26379?master_name=m&route_by_latency=true", "route_by_latency"},
+		{"redis+sentinel://127.0.0.1:26379?master_name=m&route_randomly=true", "route_randomly"},
 	} {
 		if _, err := parseURL(tt.url); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want one that mentions %q", tt.url, err, tt.want)
