@@ -34,7 +34,11 @@ func TestSharedRate100(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 25 s")
 	}
-	t.Parallel()
+	// Not in parallel with this package's other tests: with a burst of 1,
+	// a second lost to scheduling is never made up, and run beside the
+	// failover and throttle tests on 2 cores the three race-built workers
+	// lost up to 5% that way (94.7 msgs/s), which says nothing about the
+	// shared limit. Sequential tests run before the parallel ones.
 	sharedRate(t, 100, 1, 0, 20*time.Second)
 }
 
