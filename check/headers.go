@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+
+	"github.com/heraldmail/herald/config"
 )
 
 // headers checks the first recipient's message as herald renders it.
@@ -60,18 +62,5 @@ func validMsgID(s string) bool {
 		return false
 	}
 	left, right, ok := strings.Cut(s[1:len(s)-1], "@")
-	return ok && dotAtom(left) && dotAtom(right)
-}
-
-func dotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0) {
-			return false
-		}
-	}
-	return true
+	return ok && config.DotAtom(left) && config.DotAtom(right)
 }

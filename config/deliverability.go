@@ -98,13 +98,15 @@ func checkListID(v string) error {
 			return fmt.Errorf("the name before <…> must be printable ASCII without '<' or '>'")
 		}
 	}
-	if !strings.Contains(id, ".") || !dotAtomASCII(id) || len(id) > 255 {
+	if !strings.Contains(id, ".") || !DotAtom(id) || len(id) > 255 {
 		return fmt.Errorf("the id %q must be like list.example.com (letters, digits, dots and -_)", id)
 	}
 	return nil
 }
 
-func dotAtomASCII(s string) bool {
+// DotAtom reports whether s is an RFC 5322 dot-atom of ASCII characters
+// (a List-Id's id, a Message-ID's halves).
+func DotAtom(s string) bool {
 	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
 		return false
 	}

@@ -421,13 +421,23 @@ func (q *Queue) replicateOn(ctx context.Context, c *redis.Client, name, key stri
 	set := func(p redis.Pipeliner) {
 		p.Set(ctx, q.waitKey(key), time.Now().UnixMilli(), time.Hour)
 	}
-	if stale {
+	// alone reads the replication of the server that took the write and
+	// reports whether it has no replica to wait for (a new master without
+	// replicas, or the replica gone for good).
+	alone := func() (bool, error) {
 		info, err := cn.Info(ctx, "replication").Result()
+		if err != nil {
+			return false, err
+		}
+		q.repl.observeInfo(name, info, dials)
+		return q.replicasOf(ctx, name) == 0, nil
+	}
+	if stale {
+		none, err := alone()
 		if err != nil {
 			return failed(err)
 		}
-		q.repl.observeInfo(name, info, dials)
-		if q.replicasOf(ctx, name) == 0 {
+		if none {
 			q.repl.lag(name, false)
 			return nil
 		}
@@ -439,14 +449,11 @@ func (q *Queue) replicateOn(ctx context.Context, c *redis.Client, name, key stri
 		return failed(err)
 	}
 	if n, _ := wait.Int(); n < 1 {
-		info, err := cn.Info(ctx, "replication").Result()
+		none, err := alone()
 		if err != nil {
 			return failed(err)
 		}
-		q.repl.observeInfo(name, info, dials)
-		if q.replicasOf(ctx, name) == 0 {
-			// A new master without replicas, or the replica gone for
-			// good: nothing to wait for.
+		if none {
 			q.repl.lag(name, false)
 			return nil
 		}
