@@ -293,18 +293,6 @@ func (cn *conn) afterRefusal(keep bool) {
 	}
 }
 
-// tooManyConnections reports whether a refused connection says the
-// provider takes no more connections at once (163's HL:ICC, Office 365's
-// sender thread limit, "too many connections").
-func tooManyConnections(d *outcome.DeliveryError) bool {
-	if d.Stage != outcome.StageConnect {
-		return false
-	}
-	t := strings.ToLower(d.Text)
-	return d.Code == 432 || strings.Contains(t, "hl:icc") || strings.Contains(t, "too many connections") ||
-		strings.Contains(t, "thread limit") || strings.Contains(t, "concurrent")
-}
-
 // errCircuitOpen is what connect returns when the provider's circuit is
 // open (another sender or process opened it): no outcome of this
 // connection, and not for outcome.Decide.
@@ -344,12 +332,11 @@ func (r *run) connect(cn *conn) (*smtp.Client, net.Conn, *outcome.DeliveryError)
 			break
 		}
 		if derr.Class == outcome.ClassThrottle {
-			if tooManyConnections(derr) && p.openConns.Load() > 0 {
-				// One connection more than the provider takes: fewer
-				// connections is the cure, not a slower pace (transact).
-				return nil, nil, derr
+			d := outcome.Decide(outcome.Attempt{Err: derr, At: at, Open: int(p.openConns.Load())}, queue.Job{}, r.policy(nil, p, ""))
+			if d.Provider == outcome.Fewer {
+				return nil, nil, derr // the sender gives this connection up (conclude)
 			}
-			r.affect(cn, outcome.Decide(outcome.Attempt{Err: derr, At: at}, queue.Job{}, r.policy(nil, p, "")), derr, "")
+			r.affect(cn, d, derr, "")
 		}
 		if n == dialTries-1 {
 			break // no wait after the last try

@@ -306,15 +306,6 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 					r.giveBack(cn.p, pr)
 					return r.waitsOut(cn.p)
 				}
-				if tooManyConnections(derr) && cn.p.openConns.Load() > 0 {
-					// The provider takes fewer connections than configured:
-					// this sender gives its up for the run; the others
-					// carry on.
-					r.giveBack(cn.p, pr)
-					cn.log.Warn("the provider refuses one more connection; one sender fewer for this run",
-						"open", cn.p.openConns.Load(), "reply", derr.Reply())
-					return false
-				}
 				again, alive := r.conclude(cn, pr, derr, "")
 				if again {
 					// Decide never asks for this after a failed connection;
@@ -532,7 +523,7 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	// The retry times and the after-a-throttle rule count from this try,
 	// not from the job's first (it may have waited for connections).
 	d := outcome.Decide(outcome.Attempt{Err: derr, Reply: reply, At: time.Now(), Tries: pr.tries, LastThrottle: p.lastThrottle(),
-		LostReplies: int(p.lostReplies.Load())}, pr.job, r.policy(pr.c, p, domain))
+		LostReplies: int(p.lostReplies.Load()), Open: int(p.openConns.Load())}, pr.job, r.policy(pr.c, p, domain))
 	switch {
 	case derr == nil || (derr.Stage == outcome.StageDataEnd && derr.Code != 0):
 		p.lostReplies.Store(0) // the server answered the data
@@ -598,6 +589,12 @@ func (r *run) affect(cn *conn, d outcome.Decision, derr *outcome.DeliveryError, 
 		}
 		cn.log.Error("provider stopped", "reason", reason, "code", derr.Code)
 		p.trip(reason, time.Time{})
+		return false
+	case outcome.Fewer:
+		// The provider takes fewer connections than configured: this
+		// sender gives its up for the run; the others carry on.
+		cn.log.Warn("the provider refuses one more connection; one sender fewer for this run",
+			"open", p.openConns.Load(), "reply", derr.Reply())
 		return false
 	case outcome.BackOff:
 		// Jobs keep meeting connections lost before their data: the

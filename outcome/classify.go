@@ -87,6 +87,9 @@ type DeliveryError struct {
 	Quota bool
 	// Domain marks a throttle of the recipient's domain, not the provider.
 	Domain bool
+	// Connections marks a connection refused because the provider takes
+	// no more at once (163's HL:ICC, Office 365's sender thread limit).
+	Connections bool
 	// Protocol marks a server that broke SMTP (a reply line or a reply
 	// too long, or not a reply at all): the connection's fault, never
 	// the recipient's.
@@ -163,6 +166,7 @@ func Classify(stage Stage, err error) *DeliveryError {
 		d.Enhanced = m
 	}
 	d.Class, d.Quota, d.Domain = classifyReply(stage, d.Code, d.Enhanced, strings.ToLower(d.Text))
+	d.Connections = stage == StageConnect && d.Class == ClassThrottle && tooManyConnections(d.Code, strings.ToLower(d.Text))
 	return d
 }
 
@@ -194,6 +198,13 @@ func classifyLocal(stage Stage, err error) Class {
 		return ClassPolicy
 	}
 	return ClassReconnect
+}
+
+// tooManyConnections reports whether a refused connection's reply says
+// the provider takes no more connections at once.
+func tooManyConnections(code int, text string) bool {
+	return code == 432 || strings.Contains(text, "hl:icc") || strings.Contains(text, "too many connections") ||
+		strings.Contains(text, "thread limit") || strings.Contains(text, "concurrent")
 }
 
 func classifyReply(stage Stage, code int, enh, text string) (c Class, quota, domain bool) {

@@ -57,9 +57,13 @@ const (
 	// BackOff: connections to the provider keep failing: wait before the
 	// next one (with backoff), do not blame the recipient.
 	BackOff
+	// Fewer: the provider refused one connection more than it takes at
+	// once while others are open: this connection is given up for the
+	// run, the pace is left alone.
+	Fewer
 )
 
-var effectNames = [...]string{"keep", "slow-down", "slow-domain", "pause", "stop", "back-off"}
+var effectNames = [...]string{"keep", "slow-down", "slow-domain", "pause", "stop", "back-off", "fewer"}
 
 func (e Effect) String() string {
 	if int(e) < len(effectNames) {
@@ -110,6 +114,9 @@ type Attempt struct {
 	// lost in a row before this attempt (in this process): from the second
 	// in a row, a lost reply is the provider's fault.
 	LostReplies int
+	// Open counts the connections to the provider this process has open
+	// (for a refused connection: the others).
+	Open int
 }
 
 // Decision is what an attempt does to the job, the provider and the
@@ -167,6 +174,9 @@ func Decide(a Attempt, job queue.Job, p Policy) Decision {
 			d.Action, d.At, d.Provider, d.Until = Retry, a.At.Add(p.Cooldown), Pause, a.At.Add(p.QuotaPause)
 		case e.Domain:
 			d.Action, d.At, d.Provider = Retry, a.At.Add(p.DomainCooldown), SlowDomain
+		case e.Connections && a.Open > 0:
+			// Fewer connections is the cure, not a slower pace.
+			d.Provider = Fewer
 		default:
 			d.Action, d.At, d.Provider = Retry, a.At.Add(p.Cooldown), SlowDown
 		}

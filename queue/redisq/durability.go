@@ -423,23 +423,22 @@ func (q *Queue) replicateOn(ctx context.Context, c *redis.Client, name, key stri
 	}
 	// alone reads the replication of the server that took the write and
 	// reports whether it has no replica to wait for (a new master without
-	// replicas, or the replica gone for good).
+	// replicas, or the replica gone for good): then nothing lags.
 	alone := func() (bool, error) {
 		info, err := cn.Info(ctx, "replication").Result()
 		if err != nil {
-			return false, err
+			return false, failed(err)
 		}
 		q.repl.observeInfo(name, info, dials)
-		return q.replicasOf(ctx, name) == 0, nil
+		if q.replicasOf(ctx, name) > 0 {
+			return false, nil
+		}
+		q.repl.lag(name, false)
+		return true, nil
 	}
 	if stale {
-		none, err := alone()
-		if err != nil {
-			return failed(err)
-		}
-		if none {
-			q.repl.lag(name, false)
-			return nil
+		if none, err := alone(); none || err != nil {
+			return err
 		}
 	}
 	pipe := cn.Pipeline()
@@ -449,13 +448,8 @@ func (q *Queue) replicateOn(ctx context.Context, c *redis.Client, name, key stri
 		return failed(err)
 	}
 	if n, _ := wait.Int(); n < 1 {
-		none, err := alone()
-		if err != nil {
-			return failed(err)
-		}
-		if none {
-			q.repl.lag(name, false)
-			return nil
+		if none, err := alone(); none || err != nil {
+			return err
 		}
 		q.repl.setStale(name)
 		q.repl.lag(name, true)
