@@ -321,11 +321,12 @@ func parse(text, dir string, getenv func(string) string, p purpose) (*Config, er
 	}
 	c.Dir = dir
 	c.need = secrets{providers: p == forCampaign || p == forWorker, unsubscribe: p == forCampaign || p == forWorker || p == forServe, bounces: p == forBounces}
-	probs = append(probs, c.applyPresets(explicitZeroable(text))...)
+	zeros := explicitZeros(text)
+	probs = append(probs, c.applyPresets(zeros)...)
 	c.applyDefaults()
 	c.applyBouncesDefaults()
 	probs = append(probs, c.validate(getenv, p == forCampaign || p == forPreview || md.IsDefined("campaign"), p == forCampaign || p == forWorker)...)
-	c.checkRanges(explicitZeros(text), func(key, format string, args ...any) {
+	c.checkRanges(zeros, func(key, format string, args ...any) {
 		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
 	})
 	sort.Strings(probs)

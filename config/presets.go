@@ -5,8 +5,6 @@ import (
 	"net/mail"
 	"sort"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
 // A preset is what `preset = "..."` on a [[provider]] fills in: the
@@ -94,32 +92,13 @@ func presetNames() string {
 // sesHost is the SMTP endpoint of Amazon SES in region.
 func sesHost(region string) string { return "email-smtp." + region + ".amazonaws.com" }
 
-// explicitZeroable finds, for each [[provider]], whether rate and daily were
-// written in the file: for those two keys 0 means unlimited, so an explicit 0
-// must win over a preset. (For the other keys 0 means "the default", and a
-// preset is the default.) text already decoded once, so errors cannot occur.
-func explicitZeroable(text string) []map[string]bool {
-	var raw struct {
-		Provider []map[string]any `toml:"provider"`
-	}
-	if _, err := toml.Decode(text, &raw); err != nil {
-		return nil
-	}
-	set := make([]map[string]bool, len(raw.Provider))
-	for i, m := range raw.Provider {
-		set[i] = map[string]bool{}
-		for _, k := range []string{"rate", "daily"} {
-			_, set[i][k] = m[k]
-		}
-	}
-	return set
-}
-
 // applyPresets fills each provider's keys left unset from its preset, before
-// the generic defaults. explicit says which of rate and daily the file set
-// (see explicitZeroable). It reports unknown presets and the keys a preset
+// the generic defaults. zeros holds the keys the file set to 0 (see
+// explicitZeros): for rate and daily, 0 means unlimited, so an explicit 0
+// wins over a preset (for the other keys 0 means "the default", and a
+// preset is the default). It reports unknown presets and the keys a preset
 // cannot fill.
-func (c *Config) applyPresets(explicit []map[string]bool) Problems {
+func (c *Config) applyPresets(zeros map[string]bool) Problems {
 	var probs Problems
 	bad := func(key, format string, args ...any) {
 		probs = append(probs, key+": "+fmt.Sprintf(format, args...))
@@ -127,10 +106,6 @@ func (c *Config) applyPresets(explicit []map[string]bool) Problems {
 	for i := range c.Provider {
 		p := &c.Provider[i]
 		k := fmt.Sprintf("provider[%d]", i)
-		set := map[string]bool{}
-		if i < len(explicit) {
-			set = explicit[i]
-		}
 		if p.Preset == "" {
 			if p.Region != "" {
 				bad(k+".region", "only used with preset = \"ses\"")
@@ -192,7 +167,7 @@ func (c *Config) applyPresets(explicit []map[string]bool) Problems {
 			// now rather than at the first connection.
 			bad(k+".username", "required with preset = %q: the account's login (with password_env naming the variable that holds its password%s)", p.Preset, presetSecretNote(p.Preset))
 		}
-		if p.Rate == 0 && !set["rate"] {
+		if p.Rate == 0 && !zeros[k+".rate"] {
 			p.Rate = ps.rate
 		}
 		if p.Burst == 0 {
@@ -204,7 +179,7 @@ func (c *Config) applyPresets(explicit []map[string]bool) Problems {
 		if p.PerConnection == 0 {
 			p.PerConnection = ps.perConnection
 		}
-		if p.Daily == 0 && !set["daily"] {
+		if p.Daily == 0 && !zeros[k+".daily"] {
 			p.Daily = ps.daily
 		}
 	}

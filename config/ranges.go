@@ -130,7 +130,11 @@ func explicitZeros(text string) map[string]bool {
 				}
 				walk(name, sub)
 			}
-		case []map[string]any:
+		case []map[string]any: // [[provider]]
+			for i, sub := range v {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), sub)
+			}
+		case []any: // provider = [{…}, {…}]
 			for i, sub := range v {
 				walk(fmt.Sprintf("%s[%d]", prefix, i), sub)
 			}

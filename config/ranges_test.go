@@ -62,6 +62,11 @@ func TestNumericRanges(t *testing.T) {
 			t.Errorf("rate = 0: got rate %v burst %d", p.Rate, p.Burst)
 		}
 	}
+	// The same in an inline array of providers.
+	inline := "provider = [{name = \"a\", host = \"127.0.0.1\", tls = \"none\", connections = 0}]\n" + campaignOnly
+	if _, err := Parse(inline, d, env(nil)); err == nil || !strings.Contains(err.Error(), "provider[0].connections: 0 means nothing here") {
+		t.Errorf("inline providers: %v", err)
+	}
 	if _, err := Parse(section("[domain.\"gmail.com\"]\nrate = 0")(valid), d, env(nil)); err != nil {
 		t.Errorf("domain rate = 0 (unlimited): %v", err)
 	}
