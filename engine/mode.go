@@ -252,7 +252,7 @@ func (r *run) notePolicy(c *campaign, d outcome.Decision, reply string) {
 	if d.Attempted {
 		tried = c.attempted.Add(1)
 	}
-	spec := c.content.spec
+	spec := &c.content.spec
 	var reason string
 	switch {
 	case d.Policy:
