@@ -38,6 +38,10 @@ func TestControlRunningSend(t *testing.T) {
 		t.Fatalf("status of a running send: %v\n%s", err, out)
 	}
 
+	// A command that is not forwarded says why it cannot run now.
+	if code, _, e := runHerald(t, nil, "suppress", "list", "--config", c.conf); code != exitInput || !strings.Contains(e, "in use by another herald process") || !strings.Contains(e, "a herald send is running on it") {
+		t.Fatalf("suppress list during a send: exit %d\n%s", code, e)
+	}
 	paused := time.Now()
 	code, o, e := runHerald(t, nil, "pause", "--config", c.conf)
 	if code != 0 || !strings.Contains(o, "cmdtest: paused") {
