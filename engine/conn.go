@@ -104,7 +104,9 @@ func (cn *conn) noteSent(res *result) {
 		if err == nil {
 			return
 		}
-		cn.log.Warn("cannot note an outcome in the journal; waiting for the queue instead", "error", err)
+		if !cn.r.journalFailed.Swap(true) {
+			cn.log.Warn("cannot note an outcome in the journal; waiting for the queue's commit instead", "error", err)
+		}
 	}
 	res.ack = newAck()
 	cn.gate.pending.Store(res.ack)

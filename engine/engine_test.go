@@ -34,9 +34,10 @@ type bundle struct {
 	eng     *engine.Engine
 	logs    *syncBuffer
 	tlsConf *tls.Config
-	// noJournal hides the embedded queue's outcome journal: the engine
-	// then waits for the settler's group commit, as it does on Redis.
-	noJournal bool
+	// wrap, if set, stands between the engine and the embedded queue
+	// (withoutJournal: the engine then waits for the settler's group
+	// commit, as it does on Redis).
+	wrap func(*boltq.Queue) engine.Queue
 	// timing is the engine's (zero fields: production values).
 	timing engine.Timing
 }
@@ -169,8 +170,8 @@ func (b *bundle) open() {
 	b.t.Cleanup(func() { q.Close() })
 	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var eq engine.Queue = q
-	if b.noJournal {
-		eq = withoutJournal{q}
+	if b.wrap != nil {
+		eq = b.wrap(q)
 	}
 	eng, err := engine.New(b.cfg, eq, engine.Options{Logger: log, TLSConfig: b.tlsConf, Timing: b.timing})
 	if err != nil {
@@ -964,38 +965,6 @@ func TestLostConnectionsNeverFailRecipients(t *testing.T) {
 		t.Fatalf("%d messages twice", d)
 	}
 	t.Logf("%d delivered through %d connections lost at RCPT (%d reconnects), none failed", n+flaky, drops, sum.Reconnects)
-}
-
-// TestAcknowledgedWithoutJournal: on a queue with no outcome journal each
-// sender waits for the group commit of its last message before the next
-// one's data; every recipient is delivered once, with and without
-// pipelining, and the queue agrees.
-func TestAcknowledgedWithoutJournal(t *testing.T) {
-	t.Parallel()
-	for _, pipelining := range []bool{true, false} {
-		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
-			t.Parallel()
-			s := startSink(t, sink.Config{})
-			const n = 1500
-			b := setup(t, campaignSpec{recipients: addresses(n, "ack"), providers: providerTOML("local", s, fmt.Sprintf("connections = 4\npipelining = %v", pipelining))})
-			if _, ok := engine.Queue(b.q).(engine.Journal); !ok {
-				t.Fatal("the embedded queue keeps no journal: this test would not change the path")
-			}
-			b.noJournal = true
-			b.open()
-			if _, ok := engine.Queue(withoutJournal{b.q}).(engine.Journal); ok {
-				t.Fatal("the wrapper still offers the journal")
-			}
-			b.plan()
-			sum, err := b.run()
-			if err != nil || sum.Counts.Sent != n || sum.Sent != n {
-				t.Fatalf("err %v summary %+v", err, sum)
-			}
-			if st := s.Stats(); st.Messages != n {
-				t.Fatalf("%d messages for %d recipients", st.Messages, n)
-			}
-		})
-	}
 }
 
 // TestTemporaryLoginRefusalPauses: "454 4.7.0 too many login attempts"

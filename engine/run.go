@@ -187,6 +187,9 @@ type run struct {
 	connected atomic.Int64
 	// journal, when the queue keeps one, makes an outcome durable at once.
 	journal Journal
+	// journalFailed: a note was refused (said once; the group commit
+	// serves from then on).
+	journalFailed atomic.Bool
 	// weightEpoch is when the current weight epoch began (unix ns).
 	weightEpoch atomic.Int64
 

@@ -62,6 +62,11 @@ type Options struct {
 //     user and password in the URL log in to the Sentinels; the master's
 //     own are the query options username= and password=.
 //
+// A command waits for its reply no longer than its context allows (and
+// the URL's read_timeout, 3 s by default): a Redis that hangs, rather than
+// closes the connection, fails the call in time for the caller's own
+// bound (go-redis's ContextTimeoutEnabled, always on).
+//
 // Unless the URL sets them, Open retries a failed command up to 10 times
 // with a backoff from 8ms to 1s, so that a restart or a failover of Redis
 // does not fail a running send. On a cluster those are the cluster
@@ -256,6 +261,7 @@ func parseURL(url string) (any, error) {
 			return nil, fmt.Errorf("redis url: %w", err)
 		}
 		retryDefaults(&o.MaxRetries, &o.MinRetryBackoff, &o.MaxRetryBackoff)
+		o.ContextTimeoutEnabled = true
 		return o, nil
 	case "cluster":
 		o, err := redis.ParseClusterURL(base + "://" + rest)
@@ -274,6 +280,7 @@ func parseURL(url string) (any, error) {
 			return nil, fmt.Errorf("redis cluster url: database %q: a cluster has only database 0", p)
 		}
 		clusterDefaults(o)
+		o.ContextTimeoutEnabled = true
 		return o, nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(base + "://" + rest)
@@ -290,6 +297,7 @@ func parseURL(url string) (any, error) {
 		if o.DialTimeout == 0 {
 			o.DialTimeout = defaultDialTimeout
 		}
+		o.ContextTimeoutEnabled = true
 		return o, nil
 	}
 	return nil, fmt.Errorf("redis url: unknown scheme %q (use redis+cluster:// or redis+sentinel://)", scheme)
