@@ -20,13 +20,18 @@ need_tools() {
 now() { date +%s.%N; }
 # peak FILE: the peak RSS in MB from /usr/bin/time -v's output.
 peak() { awk '/Maximum resident/ {printf "%.0f", $6/1024}' "$1"; }
+# cpu FILE...: the CPU seconds (user + system) that /usr/bin/time -v
+# reported in the files, summed.
+cpu() { awk '/User time|System time/ {s += $NF} END {printf "%.3f", s}' "$@"; }
+# redis_cpu: redis-server's CPU seconds so far ($REDIS_PID; utime + stime).
+redis_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$REDIS_PID/stat"; }
 # rate_row START END MESSAGES RSS: "seconds,msgs_per_s,rss".
 rate_row() { python3 -c "print('%.3f,%.0f,%s' % ($2-$1, $3/($2-$1), '$4'))"; }
 
 # campaign_files: $N recipients and a ~2 KB message; bench.toml (embedded
 # queue), bench-redis.toml (Redis queue on $REDIS_SOCK), C connections.
 campaign_files() {
-  REDIS_SOCK="$PWD/$OUT/redis.sock"
+  REDIS_SOCK=${REDIS_SOCK:-$PWD/$OUT/redis.sock}
   python3 - "$N" "$OUT" <<'PY'
 import sys
 n, out = int(sys.argv[1]), sys.argv[2]
@@ -104,7 +109,7 @@ run_workers() {
   { redis_queue; provider "$per"; } > "$OUT/worker-$per.toml"
   flushredis
   s=$(now)
-  "$HERALD" enqueue --config "$OUT/bench-redis.toml" >/dev/null 2>&1
+  /usr/bin/time -v "$HERALD" enqueue --config "$OUT/bench-redis.toml" >/dev/null 2> "$OUT/time-enqueue.txt"
   for i in $(seq "$n"); do
     /usr/bin/time -v "$HERALD" worker --quiet --config "$OUT/worker-$per.toml" > "$OUT/worker$i.txt" 2> "$OUT/time-worker$i.txt" &
     pids+=($!)

@@ -87,7 +87,104 @@ camp = med("herald send (embedded)", "msgs_per_s")
 goal(f"herald bench ÷ smtp-source at {c} connections", hb / src if hb and src else None, 1.0)
 goal("herald sink ÷ smtp-sink (receiving)", hs / sink_src if hs and sink_src else None, 1.0)
 goal("full campaign (herald send, embedded queue) ÷ smtp-source", camp / src if camp and src else None, 0.6, 1.0)
+goal("full campaign (herald send, embedded queue) ÷ herald bench", camp / hb if camp and hb else None, 0.8)
 w("")
+
+# CPU per message: the tool's, and redis-server's over the same rows.
+cpu_rows = list(csv.DictReader(open(out / "cpu.csv"))) if (out / "cpu.csv").exists() else []
+cpu_by = collections.OrderedDict()
+for r in cpu_rows:
+    cpu_by.setdefault(r["tool"], []).append(r)
+def per_k(rs, key):
+    return statistics.median(1e6 * float(r[key]) / float(r["messages"]) for r in rs)
+limits = []  # (name, got, op, want, unit)
+if cpu_by:
+    w(f"## CPU per 1,000 messages (median of {runs} runs)\n")
+    w("User + system time of the herald processes (`/usr/bin/time -v`; the worker rows add `herald enqueue` and")
+    w("every worker), and redis-server's over the same row (/proc/PID/stat). The Redis rows' sum is what one")
+    w("message costs the machine; bench/SCALING.md reads them.\n")
+    w("| tool | herald ms | redis-server ms | sum |")
+    w("| --- | --- | --- | --- |")
+    for tool, rs in cpu_by.items():
+        h, r = per_k(rs, "cpu_s"), per_k(rs, "redis_cpu_s")
+        w(f"| {tool} | {h:.1f} | {r:.1f} | {h + r:.1f} |")
+    w("")
+    if "herald send (embedded)" in cpu_by:
+        limits.append(("herald send (embedded) CPU per 1,000 messages", per_k(cpu_by["herald send (embedded)"], "cpu_s"), "<=", 35, "ms"))
+
+scale = list(csv.DictReader(open(out / "scale.csv"))) if (out / "scale.csv").exists() else []
+if scale:
+    w("## Scale: the campaign from 10k to 1M recipients (embedded queue)\n")
+    w(f"One `herald send` of each size (the bench campaign, {c} connections into smtp-sink). CPU per 1,000 messages")
+    w("includes the process's start and the planning; the store is the bbolt file and its outcome journal")
+    w("once the campaign is done.\n")
+    w("| recipients | seconds | msgs/s | peak RSS | CPU ms per 1,000 | store | store per recipient |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in scale:
+        k = int(r["recipients"])
+        w(f"| {k:,} | {float(r['seconds']):.1f} | {float(r['msgs_per_s']):,.0f} | {r['peak_rss_mb']} MB | "
+          f"{1e6 * float(r['cpu_s']) / k:.1f} | {int(r['store_bytes']) / 2**20:.1f} MiB | {int(r['store_bytes']) / k:.0f} B |")
+    w("")
+    big = max(scale, key=lambda r: int(r["recipients"]))
+    bk = int(big["recipients"])
+    limits.append((f"peak RSS at {bk:,} recipients", float(big["peak_rss_mb"]), "<", 100, "MB"))
+    limits.append((f"store at {bk:,} recipients", int(big["store_bytes"]) / 1e6, "<", 100, "MB"))
+    mid = [r for r in scale if int(r["recipients"]) == int(n)]
+    if mid and bk != int(n):
+        a = float(mid[0]["cpu_s"]) / int(n)
+        b = float(big["cpu_s"]) / bk
+        limits.append((f"CPU per message at {bk:,} ÷ at {int(n):,} (flat)", b / a, "<=", 1.1, "×"))
+
+enq = list(csv.DictReader(open(out / "enqueue.csv"))) if (out / "enqueue.csv").exists() else []
+if enq:
+    w("## Redis: herald enqueue\n")
+    w("The whole `herald enqueue` (start, reading and planning the file, writing) into the local redis-server;")
+    w("bytes per recipient are `used_memory` after less before, divided by the recipients.\n")
+    w("| recipients | seconds | jobs/s | bytes per recipient | redis-server CPU ms per 1,000 |")
+    w("| --- | --- | --- | --- | --- |")
+    for r in enq:
+        k = int(r["recipients"])
+        w(f"| {k:,} | {float(r['seconds']):.2f} | {float(r['jobs_per_s']):,.0f} | {float(r['bytes_per_recipient']):.0f} | {1e6 * float(r['redis_cpu_s']) / k:.1f} |")
+    w("")
+    big = max(enq, key=lambda r: int(r["recipients"]))
+    limits.append((f"herald enqueue at {int(big['recipients']):,} recipients", float(big["jobs_per_s"]), ">=", 200000, "jobs/s"))
+    limits.append(("Redis memory per recipient", max(float(r["bytes_per_recipient"]) for r in enq), "<=", 150, "B"))
+
+fo = out / "failover.txt"
+if fo.exists():
+    w("## Failover mid-campaign (Redis Cluster, Sentinel)\n")
+    w("`go test -count=1 -v -run 'TestWorkersSurvive(Cluster|Sentinel)Failover' ./cmd/herald/`: two workers on a")
+    w("3-master/3-replica cluster, or on a Sentinel-watched master with a replica; the master holding the campaign")
+    w("is killed mid-campaign (see the test for the sizes).\n")
+    w("| setup | replica promoted after | longest stop in deliveries | delivered | duplicates | test |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    # go test -v heads each test's output with "=== RUN|CONT|NAME Test…".
+    logs, cur = collections.defaultdict(str), ""
+    for line in fo.read_text().splitlines():
+        mm = re.match(r"=== (?:RUN|CONT|NAME)\s+(\S+)", line)
+        if mm:
+            cur = mm.group(1)
+        else:
+            logs[cur] += line + "\n"
+    text = fo.read_text()
+    for kind in ("Cluster", "Sentinel"):
+        name = f"TestWorkersSurvive{kind}Failover"
+        m = re.search(r"served as master (\S+) after the kill; deliveries stopped for (\S+) at most.*?all (\d+) delivered .*?, (\d+) duplicates", logs[name])
+        ok = re.search(rf"--- (PASS|FAIL|SKIP): {name}", text)
+        verdict = ok.group(1) if ok else "did not run"
+        if m:
+            w(f"| {kind} | {m.group(1)} | {m.group(2)} | {int(m.group(3)):,} | {m.group(4)} | {verdict} |")
+        else:
+            w(f"| {kind} | | | | | {verdict} |")
+    w("")
+
+if limits:
+    w("## Goals: scale (issue 18)\n")
+    for name, got, op, want, unit in limits:
+        okay = {"<": got < want, "<=": got <= want, ">=": got >= want}[op]
+        shown = f"{got:,.0f}" if abs(got) >= 100 else f"{got:.2f}"
+        w(f"- {name}: {shown} {unit} (goal {op.replace('<=', '≤').replace('>=', '≥')} {want:,} {unit}) **{'PASS' if okay else 'short'}**")
+    w("")
 
 w("## Curves\n")
 w(f"Throughput against connections: {int(curve_n):,} messages per point, one run per point, to smtp-sink.")

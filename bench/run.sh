@@ -10,7 +10,10 @@
 #      herald bench's latency against an offered rate (open loop), as PNGs;
 #   4. Go benchmarks (render, enqueue, lease/settle on boltq and redisq,
 #      classify, the limiters) with -count=GO_COUNT, summarized by benchstat;
-#   5. the goals as ratios of that same run, PASS or short of.
+#   5. scale: the campaign at 10k, 100k and 1M recipients (time, RSS, CPU
+#      and store per message), herald enqueue into Redis (jobs/s, bytes per
+#      recipient), and a Redis Cluster and a Sentinel failover mid-campaign;
+#   6. the goals, from that same run, PASS or short of.
 #
 #   bash bench/run.sh                       # the default run, ~15 min on 2 cores
 #   RUNS=1 N=20000 SINK_N=20000 bash bench/run.sh   # a quick one
@@ -21,8 +24,9 @@
 # connections curve (20000), CONNS ("1 2 4 8 16 32"), RATES offered in
 # msgs/s ("2000 5000 10000 15000 20000 30000", stops past saturation),
 # RATE_SECS per rate (5), BENCHTIME of each Go benchmark (1s), GO_COUNT runs
-# of each (6: fewer and benchstat gives no confidence interval), PORT (2526)
-# and SINK_PORT (2527).
+# of each (6: fewer and benchstat gives no confidence interval), PORT (2526),
+# SINK_PORT (2527), SCALE_NS the campaign sizes of the scale rows ("10000
+# 100000 1000000") and FAILOVER (1; 0 skips the failover rows).
 #
 # On a fresh Debian machine it installs Postfix's tools (smtp-sink,
 # smtp-source), redis-server and GNU time where missing, and builds herald
@@ -47,6 +51,7 @@ BENCHTIME=${BENCHTIME:-1s}
 GO_COUNT=${GO_COUNT:-6}
 PORT=${PORT:-2526}
 SINK_PORT=${SINK_PORT:-2527}
+SCALE_NS=${SCALE_NS:-"10000 100000 1000000"}
 OUT=bench/out
 export PATH=$PATH:/usr/local/go/bin
 . bench/lib.sh
@@ -119,16 +124,31 @@ run_sink() {
   rate_row "$s" "$e" "$SINK_N" "$rss"
 }
 
-# 2. Side by side.
+# 2. Side by side. cpu.csv: each herald row's CPU (the tool's, and
+# redis-server's over the same row).
 echo "tool,run,messages,seconds,msgs_per_s,peak_rss_mb,p50_ms,p99_ms" > "$OUT/main.csv"
+echo "tool,run,messages,cpu_s,redis_cpu_s" > "$OUT/cpu.csv"
 row() { echo "$1,$2,$3,$4" | tee -a "$OUT/main.csv"; }
+# cpu_row TOOL RUN REDIS_BEFORE TIME_FILES...: the CPU of the row just run.
+cpu_row() {
+  local tool=$1 run=$2 before=$3
+  shift 3
+  echo "$tool,$run,$N,$(cpu "$@"),$(python3 -c "print('%.3f' % ($(redis_cpu) - $before))")" >> "$OUT/cpu.csv"
+}
 for run in $(seq "$RUNS"); do
   row "smtp-source" "$run" "$N" "$(run_source "$N" "$C"),,"
-  if [ "$HAVE_BENCH" = 1 ]; then row "herald bench" "$run" "$N" "$(run_bench "$N" "$C")"; fi
-  row "herald send (embedded)" "$run" "$N" "$(run_send_embedded),,"
-  row "herald send (redis)" "$run" "$N" "$(run_send_redis),,"
-  row "herald enqueue + 1 worker (redis)" "$run" "$N" "$(run_workers 1),,"
-  row "herald enqueue + 2 workers (redis)" "$run" "$N" "$(run_workers 2),,"
+  if [ "$HAVE_BENCH" = 1 ]; then
+    r0=$(redis_cpu); row "herald bench" "$run" "$N" "$(run_bench "$N" "$C")"
+    cpu_row "herald bench" "$run" "$r0" "$OUT/time-bench.txt"
+  fi
+  r0=$(redis_cpu); row "herald send (embedded)" "$run" "$N" "$(run_send_embedded),,"
+  cpu_row "herald send (embedded)" "$run" "$r0" "$OUT/time-herald.txt"
+  r0=$(redis_cpu); row "herald send (redis)" "$run" "$N" "$(run_send_redis),,"
+  cpu_row "herald send (redis)" "$run" "$r0" "$OUT/time-herald-redis.txt"
+  r0=$(redis_cpu); row "herald enqueue + 1 worker (redis)" "$run" "$N" "$(run_workers 1),,"
+  cpu_row "herald enqueue + 1 worker (redis)" "$run" "$r0" "$OUT/time-enqueue.txt" "$OUT/time-worker1.txt"
+  r0=$(redis_cpu); row "herald enqueue + 2 workers (redis)" "$run" "$N" "$(run_workers 2),,"
+  cpu_row "herald enqueue + 2 workers (redis)" "$run" "$r0" "$OUT/time-enqueue.txt" "$OUT/time-worker1.txt" "$OUT/time-worker2.txt"
   row "smtp-source -c → smtp-sink" "$run" "$SINK_N" "$(run_sink smtp-sink),,"
   row "smtp-source -c → herald sink" "$run" "$SINK_N" "$(run_sink herald),,"
 done
@@ -162,6 +182,42 @@ go test -run '^$' -bench . -benchtime "$BENCHTIME" -count "$GO_COUNT" ./bench/ .
 rm -f "$OUT/benchstat.txt"
 timeout 300 go run golang.org/x/perf/cmd/benchstat@latest "$OUT/gobench.txt" > "$OUT/benchstat.txt" 2>/dev/null || rm -f "$OUT/benchstat.txt"
 
-# 5. RESULTS.md.
+# 5. Scale. (a) The campaign on the embedded queue at SCALE_NS recipients:
+# time, peak RSS, CPU and the store's size once done. (b) herald enqueue
+# into Redis at N and at the largest of SCALE_NS: jobs/s (the whole
+# command: start, reading and planning the file, writing) and Redis's
+# memory per recipient (used_memory after less before). (c) The failover
+# tests (a cluster master killed mid-campaign; a Sentinel failover), whose
+# log line gives the promotion time, the longest stop in deliveries and the
+# duplicates.
+echo "recipients,seconds,msgs_per_s,peak_rss_mb,cpu_s,store_bytes" > "$OUT/scale.csv"
+echo "recipients,seconds,jobs_per_s,bytes_per_recipient,redis_cpu_s" > "$OUT/enqueue.csv"
+big=0
+for n in $SCALE_NS; do
+  [ "$n" -gt "$big" ] && big=$n
+  d="$OUT/scale-$n"
+  mkdir -p "$d"
+  line=$(OUT=$d N=$n; campaign_files; run_send_embedded)
+  store=$(find "$d" -maxdepth 1 -name 'bench.db*' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  echo "$n,$line,$(cpu "$d/time-herald.txt"),$store" | tee -a "$OUT/scale.csv"
+done
+for n in $(printf '%s\n' "$N" "$big" | sort -nu); do
+  d="$OUT/scale-$n"
+  [ -f "$d/bench-redis.toml" ] || (OUT=$d N=$n; campaign_files)
+  flushredis
+  m0=$(redis-cli -s "$REDIS_SOCK" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  r0=$(redis_cpu)
+  s=$(now)
+  "$HERALD" enqueue --config "$d/bench-redis.toml" >/dev/null 2>&1
+  e=$(now)
+  m1=$(redis-cli -s "$REDIS_SOCK" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  python3 -c "print('%d,%.3f,%.0f,%.0f,%.3f' % ($n, $e - $s, $n / ($e - $s), ($m1 - $m0) / $n, $(redis_cpu) - $r0))" | tee -a "$OUT/enqueue.csv"
+done
+flushredis
+if [ "${FAILOVER:-1}" = 1 ]; then
+  go test -count=1 -v -run 'TestWorkersSurvive(Cluster|Sentinel)Failover' ./cmd/herald/ > "$OUT/failover.txt" 2>&1 || echo "the failover tests failed: see $OUT/failover.txt" >&2
+fi
+
+# 6. RESULTS.md.
 python3 bench/report.py "$OUT" "$RUNS" "$N" "$C" "$SINK_N" "$CURVE_N" "$RATE_SECS" "$BENCHTIME" "$HAVE_BENCH" "$(( $(date +%s) - started ))" "$GO_COUNT"
 echo "bench/RESULTS.md written"
