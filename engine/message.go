@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -88,6 +89,7 @@ type composer struct {
 	htmlPart    []byte
 	attachments [][]byte // each part's headers, a blank line and its base64 lines
 	fixedLen    int      // the length of all of the above
+	date        atomic.Pointer[date]
 }
 
 // headerLine is one header of the message's head: its whole text, or
@@ -299,8 +301,7 @@ func (c *composer) appendMessage(dst []byte, out templates.Rendered, email, key,
 		}
 		switch h.key {
 		case "Date":
-			// Short enough never to be folded.
-			dst = append(now.AppendFormat(append(dst, "Date: "...), time.RFC1123Z), '\r', '\n')
+			dst = append(dst, c.dateLine(now)...)
 		case "Message-ID":
 			dst = appendHeader(dst, "Message-ID", "<"+MessageID(c.campaign, key, c.domain)+">")
 		case "Subject":
@@ -350,6 +351,27 @@ func (c *composer) appendMessage(dst []byte, out templates.Rendered, email, key,
 		dst = append(append(append(dst, "\r\n--"...), mixed...), "--\r\n"...)
 	}
 	return dst
+}
+
+// dateLine is the Date header for now. Most messages of a second share
+// one, formatted once.
+func (c *composer) dateLine(now time.Time) []byte {
+	sec := now.Unix()
+	_, zone := now.Zone()
+	offset := int64(zone)
+	if d := c.date.Load(); d != nil && d.sec == sec && d.offset == offset {
+		return d.line
+	}
+	// Short enough never to be folded.
+	d := &date{sec: sec, offset: offset, line: append(now.AppendFormat([]byte("Date: "), time.RFC1123Z), '\r', '\n')}
+	c.date.Store(d)
+	return d.line
+}
+
+// date is a Date header line and the second it names.
+type date struct {
+	sec, offset int64
+	line        []byte
 }
 
 // newBoundary is a multipart boundary: 60 random hex digits, as go-mail's.
