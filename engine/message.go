@@ -447,7 +447,7 @@ func (c *composer) sign(raw text) (text, error) {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	sig := s.Signature()
-	out := make(text, 0, len(sig)+len(raw)+3)
+	out := make(text, 0, len(sig)+len(raw)+len("\r\n.\r\n"))
 	return append(append(out, sig...), raw...), nil
 }
 

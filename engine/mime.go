@@ -180,10 +180,14 @@ func sanitizeFilename(s string) string {
 // stuff returns the DATA content for msg (RFC 5321, 4.5.2): every line
 // ending in CRLF (a lone LF becomes CRLF), a dot that starts a line
 // doubled, a CRLF added when msg does not end with one, then the final
-// ".\r\n". When nothing needs changing, the result shares msg's array.
+// ".\r\n". When no line needs changing, the result shares msg's array
+// (room for it permitting).
 func stuff(msg []byte) []byte {
-	if clean(msg) {
+	switch clean(msg) {
+	case endsInCRLF:
 		return append(msg, ".\r\n"...)
+	case lastLineOpen:
+		return append(msg, "\r\n.\r\n"...)
 	}
 	out := make([]byte, 0, len(msg)+len(msg)/32+8)
 	for rest := msg; len(rest) > 0; {
@@ -205,21 +209,30 @@ func stuff(msg []byte) []byte {
 	return append(out, ".\r\n"...)
 }
 
-// clean reports whether msg goes into DATA as it is: its lines all end in
-// CRLF, none starts with a dot.
-func clean(msg []byte) bool {
-	if len(msg) == 0 {
-		return true
-	}
+// What clean finds.
+const (
+	needsStuffing = iota // a line starts with a dot, or ends in a lone LF
+	endsInCRLF           // every line ends in CRLF
+	lastLineOpen         // so do all but the last, which has no line end
+)
+
+// clean says whether msg goes into DATA as it is, but for its end.
+func clean(msg []byte) int {
 	for rest := msg; len(rest) > 0; {
 		if rest[0] == '.' {
-			return false
+			return needsStuffing
 		}
 		i := bytes.IndexByte(rest, '\n')
-		if i < 1 || rest[i-1] != '\r' {
-			return false
+		if i < 0 {
+			if rest[len(rest)-1] == '\r' {
+				return needsStuffing // a CR that a LF would make a line end
+			}
+			return lastLineOpen
+		}
+		if i == 0 || rest[i-1] != '\r' {
+			return needsStuffing
 		}
 		rest = rest[i+1:]
 	}
-	return true
+	return endsInCRLF
 }
