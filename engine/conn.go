@@ -212,11 +212,7 @@ func (cn *conn) admit(pr *prepared) *outcome.DeliveryError {
 		}
 	}
 	if cn.maxSize > 0 {
-		size, ok, err := pr.msg.within(cn.maxSize)
-		if err != nil {
-			return outcome.Classify(outcome.StageRender, err)
-		}
-		if !ok {
+		if size, ok, _ := pr.msg.within(cn.maxSize); !ok {
 			return outcome.Unsendable(outcome.StageMail, fmt.Sprintf("the message is %d bytes, larger than the %d bytes %s takes (its SIZE, RFC 1870); not sent", size, cn.maxSize, cn.p.cfg))
 		}
 	}
@@ -224,12 +220,11 @@ func (cn *conn) admit(pr *prepared) *outcome.DeliveryError {
 }
 
 // mailParams are the parameters of pr's MAIL command: its SIZE when the
-// server advertises SIZE and the size is known (a signed message, or one
-// that had to be counted), and SMTPUTF8 when an address needs it.
+// server advertises SIZE, and SMTPUTF8 when an address needs it.
 func (cn *conn) mailParams(pr *prepared) string {
 	params := ""
-	if cn.sizeExt && pr.msg.size > 0 {
-		params += " SIZE=" + strconv.FormatInt(pr.msg.size, 10)
+	if cn.sizeExt {
+		params += " SIZE=" + strconv.FormatInt(pr.msg.Size(), 10)
 	}
 	if cn.smtputf8 && !(ascii(pr.envFrom) && ascii(pr.rcpt)) {
 		params += " SMTPUTF8"

@@ -1,18 +1,22 @@
 package engine
 
 import (
-	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"mime"
 	netmail "net/mail"
 	"net/url"
+	"path/filepath"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/wneessen/go-mail"
 
 	"github.com/heraldmail/herald/config"
 	"github.com/heraldmail/herald/recipients"
@@ -56,13 +60,11 @@ func keysFrom(cfg *config.Config) (keys, error) {
 // composer builds one recipient's message. It is safe for concurrent use:
 // everything it holds is read-only after newComposer.
 type composer struct {
-	campaign    string
-	from        *netmail.Address
-	replyTo     *netmail.Address
-	domain      string // of the From address, for Message-IDs
-	headers     [][2]string
-	attachments []Attachment // read once, shared by every message
-	set         *templates.Set
+	campaign string
+	from     *netmail.Address
+	replyTo  *netmail.Address
+	domain   string // of the From address, for Message-IDs
+	set      *templates.Set
 
 	listID string
 	// One-click unsubscribe: set when the campaign has links.
@@ -75,9 +77,26 @@ type composer struct {
 	verp   bool
 	// dkim is read-only: each message gets its own dkim.Signer from it.
 	dkim *dkim.SignOptions
-	// fixed bounds what a message holds besides the recipient's rendered
-	// content, address and link (see sizeBound).
-	fixed int64
+
+	// What every message of the campaign holds, written once (layout):
+	// the headers before From in their order (a header that differs from
+	// message to message has no line), From, Reply-To, each body part's
+	// headers, the attachments whole.
+	head        []headerLine
+	fromLine    []byte
+	replyToLine []byte
+	textPart    []byte
+	htmlPart    []byte
+	attachments [][]byte // each part's headers, a blank line and its base64 lines
+	fixedLen    int      // the length of all of the above
+	date        atomic.Pointer[date]
+}
+
+// headerLine is one header of the message's head: its whole text, or
+// (line nil) a header appendMessage writes for each message.
+type headerLine struct {
+	key  string
+	line []byte
 }
 
 func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, error) {
@@ -85,7 +104,7 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 	if err != nil {
 		return nil, fmt.Errorf("campaign.from: %w", err)
 	}
-	c := &composer{campaign: id, from: from, set: set, attachments: s.Attachments,
+	c := &composer{campaign: id, from: from, set: set,
 		listID: s.ListID, bounce: s.BounceAddress, verp: s.VERP}
 	c.list = SuppressionList(from.Address) // the list the unsubscribe endpoint adds to
 	// Domains go in A-labels, in the headers as in the envelope.
@@ -105,9 +124,6 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 	}
 	if c.bounce, err = recipients.ASCIIDomain(c.bounce); err != nil {
 		return nil, fmt.Errorf("campaign.bounce_address: %w", err)
-	}
-	for k, v := range s.Headers {
-		c.headers = append(c.headers, [2]string{k, v})
 	}
 	if c.verp && c.bounce == "" {
 		return nil, fmt.Errorf("campaign.verp: needs campaign.bounce_address")
@@ -159,29 +175,8 @@ func newComposer(id string, s Spec, set *templates.Set, k keys) (*composer, erro
 			return nil, err
 		}
 	}
-	c.fixed = 16 << 10
-	for _, a := range []string{from.String(), s.ReplyTo, c.listID, c.unsubMailto, c.campaign, c.campaign, c.domain} {
-		c.fixed += 4 * int64(len(a))
-	}
-	for _, h := range c.headers {
-		c.fixed += 4 * int64(len(h[0])+len(h[1])+4)
-	}
-	for _, a := range c.attachments {
-		c.fixed += 2*int64(len(a.Data)) + 4*int64(len(a.Name)) + 1024
-	}
+	c.layout(s)
 	return c, nil
-}
-
-// sizeBound is an upper bound of the size of the message built from out
-// for email with the unsubscribe link: go-mail writes a body in
-// quoted-printable (at most 3.12 bytes for one: "=XX" and a soft line
-// break "=\r\n" every 76 characters), a header value in MIME encoded
-// words (at most 3.72 bytes for one, with their framing and folding), an
-// attachment in base64 (1.37); fixed holds the rest. A message whose bound
-// is within a limit need not be counted.
-func (c *composer) sizeBound(out templates.Rendered, email, link string) int64 {
-	// The link is in a header and may be in the body twice (text, HTML).
-	return c.fixed + 4*int64(len(out.Subject)+len(out.ToName)+len(out.Text)+len(out.HTML)+len(email)+3*len(link))
 }
 
 // MessageID derives a recipient's Message-ID from the campaign and the
@@ -217,12 +212,65 @@ func (c *composer) envelope(email string) string {
 	return c.from.Address
 }
 
-// compose renders and builds the message for one recipient; bound is an
-// upper bound of its size (sizeBound). The To header has the address's
-// domain in A-labels, as the envelope has (a local part that is not ASCII
-// stays as it is: such a message goes only with SMTPUTF8, RFC 6531 and
-// 6532).
-func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m *mail.Msg, bound int64, err error) {
+// layout writes what every message holds: the headers in the order go-mail
+// wrote them (the generic ones sorted by name, then From, To, Reply-To,
+// then the body's), each value encoded and folded as go-mail did.
+func (c *composer) layout(s Spec) {
+	lines := map[string][]byte{
+		"Date":         nil,
+		"MIME-Version": appendHeader(nil, "MIME-Version", "1.0"),
+		"Message-ID":   nil,
+		"Subject":      nil,
+		HeaderCampaign: appendHeader(nil, HeaderCampaign, headerEncoding(c.campaign)),
+	}
+	if c.listID != "" {
+		lines[HeaderListID] = appendHeader(nil, HeaderListID, headerEncoding(c.listID))
+	}
+	if c.unsub != nil {
+		lines[HeaderListUnsubscribe] = nil
+		lines[HeaderListUnsubscribePost] = appendHeader(nil, HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
+	}
+	for k, v := range s.Headers {
+		lines[k] = appendHeader(nil, k, headerEncoding(v))
+	}
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.head = append(c.head, headerLine{key: k, line: lines[k]})
+		c.fixedLen += len(k) + len(lines[k])
+	}
+	c.fromLine = appendHeader(nil, "From", c.from.String())
+	if c.replyTo != nil {
+		c.replyToLine = appendHeader(nil, "Reply-To", c.replyTo.String())
+	}
+	c.textPart = []byte("Content-Transfer-Encoding: quoted-printable\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n")
+	c.htmlPart = []byte("Content-Transfer-Encoding: quoted-printable\r\nContent-Type: text/html; charset=UTF-8\r\n\r\n")
+	for _, a := range s.Attachments {
+		typ := mime.TypeByExtension(filepath.Ext(a.Name))
+		if typ == "" {
+			typ = "application/octet-stream"
+		}
+		name := headerEncoding(sanitizeFilename(a.Name))
+		// The part's headers in multipart.Writer's order (sorted).
+		p := []byte("Content-Disposition: attachment; filename=\"" + name + "\"\r\n" +
+			"Content-Transfer-Encoding: base64\r\n" +
+			"Content-Type: " + typ + "; name=\"" + name + "\"\r\n\r\n")
+		p = append(p, base64Lines(a.Data)...)
+		c.attachments = append(c.attachments, p)
+		c.fixedLen += len(p)
+	}
+	c.fixedLen += len(c.fromLine) + len(c.replyToLine) + len(c.textPart) + len(c.htmlPart)
+}
+
+// compose renders and writes the message for one recipient, unsigned:
+// RFC 5322 text with CRLF line ends, not dot-stuffed; size is its length.
+// The To header has the address's domain in A-labels, as the envelope has
+// (a local part that is not ASCII stays as it is: such a message goes only
+// with SMTPUTF8, RFC 6531 and 6532).
+func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m text, size int64, err error) {
 	if email, err = recipients.ASCIIDomain(email); err != nil {
 		return nil, 0, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
 	}
@@ -231,100 +279,148 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	if err != nil {
 		return nil, 0, err
 	}
-	m = mail.NewMsg(mail.WithNoDefaultUserAgent())
-	m.SetAddrHeaderFromMailAddress(mail.HeaderFrom, c.from)
-	m.ToMailAddress(&netmail.Address{Name: out.ToName, Address: email})
-	if c.replyTo != nil {
-		m.ReplyToMailAddress(c.replyTo)
+	// Room for the usual message, its DKIM signature and the final dot
+	// (stuff), so that the buffer is allocated once: quoted-printable
+	// grows ASCII text by a soft line break now and then. A message that
+	// needs more grows its buffer.
+	n := c.fixedLen + 512 + 4*(len(out.Subject)+len(out.ToName)) + len(email) + 3*len(link) +
+		len(out.Text) + len(out.Text)/16 + len(out.HTML) + len(out.HTML)/16
+	if c.dkim != nil {
+		n += 1024
 	}
-	m.Subject(out.Subject)
-	m.SetMessageIDWithValue(MessageID(c.campaign, key, c.domain))
-	m.SetDateWithValue(now)
-	m.SetGenHeader(HeaderCampaign, c.campaign)
-	if c.listID != "" {
-		m.SetGenHeader(HeaderListID, c.listID)
-	}
-	if link != "" {
-		if c.unsubMailto != "" {
-			m.SetGenHeader(HeaderListUnsubscribe, "<"+link+">", c.unsubMailto)
-		} else {
-			m.SetGenHeader(HeaderListUnsubscribe, "<"+link+">")
+	m = c.appendMessage(make(text, 0, n), out, email, key, link, now)
+	return m, int64(len(m)), nil
+}
+
+// appendMessage appends the message's text to dst.
+func (c *composer) appendMessage(dst []byte, out templates.Rendered, email, key, link string, now time.Time) []byte {
+	for _, h := range c.head {
+		if h.line != nil {
+			dst = append(dst, h.line...)
+			continue
 		}
-		m.SetGenHeader(HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
+		switch h.key {
+		case "Date":
+			dst = append(dst, c.dateLine(now)...)
+		case "Message-ID":
+			dst = appendHeader(dst, "Message-ID", "<"+MessageID(c.campaign, key, c.domain)+">")
+		case "Subject":
+			dst = appendHeader(dst, "Subject", headerEncoding(out.Subject))
+		case HeaderListUnsubscribe:
+			if c.unsubMailto != "" {
+				dst = appendHeader(dst, HeaderListUnsubscribe, headerEncoding("<"+link+">"), headerEncoding(c.unsubMailto))
+			} else {
+				dst = appendHeader(dst, HeaderListUnsubscribe, headerEncoding("<"+link+">"))
+			}
+		}
 	}
-	for _, h := range c.headers {
-		m.SetGenHeader(mail.Header(h[0]), h[1])
+	dst = append(dst, c.fromLine...)
+	dst = appendHeader(dst, "To", (&netmail.Address{Name: out.ToName, Address: email}).String())
+	dst = append(dst, c.replyToLine...)
+
+	// The body, as go-mail's multipart writers wrote it: a part starts
+	// with "--boundary" (after a CRLF unless it is the first), the last
+	// ends with "--boundary--" and a CRLF.
+	var mixed string
+	if len(c.attachments) > 0 {
+		mixed = newBoundary()
+		dst = append(dst, "Content-Type: multipart/mixed;\r\n boundary="...)
+		dst = append(append(append(dst, mixed...), "\r\n\r\n--"...), mixed...)
+		dst = append(dst, "\r\n"...)
 	}
-	switch {
-	case c.set.HasText() && c.set.HasHTML():
-		m.SetBodyString(mail.TypeTextPlain, out.Text)
-		m.AddAlternativeString(mail.TypeTextHTML, out.HTML)
-	case c.set.HasText():
-		m.SetBodyString(mail.TypeTextPlain, out.Text)
+	switch text, html := c.set.HasText(), c.set.HasHTML(); {
+	case text && html:
+		alt := newBoundary()
+		dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)
+		dst = append(append(append(dst, alt...), "\r\n\r\n--"...), alt...)
+		dst = append(append(dst, "\r\n"...), c.textPart...)
+		dst = appendQP(dst, out.Text)
+		dst = append(append(append(dst, "\r\n--"...), alt...), "\r\n"...)
+		dst = appendQP(append(dst, c.htmlPart...), out.HTML)
+		dst = append(append(append(dst, "\r\n--"...), alt...), "--\r\n"...)
+	case text:
+		dst = appendQP(append(dst, c.textPart...), out.Text)
 	default:
-		m.SetBodyString(mail.TypeTextHTML, out.HTML)
+		dst = appendQP(append(dst, c.htmlPart...), out.HTML)
 	}
-	for _, a := range c.attachments {
-		m.AttachReadSeeker(a.Name, bytes.NewReader(a.Data))
+	if mixed != "" {
+		for _, a := range c.attachments {
+			dst = append(append(append(dst, "\r\n--"...), mixed...), "\r\n"...)
+			dst = append(dst, a...)
+		}
+		dst = append(append(append(dst, "\r\n--"...), mixed...), "--\r\n"...)
 	}
-	return m, c.sizeBound(out, email, link), nil
+	return dst
+}
+
+// dateLine is the Date header for now. Most messages of a second share
+// one, formatted once.
+func (c *composer) dateLine(now time.Time) []byte {
+	sec := now.Unix()
+	_, zone := now.Zone()
+	offset := int64(zone)
+	if d := c.date.Load(); d != nil && d.sec == sec && d.offset == offset {
+		return d.line
+	}
+	// Short enough never to be folded.
+	d := &date{sec: sec, offset: offset, line: append(now.AppendFormat([]byte("Date: "), time.RFC1123Z), '\r', '\n')}
+	c.date.Store(d)
+	return d.line
+}
+
+// date is a Date header line and the second it names.
+type date struct {
+	sec, offset int64
+	line        []byte
+}
+
+// newBoundary is a multipart boundary: 60 random hex digits, as go-mail's.
+// It need not be secret, only absent from the content.
+func newBoundary() string {
+	var b [32]byte
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rand.Uint64())
+	}
+	return hex.EncodeToString(b[:30])
 }
 
 // build composes the message and, when the campaign is DKIM-signed, signs
-// it: what it returns is written as is, once or again on a retry.
+// it: the message it returns is written as is, once or again on a retry.
 func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*message, error) {
-	m, bound, err := c.compose(r, data, email, key, now)
+	m, _, err := c.compose(r, data, email, key, now)
 	if err != nil {
 		return nil, err
 	}
-	if c.dkim == nil {
-		return &message{body: m, bound: bound}, nil
-	}
-	var buf bytes.Buffer
-	if _, err := m.WriteTo(&buf); err != nil {
-		return nil, err
-	}
-	signed, err := c.sign(buf.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	return &message{body: signed, bound: int64(len(signed)), size: int64(len(signed))}, nil
-}
-
-// message is a built message, written as is once or again on a retry,
-// and what is known of its size: the bytes WriteTo writes, CRLF line ends
-// and no dot-stuffing, as RFC 1870 counts them. Not safe for concurrent
-// use (one sender has it at a time).
-type message struct {
-	body  io.WriterTo
-	bound int64 // the message is no larger than this
-	size  int64 // its exact size, once known (0: not yet)
-}
-
-func (m *message) WriteTo(w io.Writer) (int64, error) { return m.body.WriteTo(w) }
-
-// Size is the message's exact size. Unless known, it is counted by
-// writing the message out once (nothing is kept).
-func (m *message) Size() (int64, error) {
-	if m.size == 0 {
-		var n counter
-		if _, err := m.body.WriteTo(&n); err != nil {
-			return 0, err
+	if c.dkim != nil {
+		// The signature covers the message as it is, before dot-stuffing.
+		if m, err = c.sign(m); err != nil {
+			return nil, err
 		}
-		m.size = int64(n)
 	}
-	return m.size, nil
+	return newMessage(m), nil
 }
+
+// message is a built message in its final bytes, written as is once or
+// again on a retry. Not safe for concurrent use (one sender has it at a
+// time).
+type message struct {
+	text text   // as built (and signed): CRLF line ends, not dot-stuffed
+	wire []byte // the DATA content: text dot-stuffed, with the final dot
+}
+
+func newMessage(t text) *message { return &message{text: t, wire: stuff(t)} }
+
+// WriteTo writes the message's text.
+func (m *message) WriteTo(w io.Writer) (int64, error) { return m.text.WriteTo(w) }
+
+// Size is the message's size as RFC 1870 counts it: its text, CRLF line
+// ends, no dot-stuffing, no final dot.
+func (m *message) Size() int64 { return int64(len(m.text)) }
 
 // within reports whether the message is no larger than limit, and its
-// size when it had to be counted (the bound passed the limit) or was
-// known; 0 otherwise.
+// size. (It cannot fail: the size is known.)
 func (m *message) within(limit int64) (size int64, ok bool, err error) {
-	if m.size == 0 && m.bound <= limit {
-		return 0, true, nil
-	}
-	size, err = m.Size()
-	return size, err == nil && size <= limit, err
+	return m.Size(), m.Size() <= limit, nil
 }
 
 // counter counts what is written to it.
@@ -335,9 +431,10 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sign prepends a DKIM-Signature to raw. Safe for concurrent use: the
-// signer is made per message from read-only options.
-func (c *composer) sign(raw []byte) (signedMessage, error) {
+// sign returns raw with a DKIM-Signature before it, with room for the
+// final dot (stuff). Safe for concurrent use: the signer is made per
+// message from read-only options.
+func (c *composer) sign(raw text) (text, error) {
 	s, err := dkim.NewSigner(c.dkim)
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %w", err)
@@ -350,14 +447,14 @@ func (c *composer) sign(raw []byte) (signedMessage, error) {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	sig := s.Signature()
-	out := make(signedMessage, 0, len(sig)+len(raw))
+	out := make(text, 0, len(sig)+len(raw)+len("\r\n.\r\n"))
 	return append(append(out, sig...), raw...), nil
 }
 
-// signedMessage is a message's final bytes.
-type signedMessage []byte
+// text is a message as RFC 5322 text.
+type text []byte
 
-func (m signedMessage) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(m)
+func (t text) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(t)
 	return int64(n), err
 }

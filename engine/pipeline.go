@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -83,13 +81,11 @@ func checkLine(s string) error {
 	return nil
 }
 
-// writeContent buffers the message, dot-stuffed, and the final dot.
-func (p *pipe) writeContent(msg io.WriterTo) error {
-	dw := dotWriter{w: p.text.W, bol: true}
-	if _, err := msg.WriteTo(&dw); err != nil {
-		return err
-	}
-	return dw.end()
+// writeContent buffers the message's DATA content: dot-stuffed, with the
+// final dot (message.wire).
+func (p *pipe) writeContent(msg *message) error {
+	_, err := p.text.W.Write(msg.wire)
+	return err
 }
 
 func (p *pipe) flush() error { return p.text.W.Flush() }
@@ -155,59 +151,4 @@ func (p *pipe) readDataEnd() (derr *outcome.DeliveryError, reply string, keep bo
 		return d, "", d.Code != 0 && d.Code != 421
 	}
 	return nil, fmt.Sprintf("%d %s", code, msg), true
-}
-
-// dotWriter writes message content for DATA: CRLF line ends, a leading dot
-// doubled (RFC 5321, 4.5.2). Unlike textproto's, it does not flush, so the
-// content can share a flight with the next envelope.
-type dotWriter struct {
-	w   *bufio.Writer
-	bol bool // at the beginning of a line
-	cr  bool // the last byte was CR
-}
-
-func (d *dotWriter) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 {
-		if d.bol && b[0] == '.' {
-			if err := d.w.WriteByte('.'); err != nil {
-				return n - len(b), err
-			}
-		}
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			// The rest of a line: the next write goes on with it.
-			if _, err := d.w.Write(b); err != nil {
-				return n - len(b), err
-			}
-			d.bol, d.cr = false, b[len(b)-1] == '\r'
-			return n, nil
-		}
-		cr := (i > 0 && b[i-1] == '\r') || (i == 0 && d.cr)
-		if _, err := d.w.Write(b[:i]); err != nil {
-			return n - len(b), err
-		}
-		if !cr {
-			if err := d.w.WriteByte('\r'); err != nil {
-				return n - len(b), err
-			}
-		}
-		if err := d.w.WriteByte('\n'); err != nil {
-			return n - len(b), err
-		}
-		b = b[i+1:]
-		d.bol, d.cr = true, false
-	}
-	return n, nil
-}
-
-// end terminates the content with CRLF.CRLF.
-func (d *dotWriter) end() error {
-	if !d.bol {
-		if _, err := d.w.WriteString("\r\n"); err != nil {
-			return err
-		}
-	}
-	_, err := d.w.WriteString(".\r\n")
-	return err
 }

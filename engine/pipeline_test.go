@@ -1,73 +1,49 @@
 package engine
 
 import (
-	"bufio"
-	"bytes"
 	"math/rand/v2"
-	"strings"
 	"testing"
 )
 
-func TestDotWriter(t *testing.T) {
+func TestStuff(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		in   []string // written in these pieces
-		want string
+		in, want string
 	}{
-		{[]string{"a\r\nb\r\n"}, "a\r\nb\r\n.\r\n"},
-		{[]string{".leading\r\n..two\r\nmid.dot\r\n"}, "..leading\r\n...two\r\nmid.dot\r\n.\r\n"},
-		{[]string{"bare\nlf\n"}, "bare\r\nlf\r\n.\r\n"},
-		{[]string{"split\r", "\n.x\r\n"}, "split\r\n..x\r\n.\r\n"},
-		{[]string{"line\r\n", ".", "dot after a write boundary"}, "line\r\n..dot after a write boundary\r\n.\r\n"},
-		{[]string{"no final newline"}, "no final newline\r\n.\r\n"},
-		{[]string{""}, ".\r\n"},
+		{"a\r\nb\r\n", "a\r\nb\r\n.\r\n"},
+		{".leading\r\n..two\r\nmid.dot\r\n", "..leading\r\n...two\r\nmid.dot\r\n.\r\n"},
+		{"bare\nlf\n", "bare\r\nlf\r\n.\r\n"},
+		{"split\r\n.x\r\n", "split\r\n..x\r\n.\r\n"},
+		{"line\r\n.dot\r\n.", "line\r\n..dot\r\n..\r\n.\r\n"},
+		{"no final newline", "no final newline\r\n.\r\n"},
+		{".", "..\r\n.\r\n"},
+		{"\n", "\r\n.\r\n"},
+		{"", ".\r\n"},
 	}
 	for _, tt := range tests {
-		var buf bytes.Buffer
-		bw := bufio.NewWriter(&buf)
-		dw := dotWriter{w: bw, bol: true}
-		for _, piece := range tt.in {
-			if n, err := dw.Write([]byte(piece)); err != nil || n != len(piece) {
-				t.Fatalf("%q: wrote %d, %v", piece, n, err)
-			}
-		}
-		if err := dw.end(); err != nil {
-			t.Fatal(err)
-		}
-		if buf.Len() != 0 {
-			t.Fatalf("%q: the writer flushed before the caller did", tt.in)
-		}
-		bw.Flush()
-		if got := buf.String(); got != tt.want {
-			t.Errorf("%q: got %q, want %q", strings.Join(tt.in, "|"), got, tt.want)
+		if got := string(stuff([]byte(tt.in))); got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
 
-// TestDotWriterRandom: content of dots, CRs, LFs and letters, written in
-// random pieces, comes out as a byte-at-a-time reference stuffs it.
-func TestDotWriterRandom(t *testing.T) {
+// TestStuffRandom: content of dots, CRs, LFs and letters comes out as a
+// byte-at-a-time reference stuffs it, and the input is left as it was.
+func TestStuffRandom(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 5))
-	for range 2000 {
+	for range 5000 {
 		in := make([]byte, rng.IntN(60))
 		for i := range in {
 			in[i] = ".\r\nx"[rng.IntN(4)]
 		}
-		var buf bytes.Buffer
-		bw := bufio.NewWriter(&buf)
-		dw := dotWriter{w: bw, bol: true}
-		for rest := in; len(rest) > 0; {
-			k := 1 + rng.IntN(len(rest))
-			if n, err := dw.Write(rest[:k]); err != nil || n != k {
-				t.Fatalf("wrote %d of %d: %v", n, k, err)
-			}
-			rest = rest[k:]
+		was := string(in)
+		got := stuff(in)
+		if want := stuffReference(in); string(got) != want {
+			t.Fatalf("%q: got %q, want %q", in, got, want)
 		}
-		dw.end()
-		bw.Flush()
-		if want := stuffReference(in); buf.String() != want {
-			t.Fatalf("%q: got %q, want %q", in, buf.String(), want)
+		if string(in) != was {
+			t.Fatalf("stuff changed its input %q to %q", was, in)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -398,7 +397,7 @@ func (p *provider) trip(reason string, until time.Time) {
 // to the end of DATA. keep reports whether the connection can carry
 // another message. arm is called before each command and each wait for a
 // reply: it gives that step the provider's timeout.
-func deliver(c *smtp.Client, arm func(), from, rcpt, params string, msg io.WriterTo) (derr *outcome.DeliveryError, reply string, keep bool) {
+func deliver(c *smtp.Client, arm func(), from, rcpt, params string, msg *message) (derr *outcome.DeliveryError, reply string, keep bool) {
 	fail := func(stage outcome.Stage, err error) (*outcome.DeliveryError, string, bool) {
 		d := outcome.Classify(stage, err)
 		if d.Code == 0 || d.Code == 421 {
@@ -426,24 +425,34 @@ func deliver(c *smtp.Client, arm func(), from, rcpt, params string, msg io.Write
 		return fail(outcome.StageRcpt, err)
 	}
 	arm()
-	w, err := c.Data()
-	if err != nil {
+	if err := command(c, 354, "DATA"); err != nil {
 		return fail(outcome.StageData, err)
 	}
+	// The content goes as built: dot-stuffed already, with the final dot.
+	// Up to the dot, a failed write leaves the message unsent.
+	body, end := msg.wire[:len(msg.wire)-3], msg.wire[len(msg.wire)-3:]
 	arm()
-	if _, err := msg.WriteTo(w); err != nil {
+	if _, err := c.Text.W.Write(body); err != nil {
 		return outcome.Classify(outcome.StageContent, err), "", false
 	}
 	arm()
-	if err := w.Close(); err != nil {
+	dataEnd := func(err error) (*outcome.DeliveryError, string, bool) {
 		d := outcome.Classify(outcome.StageDataEnd, err)
 		// After the reply to the final dot the transaction is over.
 		return d, "", d.Code != 0 && d.Code != 421
 	}
-	if dc, ok := w.(*smtp.DataCloser); ok {
-		reply = "250 " + dc.ServerResponse()
+	if _, err := c.Text.W.Write(end); err != nil {
+		return dataEnd(err)
 	}
-	return nil, reply, true
+	if err := c.Text.W.Flush(); err != nil {
+		return dataEnd(err)
+	}
+	arm()
+	code, text, err := c.Text.ReadResponse(250)
+	if err != nil {
+		return dataEnd(err)
+	}
+	return nil, fmt.Sprintf("%d %s", code, text), true
 }
 
 // command sends one command on c and reads its reply, as go-mail's Client

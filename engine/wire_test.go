@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/heraldmail/herald/queue"
 	"github.com/heraldmail/herald/recipients"
 	"github.com/heraldmail/herald/sink"
+	"github.com/heraldmail/herald/templates"
 	"github.com/heraldmail/herald/verp"
 )
 
@@ -23,17 +25,32 @@ func wire(s *sink.Server) string { return string(bytes.Join(s.Reads(), nil)) }
 
 var envelopeRE = regexp.MustCompile(`(MAIL FROM|RCPT TO):([^\r\n]*)\r\n`)
 
-// envelopes returns the arguments of every MAIL FROM and RCPT TO sent.
+var sizeRE = regexp.MustCompile(` SIZE=[1-9][0-9]*`)
+
+// envelopes returns the arguments of every MAIL FROM and RCPT TO sent,
+// but for MAIL's SIZE=, which every MAIL must carry (the sinks advertise
+// SIZE), and sizes, its values.
 func envelopes(t *testing.T, s *sink.Server) (mails, rcpts []string) {
+	mails, rcpts, _ = envelopesSized(t, s)
+	return mails, rcpts
+}
+
+func envelopesSized(t *testing.T, s *sink.Server) (mails, rcpts []string, sizes []int) {
 	t.Helper()
 	for _, m := range envelopeRE.FindAllStringSubmatch(wire(s), -1) {
 		if m[1] == "MAIL FROM" {
-			mails = append(mails, m[2])
+			size := sizeRE.FindString(m[2])
+			if size == "" {
+				t.Fatalf("MAIL FROM:%s without SIZE=", m[2])
+			}
+			n, _ := strconv.Atoi(size[len(" SIZE="):])
+			sizes = append(sizes, n)
+			mails = append(mails, strings.Replace(m[2], size, "", 1))
 		} else {
 			rcpts = append(rcpts, m[2])
 		}
 	}
-	return mails, rcpts
+	return mails, rcpts, sizes
 }
 
 // bothPaths runs fn against a server with and without PIPELINING.
@@ -250,12 +267,12 @@ func TestMessageTooLargeOneRecipient(t *testing.T) {
 
 // TestServerSize: never above the SIZE the server advertises (RFC 1870):
 // a message larger than it fails at once with the reason, unsent, though
-// campaign.max_message_size would take it; one that had to be counted goes
-// with SIZE= in MAIL.
+// campaign.max_message_size would take it; every message goes with its
+// size in MAIL (SIZE=), as the server receives it.
 func TestServerSize(t *testing.T) {
 	t.Parallel()
 	bothPaths(t, func(t *testing.T, noPipe bool) {
-		s := startSink(t, sink.Config{RecordReads: true, NoPipelining: noPipe, MaxMessageBytes: 30000})
+		s := startSink(t, sink.Config{Keep: true, RecordReads: true, NoPipelining: noPipe, MaxMessageBytes: 30000})
 		b := setup(t, campaignSpec{
 			csv: "email,name,note\na@example.com,A,short\nbig@example.com,B," + strings.Repeat("abcdefghij", 5000) +
 				"\nmid@example.com,M," + strings.Repeat("k", 4000) + "\n",
@@ -278,9 +295,15 @@ func TestServerSize(t *testing.T) {
 		if strings.Contains(wire(s), "abcdefghij") || strings.Contains(wire(s), "big@") {
 			t.Fatal("the large message reached the server")
 		}
-		mails, _ := envelopes(t, s)
-		if len(mails) != 2 || mails[0] != "<news@example.com>" || !regexp.MustCompile(`^<news@example\.com> SIZE=\d+$`).MatchString(mails[1]) {
-			t.Fatalf("MAIL %q: want SIZE= with the message that was counted", mails)
+		mails, _, sizes := envelopesSized(t, s)
+		got := s.Messages()
+		if len(mails) != 2 || mails[0] != "<news@example.com>" || mails[1] != "<news@example.com>" || len(got) != 2 {
+			t.Fatalf("MAIL %q, %d messages", mails, len(got))
+		}
+		for i, m := range got {
+			if sizes[i] != len(m.Data) {
+				t.Errorf("MAIL SIZE=%d for a message of %d bytes", sizes[i], len(m.Data))
+			}
 		}
 	})
 }
@@ -326,4 +349,82 @@ func TestInvalidIDNReportedAtPlanning(t *testing.T) {
 	if len(problems) != 2 || problems[0].Line != 3 || problems[1].Line != 4 || !strings.Contains(problems[0].Reason, "not a valid internationalized domain name") {
 		t.Fatalf("problems %v", problems)
 	}
+}
+
+// TestDotStuffedOnTheWire: a message with lines that start with a dot and
+// a last line without a line break goes out dot-stuffed, with a CRLF
+// before the final dot, on both paths, and arrives byte for byte as
+// herald builds it (WriteMessage) and that CRLF. A retry writes the same bytes: at once
+// on a fresh connection (the server closed it in place of the 354), the
+// message built for the first try; later (the reply to the data was
+// lost), the same message again but for its Date.
+func TestDotStuffedOnTheWire(t *testing.T) {
+	t.Parallel()
+	bothPaths(t, func(t *testing.T, noPipe bool) {
+		// The first RCPT to again@ closes the connection: the job is tried
+		// at once on a fresh one. The first message to later@ is kept and
+		// its reply lost: the job is tried again later.
+		again := &sink.Rule{Match: "again@", Stage: sink.StageRcpt, Drop: true, Times: 1}
+		later := &sink.Rule{Match: "later@", Stage: sink.StageData, Drop: true, Accept: true, Times: 1}
+		s := startSink(t, sink.Config{Keep: true, RecordReads: true, NoPipelining: noPipe, Faults: sink.Faults{Rules: []*sink.Rule{again, later}}})
+		b := setup(t, campaignSpec{
+			csv:       "email,name\nplain@example.com,.Ann\nagain@example.com,.Bob\nlater@example.com,.Cy\n",
+			text:      ".{{.name}} starts this line\n..two dots\nmid . dot\n.\n. \nthe last line has no line break.",
+			providers: providerTOML("local", s, "connections = 1"),
+		})
+		if res := b.plan(); res.Added != 3 {
+			t.Fatalf("planned %+v", res)
+		}
+		if _, err := b.run(); err != nil {
+			t.Fatal(err)
+		}
+		for email, j := range b.jobs() {
+			if j.State != queue.Sent {
+				t.Fatalf("%s: %+v", email, j)
+			}
+		}
+		got := map[string][][]byte{}
+		for _, m := range s.Messages() {
+			got[m.To[0]] = append(got[m.To[0]], m.Data)
+		}
+		var r templates.Renderer
+		for i, rcpt := range []string{"plain@example.com", "again@example.com", "later@example.com"} {
+			var want bytes.Buffer
+			if err := b.eng.WriteMessage(&r, []string{"email", "name"}, []string{rcpt, []string{".Ann", ".Bob", ".Cy"}[i]}, &want); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(want.Bytes(), []byte("\r\n..two dots\r\n")) || !bytes.HasSuffix(want.Bytes(), []byte("\r\nthe last line has no line break.")) {
+				t.Fatalf("%s: the message is not as this test means it:\n%q", rcpt, want.Bytes())
+			}
+			copies := got[rcpt]
+			if n := map[bool]int{true: 2, false: 1}[rcpt == "later@example.com"]; len(copies) != n {
+				t.Fatalf("%s: %d copies arrived, want %d", rcpt, len(copies), n)
+			}
+			// SMTP ends the data with CRLF.CRLF: the last line arrives
+			// with its CRLF (RFC 5321, 4.1.1.4).
+			want.WriteString("\r\n")
+			for _, c := range copies {
+				if g, w := withoutDate(t, c), withoutDate(t, want.Bytes()); g != w {
+					t.Errorf("%s: arrived\n%q\nwant (but for the Date)\n%q", rcpt, g, w)
+				}
+			}
+		}
+		w := wire(s)
+		for _, stuffed := range []string{"\r\n...Ann starts this line\r\n...two dots\r\nmid . dot\r\n..\r\n..=20\r\nthe last line has no line break.\r\n.\r\n"} {
+			if !strings.Contains(w, stuffed) {
+				t.Errorf("not on the wire: %q\n%s", stuffed, w)
+			}
+		}
+	})
+}
+
+var dateRE = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r\n`)
+
+// withoutDate is a message without its Date header, which must be there.
+func withoutDate(t *testing.T, m []byte) string {
+	t.Helper()
+	if len(dateRE.FindAll(m, -1)) != 1 {
+		t.Fatalf("not one Date header:\n%s", m)
+	}
+	return dateRE.ReplaceAllString(string(m), "")
 }

@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/base64"
+	"mime"
+	"strings"
+)
+
+// A message is written straight into one buffer, in the form go-mail
+// (which herald used to build messages with) gives it: the same header
+// order, folding and encodings, quoted-printable text parts, base64
+// attachments. Serialising through go-mail cost a quarter of a send's CPU,
+// and it was done again at every write; these functions do it once.
+
+// headerEncoding encodes a header value that is not ASCII as RFC 2047
+// encoded words, as go-mail's default encoder did.
+func headerEncoding(v string) string { return mime.QEncoding.Encode("UTF-8", v) }
+
+// maxHeaderLine is where a header line is folded (go-mail's MaxHeaderLength).
+const maxHeaderLine = 76
+
+// appendHeader appends the header key with values (joined by ", "),
+// folded at spaces as go-mail folds: a word that would take the line to
+// maxHeaderLine-1 octets or beyond starts a new line.
+func appendHeader(dst []byte, key string, values ...string) []byte {
+	start := len(dst)
+	dst = append(dst, key...)
+	if len(values) == 0 {
+		return append(dst, ":\r\n"...)
+	}
+	dst = append(dst, ": "...)
+	v := values[0]
+	if len(values) > 1 {
+		v = strings.Join(values, ", ")
+	}
+	left := maxHeaderLine - 4 - len(key)
+	folded := false
+	for {
+		word, rest, more := strings.Cut(v, " ")
+		if left-len(word) <= 1 {
+			dst = append(dst, "\r\n "...)
+			left = maxHeaderLine - 3
+			folded = true
+		}
+		dst = append(dst, word...)
+		left -= len(word)
+		if !more {
+			break
+		}
+		dst = append(dst, ' ')
+		left--
+		v = rest
+	}
+	if folded {
+		// go-mail drops the space a fold leaves at the end of a line.
+		dst = dropSpaceBeforeCRLF(dst, start)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// dropSpaceBeforeCRLF removes, in dst[from:], each space followed by CRLF.
+func dropSpaceBeforeCRLF(dst []byte, from int) []byte {
+	out := from
+	for i := from; i < len(dst); i++ {
+		if dst[i] == ' ' && i+2 < len(dst) && dst[i+1] == '\r' && dst[i+2] == '\n' {
+			continue
+		}
+		dst[out] = dst[i]
+		out++
+	}
+	return dst[:out]
+}
+
+// qpLine is the longest line of quoted-printable, without its CRLF.
+const qpLine = 76
+
+// appendQP appends s in quoted-printable (RFC 2045, 6.7) exactly as
+// mime/quotedprintable's Writer writes it in one Write and Close: CR, LF
+// and CRLF are line breaks and come out as CRLF, a space or tab at the end
+// of a line is encoded, lines are broken softly before 76 octets. Runs of
+// bytes that need no encoding are copied whole.
+func appendQP(dst []byte, s string) []byte {
+	start := len(dst) // where the current output line starts
+	cr := false       // the last byte taken was a CR (that Writer's state)
+	for k := 0; k < len(s); {
+		b := s[k]
+		switch {
+		case qpPlain(b):
+			j := k + 1
+			for j < len(s) && qpPlain(s[j]) {
+				j++
+			}
+			for k < j {
+				if len(dst)-start == qpLine-1 {
+					dst = append(dst, "=\r\n"...)
+					start = len(dst)
+				}
+				n := min(j-k, qpLine-1-(len(dst)-start))
+				dst = append(dst, s[k:k+n]...)
+				k += n
+			}
+			cr = false
+			continue
+		case b == '\r' || b == '\n':
+			k++
+			if cr && b == '\n' {
+				cr = false
+				continue
+			}
+			cr = b == '\r'
+			dst, start = qpLastByte(dst, start)
+			dst = append(dst, '\r', '\n')
+			start = len(dst)
+			continue
+		}
+		// Encoded; the Writer leaves cr as it was.
+		dst, start = qpEncode(dst, start, b)
+		k++
+	}
+	dst, _ = qpLastByte(dst, start)
+	return dst
+}
+
+// qpPlain reports whether quoted-printable writes b as it is.
+func qpPlain(b byte) bool { return (b >= '!' && b <= '~' && b != '=') || b == ' ' || b == '\t' }
+
+const upperhex = "0123456789ABCDEF"
+
+func qpEncode(dst []byte, start int, b byte) ([]byte, int) {
+	if qpLine-1-(len(dst)-start) < 3 {
+		dst = append(dst, "=\r\n"...)
+		start = len(dst)
+	}
+	return append(dst, '=', upperhex[b>>4], upperhex[b&0x0f]), start
+}
+
+// qpLastByte encodes a space or tab that ends the current line.
+func qpLastByte(dst []byte, start int) ([]byte, int) {
+	if len(dst) == start {
+		return dst, start
+	}
+	if b := dst[len(dst)-1]; b == ' ' || b == '\t' {
+		return qpEncode(dst[:len(dst)-1], start, b)
+	}
+	return dst, start
+}
+
+// base64Lines is data in base64, in lines of 76 characters, each ending
+// in CRLF (go-mail's attachments).
+func base64Lines(data []byte) []byte {
+	enc := make([]byte, base64.StdEncoding.EncodedLen(len(data)))
+	base64.StdEncoding.Encode(enc, data)
+	out := make([]byte, 0, len(enc)+len(enc)/38+2)
+	for len(enc) > 0 {
+		n := min(len(enc), 76)
+		out = append(append(out, enc[:n]...), '\r', '\n')
+		enc = enc[n:]
+	}
+	return out
+}
+
+// sanitizeFilename is an attachment's name as go-mail writes it: control
+// characters and those file systems or headers take badly become '_'.
+func sanitizeFilename(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch c {
+		case '"', '/', ':', '<', '>', '?', '\\', '|', 127:
+			b[i] = '_'
+		default:
+			if c < 32 {
+				b[i] = '_'
+			}
+		}
+	}
+	return string(b)
+}
+
+// stuff returns the DATA content for msg (RFC 5321, 4.5.2): every line
+// ending in CRLF (a lone LF becomes CRLF), a dot that starts a line
+// doubled, a CRLF added when msg does not end with one, then the final
+// ".\r\n". When no line needs changing, the result shares msg's array
+// (room for it permitting).
+func stuff(msg []byte) []byte {
+	switch clean(msg) {
+	case endsInCRLF:
+		return append(msg, ".\r\n"...)
+	case lastLineOpen:
+		return append(msg, "\r\n.\r\n"...)
+	}
+	out := make([]byte, 0, len(msg)+len(msg)/32+8)
+	for rest := msg; len(rest) > 0; {
+		if rest[0] == '.' {
+			out = append(out, '.')
+		}
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			out = append(append(out, rest...), '\r', '\n')
+			break
+		}
+		out = append(out, rest[:i]...)
+		if i == 0 || rest[i-1] != '\r' {
+			out = append(out, '\r')
+		}
+		out = append(out, '\n')
+		rest = rest[i+1:]
+	}
+	return append(out, ".\r\n"...)
+}
+
+// What clean finds.
+const (
+	needsStuffing = iota // a line starts with a dot, or ends in a lone LF
+	endsInCRLF           // every line ends in CRLF
+	lastLineOpen         // so do all but the last, which has no line end
+)
+
+// clean says whether msg goes into DATA as it is, but for its end.
+func clean(msg []byte) int {
+	for rest := msg; len(rest) > 0; {
+		if rest[0] == '.' {
+			return needsStuffing
+		}
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			if rest[len(rest)-1] == '\r' {
+				return needsStuffing // a CR that a LF would make a line end
+			}
+			return lastLineOpen
+		}
+		if i == 0 || rest[i-1] != '\r' {
+			return needsStuffing
+		}
+		rest = rest[i+1:]
+	}
+	return endsInCRLF
+}
