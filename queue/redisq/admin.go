@@ -86,7 +86,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		if args[0] == 0 {
 			continue
 		}
-		n, err := scriptRetryFailed.Run(ctx, q.rdb, []string{k.meta, k.st, k.data, k.pending}, args...).Int()
+		n, err := scriptRetryFailed.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending}, args...).Int()
 		if err != nil {
 			return res, err
 		}
@@ -105,11 +105,11 @@ redis.call('HSET', KEYS[1], 'spec', ARGV[1])
 return 1
 `)
 
-// KEYS: meta st data pending. ARGV: n, then per job: seq blob.
+// KEYS: meta st pending. ARGV: n, then per job: seq blob.
 // Moves each job that is still failed to pending with no attempts and the
 // new data blob (its Enqueued time reset); returns how many moved. The st
 // layout is described in scripts.go.
-var scriptRetryFailed = redis.NewScript(`
+var scriptRetryFailed = redis.NewScript(luaData + `
 local n, moved = tonumber(ARGV[1]), 0
 for i = 0, n - 1 do
   local seq, blob = ARGV[2 + i*2], ARGV[3 + i*2]
@@ -117,8 +117,9 @@ for i = 0, n - 1 do
   if v and v:sub(1, 1) == '5' then
     -- Pending, attempts 0, lease token kept, no due time; last reply kept.
     redis.call('HSET', KEYS[2], seq, '1:0000' .. v:sub(7, 23) .. '0000000000000:' .. v:sub(38))
-    redis.call('HSET', KEYS[3], seq, blob)
-    redis.call('ZADD', KEYS[4], seq, seq)
+    local b, f = dkey(seq)
+    redis.call('HSET', b, f, blob)
+    redis.call('ZADD', KEYS[3], seq, seq)
     moved = moved + 1
   end
 end

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -328,7 +329,8 @@ func TestAscendingDuplicates(t *testing.T) {
 	if got, _ := walkSeqs(t, q, "d"); !slices.Equal(got, want) {
 		t.Fatalf("Walk %v", got)
 	}
-	if seq, _ := q.rdb.HGet(ctx, q.keys("d").keys, b[0].Key).Result(); seq != "8" {
+	bucket, field := dedupSlot(b[0].Key)
+	if seq, _ := q.rdb.HGet(ctx, q.keys("d").prefix+"k:"+strconv.FormatUint(bucket, 10), field).Result(); seq != "8" {
 		t.Fatalf("the first occurrence holds the key, got %q", seq)
 	}
 	if got := seqsOf(leaseSeqs(t, q, "d", 100)); !slices.Equal(got, want) {
