@@ -71,11 +71,17 @@ func (k keys) dataKey(seq uint64) (key, field string) {
 	return k.prefix + "d:" + strconv.FormatUint(seq/dataBucket, 10), strconv.FormatUint(seq%dataBucket, 10)
 }
 
-// dedupSlot is key's k hash (its number) and its field there.
-func dedupSlot(key string) (bucket uint64, field string) {
+// keyHash is the hash of the dedup index (a test makes every key
+// collide with it).
+var keyHash = func(key string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(key))
-	s := h.Sum64()
+	return h.Sum64()
+}
+
+// dedupSlot is key's k hash (its number) and its field there.
+func dedupSlot(key string) (bucket uint64, field string) {
+	s := keyHash(key)
 	var f [4]byte
 	binary.BigEndian.PutUint32(f[:], uint32(s>>32))
 	return s % dedupBuckets, string(f[:])
