@@ -556,11 +556,11 @@ func enqueueArgs(jobs []queue.Job) []any {
 	if ascending {
 		u = 2
 	}
-	a := make([]any, 5+5*n)
+	a := make([]any, 5+4*n)
 	a[0], a[1], a[2], a[3], a[4] = n, u, minSeq, maxSeq, 0
 	for i, j := range jobs {
 		b, f := dedupSlot(j.Key)
-		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i], a[5+4*n+i] = j.Key, j.Seq, encodeData(j), b, f
+		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, encodeData(j), b, f
 	}
 	return a
 }

@@ -94,14 +94,14 @@ return redis.call('HGET', KEYS[1], 'rec')
 
 // KEYS: meta st pending order pendlist orderlist kx.
 // ARGV: n, ascending (2: the seqs ascend, so they differ; 0: not known),
-// min seq, max seq, m, then the n keys, the n seqs, the n data records, the
-// n dedup buckets and the n dedup fields (dedupSlot), then m pairs
-// (1-based index of a suppressed job, reason).
+// min seq, max seq, m, then the n seqs, the n data records, the n dedup
+// buckets and the n dedup fields (dedupSlot), then m pairs (1-based index
+// of a suppressed job, reason). A job's key is read from its record.
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 //
 // When the seqs ascend and the smallest is above meta's maxseq (planning a
-// new file, or the rest of one), no seq can be taken: the keys are
-// written as they are found new (HSETNX), and the new jobs go to the lists.
+// new file, or the rest of one), no seq can be taken: each key is written
+// as it is found new (one HSETNX a job), and the new jobs go to the lists.
 // Else every key is looked up first, and nothing is written if a new key
 // would take a seq another job holds (SEQTAKEN).
 var scriptEnqueue = redis.NewScript(luaData + `
@@ -109,13 +109,27 @@ local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq', 'layout')
 if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
 if meta[3] ~= '` + layout + `' then return redis.error_reply('LAYOUT ' .. (meta[3] or '1')) end
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
-local K, S, B, HB, HF, P = 5, 5 + n, 5 + 2*n, 5 + 3*n, 5 + 4*n, 5 + 5*n
-local lists = ARGV[2] == '2' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
--- batchKey: the keys of this batch's new jobs by seq (their records are
--- not stored yet); seen: their seqs by key; claimed: the k fields they
--- will take (without lists, nothing is written before every key is known)
+local S, B, HB, HF, P = 5, 5 + n, 5 + 2*n, 5 + 3*n, 5 + 4*n
+local lo = tonumber(ARGV[3])
+local lists = ARGV[2] == '2' and meta[2] and lo > tonumber(meta[2])
+-- Without lists: batchKey holds the keys of this batch's new jobs by seq
+-- (their records are not stored yet), seen their seqs by key, claimed
+-- the k fields they will take (nothing is written before every key is
+-- known).
 local batchKey, seen, claimed = {}, {}, {}
+-- keyAt is the key of job seq: in this batch (not stored yet), or stored.
 local function keyAt(seq)
+  local s = tonumber(seq)
+  if lists and s >= lo then
+    local a, z = 1, n
+    while a <= z do
+      local mid = (a + z - (a + z) % 2) / 2
+      local x = tonumber(ARGV[S + mid])
+      if x == s then return keyOf(ARGV[B + mid]) end
+      if x < s then a = mid + 1 else z = mid - 1 end
+    end
+    return nil
+  end
   local k = batchKey[seq]
   if k then return k end
   local b, f = dkey(seq)
@@ -123,42 +137,54 @@ local function keyAt(seq)
   if v then return keyOf(v) end
   return nil
 end
--- first: the seq holding key i, or nil; where: nil, or how to record
--- it when new ('k': its k field is free; 'x': in kx)
-local function lookup(i, write)
-  local key, seq = ARGV[K + i], ARGV[S + i]
-  local first = seen[key]
-  if first then return first end
-  local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
-  local v
-  if write then
-    if redis.call('HSETNX', kb, f, seq) == 1 then return nil, 'done' end
-    v = redis.call('HGET', kb, f)
-  else
-    v = redis.call('HGET', kb, f) or claimed[kb .. ':' .. f]
-    if not v then
-      claimed[kb .. ':' .. f] = seq
-      return nil, 'k'
+local fresh, nf, existing, dups, where = {}, 0, 0, {}, {}
+if lists then
+  for i = 1, n do
+    local seq = ARGV[S + i]
+    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    if redis.call('HSETNX', kb, f, seq) == 1 then
+      nf = nf + 1; fresh[nf] = i
+    else
+      -- a duplicate, or another key with the same k field
+      local key = keyOf(ARGV[B + i])
+      local v = redis.call('HGET', kb, f)
+      if keyAt(v) ~= key then v = redis.call('HGET', KEYS[7], key) end
+      if v then
+        dups[#dups+1] = seq; dups[#dups+1] = v
+      else
+        redis.call('HSET', KEYS[7], key, seq)
+        nf = nf + 1; fresh[nf] = i
+      end
     end
   end
-  if keyAt(v) == key then return v end
-  v = redis.call('HGET', KEYS[7], key)
-  if v then return v end
-  return nil, 'x'
-end
-local fresh, nf, existing, dups, where = {}, 0, 0, {}, {}
-for i = 1, n do
-  local key, seq = ARGV[K + i], ARGV[S + i]
-  local first, w = lookup(i, lists)
-  if first then
-    if first == seq then existing = existing + 1 else dups[#dups+1] = seq; dups[#dups+1] = first end
-  else
-    seen[key] = seq; batchKey[seq] = key; nf = nf + 1; fresh[nf] = i; where[nf] = w
-    if w == 'x' and lists then redis.call('HSET', KEYS[7], key, seq) end
+else
+  -- first: the seq holding key i, or nil; where: how to record it when
+  -- new ('k': its k field is free; 'x': in kx)
+  local function lookup(i)
+    local key, seq = keyOf(ARGV[B + i]), ARGV[S + i]
+    local first = seen[key]
+    if first then return first end
+    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    local v = redis.call('HGET', kb, f) or claimed[kb .. ':' .. f]
+    if not v then
+      claimed[kb .. ':' .. f] = seq
+      return nil, 'k', key
+    end
+    if keyAt(v) == key then return v end
+    v = redis.call('HGET', KEYS[7], key)
+    if v then return v end
+    return nil, 'x', key
   end
-end
-if nf == 0 then return {0, 0, existing, dups} end
-if not lists then
+  for i = 1, n do
+    local seq = ARGV[S + i]
+    local first, w, key = lookup(i)
+    if first then
+      if first == seq then existing = existing + 1 else dups[#dups+1] = seq; dups[#dups+1] = first end
+    else
+      seen[key] = seq; batchKey[seq] = key; nf = nf + 1; fresh[nf] = i; where[nf] = w
+    end
+  end
+  if nf == 0 then return {0, 0, existing, dups} end
   local taken = {}
   for j = 1, nf do
     local seq = ARGV[S + fresh[j]]
@@ -171,25 +197,29 @@ if not lists then
     if where[j] == 'k' then
       redis.call('HSET', pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i], ARGV[S + i])
     else
-      redis.call('HSET', KEYS[7], ARGV[K + i], ARGV[S + i])
+      redis.call('HSET', KEYS[7], batchKey[ARGV[S + i]], ARGV[S + i])
     end
   end
 end
+if nf == 0 then return {0, 0, existing, dups} end
 local supp = {}
 for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
 local seqs, zs, pend, st = {}, {}, {}, {}
 local np, ns = 0, 0
-local bk, bv = nil, {}
+local bn, bv, nv = nil, {}, 0
 for j = 1, nf do
   local i = fresh[j]
   local seq = ARGV[S + i]
   seqs[j] = seq
-  local b, f = dkey(seq)
-  if b ~= bk then
-    if bk then redis.call('HSET', bk, unpack(bv)) end
-    bk, bv = b, {}
+  local sn = tonumber(seq)
+  local f = sn % 128
+  local b = (sn - f) / 128
+  if b ~= bn then
+    if bn then redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv)) end
+    bn, nv = b, 0
   end
-  bv[#bv + 1] = f; bv[#bv + 1] = ARGV[B + i]
+  bv[nv + 1] = f; bv[nv + 2] = ARGV[B + i]
+  nv = nv + 2
   if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
   local r = m > 0 and supp[i]
   if r then
@@ -203,7 +233,7 @@ for j = 1, nf do
     np = np + 1
   end
 end
-redis.call('HSET', bk, unpack(bv))
+redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv))
 if lists then
   redis.call('RPUSH', KEYS[6], unpack(seqs))
   if np > 0 then redis.call('RPUSH', KEYS[5], unpack(pend)) end
