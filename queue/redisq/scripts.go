@@ -334,9 +334,7 @@ return {call, seqs, sts, readData(seqs)}
 // new state under the same lease (a batch settled again after its reply
 // was lost) is neither changed nor lost. Without the campaign's record
 // (it vanished: every job would look lost) it refuses: NOCAMPAIGN.
-var scriptSettle = redis.NewScript(twoDigits + `
-if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
-local P
+var scriptSettle = redis.NewScript(`
 local n = tonumber(ARGV[1])
 local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
 local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
@@ -353,10 +351,10 @@ for i = 1, n do
     end
     st[2*done-1] = seq
     if string.byte(x, 2) == 49 then
-      if not P then P = two() end
       local a = math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)
-      local lo = a % 100
-      st[2*done] = string.sub(x, 1, 1) .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(x, 3)
+      local c, d = a % 10, a % 100
+      local m = a % 1000
+      st[2*done] = string.sub(x, 1, 1) .. ':' .. string.char(48 + (a - m) / 1000, 48 + (m - d) / 100, 48 + (d - c) / 10, 48 + c) .. string.sub(x, 3)
     else
       st[2*done] = string.sub(x, 1, 1) .. string.sub(v, 2, 6) .. string.sub(x, 3)
     end
@@ -366,6 +364,9 @@ for i = 1, n do
     lost[#lost+1] = seq
   end
 end
+-- A job whose lease matched shows the campaign is there; without one,
+-- the record tells a lost lease from a vanished campaign.
+if done == 0 and redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 if done > 0 then
   redis.call('ZREM', KEYS[3], unpack(rem))
   if na > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
