@@ -363,6 +363,9 @@ func failed(err error, stderr io.Writer) (int, bool) {
 	case errors.Is(err, queue.ErrVanished):
 		fmt.Fprintf(stderr, "herald: %s\nherald: %s\n", err, replanHint)
 		return exitInput, true
+	case errors.Is(err, redisq.ErrLayout):
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return exitInput, true
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "herald: interrupted")
 		return exitInterrupted, true

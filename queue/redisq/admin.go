@@ -10,9 +10,11 @@ import (
 	"github.com/heraldmail/herald/queue"
 )
 
-// Spec returns the campaign's Spec.
+// Spec returns the campaign's Spec. A campaign in another layout has
+// none to deliver it with here: a worker skips it (engine: a campaign
+// that cannot be loaded) rather than fail on every Lease.
 func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
-	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "spec").Result()
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "spec", "layout").Result()
 	if err != nil {
 		return nil, err
 	}
@@ -20,6 +22,9 @@ func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
 		return nil, q.missing(ctx, id)
 	}
 	q.saw(id)
+	if have := str(v[2]); have != layout {
+		return nil, layoutError(id, have)
+	}
 	if s := str(v[1]); s != "" {
 		return []byte(s), nil
 	}

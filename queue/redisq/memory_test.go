@@ -120,6 +120,8 @@ func TestOldLayoutRefused(t *testing.T) {
 	}
 	_, err := q.Lease(ctx, "old", time.Now(), 10, time.Minute)
 	check("Lease", err)
+	_, err = q.Spec(ctx, "old")
+	check("Spec", err)
 	_, err = q.Enqueue(ctx, "old", jobsFor(4))
 	check("Enqueue", err)
 	check("Walk", q.Walk(ctx, "old", func(queue.Job) error { return nil }))
