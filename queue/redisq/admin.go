@@ -63,7 +63,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		return res, err
 	}
 	k := q.keys(id)
-	list, err := q.list(ctx, id)
+	ci, err := q.info(ctx, id)
 	if err != nil {
 		return res, err
 	}
@@ -74,7 +74,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		for i, j := range jobs {
 			keys[i] = j.Key
 		}
-		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(list), keys...).Result()
+		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(ci.list), keys...).Result()
 		if err != nil {
 			return res, err
 		}
@@ -85,7 +85,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 				continue
 			}
 			j.Enqueued = now
-			args = append(args, j.Seq, encodeData(j))
+			args = append(args, j.Seq, encodeData(j, ci.base))
 		}
 		args[0] = (len(args) - 1) / 2
 		if args[0] == 0 {

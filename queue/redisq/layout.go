@@ -125,6 +125,9 @@ func (q *Queue) readData(ctx context.Context, k keys, seqs []uint64) ([]string, 
 type campaignInfo struct {
 	list   string
 	layout string
+	// base is the campaign's Created in Unix nanoseconds (0 if unset):
+	// the records hold Enqueued as the time since (see encodeData).
+	base int64
 }
 
 // info returns campaign id's suppression list and layout.
@@ -137,6 +140,9 @@ func (q *Queue) info(ctx context.Context, id string) (campaignInfo, error) {
 		return campaignInfo{}, err
 	}
 	ci := campaignInfo{list: c.List, layout: lay}
+	if !c.Created.IsZero() {
+		ci.base = c.Created.UnixNano()
+	}
 	q.lists.Store(id, ci)
 	return ci, nil
 }
@@ -155,17 +161,20 @@ func (q *Queue) current(ctx context.Context, id string) error {
 
 // encodeData is a job's immutable record (layout 2):
 //
-//	flags    1 byte: bit 0 set when Key is Email in ASCII lower case (not stored)
+//	flags    1 byte: bit 0 set when Key is Email in ASCII lower case (not
+//	         stored); bit 1 set when Enqueued is zero (not stored)
 //	at       1 byte: 1 + the index of Email among Fields (not stored
 //	         there), or 0
 //	Email    uvarint length, bytes
 //	Key      uvarint length, bytes (only without bit 0)
-//	Enqueued zig-zag varint, Unix nanoseconds (0: none)
+//	Enqueued zig-zag varint, nanoseconds since base, the campaign's
+//	         Created (a planned job's Enqueued is its campaign's Created,
+//	         or a little later: one byte or a few, not nine)
 //	Fields   uvarint count, then each: uvarint length, bytes (without
 //	         the one at)
 //
 // The scripts read the key at the front (keyOf in Lua).
-func encodeData(j queue.Job) string {
+func encodeData(j queue.Job, base int64) string {
 	size := 2 + 3*binary.MaxVarintLen64 + len(j.Key) + len(j.Email)
 	for _, f := range j.Fields {
 		size += binary.MaxVarintLen64 + len(f)
@@ -174,6 +183,9 @@ func encodeData(j queue.Job) string {
 	var flags byte
 	if asciiLower(j.Email) == j.Key {
 		flags = 1
+	}
+	if j.Enqueued.IsZero() {
+		flags |= 2
 	}
 	at := -1
 	for i, f := range j.Fields {
@@ -187,11 +199,9 @@ func encodeData(j queue.Job) string {
 	if flags&1 == 0 {
 		b = appendString(b, j.Key)
 	}
-	var enq int64
-	if !j.Enqueued.IsZero() {
-		enq = j.Enqueued.UnixNano()
+	if flags&2 == 0 {
+		b = binary.AppendVarint(b, j.Enqueued.UnixNano()-base)
 	}
-	b = binary.AppendVarint(b, enq)
 	n := len(j.Fields)
 	if at >= 0 {
 		n--
@@ -237,7 +247,7 @@ func appendString(b []byte, s string) []byte {
 
 var errCorrupt = errors.New("redisq: corrupt job record")
 
-func decodeData(s string) (queue.Job, error) {
+func decodeData(s string, base int64) (queue.Job, error) {
 	// Substrings of s, not copies where it can.
 	var j queue.Job
 	if len(s) < 2 {
@@ -263,13 +273,13 @@ func decodeData(s string) (queue.Job, error) {
 	} else if j.Key, ok = next(); !ok {
 		return j, errCorrupt
 	}
-	ux, n := uvarint(s)
-	if n <= 0 {
-		return j, errCorrupt
-	}
-	s = s[n:]
-	if enq := int64(ux>>1) ^ -int64(ux&1); enq != 0 { // binary.Varint's zig-zag
-		j.Enqueued = time.Unix(0, enq)
+	if flags&2 == 0 {
+		ux, n := uvarint(s)
+		if n <= 0 {
+			return j, errCorrupt
+		}
+		s = s[n:]
+		j.Enqueued = time.Unix(0, base+(int64(ux>>1)^-int64(ux&1))) // binary.Varint's zig-zag
 	}
 	cnt, n := uvarint(s)
 	if n <= 0 || cnt > uint64(len(s)) {

@@ -288,16 +288,25 @@ func TestDataRoundTrip(t *testing.T) {
 	for _, j := range []queue.Job{
 		{Key: "a@b", Email: "A@b", Fields: []string{"A@b", "", "李雷 Zoë", strings.Repeat("x", 300)}, Enqueued: time.Unix(1_800_000_000, 123)},
 		{Key: "k", Email: "e", Fields: []string{}},
+		{Key: "e", Email: "e", Fields: []string{"e"}, Enqueued: time.Unix(0, 1)},
 		{Key: "", Email: "", Fields: []string{"x"}, Enqueued: time.Unix(-5, 0)},
 	} {
-		got, err := decodeData(encodeData(j))
-		if err != nil || got.Key != j.Key || got.Email != j.Email || !slices.Equal(got.Fields, j.Fields) || !got.Enqueued.Equal(j.Enqueued) {
-			t.Errorf("%+v -> %+v %v", j, got, err)
+		for _, base := range []int64{0, 1_800_000_000_000_000_000, -7} {
+			got, err := decodeData(encodeData(j, base), base)
+			if err != nil || got.Key != j.Key || got.Email != j.Email || !slices.Equal(got.Fields, j.Fields) || !got.Enqueued.Equal(j.Enqueued) || got.Enqueued.IsZero() != j.Enqueued.IsZero() {
+				t.Errorf("%+v -> %+v %v", j, got, err)
+			}
 		}
 	}
-	enc := encodeData(queue.Job{Key: "abc", Email: "abc", Fields: []string{"abc"}})
+	// A job enqueued at its campaign's creation takes one byte for it.
+	at := time.Unix(1_800_000_000, 5)
+	j := queue.Job{Key: "a@b", Email: "a@b", Fields: []string{"a@b", "x"}, Enqueued: at}
+	if short, long := encodeData(j, at.UnixNano()), encodeData(j, 0); len(long)-len(short) != 8 {
+		t.Errorf("records of %d and %d bytes", len(short), len(long))
+	}
+	enc := encodeData(queue.Job{Key: "abc", Email: "abc", Fields: []string{"abc"}, Enqueued: at}, 0)
 	for i := 0; i < len(enc); i++ {
-		if _, err := decodeData(enc[:i]); err == nil {
+		if _, err := decodeData(enc[:i], 0); err == nil {
 			t.Errorf("truncated at %d: no error", i)
 		}
 	}

@@ -480,7 +480,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	}()
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))]))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base))
 	}
 	if err := <-suppErr; err != nil {
 		return res, err
@@ -542,7 +542,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 
 // enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
 // (m is 0).
-func enqueueArgs(jobs []queue.Job) []any {
+func enqueueArgs(jobs []queue.Job, base int64) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
 	ascending := true
@@ -560,7 +560,7 @@ func enqueueArgs(jobs []queue.Job) []any {
 	a[0], a[1], a[2], a[3], a[4] = n, u, minSeq, maxSeq, 0
 	for i, j := range jobs {
 		b, f := dedupSlot(j.Key)
-		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, encodeData(j), b, f
+		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, encodeData(j, base), b, f
 	}
 	return a
 }
@@ -580,6 +580,10 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	n = min(n, maxLease)
 	k := q.keys(id)
 	if err := q.caughtUp(ctx, k.meta); err != nil {
+		return nil, err
+	}
+	ci, err := q.info(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
@@ -602,7 +606,7 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	seqs, sts, data := v[1].([]any), v[2].([]any), v[3].([]any)
 	jobs := make([]queue.Job, len(seqs))
 	for i := range seqs {
-		j, err := decodeData(str(data[i]))
+		j, err := decodeData(str(data[i]), ci.base)
 		if err != nil {
 			return nil, err
 		}
@@ -883,7 +887,7 @@ func (q *Queue) suppression(ctx context.Context, k keys, batch []queue.Settlemen
 			reasons[s.Seq] = s.Reply
 		}
 		for i, d := range data {
-			j, err := decodeData(d)
+			j, err := decodeData(d, ci.base)
 			if err != nil {
 				return nil, err
 			}
@@ -996,6 +1000,10 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 	if have := str(v[1]); have != layout {
 		return layoutError(id, have)
 	}
+	ci, err := q.info(ctx, id)
+	if err != nil {
+		return err
+	}
 	const page = 500
 	list := &seqSource{fetch: func(start int64) ([]string, error) {
 		return q.rdb.LRange(ctx, k.orderlist, start, start+page-1).Result()
@@ -1042,7 +1050,7 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 			return err
 		}
 		for i := range seqs {
-			j, err := decodeData(data[i])
+			j, err := decodeData(data[i], ci.base)
 			if err != nil {
 				return err
 			}
@@ -1130,7 +1138,7 @@ func (q *Queue) Recipient(ctx context.Context, id, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	j, err := decodeData(data[0])
+	j, err := decodeData(data[0], 0) // (only its key)
 	if err != nil {
 		return false, err
 	}
