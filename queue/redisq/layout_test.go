@@ -285,6 +285,9 @@ func TestBigBatches(t *testing.T) {
 }
 
 func TestDataRoundTrip(t *testing.T) {
+	if strconv.Itoa(dataBucket) != dataBucketLua {
+		t.Fatalf("dataBucket %d, the scripts' %s", dataBucket, dataBucketLua)
+	}
 	for _, j := range []queue.Job{
 		{Key: "a@b", Email: "A@b", Fields: []string{"A@b", "", "李雷 Zoë", strings.Repeat("x", 300)}, Enqueued: time.Unix(1_800_000_000, 123)},
 		{Key: "k", Email: "e", Fields: []string{}},

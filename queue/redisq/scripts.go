@@ -212,8 +212,8 @@ for j = 1, nf do
   local seq = ARGV[S + i]
   seqs[j] = seq
   local sn = tonumber(seq)
-  local f = sn % 128
-  local b = (sn - f) / 128
+  local f = sn % ` + dataBucketLua + `
+  local b = (sn - f) / ` + dataBucketLua + `
   if b ~= bn then
     if bn then redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv)) end
     bn, nv = b, 0
