@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -82,10 +81,16 @@ func (k keys) dataKey(seq uint64) (key, field string) {
 
 // keyHash is the hash of the dedup index (a test makes every key
 // collide with it).
-var keyHash = func(key string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return h.Sum64()
+var keyHash = fnv64a
+
+// fnv64a is FNV-1a (hash/fnv's New64a) of s, without its allocations.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // dedupSlot is key's k hash (its number) and its field there.
@@ -184,11 +189,11 @@ func (q *Queue) current(ctx context.Context, id string) error {
 //
 // The scripts read the key at the front (keyOf in Lua).
 func encodeData(j queue.Job, base int64) string {
-	size := 2 + 3*binary.MaxVarintLen64 + len(j.Key) + len(j.Email)
-	for _, f := range j.Fields {
-		size += binary.MaxVarintLen64 + len(f)
-	}
-	b := make([]byte, 0, size)
+	return string(appendData(nil, j, base))
+}
+
+// appendData appends j's record (encodeData) to b.
+func appendData(b []byte, j queue.Job, base int64) []byte {
 	var flags byte
 	if asciiLower(j.Email) == j.Key {
 		flags = 1
@@ -221,7 +226,7 @@ func encodeData(j queue.Job, base int64) string {
 			b = appendString(b, f)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // asciiLower is s in lower case if it is ASCII (as Lua's string.lower

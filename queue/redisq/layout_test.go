@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -282,6 +283,16 @@ func TestBigBatches(t *testing.T) {
 		}
 	}
 	walkSeqs(t, q, "b")
+}
+
+func TestFNV(t *testing.T) {
+	for _, s := range []string{"", "a", "user1@example.com", "李雷@例子.测试"} {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		if fnv64a(s) != h.Sum64() {
+			t.Errorf("fnv64a(%q) = %x, hash/fnv says %x", s, fnv64a(s), h.Sum64())
+		}
+	}
 }
 
 func TestDataRoundTrip(t *testing.T) {

@@ -558,9 +558,11 @@ func enqueueArgs(jobs []queue.Job, base int64) []any {
 	}
 	a := make([]any, 5+4*n)
 	a[0], a[1], a[2], a[3], a[4] = n, u, minSeq, maxSeq, 0
+	var buf []byte // one allocation a record: its string
 	for i, j := range jobs {
 		b, f := dedupSlot(j.Key)
-		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, encodeData(j, base), b, f
+		buf = appendData(buf[:0], j, base)
+		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, string(buf), b, f
 	}
 	return a
 }
