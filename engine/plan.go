@@ -167,14 +167,24 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 	var res PlanResult
 	now := time.Now()
 	created := false
-	flush := func() error {
-		if len(batch) == 0 {
+	// One batch is enqueued while the next is read: the queue's work
+	// and the file's overlap. The batches still go in one after the
+	// other, so a later one sees the keys of an earlier one.
+	type enqueued struct {
+		r   queue.EnqueueResult
+		err error
+	}
+	var inflight chan enqueued
+	collect := func() error {
+		if inflight == nil {
 			return nil
 		}
-		r, err := e.q.Enqueue(ctx, id, batch)
-		if err != nil {
-			return fmt.Errorf("enqueue: %w", err)
+		done := <-inflight
+		inflight = nil
+		if done.err != nil {
+			return fmt.Errorf("enqueue: %w", done.err)
 		}
+		r := done.r
 		res.Added += r.Added
 		res.Existing += r.Existing
 		res.Suppressed += r.Suppressed
@@ -182,7 +192,20 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 			res.Duplicates++
 			problem(Problem{Line: int(d.Seq), Reason: fmt.Sprintf("duplicate of line %d, not sent twice", d.FirstSeq)})
 		}
-		batch = batch[:0]
+		return nil
+	}
+	defer collect() // after an error: the batch on its way is done before Plan returns
+	flush := func() error {
+		if err := collect(); err != nil || len(batch) == 0 {
+			return err
+		}
+		b := batch
+		batch = make([]queue.Job, 0, cap(b))
+		inflight = make(chan enqueued, 1)
+		go func(ch chan<- enqueued) {
+			r, err := e.q.Enqueue(ctx, id, b)
+			ch <- enqueued{r, err}
+		}(inflight)
 		return nil
 	}
 	header, scanned, err := e.scan(ctx, problem, func(row recipients.Row) error {
@@ -218,6 +241,9 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		return res, err
 	}
 	if err := flush(); err != nil {
+		return res, err
+	}
+	if err := collect(); err != nil {
 		return res, err
 	}
 	res.Rows, res.Invalid = scanned.Rows, scanned.Invalid

@@ -363,6 +363,9 @@ func failed(err error, stderr io.Writer) (int, bool) {
 	case errors.Is(err, queue.ErrVanished):
 		fmt.Fprintf(stderr, "herald: %s\nherald: %s\n", err, replanHint)
 		return exitInput, true
+	case errors.Is(err, redisq.ErrLayout):
+		fmt.Fprintf(stderr, "herald: %s\n", err)
+		return exitInput, true
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "herald: interrupted")
 		return exitInterrupted, true
@@ -441,9 +444,17 @@ func rate(n int64, d time.Duration) float64 {
 func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("enqueue", "--config FILE", stderr)
 	path := fs.String("config", "", "campaign configuration `file` (TOML)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file` (for benchmarking)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	stopProfile, err := cpuProfile(*cpuprofile)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return exitInput
+	}
+	defer stopProfile()
+	tuneGC()
 	out := newOutput(stderr, true)
 	c, code := open(*path, campaignEngine, engine.Options{Logger: out.logger()}, stderr)
 	if c == nil {

@@ -10,9 +10,11 @@ import (
 	"github.com/heraldmail/herald/queue"
 )
 
-// Spec returns the campaign's Spec.
+// Spec returns the campaign's Spec. A campaign in another layout has
+// none to deliver it with here: a worker skips it (engine: a campaign
+// that cannot be loaded) rather than fail on every Lease.
 func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
-	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "spec").Result()
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "spec", "layout").Result()
 	if err != nil {
 		return nil, err
 	}
@@ -20,6 +22,9 @@ func (q *Queue) Spec(ctx context.Context, id string) ([]byte, error) {
 		return nil, q.missing(ctx, id)
 	}
 	q.saw(id)
+	if have := str(v[2]); have != layout {
+		return nil, layoutError(id, have)
+	}
 	if s := str(v[1]); s != "" {
 		return []byte(s), nil
 	}
@@ -58,7 +63,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		return res, err
 	}
 	k := q.keys(id)
-	list, err := q.list(ctx, id)
+	ci, err := q.info(ctx, id)
 	if err != nil {
 		return res, err
 	}
@@ -69,7 +74,7 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 		for i, j := range jobs {
 			keys[i] = j.Key
 		}
-		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(list), keys...).Result()
+		supp, err := q.rdb.HMGet(ctx, q.suppressionKey(ci.list), keys...).Result()
 		if err != nil {
 			return res, err
 		}
@@ -80,13 +85,13 @@ func (q *Queue) RetryFailed(ctx context.Context, id string, now time.Time) (queu
 				continue
 			}
 			j.Enqueued = now
-			args = append(args, j.Seq, encodeData(j))
+			args = append(args, j.Seq, encodeData(j, ci.base))
 		}
 		args[0] = (len(args) - 1) / 2
 		if args[0] == 0 {
 			continue
 		}
-		n, err := scriptRetryFailed.Run(ctx, q.rdb, []string{k.meta, k.st, k.data, k.pending}, args...).Int()
+		n, err := scriptRetryFailed.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending}, args...).Int()
 		if err != nil {
 			return res, err
 		}
@@ -105,11 +110,11 @@ redis.call('HSET', KEYS[1], 'spec', ARGV[1])
 return 1
 `)
 
-// KEYS: meta st data pending. ARGV: n, then per job: seq blob.
+// KEYS: meta st pending. ARGV: n, then per job: seq blob.
 // Moves each job that is still failed to pending with no attempts and the
 // new data blob (its Enqueued time reset); returns how many moved. The st
 // layout is described in scripts.go.
-var scriptRetryFailed = redis.NewScript(`
+var scriptRetryFailed = redis.NewScript(luaData + `
 local n, moved = tonumber(ARGV[1]), 0
 for i = 0, n - 1 do
   local seq, blob = ARGV[2 + i*2], ARGV[3 + i*2]
@@ -117,8 +122,9 @@ for i = 0, n - 1 do
   if v and v:sub(1, 1) == '5' then
     -- Pending, attempts 0, lease token kept, no due time; last reply kept.
     redis.call('HSET', KEYS[2], seq, '1:0000' .. v:sub(7, 23) .. '0000000000000:' .. v:sub(38))
-    redis.call('HSET', KEYS[3], seq, blob)
-    redis.call('ZADD', KEYS[4], seq, seq)
+    local b, f = dkey(seq)
+    redis.call('HSET', b, f, blob)
+    redis.call('ZADD', KEYS[3], seq, seq)
     moved = moved + 1
   end
 end

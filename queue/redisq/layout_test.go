@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,20 +285,42 @@ func TestBigBatches(t *testing.T) {
 	walkSeqs(t, q, "b")
 }
 
+func TestFNV(t *testing.T) {
+	for _, s := range []string{"", "a", "user1@example.com", "李雷@例子.测试"} {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		if fnv64a(s) != h.Sum64() {
+			t.Errorf("fnv64a(%q) = %x, hash/fnv says %x", s, fnv64a(s), h.Sum64())
+		}
+	}
+}
+
 func TestDataRoundTrip(t *testing.T) {
+	if strconv.Itoa(dataBucket) != dataBucketLua {
+		t.Fatalf("dataBucket %d, the scripts' %s", dataBucket, dataBucketLua)
+	}
 	for _, j := range []queue.Job{
 		{Key: "a@b", Email: "A@b", Fields: []string{"A@b", "", "李雷 Zoë", strings.Repeat("x", 300)}, Enqueued: time.Unix(1_800_000_000, 123)},
 		{Key: "k", Email: "e", Fields: []string{}},
+		{Key: "e", Email: "e", Fields: []string{"e"}, Enqueued: time.Unix(0, 1)},
 		{Key: "", Email: "", Fields: []string{"x"}, Enqueued: time.Unix(-5, 0)},
 	} {
-		got, err := decodeData(encodeData(j))
-		if err != nil || got.Key != j.Key || got.Email != j.Email || !slices.Equal(got.Fields, j.Fields) || !got.Enqueued.Equal(j.Enqueued) {
-			t.Errorf("%+v -> %+v %v", j, got, err)
+		for _, base := range []int64{0, 1_800_000_000_000_000_000, -7} {
+			got, err := decodeData(encodeData(j, base), base)
+			if err != nil || got.Key != j.Key || got.Email != j.Email || !slices.Equal(got.Fields, j.Fields) || !got.Enqueued.Equal(j.Enqueued) || got.Enqueued.IsZero() != j.Enqueued.IsZero() {
+				t.Errorf("%+v -> %+v %v", j, got, err)
+			}
 		}
 	}
-	enc := encodeData(queue.Job{Key: "abc", Email: "abc", Fields: []string{"abc"}})
+	// A job enqueued at its campaign's creation takes one byte for it.
+	at := time.Unix(1_800_000_000, 5)
+	j := queue.Job{Key: "a@b", Email: "a@b", Fields: []string{"a@b", "x"}, Enqueued: at}
+	if short, long := encodeData(j, at.UnixNano()), encodeData(j, 0); len(long)-len(short) != 8 {
+		t.Errorf("records of %d and %d bytes", len(short), len(long))
+	}
+	enc := encodeData(queue.Job{Key: "abc", Email: "abc", Fields: []string{"abc"}, Enqueued: at}, 0)
 	for i := 0; i < len(enc); i++ {
-		if _, err := decodeData(enc[:i]); err == nil {
+		if _, err := decodeData(enc[:i], 0); err == nil {
 			t.Errorf("truncated at %d: no error", i)
 		}
 	}
@@ -328,7 +352,8 @@ func TestAscendingDuplicates(t *testing.T) {
 	if got, _ := walkSeqs(t, q, "d"); !slices.Equal(got, want) {
 		t.Fatalf("Walk %v", got)
 	}
-	if seq, _ := q.rdb.HGet(ctx, q.keys("d").keys, b[0].Key).Result(); seq != "8" {
+	bucket, field := dedupSlot(b[0].Key)
+	if seq, _ := q.rdb.HGet(ctx, q.keys("d").prefix+"k:"+strconv.FormatUint(bucket, 10), field).Result(); seq != "8" {
 		t.Fatalf("the first occurrence holds the key, got %q", seq)
 	}
 	if got := seqsOf(leaseSeqs(t, q, "d", 100)); !slices.Equal(got, want) {

@@ -2,7 +2,6 @@ package redisq
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -315,14 +314,14 @@ func (q *Queue) Close() error { return q.rdb.Close() }
 
 // keys of one campaign, all in one hash slot (see scripts.go).
 type keys struct {
-	id                                                                string
-	meta, data, st, keys, pending, timers, order, pendlist, orderlist string
-	lost                                                              string // the tombstone (vanished.go)
+	id, prefix                                                string
+	meta, st, kx, pending, timers, order, pendlist, orderlist string
+	lost                                                      string // the tombstone (vanished.go)
 }
 
 func (q *Queue) keys(id string) keys {
 	p := q.prefix + "{" + id + "}:"
-	return keys{id, p + "meta", p + "data", p + "st", p + "keys", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist", p + "lost"}
+	return keys{id, p, p + "meta", p + "st", p + "kx", p + "pending", p + "timers", p + "order", p + "pendlist", p + "orderlist", p + "lost"}
 }
 
 func (q *Queue) campaignsKey() string { return q.prefix + "campaigns" }
@@ -337,15 +336,8 @@ func (q *Queue) softKey(list, key string) string {
 // list returns campaign id's suppression list; it never changes, so it is
 // read once.
 func (q *Queue) list(ctx context.Context, id string) (string, error) {
-	if v, ok := q.lists.Load(id); ok {
-		return v.(string), nil
-	}
-	c, err := q.Campaign(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	q.lists.Store(id, c.List)
-	return c.List, nil
+	ci, err := q.info(ctx, id)
+	return ci.list, err
 }
 
 func encodeSuppression(at time.Time, reason string) string {
@@ -393,20 +385,27 @@ func (q *Queue) CreateCampaign(ctx context.Context, c queue.Campaign) (queue.Cam
 
 // Campaign returns the stored record.
 func (q *Queue) Campaign(ctx context.Context, id string) (queue.Campaign, error) {
-	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "status", "reason", "planned").Result()
+	c, _, err := q.campaign(ctx, id)
+	return c, err
+}
+
+// campaign returns the stored record and the layout of its jobs (see
+// layout.go).
+func (q *Queue) campaign(ctx context.Context, id string) (queue.Campaign, string, error) {
+	v, err := q.rdb.HMGet(ctx, q.keys(id).meta, "rec", "status", "reason", "planned", "layout").Result()
 	if err != nil {
-		return queue.Campaign{}, err
+		return queue.Campaign{}, "", err
 	}
 	if v[0] == nil {
-		return queue.Campaign{}, q.missing(ctx, id)
+		return queue.Campaign{}, "", q.missing(ctx, id)
 	}
 	var rec record
 	if err := json.Unmarshal([]byte(v[0].(string)), &rec); err != nil {
-		return queue.Campaign{}, err
+		return queue.Campaign{}, "", err
 	}
 	q.saw(id)
 	st, _ := strconv.Atoi(str(v[1]))
-	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Source: rec.Source, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, nil
+	return queue.Campaign{ID: rec.ID, Header: rec.Header, Created: rec.Created, List: rec.List, Source: rec.Source, Status: queue.Status(st), Reason: str(v[2]), Planned: str(v[3]) == "1"}, str(v[4]), nil
 }
 
 func str(v any) string {
@@ -471,10 +470,14 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	for i, j := range jobs {
 		keysList[i] = j.Key
 	}
-	list, err := q.list(ctx, id)
+	ci, err := q.info(ctx, id)
 	if err != nil {
 		return res, err
 	}
+	if ci.layout != layout {
+		return res, layoutError(id, ci.layout)
+	}
+	list := ci.list
 	// The suppression list is read while the records are encoded.
 	var supp []any
 	suppErr := make(chan error, 1)
@@ -485,7 +488,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	}()
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))]))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base))
 	}
 	if err := <-suppErr; err != nil {
 		return res, err
@@ -502,7 +505,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 		args[c][4] = m
 	}
 	k := q.keys(id)
-	ks := []string{k.meta, k.data, k.st, k.keys, k.pending, k.order, k.pendlist, k.orderlist}
+	ks := []string{k.meta, k.st, k.pending, k.order, k.pendlist, k.orderlist, k.kx}
 	cmds := make([]*redis.Cmd, len(args))
 	if len(args) == 1 {
 		cmds[0] = scriptEnqueue.Run(ctx, q.rdb, ks, args[0]...)
@@ -524,6 +527,9 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 			if isNoCampaign(err) {
 				return res, q.missing(ctx, id)
 			}
+			if have, ok := strings.CutPrefix(err.Error(), "LAYOUT "); ok {
+				return res, layoutError(id, have)
+			}
 			if strings.Contains(err.Error(), "SEQTAKEN") {
 				return res, fmt.Errorf("queue: a job already holds another address at that line (did the recipients file change? use a new campaign id): %w", err)
 			}
@@ -544,7 +550,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 
 // enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
 // (m is 0).
-func enqueueArgs(jobs []queue.Job) []any {
+func enqueueArgs(jobs []queue.Job, base int64) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
 	ascending := true
@@ -558,16 +564,13 @@ func enqueueArgs(jobs []queue.Job) []any {
 	if ascending {
 		u = 2
 	}
-	a := make([]any, 0, 5+3*n)
-	a = append(a, n, u, minSeq, maxSeq, 0)
-	for _, j := range jobs {
-		a = append(a, j.Key)
-	}
-	for _, j := range jobs {
-		a = append(a, j.Seq)
-	}
-	for _, j := range jobs {
-		a = append(a, encodeData(j))
+	a := make([]any, 5+4*n)
+	a[0], a[1], a[2], a[3], a[4] = n, u, minSeq, maxSeq, 0
+	var buf []byte // one allocation a record: its string
+	for i, j := range jobs {
+		b, f := dedupSlot(j.Key)
+		buf = appendData(buf[:0], j, base)
+		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, string(buf), b, f
 	}
 	return a
 }
@@ -589,10 +592,19 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	if err := q.caughtUp(ctx, k.meta); err != nil {
 		return nil, err
 	}
+	ci, err := q.info(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	until := time.UnixMilli(now.Add(ttl).UnixMilli())
-	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.data, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
+	v, err := scriptLease.Run(ctx, q.rdb, []string{k.meta, k.st, k.pending, k.timers, k.pendlist}, now.UnixMilli(), n, ms13(until)).Slice()
 	if isNoCampaign(err) {
 		return nil, q.missing(ctx, id)
+	}
+	if err != nil {
+		if have, ok := strings.CutPrefix(err.Error(), "LAYOUT "); ok {
+			return nil, layoutError(id, have)
+		}
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -604,7 +616,7 @@ func (q *Queue) Lease(ctx context.Context, id string, now time.Time, n int, ttl 
 	seqs, sts, data := v[1].([]any), v[2].([]any), v[3].([]any)
 	jobs := make([]queue.Job, len(seqs))
 	for i := range seqs {
-		j, err := decodeData(str(data[i]))
+		j, err := decodeData(str(data[i]), ci.base)
 		if err != nil {
 			return nil, err
 		}
@@ -860,37 +872,40 @@ func seqList(v []any) []uint64 {
 func (q *Queue) suppression(ctx context.Context, k keys, batch []queue.Settlement, lostSet map[uint64]bool) ([]string, error) {
 	pipe := q.rdb.Pipeline()
 	var written []string
-	var suppressSeqs []string
+	var suppressSeqs []uint64
 	for _, s := range batch {
 		if !lostSet[s.Seq] && s.Suppress {
-			suppressSeqs = append(suppressSeqs, strconv.FormatUint(s.Seq, 10))
+			suppressSeqs = append(suppressSeqs, s.Seq)
 		}
 	}
 	if len(suppressSeqs) > 0 {
-		list, err := q.list(ctx, k.id)
+		ci, err := q.info(ctx, k.id)
 		if err != nil {
 			return nil, err
+		}
+		if ci.layout != layout {
+			return nil, layoutError(k.id, ci.layout)
 		}
 		now := time.Now()
 		// The keys live in the data records.
-		data, err := q.rdb.HMGet(ctx, k.data, suppressSeqs...).Result()
+		data, err := q.readData(ctx, k, suppressSeqs)
 		if err != nil {
 			return nil, err
 		}
-		reasons := map[string]string{}
+		reasons := map[uint64]string{}
 		for _, s := range batch {
-			reasons[strconv.FormatUint(s.Seq, 10)] = s.Reply
+			reasons[s.Seq] = s.Reply
 		}
 		for i, d := range data {
-			j, err := decodeData(str(d))
+			j, err := decodeData(d, ci.base)
 			if err != nil {
 				return nil, err
 			}
-			pipe.HSetNX(ctx, q.suppressionKey(list), j.Key, encodeSuppression(now, reasons[suppressSeqs[i]]))
+			pipe.HSetNX(ctx, q.suppressionKey(ci.list), j.Key, encodeSuppression(now, reasons[suppressSeqs[i]]))
 		}
 		if len(data) > 0 {
-			pipe.SAdd(ctx, q.suppressionListsKey(), list)
-			written = append(written, q.suppressionKey(list))
+			pipe.SAdd(ctx, q.suppressionListsKey(), ci.list)
+			written = append(written, q.suppressionKey(ci.list))
 		}
 	}
 	if len(written) > 0 {
@@ -985,10 +1000,18 @@ func (q *Queue) Counts(ctx context.Context, id string) (queue.Counts, error) {
 // merges orderlist and order (see scripts.go).
 func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
 	k := q.keys(id)
-	if ok, err := q.rdb.HExists(ctx, k.meta, "rec").Result(); err != nil || !ok {
-		if err == nil {
-			err = q.missing(ctx, id)
-		}
+	v, err := q.rdb.HMGet(ctx, k.meta, "status", "layout").Result()
+	if err != nil {
+		return err
+	}
+	if v[0] == nil {
+		return q.missing(ctx, id)
+	}
+	if have := str(v[1]); have != layout {
+		return layoutError(id, have)
+	}
+	ci, err := q.info(ctx, id)
+	if err != nil {
 		return err
 	}
 	const page = 500
@@ -999,6 +1022,7 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		return q.rdb.ZRange(ctx, k.order, start, start+page-1).Result()
 	}}
 	seqs := make([]string, 0, page)
+	var nums []uint64
 	for {
 		seqs = seqs[:0]
 		for len(seqs) < page {
@@ -1022,20 +1046,27 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 		if len(seqs) == 0 {
 			return nil
 		}
-		pipe := q.rdb.Pipeline()
-		data := pipe.HMGet(ctx, k.data, seqs...)
-		st := pipe.HMGet(ctx, k.st, seqs...)
-		if _, err := pipe.Exec(ctx); err != nil {
+		nums = nums[:0]
+		for _, seq := range seqs {
+			n, _ := strconv.ParseUint(seq, 10, 64)
+			nums = append(nums, n)
+		}
+		st, err := q.rdb.HMGet(ctx, k.st, seqs...).Result()
+		if err != nil {
 			return err
 		}
-		for i, seq := range seqs {
-			j, err := decodeData(str(data.Val()[i]))
+		data, err := q.readData(ctx, k, nums)
+		if err != nil {
+			return err
+		}
+		for i := range seqs {
+			j, err := decodeData(data[i], ci.base)
 			if err != nil {
 				return err
 			}
-			j.Seq, _ = strconv.ParseUint(seq, 10, 64)
+			j.Seq = nums[i]
 			j.State = queue.Pending // no st field: pending, never leased
-			if v := str(st.Val()[i]); v != "" {
+			if v := str(st[i]); v != "" {
 				h, err := parseState(v)
 				if err != nil {
 					return err
@@ -1088,19 +1119,40 @@ func (s *seqSource) next() string {
 	return v
 }
 
-// Recipient reports whether key is one of the campaign's jobs.
+// Recipient reports whether key is one of the campaign's jobs: its k
+// field names a job with that key, or kx holds it (see layout.go).
 func (q *Queue) Recipient(ctx context.Context, id, key string) (bool, error) {
 	k := q.keys(id)
+	b, f := dedupSlot(key)
 	pipe := q.rdb.Pipeline()
-	meta := pipe.HExists(ctx, k.meta, "rec")
-	has := pipe.HExists(ctx, k.keys, key)
-	if _, err := pipe.Exec(ctx); err != nil {
+	meta := pipe.HMGet(ctx, k.meta, "status", "layout")
+	hit := pipe.HGet(ctx, k.prefix+"k:"+strconv.FormatUint(b, 10), f)
+	other := pipe.HExists(ctx, k.kx, key)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return false, err
 	}
-	if !meta.Val() {
+	if meta.Val()[0] == nil {
 		return false, q.missing(ctx, id)
 	}
-	return has.Val(), nil
+	if have := str(meta.Val()[1]); have != layout {
+		return false, layoutError(id, have)
+	}
+	if other.Val() {
+		return true, nil
+	}
+	seq, err := strconv.ParseUint(hit.Val(), 10, 64)
+	if err != nil {
+		return false, nil // no k field
+	}
+	data, err := q.readData(ctx, k, []uint64{seq})
+	if err != nil {
+		return false, err
+	}
+	j, err := decodeData(data[0], 0) // (only its key)
+	if err != nil {
+		return false, err
+	}
+	return j.Key == key, nil
 }
 
 // Suppressed returns the entries of list among keys.
@@ -1258,91 +1310,4 @@ func (q *Queue) Usage(ctx context.Context, provider string, since time.Time) (in
 		}
 	}
 	return n, nil
-}
-
-// A job's immutable part: enqueued time, key, email, fields.
-func encodeData(j queue.Job) string {
-	size := 4*binary.MaxVarintLen64 + len(j.Key) + len(j.Email)
-	for _, f := range j.Fields {
-		size += binary.MaxVarintLen64 + len(f)
-	}
-	b := make([]byte, 0, size)
-	var enq int64
-	if !j.Enqueued.IsZero() {
-		enq = j.Enqueued.UnixNano()
-	}
-	b = binary.AppendVarint(b, enq)
-	b = appendString(b, j.Key)
-	b = appendString(b, j.Email)
-	b = binary.AppendUvarint(b, uint64(len(j.Fields)))
-	for _, f := range j.Fields {
-		b = appendString(b, f)
-	}
-	return string(b)
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-var errCorrupt = errors.New("redisq: corrupt job record")
-
-func decodeData(s string) (queue.Job, error) {
-	// Substrings of s, not copies: one record is one allocation.
-	var j queue.Job
-	ux, n := uvarint(s)
-	if n <= 0 {
-		return j, errCorrupt
-	}
-	s = s[n:]
-	if enq := int64(ux>>1) ^ -int64(ux&1); enq != 0 { // binary.Varint's zig-zag
-		j.Enqueued = time.Unix(0, enq)
-	}
-	next := func() (string, bool) {
-		l, n := uvarint(s)
-		if n <= 0 || l > uint64(len(s)-n) {
-			return "", false
-		}
-		v := s[n : n+int(l)]
-		s = s[n+int(l):]
-		return v, true
-	}
-	var ok bool
-	if j.Key, ok = next(); !ok {
-		return j, errCorrupt
-	}
-	if j.Email, ok = next(); !ok {
-		return j, errCorrupt
-	}
-	cnt, n := uvarint(s)
-	if n <= 0 || cnt > uint64(len(s)) {
-		return j, errCorrupt
-	}
-	s = s[n:]
-	j.Fields = make([]string, cnt)
-	for i := range j.Fields {
-		if j.Fields[i], ok = next(); !ok {
-			return j, errCorrupt
-		}
-	}
-	return j, nil
-}
-
-// uvarint is binary.Uvarint on a string.
-func uvarint(s string) (uint64, int) {
-	var x uint64
-	var shift uint
-	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
-		b := s[i]
-		if b < 0x80 {
-			if i == binary.MaxVarintLen64-1 && b > 1 {
-				return 0, -(i + 1) // overflow
-			}
-			return x | uint64(b)<<shift, i + 1
-		}
-		x |= uint64(b&0x7f) << shift
-		shift += 7
-	}
-	return 0, 0
 }

@@ -8,10 +8,11 @@ import "github.com/redis/go-redis/v9"
 // Keys of campaign ID, all under the hash tag {ID}:
 //
 //	meta     hash: rec (JSON), status, reason, planned, lease (Lease calls so far),
-//	         maxseq (no stored job has a greater Seq), c1..c7 (jobs per state)
-//	data     hash: seq -> the job's immutable record (encodeData)
+//	         maxseq (no stored job has a greater Seq), c1..c7 (jobs per state),
+//	         layout ("2": see layout.go)
+//	d:<n>    hashes: the jobs' immutable records (layout.go)
 //	st       hash: seq -> the job's mutable state, below
-//	keys     hash: key -> seq of the job holding it
+//	k:<n>, kx hashes: the deduplication index, key -> seq (layout.go)
 //	pending  zset: seq scored by seq, pending jobs (see pendlist)
 //	pendlist list: pending jobs too, in ascending seq order, only ones never
 //	         leased (no st field): a job that becomes pending again goes
@@ -84,116 +85,164 @@ end
 var scriptCreate = redis.NewScript(`
 if redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('VANISHED') end
 if redis.call('HSETNX', KEYS[1], 'rec', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'maxseq', '0', 'spec', ARGV[3],
+  redis.call('HSET', KEYS[1], 'status', '1', 'reason', '', 'planned', '0', 'lease', '0', 'maxseq', '0', 'spec', ARGV[3], 'layout', '` + layout + `',
     'c1', 0, 'c2', 0, 'c3', 0, 'c4', 0, 'c5', 0, 'c6', 0, 'c7', 0)
   redis.call('ZADD', KEYS[2], 'NX', '+inf', ARGV[2])
 end
 return redis.call('HGET', KEYS[1], 'rec')
 `)
 
-// KEYS: meta data st keys pending order pendlist orderlist.
+// KEYS: meta st pending order pendlist orderlist kx.
 // ARGV: n, ascending (2: the seqs ascend, so they differ; 0: not known),
-// min seq, max seq, m, then the n keys, the n seqs, the n data records, then
-// m pairs (1-based index of a suppressed job, reason).
+// min seq, max seq, m, then the n seqs, the n data records, the n dedup
+// buckets and the n dedup fields (dedupSlot), then m pairs (1-based index
+// of a suppressed job, reason). A job's key is read from its record.
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 //
 // When the seqs ascend and the smallest is above meta's maxseq (planning a
-// new file, or the rest of one), no seq can be taken and the new jobs go to
-// the lists; when moreover no key is stored yet, the keys are written at
-// once, first occurrence winning, and only if a key repeats in the batch
-// (fewer new fields than jobs) is every job looked at.
-var scriptEnqueue = redis.NewScript(`
-local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq')
+// new file, or the rest of one), no seq can be taken: each key is written
+// as it is found new (one HSETNX a job), and the new jobs go to the lists.
+// Else every key is looked up first, and nothing is written if a new key
+// would take a seq another job holds (SEQTAKEN).
+var scriptEnqueue = redis.NewScript(luaData + `
+local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq', 'layout')
 if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
+if meta[3] ~= '` + layout + `' then return redis.error_reply('LAYOUT ' .. (meta[3] or '1')) end
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
-local K, S, B, P = 5, 5 + n, 5 + 2*n, 5 + 3*n
-local prevs = redis.call('HMGET', KEYS[4], unpack(ARGV, K + 1, K + n))
-local lists = ARGV[2] == '2' and meta[2] and tonumber(ARGV[3]) > tonumber(meta[2])
-local keysDone = false
-if lists then
-  local stored = false
-  for i = 1, n do if prevs[i] then stored = true; break end end
-  if not stored then
-    local kv = {}
-    for i = 1, n do kv[2*(n-i)+1] = ARGV[K + i]; kv[2*(n-i)+2] = ARGV[S + i] end
-    keysDone = redis.call('HSET', KEYS[4], unpack(kv)) == n
+local S, B, HB, HF, P = 5, 5 + n, 5 + 2*n, 5 + 3*n, 5 + 4*n
+local lo = tonumber(ARGV[3])
+local lists = ARGV[2] == '2' and meta[2] and lo > tonumber(meta[2])
+-- Without lists: batchKey holds the keys of this batch's new jobs by seq
+-- (their records are not stored yet), seen their seqs by key, claimed
+-- the k fields they will take (nothing is written before every key is
+-- known).
+local batchKey, seen, claimed = {}, {}, {}
+-- keyAt is the key of job seq: in this batch (not stored yet), or stored.
+local function keyAt(seq)
+  local s = tonumber(seq)
+  if lists and s >= lo then
+    local a, z = 1, n
+    while a <= z do
+      local mid = (a + z - (a + z) % 2) / 2
+      local x = tonumber(ARGV[S + mid])
+      if x == s then return keyOf(ARGV[B + mid]) end
+      if x < s then a = mid + 1 else z = mid - 1 end
+    end
+    return nil
   end
+  local k = batchKey[seq]
+  if k then return k end
+  local b, f = dkey(seq)
+  local v = redis.call('HGET', b, f)
+  if v then return keyOf(v) end
+  return nil
 end
-local fresh, nf, existing, dups = nil, n, 0, {}
-if not keysDone then
-  fresh, nf = {}, 0
-  local seen = {}
+local fresh, nf, existing, dups, where = {}, 0, 0, {}, {}
+if lists then
   for i = 1, n do
-    local key, seq = ARGV[K + i], ARGV[S + i]
-    local first = prevs[i] or seen[key]
+    local seq = ARGV[S + i]
+    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    if redis.call('HSETNX', kb, f, seq) == 1 then
+      nf = nf + 1; fresh[nf] = i
+    else
+      -- a duplicate, or another key with the same k field
+      local key = keyOf(ARGV[B + i])
+      local v = redis.call('HGET', kb, f)
+      if keyAt(v) ~= key then v = redis.call('HGET', KEYS[7], key) end
+      if v then
+        dups[#dups+1] = seq; dups[#dups+1] = v
+      else
+        redis.call('HSET', KEYS[7], key, seq)
+        nf = nf + 1; fresh[nf] = i
+      end
+    end
+  end
+else
+  -- first: the seq holding key i, or nil; where: how to record it when
+  -- new ('k': its k field is free; 'x': in kx)
+  local function lookup(i)
+    local key, seq = keyOf(ARGV[B + i]), ARGV[S + i]
+    local first = seen[key]
+    if first then return first end
+    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    local v = redis.call('HGET', kb, f) or claimed[kb .. ':' .. f]
+    if not v then
+      claimed[kb .. ':' .. f] = seq
+      return nil, 'k', key
+    end
+    if keyAt(v) == key then return v end
+    v = redis.call('HGET', KEYS[7], key)
+    if v then return v end
+    return nil, 'x', key
+  end
+  for i = 1, n do
+    local seq = ARGV[S + i]
+    local first, w, key = lookup(i)
     if first then
       if first == seq then existing = existing + 1 else dups[#dups+1] = seq; dups[#dups+1] = first end
     else
-      seen[key] = seq; nf = nf + 1; fresh[nf] = i
+      seen[key] = seq; batchKey[seq] = key; nf = nf + 1; fresh[nf] = i; where[nf] = w
     end
   end
   if nf == 0 then return {0, 0, existing, dups} end
-  if not lists then
-    local seqs, taken = {}, {}
-    for j = 1, nf do
-      local seq = ARGV[S + fresh[j]]
-      if taken[seq] then return redis.error_reply('SEQTAKEN ' .. seq) end
-      taken[seq] = true
-      seqs[j] = seq
-    end
-    local stored = redis.call('HMGET', KEYS[2], unpack(seqs))
-    for j = 1, nf do
-      if stored[j] then return redis.error_reply('SEQTAKEN ' .. seqs[j]) end
+  local taken = {}
+  for j = 1, nf do
+    local seq = ARGV[S + fresh[j]]
+    local b, f = dkey(seq)
+    if taken[seq] or redis.call('HEXISTS', b, f) == 1 then return redis.error_reply('SEQTAKEN ' .. seq) end
+    taken[seq] = true
+  end
+  for j = 1, nf do
+    local i = fresh[j]
+    if where[j] == 'k' then
+      redis.call('HSET', pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i], ARGV[S + i])
+    else
+      redis.call('HSET', KEYS[7], batchKey[ARGV[S + i]], ARGV[S + i])
     end
   end
 end
+if nf == 0 then return {0, 0, existing, dups} end
 local supp = {}
 for j = 0, m - 1 do supp[tonumber(ARGV[P + 1 + 2*j])] = ARGV[P + 2 + 2*j] end
-local kv, data, zs, pend, st = {}, {}, {}, {}, {}
+local seqs, zs, pend, st = {}, {}, {}, {}
 local np, ns = 0, 0
+local bn, bv, nv = nil, {}, 0
 for j = 1, nf do
-  local i = j
-  if fresh then i = fresh[j] end
+  local i = fresh[j]
   local seq = ARGV[S + i]
-  if not keysDone then kv[2*j-1] = ARGV[K + i]; kv[2*j] = seq end
-  data[2*j-1] = seq; data[2*j] = ARGV[B + i]
+  seqs[j] = seq
+  local sn = tonumber(seq)
+  local f = sn % ` + dataBucketLua + `
+  local b = (sn - f) / ` + dataBucketLua + `
+  if b ~= bn then
+    if bn then redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv)) end
+    bn, nv = b, 0
+  end
+  bv[nv + 1] = f; bv[nv + 2] = ARGV[B + i]
+  nv = nv + 2
   if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
-  if m > 0 then
-    local r = supp[i]
-    if r then
-      st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0' .. r
-      ns = ns + 1
-    elseif lists then
-      np = np + 1
-      pend[np] = seq
-    else
-      pend[2*np+1] = seq; pend[2*np+2] = seq
-      np = np + 1
-    end
+  local r = m > 0 and supp[i]
+  if r then
+    st[2*ns+1] = seq; st[2*ns+2] = '6:0000:000000000000000:0000000000000:\0' .. r
+    ns = ns + 1
+  elseif lists then
+    np = np + 1
+    pend[np] = seq
+  else
+    pend[2*np+1] = seq; pend[2*np+2] = seq
+    np = np + 1
   end
 end
-if m == 0 then np = nf end
-if not keysDone then redis.call('HSET', KEYS[4], unpack(kv)) end
-redis.call('HSET', KEYS[2], unpack(data))
+redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv))
 if lists then
-  if fresh then
-    -- some were not new: push the new ones
-    local fs = {}
-    for j = 1, nf do fs[j] = ARGV[S + fresh[j]] end
-    redis.call('RPUSH', KEYS[8], unpack(fs))
-    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(fs)) end
-  else
-    redis.call('RPUSH', KEYS[8], unpack(ARGV, S + 1, S + n))
-    if m == 0 then redis.call('RPUSH', KEYS[7], unpack(ARGV, S + 1, S + n)) end
-  end
-  if m > 0 and np > 0 then redis.call('RPUSH', KEYS[7], unpack(pend)) end
+  redis.call('RPUSH', KEYS[6], unpack(seqs))
+  if np > 0 then redis.call('RPUSH', KEYS[5], unpack(pend)) end
 else
-  redis.call('ZADD', KEYS[6], unpack(zs))
-  if m == 0 then pend = zs end
-  if np > 0 then redis.call('ZADD', KEYS[5], unpack(pend)) end
+  redis.call('ZADD', KEYS[4], unpack(zs))
+  if np > 0 then redis.call('ZADD', KEYS[3], unpack(pend)) end
 end
 if ns > 0 then
-  redis.call('HSET', KEYS[3], unpack(st))
+  redis.call('HSET', KEYS[2], unpack(st))
   redis.call('HINCRBY', KEYS[1], 'c6', ns)
 end
 if np > 0 then redis.call('HINCRBY', KEYS[1], 'c1', np) end
@@ -201,15 +250,17 @@ if meta[2] and tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEY
 return {nf, ns, existing, dups}
 `)
 
-// KEYS: meta st pending timers data pendlist. ARGV: now_ms n (at most
+// KEYS: meta st pending timers pendlist. ARGV: now_ms n (at most
 // 9999) until_ms (13 digits).
 // Returns {call, seqs, their st values, their data}; the i-th job's lease
 // token is call*10000 + i (see the st layout). The st values are left out
 // ({}) when every job came from pendlist, whose jobs were never leased.
 // A campaign without a status has no record (vanished.go): NOCAMPAIGN.
-var scriptLease = redis.NewScript(twoDigits + `
-local status = redis.call('HGET', KEYS[1], 'status')
+var scriptLease = redis.NewScript(twoDigits + luaData + `
+local meta = redis.call('HMGET', KEYS[1], 'status', 'layout')
+local status = meta[1]
 if not status then return redis.error_reply('NOCAMPAIGN') end
+if meta[2] ~= '` + layout + `' then return redis.error_reply('LAYOUT ' .. (meta[2] or '1')) end
 if status ~= '1' then return {} end
 local n = tonumber(ARGV[2])
 local seqs = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, n)
@@ -222,10 +273,10 @@ if due < n then
   local p
   if #z == 0 then
     fresh = due == 0
-    p = redis.call('LPOP', KEYS[6], want) or {}
+    p = redis.call('LPOP', KEYS[5], want) or {}
   else
     -- the smallest seqs of both
-    local l = redis.call('LRANGE', KEYS[6], 0, want - 1)
+    local l = redis.call('LRANGE', KEYS[5], 0, want - 1)
     local i, j = 1, 1
     p = {}
     for x = 1, want do
@@ -237,7 +288,7 @@ if due < n then
         break
       end
     end
-    if i > 1 then redis.call('LTRIM', KEYS[6], i - 1, -1) end
+    if i > 1 then redis.call('LTRIM', KEYS[5], i - 1, -1) end
     if j > 1 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, j - 2) end
   end
   if due == 0 then seqs = p else for i = 1, #p do seqs[due + i] = p[i] end end
@@ -271,7 +322,7 @@ for s = 1, 7 do
   if s ~= 2 and from[s] > 0 then redis.call('HINCRBY', KEYS[1], 'c' .. s, -from[s]) end
 end
 if from[2] ~= k then redis.call('HINCRBY', KEYS[1], 'c2', k - from[2]) end
-return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
+return {call, seqs, sts, readData(seqs)}
 `)
 
 // KEYS: meta st timers.
@@ -283,9 +334,7 @@ return {call, seqs, sts, redis.call('HMGET', KEYS[5], unpack(seqs))}
 // new state under the same lease (a batch settled again after its reply
 // was lost) is neither changed nor lost. Without the campaign's record
 // (it vanished: every job would look lost) it refuses: NOCAMPAIGN.
-var scriptSettle = redis.NewScript(twoDigits + `
-if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
-local P
+var scriptSettle = redis.NewScript(`
 local n = tonumber(ARGV[1])
 local sts = redis.call('HMGET', KEYS[2], unpack(ARGV, 2, n + 1))
 local lost, st, rem, add, to = {}, {}, {}, {}, {0, 0, 0, 0, 0, 0, 0}
@@ -302,10 +351,10 @@ for i = 1, n do
     end
     st[2*done-1] = seq
     if string.byte(x, 2) == 49 then
-      if not P then P = two() end
       local a = math.min(tonumber(string.sub(v, 3, 6)) + 1, 9999)
-      local lo = a % 100
-      st[2*done] = string.sub(x, 1, 1) .. ':' .. P[(a - lo) / 100 + 1] .. P[lo + 1] .. string.sub(x, 3)
+      local c, d = a % 10, a % 100
+      local m = a % 1000
+      st[2*done] = string.sub(x, 1, 1) .. ':' .. string.char(48 + (a - m) / 1000, 48 + (m - d) / 100, 48 + (d - c) / 10, 48 + c) .. string.sub(x, 3)
     else
       st[2*done] = string.sub(x, 1, 1) .. string.sub(v, 2, 6) .. string.sub(x, 3)
     end
@@ -315,6 +364,9 @@ for i = 1, n do
     lost[#lost+1] = seq
   end
 end
+-- A job whose lease matched shows the campaign is there; without one,
+-- the record tells a lost lease from a vanished campaign.
+if done == 0 and redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 if done > 0 then
   redis.call('ZREM', KEYS[3], unpack(rem))
   if na > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
