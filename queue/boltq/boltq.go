@@ -40,12 +40,23 @@ var (
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
 	keySpec           = []byte("spec")
+	keyEnqueued       = []byte("enqueued") // the Enqueued of most jobs (encodeJob)
 	subMeta           = []byte("meta")
 	subJobs           = []byte("jobs")
 	subKeys           = []byte("keys")
 	subPending        = []byte("pending")
 	subTimers         = []byte("timers")
 )
+
+// jobsFill is how full Enqueue fills the pages of job records: the rest
+// is room for the records to grow as they are leased and settled (a lease
+// token and deadline, then a reply: a third for a short one) without
+// splitting the page, which would leave both halves half empty for good.
+const jobsFill = 0.75
+
+// allocSize is how much the store file grows by at a time (bbolt's
+// default is 16 MB, which a small store would mostly not use).
+const allocSize = 4 << 20
 
 // Open opens or creates the store at path.
 func Open(path string) (*Queue, error) { return OpenWait(path, time.Second) }
@@ -63,6 +74,7 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
+	db.AllocSize = allocSize
 	q := &Queue{db: db}
 	base := path + ".outcomes"
 	var segs []int
@@ -155,6 +167,7 @@ func recoverLeases(cb *bolt.Bucket) (int, error) {
 type campaign struct {
 	meta, jobs, keys, pending, timers *bolt.Bucket
 	counts                            queue.Counts
+	enqueued                          uint64 // keyEnqueued: 0 until the first Enqueue
 }
 
 func campaignBucket(id string) []byte { return []byte("c:" + id) }
@@ -162,6 +175,7 @@ func campaignBucket(id string) []byte { return []byte("c:" + id) }
 func openCampaign(b *bolt.Bucket) *campaign {
 	c := &campaign{meta: b.Bucket(subMeta), jobs: b.Bucket(subJobs), keys: b.Bucket(subKeys), pending: b.Bucket(subPending), timers: b.Bucket(subTimers)}
 	c.counts = decodeCounts(c.meta.Get(keyCounts))
+	c.enqueued = u64(c.meta.Get(keyEnqueued))
 	return c
 }
 
@@ -202,7 +216,7 @@ func (c *campaign) job(seq []byte) (queue.Job, error) {
 	if v == nil {
 		return queue.Job{}, fmt.Errorf("queue: job %d missing", u64(seq))
 	}
-	j, err := decodeJob(v)
+	j, err := decodeJob(v, c.enqueued)
 	j.Seq = u64(seq)
 	return j, err
 }
@@ -210,7 +224,7 @@ func (c *campaign) job(seq []byte) (queue.Job, error) {
 // putJob stores j. bbolt keeps a reference to the value until the
 // transaction ends, so every record gets its own buffer.
 func (c *campaign) putJob(j *queue.Job) error {
-	return c.jobs.Put(be(j.Seq), encodeJob(nil, j))
+	return c.jobs.Put(be(j.Seq), encodeJob(nil, j, c.enqueued))
 }
 
 // move changes a job's state and the counters.
@@ -227,7 +241,7 @@ func (c *campaign) takeHeld(seq, token uint64) (j queue.Job, ok bool, err error)
 	if v == nil {
 		return j, false, nil
 	}
-	if j, err = decodeJob(v); err != nil {
+	if j, err = decodeJob(v, c.enqueued); err != nil {
 		return j, false, err
 	}
 	j.Seq = seq
@@ -308,7 +322,7 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 		var seqs [][]byte
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if st := queue.State(v[0]); st == queue.Pending || st == queue.Retry {
+			if st := stateOf(v); st == queue.Pending || st == queue.Retry {
 				seqs = append(seqs, append([]byte(nil), k...))
 			}
 		}
@@ -409,7 +423,7 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 		var failed [][]byte
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if queue.State(v[0]) == queue.Failed {
+			if stateOf(v) == queue.Failed {
 				failed = append(failed, bytes.Clone(k))
 			}
 		}
@@ -451,6 +465,17 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 			return err
 		}
 		supp := suppList(tx, rec.List)
+		// A plan adds jobs in Seq order, each after the last: a page
+		// split at half full (bbolt's default) would stay so. Pending
+		// entries never grow; a job's record grows by a few bytes when
+		// it is leased and settled, which the room left takes in place.
+		c.jobs.FillPercent, c.pending.FillPercent = jobsFill, 1
+		if c.enqueued == 0 && len(jobs) > 0 && !jobs[0].Enqueued.IsZero() {
+			c.enqueued = encodeTime(jobs[0].Enqueued)
+			if err := c.meta.Put(keyEnqueued, be(c.enqueued)); err != nil {
+				return err
+			}
+		}
 		for i := range jobs {
 			j := jobs[i]
 			seq := be(j.Seq)
@@ -751,7 +776,7 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			j, err := decodeJob(v)
+			j, err := decodeJob(v, c.enqueued)
 			if err != nil {
 				return err
 			}
