@@ -184,4 +184,74 @@ func TestOlderRecordsStillRead(t *testing.T) {
 	if c, _ := q.Counts(ctx, "old"); c.Sent != 1 || c.Leased != 1 {
 		t.Fatalf("counts %+v", c)
 	}
+	// Its keys bucket is keyed by address (the first layout).
+	for key, want := range map[string]bool{"kAnn@Example.com": true, "kbob@example.com": true, "knew@example.com": false} {
+		if ok, err := q.Recipient(ctx, "old", key); err != nil || ok != want {
+			t.Errorf("Recipient(%s) = %v, %v", key, ok, err)
+		}
+	}
+	r, err := q.Enqueue(ctx, "old", []queue.Job{
+		{Seq: 4, Key: "knew@example.com", Email: "new@example.com", Fields: []string{"new@example.com", "N"}},
+		{Seq: 5, Key: "kbob@example.com", Email: "bob@example.com", Fields: []string{"bob@example.com", "N"}},
+	})
+	if err != nil || r.Added != 1 || len(r.Duplicates) != 1 || r.Duplicates[0].FirstSeq != 3 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if ok, err := q.Recipient(ctx, "old", "knew@example.com"); err != nil || !ok {
+		t.Errorf("Recipient of a job added to an older campaign: %v %v", ok, err)
+	}
+}
+
+// Two addresses whose hashes collide (keyHash) are two recipients: the
+// second is neither taken for a duplicate of the first nor lost.
+func TestKeyHashCollision(t *testing.T) {
+	t.Parallel()
+	q, err := Open(filepath.Join(t.TempDir(), "q.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	job := func(seq uint64, key string) queue.Job {
+		return queue.Job{Seq: seq, Key: key, Email: key, Fields: []string{key}}
+	}
+	if _, err := q.Enqueue(ctx, "c", []queue.Job{job(2, "a@x.com")}); err != nil {
+		t.Fatal(err)
+	}
+	// As if b@x.com hashed as a@x.com does: its hash holds a@x.com's Seq.
+	err = q.db.Update(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, "c")
+		if err != nil {
+			return err
+		}
+		if !c.hashed {
+			t.Fatal("a new campaign's keys are not hashed")
+		}
+		return c.keys.Put(keyHash("b@x.com"), binary.AppendUvarint(nil, 2))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := q.Recipient(ctx, "c", "b@x.com"); err != nil || ok {
+		t.Fatalf("b@x.com taken for a recipient before it is one: %v %v", ok, err)
+	}
+	r, err := q.Enqueue(ctx, "c", []queue.Job{job(3, "b@x.com")})
+	if err != nil || r.Added != 1 || len(r.Duplicates) != 0 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = q.Enqueue(ctx, "c", []queue.Job{job(3, "b@x.com"), job(4, "b@x.com"), job(5, "a@x.com")})
+	if err != nil || r.Existing != 1 || len(r.Duplicates) != 2 || r.Duplicates[0].FirstSeq != 3 || r.Duplicates[1].FirstSeq != 2 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, key := range []string{"a@x.com", "b@x.com"} {
+		if ok, err := q.Recipient(ctx, "c", key); err != nil || !ok {
+			t.Errorf("Recipient(%s) = %v, %v", key, ok, err)
+		}
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Pending != 2 {
+		t.Fatalf("counts %+v", c)
+	}
 }
