@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,6 +28,7 @@ import (
 // before the crash, so each is a possible duplicate.
 type Queue struct {
 	db        *bolt.DB
+	trimmed   atomic.Int64 // when unmapPages last ran (unix nanoseconds)
 	recovered int
 	replayed  int      // outcomes applied from the journal at Open
 	journal   *journal // the outcome journal (outcomes.go)
@@ -43,8 +46,8 @@ var (
 	keyLease          = []byte("lease")
 	keySpec           = []byte("spec")
 	keyEnqueued       = []byte("enqueued") // the Enqueued of most jobs (encodeJob)
-	keyLayout         = []byte("layout")   // layoutHashed, or absent: the first layout
-	keyFrontier       = []byte("frontier") // layoutHashed: Lease has looked at the jobs before this Seq
+	keyLayout         = []byte("layout")   // layoutCompact, or absent: the first layout
+	keyFrontier       = []byte("frontier") // layoutCompact: Lease has looked at the jobs before this Seq
 	subMeta           = []byte("meta")
 	subJobs           = []byte("jobs")
 	subKeys           = []byte("keys")
@@ -119,6 +122,22 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 	return q, nil
 }
 
+// trimEvery is how often a store that is being written drops its pages
+// from the process's address space (unmapPages): a campaign goes through
+// its jobs once, so the pages it touched a second ago are seldom needed
+// again soon.
+const trimEvery = time.Second
+
+// trim runs unmapPages at most every trimEvery.
+func (q *Queue) trim() {
+	now := time.Now().UnixNano()
+	last := q.trimmed.Load()
+	if now-last < int64(trimEvery) || !q.trimmed.CompareAndSwap(last, now) {
+		return
+	}
+	q.unmapPages()
+}
+
 // Replayed is the number of outcomes Open applied from the outcome
 // journal: messages a process that died had sent and not yet recorded.
 func (q *Queue) Replayed() int { return q.replayed }
@@ -172,71 +191,49 @@ type campaign struct {
 	meta, jobs, keys, pending, timers *bolt.Bucket
 	counts                            queue.Counts
 	enqueued                          uint64 // keyEnqueued: 0 until the first Enqueue
-	hashed                            bool   // layoutHashed
+	compact                           bool   // layoutCompact
 	frontier                          uint64 // keyFrontier
 }
 
-// layoutHashed is the layout of the campaigns created since a campaign
-// of a million recipients was made to cost the store less than a third
-// of what it did. Its keys bucket is keyed by the 8-byte hash of the
-// address (keyHash) rather than the address, with the Seqs of the jobs
-// whose address has that hash (uvarints, nearly always one) as the value:
-// the address is in the job's record already, and kept twice it cost a
-// million recipients some 45 MB. And a job an Enqueue adds is found by
-// Lease in the jobs bucket, from the frontier on (keyFrontier: every
-// Pending job before it is in the pending bucket), rather than through an
-// entry in the pending bucket each (24 MB more when a plan of a million
-// ends). Campaigns created by an older herald keep the first layout
-// (keys by address, 8-byte Seq; every Pending job in the pending bucket),
-// which is still read and written.
-const layoutHashed = 2
-
-// keyHash is FNV-1a (64 bits) of key; stored, so it never changes.
-func keyHash(key string) []byte {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return h.Sum(make([]byte, 0, 8))
-}
+// layoutCompact is the layout of the campaigns created since a campaign
+// of a million recipients was made to cost the store a third of what it
+// did. The keys bucket's values are uvarints (the Seq), not 8 bytes; and
+// a job an Enqueue adds is found by Lease in the jobs bucket, from the
+// frontier on (keyFrontier: every Pending job before it is in the pending
+// bucket), rather than through an entry in the pending bucket each (24 MB
+// more when a plan of a million ends). Campaigns created by an older
+// herald keep the first layout (8-byte Seqs; every Pending job in the
+// pending bucket), which is still read and written.
+const layoutCompact = 2
 
 // seqOf returns the Seq of the job whose Key is key.
 func (c *campaign) seqOf(key string) (seq uint64, ok bool, err error) {
-	if !c.hashed {
-		v := c.keys.Get([]byte(key))
+	v := c.keys.Get([]byte(key))
+	if v == nil || !c.compact {
 		return u64(v), v != nil, nil
 	}
-	for d := c.keys.Get(keyHash(key)); len(d) > 0; {
-		s, n := binary.Uvarint(d)
-		if n <= 0 {
-			return 0, false, errCorrupt
-		}
-		d = d[n:]
-		j, err := c.job(be(s))
-		if err != nil {
-			return 0, false, err
-		}
-		if j.Key == key {
-			return s, true, nil
-		}
+	s, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, false, errCorrupt
 	}
-	return 0, false, nil
+	return s, true, nil
+}
+
+// addKey records that the job seq holds key (not yet in the campaign).
+func (c *campaign) addKey(key string, seq uint64) error {
+	if !c.compact {
+		return c.keys.Put([]byte(key), be(seq))
+	}
+	return c.keys.Put([]byte(key), binary.AppendUvarint(make([]byte, 0, 4), seq))
 }
 
 // pend makes the Pending job seq one Lease finds: an entry in the pending
 // bucket, unless Lease's scan of the jobs is still to reach it.
 func (c *campaign) pend(seq []byte) error {
-	if c.hashed && u64(seq) >= c.frontier {
+	if c.compact && u64(seq) >= c.frontier {
 		return nil
 	}
 	return c.pending.Put(seq, nil)
-}
-
-// addKey records that the job seq holds key (not yet in the campaign).
-func (c *campaign) addKey(key string, seq uint64) error {
-	if !c.hashed {
-		return c.keys.Put([]byte(key), be(seq))
-	}
-	h := keyHash(key)
-	return c.keys.Put(h, binary.AppendUvarint(bytes.Clone(c.keys.Get(h)), seq))
 }
 
 func campaignBucket(id string) []byte { return []byte("c:" + id) }
@@ -245,7 +242,7 @@ func openCampaign(b *bolt.Bucket) *campaign {
 	c := &campaign{meta: b.Bucket(subMeta), jobs: b.Bucket(subJobs), keys: b.Bucket(subKeys), pending: b.Bucket(subPending), timers: b.Bucket(subTimers)}
 	c.counts = decodeCounts(c.meta.Get(keyCounts))
 	c.enqueued = u64(c.meta.Get(keyEnqueued))
-	c.hashed = bytes.Equal(c.meta.Get(keyLayout), []byte{layoutHashed})
+	c.compact = bytes.Equal(c.meta.Get(keyLayout), []byte{layoutCompact})
 	c.frontier = u64(c.meta.Get(keyFrontier))
 	return c
 }
@@ -343,7 +340,7 @@ func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Cam
 		if rec.Status == 0 {
 			rec.Status = queue.Active
 		}
-		if err := b.Bucket(subMeta).Put(keyLayout, []byte{layoutHashed}); err != nil {
+		if err := b.Bucket(subMeta).Put(keyLayout, []byte{layoutCompact}); err != nil {
 			return err
 		}
 		c := openCampaign(b)
@@ -544,6 +541,14 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		// entries never grow; a job's record grows by a few bytes when
 		// it is leased and settled, which the room left takes in place.
 		c.jobs.FillPercent, c.pending.FillPercent = jobsFill, 1
+		// Addresses in ascending order (a file sorted by address, or
+		// numbered ones) go into the keys one after another, where pages
+		// packed full stay so; in any other order they land all over the
+		// tree, where pages split at half full take them best (packed,
+		// they would end up a third full).
+		if slices.IsSortedFunc(jobs, func(a, b queue.Job) int { return strings.Compare(a.Key, b.Key) }) {
+			c.keys.FillPercent = 0.9
+		}
 		if c.enqueued == 0 && len(jobs) > 0 && !jobs[0].Enqueued.IsZero() {
 			c.enqueued = encodeTime(jobs[0].Enqueued)
 			if err := c.meta.Put(keyEnqueued, be(c.enqueued)); err != nil {
@@ -587,6 +592,7 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		}
 		return c.saveCounts()
 	})
+	q.trim()
 	return res, err
 }
 
@@ -620,7 +626,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		// Then the jobs from the frontier on, which have no entry in the
 		// pending bucket: all after the ones in it.
 		var ahead [][]byte
-		if c.hashed && len(due)+len(fresh) < n {
+		if c.compact && len(due)+len(fresh) < n {
 			next := c.frontier
 			jc := c.jobs.Cursor()
 			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
@@ -688,6 +694,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 	if err == nil && q.journal != nil {
 		q.journal.committed(id, batch)
 	}
+	q.trim()
 	return lost, err
 }
 
