@@ -13,6 +13,11 @@
 //	  renewer: extends the leases and connection slots held; tracker: follows
 //	  pause, cancel, new campaigns (the mode)
 //
+// The embedded queue keeps where a job's row is in the recipients file
+// rather than the row (queue.Job.Row): the leaser reads the rows back
+// before the jobs go to the senders, and pauses a campaign whose file no
+// longer holds a row as planned (rows.go).
+//
 // A message's acknowledgement is durable before the next message's data
 // leaves on its connection: the embedded queue notes it in a journal
 // (Journal) at once, any other queue commits it in the settler's next

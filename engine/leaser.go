@@ -86,6 +86,13 @@ func (r *run) leaseRound(cs []*campaign, n int, outage *queueOutageClock) (lease
 			break
 		}
 		c.hold(jobs)
+		if err := readRows(c.content.spec.Recipients, c.header, jobs); err != nil {
+			for _, j := range jobs {
+				r.release(task{c: c, job: j})
+			}
+			r.pauseFor(c, err.Error())
+			continue
+		}
 		checked := time.Now()
 		jobs, err = r.unsuppressed(ctx, c, jobs)
 		if err != nil {

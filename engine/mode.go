@@ -276,6 +276,12 @@ func (r *run) notePolicy(c *campaign, d outcome.Decision, reply string) {
 	default:
 		return
 	}
+	r.pauseFor(c, reason)
+}
+
+// pauseFor pauses delivering c, and the campaign in the queue, for
+// reason (which herald resume shows).
+func (r *run) pauseFor(c *campaign, reason string) {
 	if c.gone.Load() {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -231,7 +232,11 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 			}
 			created = true
 		}
-		batch = append(batch, queue.Job{Seq: uint64(row.Line), Key: row.Key, Email: row.Email, Fields: row.Fields, Enqueued: now})
+		j := queue.Job{Seq: uint64(row.Line), Key: row.Key, Email: row.Email, Fields: row.Fields, Enqueued: now}
+		if sp := row.Span; sp.Size > 0 && sp.Size <= math.MaxUint32 {
+			j.Row = queue.RowRef{Offset: uint64(sp.Offset), Size: uint32(sp.Size), Sum: sp.Sum}
+		}
+		batch = append(batch, j)
 		if len(batch) >= 1000 {
 			return flush()
 		}
@@ -283,7 +288,12 @@ func (e *Engine) storeSpec(ctx context.Context, id string) (bool, error) {
 	if bytes.Equal(stored, spec) {
 		return false, nil
 	}
-	return stored != nil, e.q.SetSpec(ctx, id, spec)
+	changed := stored != nil
+	if old, err := DecodeSpec(stored); err == nil && changed {
+		old.Recipients = e.spec.Recipients // where the file is is not content
+		changed = !bytes.Equal(old.Encode(), spec)
+	}
+	return changed, e.q.SetSpec(ctx, id, spec)
 }
 
 // checkHeader checks the templates against a stored header.

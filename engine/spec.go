@@ -58,6 +58,12 @@ type Spec struct {
 	// stored by an older herald: the default).
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
 
+	// Recipients is the recipients file's absolute path: a queue that
+	// keeps a job's place in the file rather than its fields (the
+	// embedded one, queue.Job.Row) has them read back from it. Not
+	// content: a change of it alone is not reported as one.
+	Recipients string `json:"recipients,omitempty"`
+
 	MaxAttempts int           `json:"max_attempts"`
 	MaxAge      time.Duration `json:"max_age"`
 	Backoff     time.Duration `json:"backoff"`
@@ -85,6 +91,13 @@ func SpecFromConfig(cfg *config.Config) (Spec, error) {
 	}
 	if m := cp.MaxMessageSize; m != nil {
 		s.MaxMessageSize = m.Bytes
+	}
+	if cp.Recipients != "" {
+		abs, err := filepath.Abs(cp.Recipients)
+		if err != nil {
+			return s, fmt.Errorf("campaign.recipients: %w", err)
+		}
+		s.Recipients = abs
 	}
 	if u := cfg.Unsubscribe; u != nil {
 		s.UnsubscribeURL, s.UnsubscribeMailto = u.URL, u.Mailto

@@ -59,6 +59,13 @@ type Job struct {
 	Email string
 	// Fields are the CSV record, in the order of Campaign.Header.
 	Fields []string
+	// Row is where the record is in the recipients file (Size 0: not
+	// given). A queue may keep Row instead of Fields when Enqueue is
+	// given both: the embedded queue does, so that a job costs a few
+	// bytes rather than its row. Lease and Walk then return the job with
+	// Row and no Fields, and the engine reads the fields back from the
+	// file, refusing a row whose Sum no longer matches.
+	Row RowRef
 
 	State    State
 	Attempts int       // delivery attempts that counted (reconnects do not)
@@ -70,6 +77,13 @@ type Job struct {
 	// Lease is a token that changes every time the job is leased; Settle and
 	// Release with a stale token are refused (ErrLeaseLost).
 	Lease uint64
+}
+
+// RowRef locates a job's record in its recipients file.
+type RowRef struct {
+	Offset uint64 // of the record's first byte
+	Size   uint32 // of the record, line ending included
+	Sum    uint32 // CRC-32C of those bytes
 }
 
 // Status is a campaign's run state.

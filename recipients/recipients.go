@@ -20,6 +20,10 @@ type Row struct {
 	Email  string   // the address, trimmed
 	Key    string   // the address lower-cased, its domain in A-labels (Key)
 	Fields []string // every column, in header order; Fields[EmailIndex] == Email
+	// Span is where the record is in the file; zero (Size 0) for a file
+	// read in another encoding than UTF-8, whose bytes are not the ones
+	// read.
+	Span   Span
 	header []string
 }
 
@@ -81,6 +85,10 @@ type Reader struct {
 	header     []string
 	emailIndex int
 	err        error // final: every Next returns it again
+	// rec keeps the bytes of the records being read, for their spans;
+	// nil when the file is decoded from another encoding.
+	rec *recorder
+	bom int64 // bytes of byte order mark skipped
 	// HeaderFields are the columns whose values reach a message header
 	// (beyond email): a CR or LF in them makes the row invalid.
 	HeaderFields []int
@@ -97,19 +105,25 @@ func NewReader(r io.Reader) (*Reader, error) { return NewEncodedReader(r, UTF8) 
 // NewEncodedReader is NewReader for a file in enc: the reader decodes it
 // and returns UTF-8.
 func NewEncodedReader(r io.Reader, enc Encoding) (*Reader, error) {
+	var rec *recorder
 	if enc.enc != nil {
 		r = enc.enc.NewDecoder().Reader(r)
+	} else {
+		rec = &recorder{r: r}
+		r = rec
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	// A byte order mark, as UTF-8 once decoded (UTF-16 and GB18030 have
 	// theirs too).
+	var skipped int64
 	if bom, err := br.Peek(3); err == nil && bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
 		_, _ = br.Discard(3)
+		skipped = 3
 	}
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1 // we report the wrong number ourselves, with the line
 	cr.ReuseRecord = true
-	rd := &Reader{csv: cr, enc: enc, emailIndex: -1}
+	rd := &Reader{csv: cr, enc: enc, emailIndex: -1, rec: rec, bom: skipped}
 	head, err := rd.record()
 	if err == io.EOF {
 		return nil, errors.New("recipients: the file is empty (a header row with an \"email\" column is required)")
@@ -152,6 +166,9 @@ func (r *Reader) record() ([]string, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	if r.rec != nil {
+		r.rec.forget(r.csv.InputOffset() + r.bom) // the records before are done with
+	}
 	rec, err := r.csv.Read()
 	if err != nil {
 		var perr *csv.ParseError
@@ -185,9 +202,17 @@ func (r *Reader) record() ([]string, error) {
 // *EncodingError (a line is not text in the file's encoding), or a read
 // failure. Blank lines are skipped.
 func (r *Reader) Next() (Row, error) {
+	start := r.csv.InputOffset() + r.bom
 	rec, err := r.record()
 	if err != nil {
 		return Row{}, err
+	}
+	var span Span
+	if r.rec != nil {
+		end := r.csv.InputOffset() + r.bom
+		if b := r.rec.bytes(start, end); b != nil {
+			span = Span{Offset: start, Size: len(b), Sum: SpanSum(b)}
+		}
 	}
 	line, _ := r.csv.FieldPos(0)
 	if len(rec) != len(r.header) {
@@ -205,7 +230,7 @@ func (r *Reader) Next() (Row, error) {
 	fields := make([]string, len(rec))
 	copy(fields, rec)
 	fields[r.emailIndex] = email
-	return Row{Line: line, Email: email, Key: Key(email), Fields: fields, header: r.header}, nil
+	return Row{Line: line, Email: email, Key: Key(email), Fields: fields, Span: span, header: r.header}, nil
 }
 
 // Key is the deduplication and suppression key of a valid address: lower

@@ -3,10 +3,14 @@ package boltq
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +28,7 @@ import (
 // before the crash, so each is a possible duplicate.
 type Queue struct {
 	db        *bolt.DB
+	trimmed   atomic.Int64 // when unmapPages last ran (unix nanoseconds)
 	recovered int
 	replayed  int      // outcomes applied from the journal at Open
 	journal   *journal // the outcome journal (outcomes.go)
@@ -40,12 +45,25 @@ var (
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
 	keySpec           = []byte("spec")
+	keyEnqueued       = []byte("enqueued") // the Enqueued of most jobs (encodeJob)
+	keyLayout         = []byte("layout")   // layoutCompact, or absent: the first layout
+	keyFrontier       = []byte("frontier") // layoutCompact: Lease has looked at the jobs before this Seq
 	subMeta           = []byte("meta")
 	subJobs           = []byte("jobs")
 	subKeys           = []byte("keys")
 	subPending        = []byte("pending")
 	subTimers         = []byte("timers")
 )
+
+// jobsFill is how full Enqueue fills the pages of job records: the rest
+// is room for the records to grow as they are leased and settled (a lease
+// token and deadline, then a reply: a third for a short one) without
+// splitting the page, which would leave both halves half empty for good.
+const jobsFill = 0.75
+
+// allocSize is how much the store file grows by at a time (bbolt's
+// default is 16 MB, which a small store would mostly not use).
+const allocSize = 4 << 20
 
 // Open opens or creates the store at path.
 func Open(path string) (*Queue, error) { return OpenWait(path, time.Second) }
@@ -63,6 +81,7 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
+	db.AllocSize = allocSize
 	q := &Queue{db: db}
 	base := path + ".outcomes"
 	var segs []int
@@ -103,6 +122,22 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 	return q, nil
 }
 
+// trimEvery is how often a store that is being written drops its pages
+// from the process's address space (unmapPages): a campaign goes through
+// its jobs once, so the pages it touched a second ago are seldom needed
+// again soon.
+const trimEvery = time.Second
+
+// trim runs unmapPages at most every trimEvery.
+func (q *Queue) trim() {
+	now := time.Now().UnixNano()
+	last := q.trimmed.Load()
+	if now-last < int64(trimEvery) || !q.trimmed.CompareAndSwap(last, now) {
+		return
+	}
+	q.unmapPages()
+}
+
 // Replayed is the number of outcomes Open applied from the outcome
 // journal: messages a process that died had sent and not yet recorded.
 func (q *Queue) Replayed() int { return q.replayed }
@@ -140,7 +175,7 @@ func recoverLeases(cb *bolt.Bucket) (int, error) {
 			return n, err
 		}
 		c.move(&j, queue.Pending)
-		if err := c.pending.Put(seq, nil); err != nil {
+		if err := c.pend(seq); err != nil {
 			return n, err
 		}
 		if err := c.putJob(&j); err != nil {
@@ -155,6 +190,50 @@ func recoverLeases(cb *bolt.Bucket) (int, error) {
 type campaign struct {
 	meta, jobs, keys, pending, timers *bolt.Bucket
 	counts                            queue.Counts
+	enqueued                          uint64 // keyEnqueued: 0 until the first Enqueue
+	compact                           bool   // layoutCompact
+	frontier                          uint64 // keyFrontier
+}
+
+// layoutCompact is the layout of the campaigns created since a campaign
+// of a million recipients was made to cost the store a third of what it
+// did. The keys bucket's values are uvarints (the Seq), not 8 bytes; and
+// a job an Enqueue adds is found by Lease in the jobs bucket, from the
+// frontier on (keyFrontier: every Pending job before it is in the pending
+// bucket), rather than through an entry in the pending bucket each (24 MB
+// more when a plan of a million ends). Campaigns created by an older
+// herald keep the first layout (8-byte Seqs; every Pending job in the
+// pending bucket), which is still read and written.
+const layoutCompact = 2
+
+// seqOf returns the Seq of the job whose Key is key.
+func (c *campaign) seqOf(key string) (seq uint64, ok bool, err error) {
+	v := c.keys.Get([]byte(key))
+	if v == nil || !c.compact {
+		return u64(v), v != nil, nil
+	}
+	s, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, false, errCorrupt
+	}
+	return s, true, nil
+}
+
+// addKey records that the job seq holds key (not yet in the campaign).
+func (c *campaign) addKey(key string, seq uint64) error {
+	if !c.compact {
+		return c.keys.Put([]byte(key), be(seq))
+	}
+	return c.keys.Put([]byte(key), binary.AppendUvarint(make([]byte, 0, 4), seq))
+}
+
+// pend makes the Pending job seq one Lease finds: an entry in the pending
+// bucket, unless Lease's scan of the jobs is still to reach it.
+func (c *campaign) pend(seq []byte) error {
+	if c.compact && u64(seq) >= c.frontier {
+		return nil
+	}
+	return c.pending.Put(seq, nil)
 }
 
 func campaignBucket(id string) []byte { return []byte("c:" + id) }
@@ -162,6 +241,9 @@ func campaignBucket(id string) []byte { return []byte("c:" + id) }
 func openCampaign(b *bolt.Bucket) *campaign {
 	c := &campaign{meta: b.Bucket(subMeta), jobs: b.Bucket(subJobs), keys: b.Bucket(subKeys), pending: b.Bucket(subPending), timers: b.Bucket(subTimers)}
 	c.counts = decodeCounts(c.meta.Get(keyCounts))
+	c.enqueued = u64(c.meta.Get(keyEnqueued))
+	c.compact = bytes.Equal(c.meta.Get(keyLayout), []byte{layoutCompact})
+	c.frontier = u64(c.meta.Get(keyFrontier))
 	return c
 }
 
@@ -202,7 +284,7 @@ func (c *campaign) job(seq []byte) (queue.Job, error) {
 	if v == nil {
 		return queue.Job{}, fmt.Errorf("queue: job %d missing", u64(seq))
 	}
-	j, err := decodeJob(v)
+	j, err := decodeJob(v, c.enqueued)
 	j.Seq = u64(seq)
 	return j, err
 }
@@ -210,7 +292,7 @@ func (c *campaign) job(seq []byte) (queue.Job, error) {
 // putJob stores j. bbolt keeps a reference to the value until the
 // transaction ends, so every record gets its own buffer.
 func (c *campaign) putJob(j *queue.Job) error {
-	return c.jobs.Put(be(j.Seq), encodeJob(nil, j))
+	return c.jobs.Put(be(j.Seq), encodeJob(nil, j, c.enqueued))
 }
 
 // move changes a job's state and the counters.
@@ -227,7 +309,7 @@ func (c *campaign) takeHeld(seq, token uint64) (j queue.Job, ok bool, err error)
 	if v == nil {
 		return j, false, nil
 	}
-	if j, err = decodeJob(v); err != nil {
+	if j, err = decodeJob(v, c.enqueued); err != nil {
 		return j, false, err
 	}
 	j.Seq = seq
@@ -257,6 +339,9 @@ func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Cam
 		}
 		if rec.Status == 0 {
 			rec.Status = queue.Active
+		}
+		if err := b.Bucket(subMeta).Put(keyLayout, []byte{layoutCompact}); err != nil {
+			return err
 		}
 		c := openCampaign(b)
 		if err := c.saveRecord(rec); err != nil {
@@ -308,7 +393,7 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 		var seqs [][]byte
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if st := queue.State(v[0]); st == queue.Pending || st == queue.Retry {
+			if st := stateOf(v); st == queue.Pending || st == queue.Retry {
 				seqs = append(seqs, append([]byte(nil), k...))
 			}
 		}
@@ -409,7 +494,7 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 		var failed [][]byte
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if queue.State(v[0]) == queue.Failed {
+			if stateOf(v) == queue.Failed {
 				failed = append(failed, bytes.Clone(k))
 			}
 		}
@@ -424,7 +509,7 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 			}
 			c.move(&j, queue.Pending)
 			j.Attempts, j.At, j.Enqueued = 0, time.Time{}, now
-			if err := c.pending.Put(seq, nil); err != nil {
+			if err := c.pend(seq); err != nil {
 				return err
 			}
 			if err := c.putJob(&j); err != nil {
@@ -451,14 +536,37 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 			return err
 		}
 		supp := suppList(tx, rec.List)
+		// A plan adds jobs in Seq order, each after the last: a page
+		// split at half full (bbolt's default) would stay so. Pending
+		// entries never grow; a job's record grows by a few bytes when
+		// it is leased and settled, which the room left takes in place.
+		c.jobs.FillPercent, c.pending.FillPercent = jobsFill, 1
+		// Addresses in ascending order (a file sorted by address, or
+		// numbered ones) go into the keys one after another, where pages
+		// packed full stay so; in any other order they land all over the
+		// tree, where pages split at half full take them best (packed,
+		// they would end up a third full).
+		if slices.IsSortedFunc(jobs, func(a, b queue.Job) int { return strings.Compare(a.Key, b.Key) }) {
+			c.keys.FillPercent = 0.9
+		}
+		if c.enqueued == 0 && len(jobs) > 0 && !jobs[0].Enqueued.IsZero() {
+			c.enqueued = encodeTime(jobs[0].Enqueued)
+			if err := c.meta.Put(keyEnqueued, be(c.enqueued)); err != nil {
+				return err
+			}
+		}
 		for i := range jobs {
 			j := jobs[i]
 			seq := be(j.Seq)
-			if prev := c.keys.Get([]byte(j.Key)); prev != nil {
-				if u64(prev) == j.Seq {
+			prev, found, err := c.seqOf(j.Key)
+			if err != nil {
+				return err
+			}
+			if found {
+				if prev == j.Seq {
 					res.Existing++
 				} else {
-					res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: j.Seq, FirstSeq: u64(prev)})
+					res.Duplicates = append(res.Duplicates, queue.Duplicate{Seq: j.Seq, FirstSeq: prev})
 				}
 				continue
 			}
@@ -470,11 +578,11 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 				j.State = queue.Suppressed
 				j.Reply = queue.SuppressedReply(decodeSuppression(j.Key, v))
 				res.Suppressed++
-			} else if err := c.pending.Put(seq, nil); err != nil {
+			} else if err := c.pend(seq); err != nil {
 				return err
 			}
 			c.counts.Add(j.State, 1)
-			if err := c.keys.Put([]byte(j.Key), seq); err != nil {
+			if err := c.addKey(j.Key, j.Seq); err != nil {
 				return err
 			}
 			if err := c.putJob(&j); err != nil {
@@ -484,6 +592,7 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		}
 		return c.saveCounts()
 	})
+	q.trim()
 	return res, err
 }
 
@@ -513,6 +622,25 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		pc := c.pending.Cursor()
 		for k, _ := pc.First(); k != nil && len(due)+len(fresh) < n; k, _ = pc.Next() {
 			fresh = append(fresh, append([]byte(nil), k...))
+		}
+		// Then the jobs from the frontier on, which have no entry in the
+		// pending bucket: all after the ones in it.
+		var ahead [][]byte
+		if c.compact && len(due)+len(fresh) < n {
+			next := c.frontier
+			jc := c.jobs.Cursor()
+			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
+				if stateOf(v) == queue.Pending {
+					ahead = append(ahead, bytes.Clone(k))
+				}
+				next = u64(k) + 1
+			}
+			if next != c.frontier {
+				c.frontier = next
+				if err := c.meta.Put(keyFrontier, be(next)); err != nil {
+					return err
+				}
+			}
 		}
 		take := func(seq []byte) error {
 			j, err := c.job(seq)
@@ -546,6 +674,11 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 				return err
 			}
 		}
+		for _, seq := range ahead {
+			if err := take(seq); err != nil {
+				return err
+			}
+		}
 		return c.saveCounts()
 	})
 	return out, err
@@ -561,6 +694,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 	if err == nil && q.journal != nil {
 		q.journal.committed(id, batch)
 	}
+	q.trim()
 	return lost, err
 }
 
@@ -652,7 +786,7 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 			}
 			c.move(&j, queue.Pending)
 			j.At = time.Time{}
-			if err := c.pending.Put(be(r.Seq), nil); err != nil {
+			if err := c.pend(be(r.Seq)); err != nil {
 				return err
 			}
 			if err := c.putJob(&j); err != nil {
@@ -719,8 +853,8 @@ func (q *Queue) Recipient(_ context.Context, id, key string) (bool, error) {
 		if err != nil {
 			return err
 		}
-		ok = c.keys.Get([]byte(key)) != nil
-		return nil
+		_, ok, err = c.seqOf(key)
+		return err
 	})
 	return ok, err
 }
@@ -751,7 +885,7 @@ func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) e
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			j, err := decodeJob(v)
+			j, err := decodeJob(v, c.enqueued)
 			if err != nil {
 				return err
 			}

@@ -54,18 +54,58 @@ func decodeCounts(b []byte) queue.Counts {
 	return queue.Counts{Pending: v(0), Leased: v(1), Sent: v(2), Retry: v(3), Failed: v(4), Suppressed: v(5), Cancelled: v(6)}
 }
 
-// A job record: state, then varints and length-prefixed strings. Seq is the
-// record's key and not repeated.
-func encodeJob(b []byte, j *queue.Job) []byte {
-	b = append(b, byte(j.State))
+// A job record has two encodings. The first, written by older versions,
+// is: the state byte, then varints and length-prefixed strings (Attempts,
+// Lease, At, Enqueued, Key, Email, Provider, Reply, Fields). The second
+// sets recV2 in the first byte, beside the state, and leaves out what the
+// flags say is known: Email when it is Key, Enqueued when it is the
+// campaign's (keyEnqueued: every job a plan adds has the same), and
+// Fields when the job has a place in the recipients file (recRow), which
+// it keeps instead (offset, size, a 4-byte checksum). Both are read; only
+// the second is written. Seq is the record's key and not repeated.
+const (
+	recState    = 0x0f // the state, in either encoding
+	recRow      = 0x10 // a queue.RowRef, no Fields
+	recEnqueued = 0x20 // Enqueued is the campaign's
+	recEmail    = 0x40 // Email is Key
+	recV2       = 0x80
+)
+
+// stateOf reads the state of an encoded job.
+func stateOf(v []byte) queue.State { return queue.State(v[0] & recState) }
+
+// encodeJob appends j's record to b; enqueued is the campaign's Enqueued
+// (encodeTime; 0: none).
+func encodeJob(b []byte, j *queue.Job, enqueued uint64) []byte {
+	flags := byte(j.State)&recState | recV2
+	enq := encodeTime(j.Enqueued)
+	if enq == enqueued && enq != 0 {
+		flags |= recEnqueued
+	}
+	if j.Email == j.Key {
+		flags |= recEmail
+	}
+	if j.Row.Size > 0 {
+		flags |= recRow
+	}
+	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(j.Attempts))
 	b = binary.AppendUvarint(b, j.Lease)
 	b = binary.AppendUvarint(b, encodeTime(j.At))
-	b = binary.AppendUvarint(b, encodeTime(j.Enqueued))
+	if flags&recEnqueued == 0 {
+		b = binary.AppendUvarint(b, enq)
+	}
 	b = appendString(b, j.Key)
-	b = appendString(b, j.Email)
+	if flags&recEmail == 0 {
+		b = appendString(b, j.Email)
+	}
 	b = appendString(b, j.Provider)
 	b = appendString(b, j.Reply)
+	if flags&recRow != 0 {
+		b = binary.AppendUvarint(b, j.Row.Offset)
+		b = binary.AppendUvarint(b, uint64(j.Row.Size))
+		return binary.LittleEndian.AppendUint32(b, j.Row.Sum)
+	}
 	b = binary.AppendUvarint(b, uint64(len(j.Fields)))
 	for _, f := range j.Fields {
 		b = appendString(b, f)
@@ -80,23 +120,45 @@ func appendString(b []byte, s string) []byte {
 
 var errCorrupt = errors.New("queue: corrupt job record")
 
-func decodeJob(b []byte) (queue.Job, error) {
+// decodeJob reads a record in either encoding; enqueued is the
+// campaign's Enqueued (encodeTime).
+func decodeJob(b []byte, enqueued uint64) (queue.Job, error) {
 	var j queue.Job
 	if len(b) == 0 {
 		return j, errCorrupt
 	}
+	flags := b[0]
+	if flags&recV2 == 0 {
+		flags = 0 // the first encoding: everything is there
+	}
 	d := decoder{b: b[1:]}
-	j.State = queue.State(b[0])
+	j.State = stateOf(b)
 	j.Attempts = int(d.uvarint())
 	j.Lease = d.uvarint()
 	j.At = decodeTime(d.uvarint())
-	j.Enqueued = decodeTime(d.uvarint())
+	if flags&recEnqueued != 0 {
+		j.Enqueued = decodeTime(enqueued)
+	} else {
+		j.Enqueued = decodeTime(d.uvarint())
+	}
 	j.Key = d.string()
-	j.Email = d.string()
+	if flags&recEmail != 0 {
+		j.Email = j.Key
+	} else {
+		j.Email = d.string()
+	}
 	j.Provider = d.string()
 	j.Reply = d.string()
-	n := d.uvarint()
-	if d.err == nil && n <= uint64(len(d.b)) {
+	if flags&recRow != 0 {
+		j.Row.Offset = d.uvarint()
+		size := d.uvarint()
+		j.Row.Size = uint32(size)
+		if size == 0 || size > 1<<32-1 || len(d.b) < 4 {
+			d.err = errCorrupt
+		} else {
+			j.Row.Sum = binary.LittleEndian.Uint32(d.b)
+		}
+	} else if n := d.uvarint(); d.err == nil && n <= uint64(len(d.b)) {
 		j.Fields = make([]string, n)
 		for i := range j.Fields {
 			j.Fields[i] = d.string()

@@ -21,6 +21,7 @@ func Run(t *testing.T, open func(t *testing.T) queue.Queue) {
 		"EnqueueIdempotent":   testEnqueueIdempotent,
 		"EnqueueSuppressed":   testEnqueueSuppressed,
 		"FieldsPreserved":     testFieldsPreserved,
+		"FieldsOrRow":         testFieldsOrRow,
 		"LeaseOrder":          testLeaseOrder,
 		"LeaseExpiry":         testLeaseExpiry,
 		"SettleStates":        testSettleStates,
@@ -234,6 +235,32 @@ func testFieldsPreserved(t *testing.T, b *bundle) {
 	if w := b.jobs()[7]; fmt.Sprintf("%q", w.Fields) != fmt.Sprintf("%q", j.Fields) {
 		t.Fatalf("walk %q", w.Fields)
 	}
+}
+
+// A job given with both its Fields and its Row comes back with its Fields,
+// or with its Row alone (a queue that keeps the place of the row instead),
+// in Lease and in Walk; a job given with its Fields only keeps them.
+func testFieldsOrRow(t *testing.T, b *bundle) {
+	b.create()
+	j := job(3)
+	j.Row = queue.RowRef{Offset: 1 << 33, Size: 41, Sum: 0xdeadbeef}
+	if _, err := b.q.Enqueue(b.ctx, b.id, []queue.Job{j, job(4)}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, got queue.Job) {
+		t.Helper()
+		fields := fmt.Sprintf("%q", got.Fields) == fmt.Sprintf("%q", j.Fields)
+		row := got.Fields == nil && got.Row == j.Row
+		if !fields && !row || got.Key != j.Key || got.Email != j.Email || !got.Enqueued.Equal(j.Enqueued) {
+			t.Fatalf("%s %+v, enqueued %+v: want its fields or its row", what, got, j)
+		}
+	}
+	got := b.lease(2, b.now)
+	if len(got) != 2 || got[1].Seq != 4 || fmt.Sprintf("%q", got[1].Fields) != fmt.Sprintf("%q", job(4).Fields) {
+		t.Fatalf("leased %+v", got)
+	}
+	check("leased", got[0])
+	check("walked", b.jobs()[3])
 }
 
 func testLeaseOrder(t *testing.T, b *bundle) {
