@@ -85,6 +85,23 @@ func (w *durableWatch) verify(t *testing.T, min int) {
 	}
 }
 
+// sendAll plans and runs b's campaign of n recipients, watched, through
+// server s: everyone is delivered once, and at least half the messages
+// were checked.
+func (w *durableWatch) sendAll(t *testing.T, b *bundle, s *sink.Server, n int) {
+	t.Helper()
+	w.q = b.q
+	b.plan()
+	sum, err := b.run()
+	if err != nil || sum.Counts.Sent != int64(n) || sum.Sent != int64(n) {
+		t.Fatalf("err %v summary %+v", err, sum)
+	}
+	if st := s.Stats(); st.Messages != int64(n) {
+		t.Fatalf("%d messages for %d recipients", st.Messages, n)
+	}
+	w.verify(t, n/2)
+}
+
 // TestAcknowledgedWithoutJournal: on a queue with no outcome journal each
 // sender waits for the group commit of its last message before the next
 // one's data leaves; every recipient is delivered once, with and without
@@ -107,16 +124,7 @@ func TestAcknowledgedWithoutJournal(t *testing.T) {
 			if _, ok := engine.Queue(withoutJournal{b.q}).(engine.Journal); ok {
 				t.Fatal("the wrapper still offers the journal")
 			}
-			watch.q = b.q
-			b.plan()
-			sum, err := b.run()
-			if err != nil || sum.Counts.Sent != n || sum.Sent != n {
-				t.Fatalf("err %v summary %+v", err, sum)
-			}
-			if st := s.Stats(); st.Messages != n {
-				t.Fatalf("%d messages for %d recipients", st.Messages, n)
-			}
-			watch.verify(t, n/2)
+			watch.sendAll(t, b, s, n)
 		})
 	}
 }
@@ -155,16 +163,7 @@ func TestJournalFailureFallsBackToGroupCommit(t *testing.T) {
 			b := setup(t, campaignSpec{recipients: addresses(n, "jf"), providers: providerTOML("local", s, fmt.Sprintf("connections = 4\npipelining = %v", pipelining))})
 			b.wrap = func(q *boltq.Queue) engine.Queue { fj.Queue = q; return fj }
 			b.open()
-			watch.q = b.q
-			b.plan()
-			sum, err := b.run()
-			if err != nil || sum.Counts.Sent != n || sum.Sent != n {
-				t.Fatalf("err %v summary %+v", err, sum)
-			}
-			if st := s.Stats(); st.Messages != n {
-				t.Fatalf("%d messages for %d recipients", st.Messages, n)
-			}
-			watch.verify(t, n/2)
+			watch.sendAll(t, b, s, n)
 			if c := strings.Count(b.logs.String(), "cannot note an outcome in the journal"); c != 1 {
 				t.Errorf("the journal's failure was logged %d times, want once:\n%s", c, b.logs.String())
 			}

@@ -225,13 +225,11 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	stopProfile, err := cpuProfile(*cpuprofile)
-	if err != nil {
-		fmt.Fprintf(stderr, "herald: %v\n", err)
+	stopProfile, ok := startSending(*cpuprofile, stderr)
+	if !ok {
 		return exitInput
 	}
 	defer stopProfile()
-	tuneGC()
 	out := newOutput(stderr, *quiet)
 	log := out.logger()
 	metrics, err := serveMetrics(*metricsAddr, stderr)
@@ -426,6 +424,19 @@ const hardStopGrace = time.Second
 // the default GOGC=100 spent a third of the CPU collecting it (measured in
 // bench/campaign.sh: 5,600 msgs/s at GOGC=100, 8,000 at 400, peak RSS 54
 // and 66 MB). The soft memory limit keeps the heap in bounds regardless.
+// startSending prepares the process for a command that plans or sends a
+// campaign: the CPU profile the command line asks for (see cpuProfile) and
+// the collector's tuning (tuneGC); false when the profile cannot start.
+func startSending(cpuprofile string, stderr io.Writer) (stop func(), ok bool) {
+	stop, err := cpuProfile(cpuprofile)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return nil, false
+	}
+	tuneGC()
+	return stop, true
+}
+
 func tuneGC() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return
@@ -448,13 +459,11 @@ func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	stopProfile, err := cpuProfile(*cpuprofile)
-	if err != nil {
-		fmt.Fprintf(stderr, "herald: %v\n", err)
+	stopProfile, ok := startSending(*cpuprofile, stderr)
+	if !ok {
 		return exitInput
 	}
 	defer stopProfile()
-	tuneGC()
 	out := newOutput(stderr, true)
 	c, code := open(*path, campaignEngine, engine.Options{Logger: out.logger()}, stderr)
 	if c == nil {
