@@ -2,8 +2,8 @@
 # A 100,000-recipient campaign against Postfix's smtp-sink, next to
 # smtp-source on the same sink in the same run: herald send on the embedded
 # queue, herald send on Redis (plan + one local worker), and herald enqueue
-# followed by 1 and by 2 herald worker processes (CONNECTIONS split between
-# them). Prints msgs/s and peak RSS (per process for the workers).
+# followed by 1 and by 2 herald worker processes (sharing CONNECTIONS: on
+# Redis a provider's connections hold for all processes together). Prints msgs/s and peak RSS (per process for the workers).
 #
 #   bash bench/campaign.sh [RECIPIENTS] [CONNECTIONS] [RUNS]
 #
@@ -45,7 +45,7 @@ print(f"{n} recipients, ~2 KB messages, {c} connections, no rate limit, to Postf
 print("herald's time is the whole campaign: reading the CSV, planning into the queue, rendering,")
 print("sending, settling. smtp-source sends a fixed message over reused connections. The worker rows")
 print(f"time herald enqueue and the workers until the queue reports the campaign complete; the {c} connections")
-print("are split between the workers, and peak RSS is that of the largest worker. Redis is a local")
+print("are shared by the workers, and peak RSS is that of the largest worker. Redis is a local")
 print("redis-server on a unix socket (no persistence), sharing the 2 cores with herald and the sink.\n")
 print("| tool | msgs/s (median) | runs | peak RSS |")
 print("| --- | --- | --- | --- |")

@@ -101,11 +101,13 @@ run_send_redis() {
   rate_row "$s" "$e" "$N" "$(peak "$OUT/time-herald-redis.txt")"
 }
 
-# run_workers W: herald enqueue, then W workers with C/W connections each,
+# run_workers W: herald enqueue, then W workers sharing C connections (on
+# Redis a provider's connections are a limit for all processes together:
+# each worker's configuration says C, and together they open at most C),
 # stopped with SIGTERM once the campaign is complete; the RSS is the
 # largest worker's.
 run_workers() {
-  local n=$1 per=$(( C / $1 )) s e pids=() i r rss=0 open=1
+  local n=$1 per=$C s e pids=() i r rss=0 open=1
   { redis_queue; provider "$per"; } > "$OUT/worker-$per.toml"
   flushredis
   s=$(now)

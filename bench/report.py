@@ -51,7 +51,7 @@ w(f"over {c} connections to Postfix's smtp-sink: smtp-source reuses its connecti
 w(f"herald bench is closed loop (`--connections {c} --size 2048`, pipelining when offered); the herald send and")
 w(f"worker rows are the whole {int(n):,}-recipient campaign (CSV, queue, render, SMTP, settle; bench/lib.sh),")
 w("the worker rows from `herald enqueue` until the queue reports the campaign complete, with the")
-w(f"{c} connections split between the workers, Redis a local redis-server on a unix socket. The last two")
+w(f"{c} connections shared by the workers (a provider's `connections` holds for all processes together), Redis a local redis-server on a unix socket. The last two")
 w(f"rows receive: `smtp-source -c -l 2000 -m {int(sink_n):,} -s {c}` (a new connection per message) into")
 w("`smtp-sink -c -u root 127.0.0.1:PORT 1000` or `herald sink --listen 127.0.0.1:PORT`, each started fresh.")
 w("Peak RSS is the sending tool's (the largest worker's), except in the sink rows where it is the sink's.")

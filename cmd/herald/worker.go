@@ -16,10 +16,15 @@ func cmdWorker(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "configuration `file` (TOML): [queue] and [[provider]]; campaigns come from the queue")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9464)")
 	quiet := fs.Bool("quiet", false, "no progress lines, only the summary")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file` (for benchmarking)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	tuneGC()
+	stopProfile, ok := startSending(*cpuprofile, stderr)
+	if !ok {
+		return exitInput
+	}
+	defer stopProfile()
 	out := newOutput(stderr, *quiet)
 	out.worker = true
 	metrics, err := serveMetrics(*metricsAddr, stderr)
