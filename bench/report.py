@@ -98,6 +98,7 @@ for r in cpu_rows:
 def per_k(rs, key):
     return statistics.median(1e6 * float(r[key]) / float(r["messages"]) for r in rs)
 limits = []  # (name, got, op, want, unit)
+fig = {}  # figures for bench/SCALING.md (see bench/scaling.tmpl.md)
 if cpu_by:
     w(f"## CPU per 1,000 messages (median of {runs} runs)\n")
     w("User + system time of the herald processes (`/usr/bin/time -v`; the worker rows add `herald enqueue` and")
@@ -109,6 +110,9 @@ if cpu_by:
         h, r = per_k(rs, "cpu_s"), per_k(rs, "redis_cpu_s")
         w(f"| {tool} | {h:.1f} | {r:.1f} | {h + r:.1f} |")
     w("")
+    for key, tool in (("SEND", "herald send (redis)"), ("W1", "herald enqueue + 1 worker (redis)"), ("W2", "herald enqueue + 2 workers (redis)")):
+        if tool in cpu_by:
+            fig[key + "_H"], fig[key + "_R"] = per_k(cpu_by[tool], "cpu_s"), per_k(cpu_by[tool], "redis_cpu_s")
     if "herald send (embedded)" in cpu_by:
         limits.append(("herald send (embedded) CPU per 1,000 messages", per_k(cpu_by["herald send (embedded)"], "cpu_s"), "<=", 35, "ms"))
 
@@ -147,6 +151,9 @@ if enq:
         w(f"| {k:,} | {float(r['seconds']):.2f} | {float(r['jobs_per_s']):,.0f} | {float(r['bytes_per_recipient']):.0f} | {1e6 * float(r['redis_cpu_s']) / k:.1f} |")
     w("")
     big = max(enq, key=lambda r: int(r["recipients"]))
+    fig["ENQ_R"] = 1e6 * float(big["redis_cpu_s"]) / int(big["recipients"])
+    fig["ENQ_B"] = float(big["bytes_per_recipient"])
+    fig["ENQ_B100"] = min(float(r["bytes_per_recipient"]) for r in enq if int(r["recipients"]) == min(int(x["recipients"]) for x in enq))
     limits.append((f"herald enqueue at {int(big['recipients']):,} recipients", float(big["jobs_per_s"]), ">=", 200000, "jobs/s"))
     limits.append(("Redis memory per recipient", max(float(r["bytes_per_recipient"]) for r in enq), "<=", 150, "B"))
 
@@ -174,6 +181,8 @@ if fo.exists():
         verdict = ok.group(1) if ok else "did not run"
         if m:
             w(f"| {kind} | {m.group(1)} | {m.group(2)} | {int(m.group(3)):,} | {m.group(4)} | {verdict} |")
+            fig[f"FO_{kind[0]}_PROMO"], fig[f"FO_{kind[0]}_STALL"] = m.group(1), m.group(2)
+            fig["FO_DUPS"] = fig.get("FO_DUPS", 0) + int(m.group(4))
         else:
             w(f"| {kind} | | | | | {verdict} |")
     w("")
@@ -241,3 +250,20 @@ if kept:
     for block in kept:
         w(block)
 path.write_text("\n".join(L).rstrip() + "\n")
+
+# bench/SCALING.md: the template with this run's figures.
+if "W1_R" in fig and fig["W1_R"] > 0 and fig.get("W1_H"):
+    fig["CAP_FAST"] = 1e6 / fig["W1_R"]
+    fig["WORKER_RATE"] = 1e6 / fig["W1_H"]
+    fig["RATIO"] = fig["CAP_FAST"] / fig["WORKER_RATE"]
+tmpl = (pathlib.Path(__file__).parent / "scaling.tmpl.md").read_text()
+tmpl = re.sub(r"\A<!--.*?-->\n", "", tmpl, flags=re.S)
+def shown(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+scaling = re.sub(r"@([A-Z0-9_]+)@", lambda m: shown(fig[m.group(1)]) if m.group(1) in fig else "(not measured)", tmpl)
+scaling = scaling.replace("(`bash bench/run.sh`,", f"({machine['date']}, commit {machine['commit']}; `bash bench/run.sh`,", 1)
+(pathlib.Path(__file__).parent / "SCALING.md").write_text(scaling)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -406,16 +407,35 @@ func (c *composer) build(r *templates.Renderer, data map[string]string, email, k
 type message struct {
 	text text   // as built (and signed): CRLF line ends, not dot-stuffed
 	wire []byte // the DATA content: text dot-stuffed, with the final dot
+	size int64  // what the server receives: see Size
 }
 
-func newMessage(t text) *message { return &message{text: t, wire: stuff(t)} }
+func newMessage(t text) *message {
+	m := &message{text: t, wire: stuff(t)}
+	m.size = unstuffedSize(m.wire)
+	return m
+}
+
+// unstuffedSize is the size of the message that DATA content wire (dot-
+// stuffed, ending in the final dot) carries: without the final dot and the
+// dots stuffing added, with every line end that stuffing completed (a text
+// whose last line has no line end is sent with one).
+func unstuffedSize(wire []byte) int64 {
+	body := wire[:len(wire)-len(".\r\n")]
+	dots := bytes.Count(body, []byte("\n."))
+	if len(body) > 0 && body[0] == '.' {
+		dots++
+	}
+	return int64(len(body) - dots)
+}
 
 // WriteTo writes the message's text.
 func (m *message) WriteTo(w io.Writer) (int64, error) { return m.text.WriteTo(w) }
 
-// Size is the message's size as RFC 1870 counts it: its text, CRLF line
-// ends, no dot-stuffing, no final dot.
-func (m *message) Size() int64 { return int64(len(m.text)) }
+// Size is the message's size as RFC 1870 counts it: what the server
+// receives, CRLF line ends (the last line's included), no dot-stuffing, no
+// final dot.
+func (m *message) Size() int64 { return m.size }
 
 // within reports whether the message is no larger than limit, and its
 // size. (It cannot fail: the size is known.)

@@ -102,13 +102,19 @@ func TestComposeAsGoMail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := goMailText(t, c, spec, &r, data, "用户@xn--fsqu00a.xn--0zwm56d", "用户@xn--fsqu00a.xn--0zwm56d", now)
+			want := withoutBlankFolds(goMailText(t, c, spec, &r, data, "用户@xn--fsqu00a.xn--0zwm56d", "用户@xn--fsqu00a.xn--0zwm56d", now))
 			if got := sameBoundaries(string(m.text)); got != sameBoundaries(want) {
 				t.Fatalf("content %d, variant %d: not what go-mail writes:\n%s", i, variant, firstDiff(got, sameBoundaries(want)))
 			}
+			// The server receives a last line without a line end with
+			// one (SMTP's data ends with CRLF "." CRLF): RFC 1870 counts it.
+			received := len(want)
+			if !strings.HasSuffix(want, "\r\n") {
+				received += 2
+			}
 			size := m.Size()
-			if size != int64(len(want)) {
-				t.Errorf("content %d: size %d, go-mail wrote %d bytes", i, size, len(want))
+			if size != int64(received) {
+				t.Errorf("content %d: size %d, the server receives %d bytes (go-mail wrote %d)", i, size, received, len(want))
 			}
 			if within, ok, _ := m.within(size); !ok || within != size {
 				t.Errorf("content %d: within(%d) = %d, %v", i, size, within, ok)
@@ -178,6 +184,25 @@ func goMailText(t *testing.T, c *composer, spec Spec, r *templates.Renderer, dat
 var boundaryRE = regexp.MustCompile(`boundary=([0-9a-f]{60})`)
 
 // sameBoundaries names a message's multipart boundaries by their order.
+// withoutBlankFolds removes from the header of message s the lines of
+// only spaces that go-mail writes when it folds a value ending in spaces
+// (strict parsers take such a line for the end of the header); herald
+// leaves them out.
+func withoutBlankFolds(s string) string {
+	head, body, ok := strings.Cut(s, "\r\n\r\n")
+	if !ok {
+		return s
+	}
+	var kept []string
+	for _, l := range strings.Split(head, "\r\n") {
+		if strings.HasPrefix(l, " ") && strings.TrimLeft(l, " ") == "" {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\r\n") + "\r\n\r\n" + body
+}
+
 func sameBoundaries(s string) string {
 	for i, b := range boundaryRE.FindAllStringSubmatch(s, -1) {
 		s = strings.ReplaceAll(s, b[1], fmt.Sprintf("BOUNDARY-%d", i))

@@ -55,8 +55,28 @@ func appendHeader(dst []byte, key string, values ...string) []byte {
 	if folded {
 		// go-mail drops the space a fold leaves at the end of a line.
 		dst = dropSpaceBeforeCRLF(dst, start)
+		// A value with runs of spaces folds into lines of only white
+		// space, which strict parsers take for the end of the header
+		// (go-mail writes them): left out.
+		dst = dropBlankFolds(dst, start)
 	}
 	return append(dst, "\r\n"...)
+}
+
+// dropBlankFolds removes, in dst[from:] (one folded header without its
+// last CRLF), the continuation lines that hold only spaces.
+func dropBlankFolds(dst []byte, from int) []byte {
+	lines := bytes.Split(dst[from:], []byte("\r\n"))
+	kept := lines[:1]
+	for _, l := range lines[1:] {
+		if len(bytes.TrimLeft(l, " ")) > 0 {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(lines) {
+		return dst
+	}
+	return append(dst[:from], bytes.Join(kept, []byte("\r\n"))...)
 }
 
 // dropSpaceBeforeCRLF removes, in dst[from:], each space followed by CRLF.

@@ -419,11 +419,6 @@ func signalContexts(out *output) (soft, hard context.Context, stop func()) {
 // second signal before the process exits.
 const hardStopGrace = time.Second
 
-// tuneGC trades memory for CPU unless the user chose with GOGC: every
-// message is built afresh (go-mail), so a send run allocates steadily and
-// the default GOGC=100 spent a third of the CPU collecting it (measured in
-// bench/campaign.sh: 5,600 msgs/s at GOGC=100, 8,000 at 400, peak RSS 54
-// and 66 MB). The soft memory limit keeps the heap in bounds regardless.
 // startSending prepares the process for a command that plans or sends a
 // campaign: the CPU profile the command line asks for (see cpuProfile) and
 // the collector's tuning (tuneGC); false when the profile cannot start.
@@ -437,6 +432,11 @@ func startSending(cpuprofile string, stderr io.Writer) (stop func(), ok bool) {
 	return stop, true
 }
 
+// tuneGC trades memory for CPU unless the user chose with GOGC: every
+// message is built afresh, so a send run allocates steadily and
+// the default GOGC=100 spent a third of the CPU collecting it (measured in
+// bench/campaign.sh: 5,600 msgs/s at GOGC=100, 8,000 at 400, peak RSS 54
+// and 66 MB). The soft memory limit keeps the heap in bounds regardless.
 func tuneGC() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return

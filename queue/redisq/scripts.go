@@ -364,9 +364,11 @@ for i = 1, n do
     lost[#lost+1] = seq
   end
 end
--- A job whose lease matched shows the campaign is there; without one,
--- the record tells a lost lease from a vanished campaign.
-if done == 0 and redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
+-- Without the record the campaign vanished (every job would look lost),
+-- even where a job's lease matched: a Redis that evicts keys may have lost
+-- the record and kept the states, and the counts must not be written
+-- into a record-less meta.
+if redis.call('HEXISTS', KEYS[1], 'rec') == 0 then return redis.error_reply('NOCAMPAIGN') end
 if done > 0 then
   redis.call('ZREM', KEYS[3], unpack(rem))
   if na > 0 then redis.call('ZADD', KEYS[3], unpack(add)) end
