@@ -212,7 +212,7 @@ func (cn *conn) admit(pr *prepared) *outcome.DeliveryError {
 		}
 	}
 	if cn.maxSize > 0 {
-		if size, ok, _ := pr.msg.within(cn.maxSize); !ok {
+		if size, ok := pr.msg.within(cn.maxSize); !ok {
 			return outcome.Unsendable(outcome.StageMail, fmt.Sprintf("the message is %d bytes, larger than the %d bytes %s takes (its SIZE, RFC 1870); not sent", size, cn.maxSize, cn.p.cfg))
 		}
 	}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -20,6 +19,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/heraldmail/herald/config"
+	"github.com/heraldmail/herald/internal/smtpdata"
 	"github.com/heraldmail/herald/recipients"
 	"github.com/heraldmail/herald/templates"
 	"github.com/heraldmail/herald/unsubscribe"
@@ -267,18 +267,18 @@ func (c *composer) layout(s Spec) {
 }
 
 // compose renders and writes the message for one recipient, unsigned:
-// RFC 5322 text with CRLF line ends, not dot-stuffed; size is its length.
+// RFC 5322 text with CRLF line ends, not dot-stuffed.
 // The To header has the address's domain in A-labels, as the envelope has
 // (a local part that is not ASCII stays as it is: such a message goes only
 // with SMTPUTF8, RFC 6531 and 6532).
-func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m text, size int64, err error) {
+func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m text, err error) {
 	if email, err = recipients.ASCIIDomain(email); err != nil {
-		return nil, 0, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
+		return nil, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
 	}
 	link := c.unsubscribeLink(key)
 	out, err := r.RenderLink(c.set, data, link)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	// Room for the usual message, its DKIM signature and the final dot
 	// (stuff), so that the buffer is allocated once: quoted-printable
@@ -289,8 +289,7 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	if c.dkim != nil {
 		n += 1024
 	}
-	m = c.appendMessage(make(text, 0, n), out, email, key, link, now)
-	return m, int64(len(m)), nil
+	return c.appendMessage(make(text, 0, n), out, email, key, link, now), nil
 }
 
 // appendMessage appends the message's text to dst.
@@ -388,7 +387,7 @@ func newBoundary() string {
 // build composes the message and, when the campaign is DKIM-signed, signs
 // it: the message it returns is written as is, once or again on a retry.
 func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*message, error) {
-	m, _, err := c.compose(r, data, email, key, now)
+	m, err := c.compose(r, data, email, key, now)
 	if err != nil {
 		return nil, err
 	}
@@ -411,22 +410,9 @@ type message struct {
 }
 
 func newMessage(t text) *message {
-	m := &message{text: t, wire: stuff(t)}
-	m.size = unstuffedSize(m.wire)
+	m := &message{text: t, wire: smtpdata.Stuff(t)}
+	m.size = smtpdata.Size(m.wire)
 	return m
-}
-
-// unstuffedSize is the size of the message that DATA content wire (dot-
-// stuffed, ending in the final dot) carries: without the final dot and the
-// dots stuffing added, with every line end that stuffing completed (a text
-// whose last line has no line end is sent with one).
-func unstuffedSize(wire []byte) int64 {
-	body := wire[:len(wire)-len(".\r\n")]
-	dots := bytes.Count(body, []byte("\n."))
-	if len(body) > 0 && body[0] == '.' {
-		dots++
-	}
-	return int64(len(body) - dots)
 }
 
 // WriteTo writes the message's text.
@@ -438,17 +424,9 @@ func (m *message) WriteTo(w io.Writer) (int64, error) { return m.text.WriteTo(w)
 func (m *message) Size() int64 { return m.size }
 
 // within reports whether the message is no larger than limit, and its
-// size. (It cannot fail: the size is known.)
-func (m *message) within(limit int64) (size int64, ok bool, err error) {
-	return m.Size(), m.Size() <= limit, nil
-}
-
-// counter counts what is written to it.
-type counter int64
-
-func (c *counter) Write(p []byte) (int, error) {
-	*c += counter(len(p))
-	return len(p), nil
+// size.
+func (m *message) within(limit int64) (size int64, ok bool) {
+	return m.size, m.size <= limit
 }
 
 // sign returns raw with a DKIM-Signature before it, with room for the

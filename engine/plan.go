@@ -131,7 +131,7 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 // what is missing. Either is refused when the file is no longer the one
 // the campaign was planned from (sameFile). Nothing is enqueued when the
 // templates do not fit, or when the file cannot be read to its end.
-func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, error) {
+func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResult, err error) {
 	id := e.cfg.Campaign.ID
 	existing, err := e.q.Campaign(ctx, id)
 	if err == nil {
@@ -165,7 +165,6 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		}
 	}
 	var batch []queue.Job
-	var res PlanResult
 	now := time.Now()
 	created := false
 	// One batch is enqueued while the next is read: the queue's work
@@ -195,7 +194,9 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (PlanResult, e
 		}
 		return nil
 	}
-	defer collect() // after an error: the batch on its way is done before Plan returns
+	// After an error: the batch on its way is done, and counted in res,
+	// before Plan returns.
+	defer collect()
 	flush := func() error {
 		if err := collect(); err != nil || len(batch) == 0 {
 			return err
@@ -320,7 +321,7 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 		keys[row.Key] = row.Line
 		// Not signed: the key was tried once when the campaign was loaded,
 		// and a dry run of a large campaign need not pay a signature each.
-		msg, _, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
+		text, err := e.content.comp.compose(&r, templates.Data(row.Header(), row.Fields), row.Email, row.Key, now)
 		if tl := (*templates.TooLargeError)(nil); errors.As(err, &tl) {
 			res.Invalid++
 			problem(Problem{Line: row.Line, Reason: e.content.tooLarge(0)})
@@ -331,15 +332,9 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 			problem(Problem{Line: row.Line, Reason: "cannot render: " + err.Error()})
 			return nil
 		}
-		var n counter
-		if _, err := msg.WriteTo(&n); err != nil {
+		if size, ok := newMessage(text).within(e.content.maxSize); !ok {
 			res.Invalid++
-			problem(Problem{Line: row.Line, Reason: "cannot build the message: " + err.Error()})
-			return nil
-		}
-		if int64(n) > e.content.maxSize {
-			res.Invalid++
-			problem(Problem{Line: row.Line, Reason: e.content.tooLarge(int64(n))})
+			problem(Problem{Line: row.Line, Reason: e.content.tooLarge(size)})
 			return nil
 		}
 		res.Added++
@@ -367,7 +362,7 @@ func (e *Engine) preflight(header []string, row recipients.Row) error {
 		// reported when it is sent.
 		return nil
 	}
-	if size, ok, err := msg.within(e.content.maxSize); err == nil && !ok {
+	if size, ok := msg.within(e.content.maxSize); !ok {
 		return e.firstTooLarge(row.Line, size)
 	}
 	return nil

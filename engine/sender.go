@@ -200,9 +200,7 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	if err != nil {
 		return fail(outcome.Classify(outcome.StageRender, err))
 	}
-	if size, ok, err := msg.within(ct.maxSize); err != nil {
-		return fail(outcome.Classify(outcome.StageRender, err))
-	} else if !ok {
+	if size, ok := msg.within(ct.maxSize); !ok {
 		return fail(outcome.Unsendable(outcome.StageRender, ct.tooLarge(size)+"; not sent"))
 	}
 	pr.msg = msg

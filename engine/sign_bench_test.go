@@ -56,7 +56,7 @@ func signingComposer(b *testing.B, key crypto.Signer) (*composer, []byte) {
 		b.Fatal(err)
 	}
 	var r templates.Renderer
-	m, _, err := c.compose(&r, map[string]string{"name": "Ann"}, "ann@example.org", "ann@example.org", time.Now())
+	m, err := c.compose(&r, map[string]string{"name": "Ann"}, "ann@example.org", "ann@example.org", time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

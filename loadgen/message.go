@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldmail/herald/internal/smtpdata"
 )
 
 // idDigits is the width of the per-message number in the Message-ID,
@@ -84,28 +86,9 @@ func newMessage(size int, from string, now time.Time) (*messageTemplate, error) 
 		text = append(text, '\r', '\n')
 	}
 	m := &messageTemplate{text: text}
-	m.wire = stuff(text)
+	m.wire = smtpdata.Stuff(text)
 	m.idAt = bytes.Index(m.wire, []byte("Message-ID: <")) + len("Message-ID: <")
 	return m, nil
-}
-
-// stuff returns text as DATA content: every line that starts with a dot
-// gets another (RFC 5321, 4.5.2), and CRLF.CRLF ends it. text has CRLF line
-// ends and ends with CRLF.
-func stuff(text []byte) []byte {
-	out := make([]byte, 0, len(text)+len(text)/64+8)
-	bol := true
-	for _, c := range text {
-		if bol && c == '.' {
-			out = append(out, '.')
-		}
-		out = append(out, c)
-		bol = c == '\n'
-	}
-	if !bol {
-		out = append(out, '\r', '\n')
-	}
-	return append(out, '.', '\r', '\n')
 }
 
 // setID writes seq, zero-padded hexadecimal, into the idDigits bytes of

@@ -1,28 +1,36 @@
-package engine
+package smtpdata
 
 import (
 	"math/rand/v2"
 	"testing"
 )
 
+// TestStuff: the DATA content of a message, and the size of the message
+// it carries (what the server receives: CRLF line ends, the last line's
+// included, no stuffing).
 func TestStuff(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		in, want string
+		size     int64
 	}{
-		{"a\r\nb\r\n", "a\r\nb\r\n.\r\n"},
-		{".leading\r\n..two\r\nmid.dot\r\n", "..leading\r\n...two\r\nmid.dot\r\n.\r\n"},
-		{"bare\nlf\n", "bare\r\nlf\r\n.\r\n"},
-		{"split\r\n.x\r\n", "split\r\n..x\r\n.\r\n"},
-		{"line\r\n.dot\r\n.", "line\r\n..dot\r\n..\r\n.\r\n"},
-		{"no final newline", "no final newline\r\n.\r\n"},
-		{".", "..\r\n.\r\n"},
-		{"\n", "\r\n.\r\n"},
-		{"", ".\r\n"},
+		{"a\r\nb\r\n", "a\r\nb\r\n.\r\n", 6},
+		{".leading\r\n..two\r\nmid.dot\r\n", "..leading\r\n...two\r\nmid.dot\r\n.\r\n", 26},
+		{"bare\nlf\n", "bare\r\nlf\r\n.\r\n", 10},
+		{"split\r\n.x\r\n", "split\r\n..x\r\n.\r\n", 11},
+		{"line\r\n.dot\r\n.", "line\r\n..dot\r\n..\r\n.\r\n", 15},
+		{"no final newline", "no final newline\r\n.\r\n", 18},
+		{".", "..\r\n.\r\n", 3},
+		{"\n", "\r\n.\r\n", 2},
+		{"", ".\r\n", 0},
 	}
 	for _, tt := range tests {
-		if got := string(stuff([]byte(tt.in))); got != tt.want {
+		got := Stuff([]byte(tt.in))
+		if string(got) != tt.want {
 			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
+		}
+		if size := Size(got); size != tt.size {
+			t.Errorf("%q: size %d, want %d", tt.in, size, tt.size)
 		}
 	}
 }
@@ -38,7 +46,7 @@ func TestStuffRandom(t *testing.T) {
 			in[i] = ".\r\nx"[rng.IntN(4)]
 		}
 		was := string(in)
-		got := stuff(in)
+		got := Stuff(in)
 		if want := stuffReference(in); string(got) != want {
 			t.Fatalf("%q: got %q, want %q", in, got, want)
 		}
