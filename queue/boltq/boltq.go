@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,9 @@ type Queue struct {
 	recovered int
 	replayed  int      // outcomes applied from the journal at Open
 	journal   *journal // the outcome journal (outcomes.go)
+
+	keysMu sync.Mutex           // held by Enqueue and Recipient
+	keys   map[string]*keyIndex // layoutMemKeys: by campaign (keyindex.go)
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -46,8 +50,8 @@ var (
 	keyLease          = []byte("lease")
 	keySpec           = []byte("spec")
 	keyEnqueued       = []byte("enqueued") // the Enqueued of most jobs (encodeJob)
-	keyLayout         = []byte("layout")   // layoutCompact, or absent: the first layout
-	keyFrontier       = []byte("frontier") // layoutCompact: Lease has looked at the jobs before this Seq
+	keyLayout         = []byte("layout")   // layoutCompact or layoutMemKeys, or absent: the first layout
+	keyFrontier       = []byte("frontier") // since layoutCompact: Lease has looked at the jobs before this Seq
 	subMeta           = []byte("meta")
 	subJobs           = []byte("jobs")
 	subKeys           = []byte("keys")
@@ -148,6 +152,11 @@ func (q *Queue) Recovered() int { return q.recovered }
 
 // Close closes the store.
 func (q *Queue) Close() error {
+	q.keysMu.Lock()
+	for id := range q.keys {
+		q.dropKeys(id)
+	}
+	q.keysMu.Unlock()
 	if q.journal != nil {
 		q.journal.close()
 	}
@@ -191,8 +200,9 @@ type campaign struct {
 	meta, jobs, keys, pending, timers *bolt.Bucket
 	counts                            queue.Counts
 	enqueued                          uint64 // keyEnqueued: 0 until the first Enqueue
-	compact                           bool   // layoutCompact
+	layout                            byte   // keyLayout: 0 (the first), layoutCompact, layoutMemKeys
 	frontier                          uint64 // keyFrontier
+	index                             *keyIndex
 }
 
 // layoutCompact is the layout of the campaigns created since a campaign
@@ -206,10 +216,22 @@ type campaign struct {
 // pending bucket), which is still read and written.
 const layoutCompact = 2
 
-// seqOf returns the Seq of the job whose Key is key.
+// layoutMemKeys is layoutCompact without the keys bucket: a job is found
+// by its key through an index in memory (keyindex.go). The campaigns
+// herald creates now have it.
+const layoutMemKeys = 3
+
+// compact reports whether Lease finds new jobs from the frontier.
+func (c *campaign) compact() bool { return c.layout >= layoutCompact }
+
+// seqOf returns the Seq of the job whose Key is key. A campaign of
+// layoutMemKeys needs its index (Queue.keysOf) in c.index.
 func (c *campaign) seqOf(key string) (seq uint64, ok bool, err error) {
+	if c.layout >= layoutMemKeys {
+		return seqOfKey(c.index, c.jobs, key)
+	}
 	v := c.keys.Get([]byte(key))
-	if v == nil || !c.compact {
+	if v == nil || !c.compact() {
 		return u64(v), v != nil, nil
 	}
 	s, n := binary.Uvarint(v)
@@ -221,7 +243,11 @@ func (c *campaign) seqOf(key string) (seq uint64, ok bool, err error) {
 
 // addKey records that the job seq holds key (not yet in the campaign).
 func (c *campaign) addKey(key string, seq uint64) error {
-	if !c.compact {
+	if c.layout >= layoutMemKeys {
+		c.index.add(key, seq)
+		return nil
+	}
+	if !c.compact() {
 		return c.keys.Put([]byte(key), be(seq))
 	}
 	return c.keys.Put([]byte(key), binary.AppendUvarint(make([]byte, 0, 4), seq))
@@ -230,7 +256,7 @@ func (c *campaign) addKey(key string, seq uint64) error {
 // pend makes the Pending job seq one Lease finds: an entry in the pending
 // bucket, unless Lease's scan of the jobs is still to reach it.
 func (c *campaign) pend(seq []byte) error {
-	if c.compact && u64(seq) >= c.frontier {
+	if c.compact() && u64(seq) >= c.frontier {
 		return nil
 	}
 	return c.pending.Put(seq, nil)
@@ -242,7 +268,9 @@ func openCampaign(b *bolt.Bucket) *campaign {
 	c := &campaign{meta: b.Bucket(subMeta), jobs: b.Bucket(subJobs), keys: b.Bucket(subKeys), pending: b.Bucket(subPending), timers: b.Bucket(subTimers)}
 	c.counts = decodeCounts(c.meta.Get(keyCounts))
 	c.enqueued = u64(c.meta.Get(keyEnqueued))
-	c.compact = bytes.Equal(c.meta.Get(keyLayout), []byte{layoutCompact})
+	if v := c.meta.Get(keyLayout); len(v) == 1 {
+		c.layout = v[0]
+	}
 	c.frontier = u64(c.meta.Get(keyFrontier))
 	return c
 }
@@ -332,7 +360,7 @@ func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Cam
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{subMeta, subJobs, subKeys, subPending, subTimers} {
+		for _, name := range [][]byte{subMeta, subJobs, subPending, subTimers} {
 			if _, err := b.CreateBucket(name); err != nil {
 				return err
 			}
@@ -340,7 +368,7 @@ func (q *Queue) CreateCampaign(_ context.Context, rec queue.Campaign) (queue.Cam
 		if rec.Status == 0 {
 			rec.Status = queue.Active
 		}
-		if err := b.Bucket(subMeta).Put(keyLayout, []byte{layoutCompact}); err != nil {
+		if err := b.Bucket(subMeta).Put(keyLayout, []byte{layoutMemKeys}); err != nil {
 			return err
 		}
 		c := openCampaign(b)
@@ -422,7 +450,7 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 
 // MarkPlanned records that planning finished.
 func (q *Queue) MarkPlanned(_ context.Context, id string) error {
-	return q.db.Update(func(tx *bolt.Tx) error {
+	err := q.db.Update(func(tx *bolt.Tx) error {
 		c, err := q.campaign(tx, id)
 		if err != nil {
 			return err
@@ -434,6 +462,13 @@ func (q *Queue) MarkPlanned(_ context.Context, id string) error {
 		rec.Planned = true
 		return c.saveRecord(rec)
 	})
+	if err == nil {
+		// Enqueue was the index's main user.
+		q.keysMu.Lock()
+		q.dropKeys(id)
+		q.keysMu.Unlock()
+	}
+	return err
 }
 
 // Spec returns the campaign's Spec.
@@ -525,9 +560,11 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 // Enqueue adds the jobs whose keys are new to the campaign.
 func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
 	var res queue.EnqueueResult
+	q.keysMu.Lock()
+	defer q.keysMu.Unlock()
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		res = queue.EnqueueResult{}
-		c, err := q.campaign(tx, id)
+		c, err := q.withKeys(tx, id)
 		if err != nil {
 			return err
 		}
@@ -546,7 +583,7 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		// packed full stay so; in any other order they land all over the
 		// tree, where pages split at half full take them best (packed,
 		// they would end up a third full).
-		if slices.IsSortedFunc(jobs, func(a, b queue.Job) int { return strings.Compare(a.Key, b.Key) }) {
+		if c.keys != nil && slices.IsSortedFunc(jobs, func(a, b queue.Job) int { return strings.Compare(a.Key, b.Key) }) {
 			c.keys.FillPercent = 0.9
 		}
 		if c.enqueued == 0 && len(jobs) > 0 && !jobs[0].Enqueued.IsZero() {
@@ -592,8 +629,23 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		}
 		return c.saveCounts()
 	})
+	if err != nil {
+		// The index may hold keys of jobs the transaction did not add.
+		q.dropKeys(id)
+	}
 	q.trim()
 	return res, err
+}
+
+// withKeys opens the campaign with its key index; the caller holds
+// q.keysMu.
+func (q *Queue) withKeys(tx *bolt.Tx, id string) (*campaign, error) {
+	c, err := q.campaign(tx, id)
+	if err != nil || c.layout < layoutMemKeys {
+		return c, err
+	}
+	c.index, err = q.keysOf(c, id)
+	return c, err
 }
 
 // Lease hands out due retries and expired leases, then pending jobs.
@@ -626,7 +678,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		// Then the jobs from the frontier on, which have no entry in the
 		// pending bucket: all after the ones in it.
 		var ahead [][]byte
-		if c.compact && len(due)+len(fresh) < n {
+		if c.compact() && len(due)+len(fresh) < n {
 			next := c.frontier
 			jc := c.jobs.Cursor()
 			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
@@ -848,8 +900,10 @@ func (q *Queue) NextDue(_ context.Context, id string) (time.Time, bool, error) {
 // Recipient reports whether key is one of the campaign's jobs.
 func (q *Queue) Recipient(_ context.Context, id, key string) (bool, error) {
 	var ok bool
+	q.keysMu.Lock()
+	defer q.keysMu.Unlock()
 	err := q.db.View(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
+		c, err := q.withKeys(tx, id)
 		if err != nil {
 			return err
 		}
