@@ -14,7 +14,10 @@ import (
 // share the providers fairly.
 func (r *run) lease() {
 	defer close(r.jobs)
-	var outage queueOutageClock
+	var (
+		outage queueOutageClock
+		pace   intake
+	)
 	for {
 		if r.stop.Err() != nil {
 			r.drain()
@@ -27,17 +30,23 @@ func (r *run) lease() {
 			sleepCtx(r.stop, time.Second)
 			continue
 		}
-		// Top the buffer up to about a second of work, in equal shares
-		// of the active campaigns: a campaign planned now, or a pause, is
-		// not queued behind more, and the senders alternate between
-		// campaigns in small steps.
+		// Top the buffer up to about leaseAhead of sending at the pace
+		// the senders take jobs (no more than a second of the providers'
+		// rates), in equal shares of the active campaigns: a campaign
+		// planned now, or a pause, is not queued behind more, and the
+		// senders alternate between campaigns in small steps. It is
+		// topped up once half of it was taken: a Lease costs the queue a
+		// transaction whatever it carries, so at full speed each carries
+		// hundreds of jobs.
 		cs := r.rotation()
-		n := min(r.batchSize(), cap(r.jobs)) - len(r.jobs)
-		if n < max(1, len(cs)) || n < min(r.batchSize(), cap(r.jobs))/8 {
+		want := min(r.batchSize(), pace.target(time.Now(), len(r.jobs)))
+		n := want - len(r.jobs)
+		if n < max(1, len(cs)) || n < want/2 {
 			sleepCtx(r.stop, 10*time.Millisecond)
 			continue
 		}
 		leased, ok := r.leaseRound(cs, n, &outage)
+		pace.handed += leased
 		if !ok {
 			return
 		}
@@ -209,6 +218,35 @@ func (r *run) anyUsable() bool {
 		}
 	}
 	return false
+}
+
+// intake measures the pace at which the senders take jobs from the
+// buffer, for the leaser's batches.
+type intake struct {
+	handed int       // jobs put in the buffer
+	at     time.Time // of the last measure
+	taken  int       // jobs taken from the buffer by then
+	rate   float64   // jobs a second, smoothed
+}
+
+// target is how many jobs the buffer should hold now that it holds
+// buffered: about leaseAhead of sending, at least minBatch, at most
+// maxBatch. An empty buffer doubles it: the senders waited, so their pace
+// was the leaser's, not their own.
+func (in *intake) target(now time.Time, buffered int) int {
+	taken := in.handed - buffered
+	if dt := now.Sub(in.at); in.at.IsZero() || dt >= 4*leaseAhead {
+		if !in.at.IsZero() {
+			in.rate = (in.rate + float64(taken-in.taken)/dt.Seconds()) / 2
+		}
+		in.at, in.taken = now, taken
+	}
+	want := int(in.rate * leaseAhead.Seconds())
+	if buffered == 0 && in.handed > 0 {
+		in.rate = min(max(in.rate, float64(minBatch)/leaseAhead.Seconds())*2, float64(maxBatch)/leaseAhead.Seconds())
+		want = int(in.rate * leaseAhead.Seconds())
+	}
+	return max(minBatch, min(maxBatch, want))
 }
 
 // batchSize leases no more than the providers can send in about a second.

@@ -14,7 +14,9 @@ import (
 )
 
 const (
-	maxBatch       = 256                    // jobs per Lease and per buffer
+	maxBatch       = 2048                   // jobs per Lease and per buffer, at most
+	minBatch       = 64                     // the buffer's size before the senders' pace is known
+	leaseAhead     = 100 * time.Millisecond // the buffer holds about this much sending
 	settleBatch    = 512                    // settlements per transaction
 	reconnectTries = 3                      // same job, fresh connection, before it goes back to the queue
 	dialTries      = 8                      // consecutive failed dials before a provider is given up
