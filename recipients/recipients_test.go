@@ -1,6 +1,7 @@
 package recipients
 
 import (
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -140,6 +141,43 @@ func TestReaderHeaderErrors(t *testing.T) {
 	for _, in := range []string{"", "name,city\nx,y\n", "email,,x\n", "email,name,name\n"} {
 		if _, err := NewReader(strings.NewReader(in)); err == nil {
 			t.Errorf("%q: want an error", in)
+		}
+	}
+}
+
+// A record without quotes is split without encoding/csv's reader, and
+// exactly as it would split it; any other goes to it.
+func TestPlainRecordAsCSV(t *testing.T) {
+	rows := []string{
+		"a@x.com,Ann,Paris\n", "a@x.com,Ann,Paris\r\n", "a@x.com,Ann,Paris", " a@x.com ,,\n",
+		",,\n", "a@x.com,Ann,\n", "a@x.com,\"Ann, B\",Paris\n", "a@x.com,Ann\n", "a@x.com,Ann,Paris,extra\n",
+		"a@x.com,An\rn,Paris\n", "a@x.com,Ann,Paris\r", "a@x.com,Ann,Paris\n\n", "a@x.com,Ann,Paris\nb@x.com,Bob,Rome\n",
+		"a@x.com,Ann,Pa\"ris\n", "\n", "", "é@x.com,Zoë,Köln\n",
+	}
+	for _, row := range rows {
+		b := []byte(row)
+		sp := Span{Size: len(b), Sum: SpanSum(b)}
+		got, gerr := ReadSpan(b, sp, 3, 0)
+		var want []string
+		var werr error
+		cr := csv.NewReader(strings.NewReader(row))
+		cr.FieldsPerRecord = -1
+		want, werr = cr.Read()
+		if werr == nil {
+			if len(want) != 3 {
+				werr = ErrSpanChanged
+			} else if _, err := cr.Read(); err != io.EOF {
+				werr = ErrSpanChanged
+			} else {
+				want[0] = strings.TrimSpace(want[0])
+			}
+		}
+		if (gerr != nil) != (werr != nil) || (gerr == nil && strings.Join(got, "|") != strings.Join(want, "|")) {
+			t.Errorf("%q: got %q, %v; csv gives %q, %v", row, got, gerr, want, werr)
+		}
+		plain := !strings.ContainsAny(row, "\"\r") || strings.Count(row, "\r") == 1 && strings.HasSuffix(row, "\r\n")
+		if _, ok := plainRecord(b, 3); ok && werr != nil || !ok && werr == nil && plain && strings.Count(row, "\n") <= 1 {
+			t.Errorf("%q: split without csv: %v", row, ok)
 		}
 	}
 }

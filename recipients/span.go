@@ -70,15 +70,49 @@ func ReadSpan(b []byte, sp Span, width, emailIndex int) ([]string, error) {
 	if len(b) != sp.Size || SpanSum(b) != sp.Sum {
 		return nil, ErrSpanChanged
 	}
-	cr := csv.NewReader(bytes.NewReader(b))
-	cr.FieldsPerRecord = -1
-	rec, err := cr.Read()
-	if err != nil || len(rec) != width || emailIndex < 0 || emailIndex >= width {
-		return nil, fmt.Errorf("%w (%v)", ErrSpanChanged, err)
+	rec, ok := plainRecord(b, width)
+	if !ok {
+		cr := csv.NewReader(bytes.NewReader(b))
+		cr.FieldsPerRecord = -1
+		var err error
+		rec, err = cr.Read()
+		if err != nil || len(rec) != width {
+			return nil, fmt.Errorf("%w (%v)", ErrSpanChanged, err)
+		}
+		if _, err := cr.Read(); err != io.EOF {
+			return nil, ErrSpanChanged
+		}
 	}
-	if _, err := cr.Read(); err != io.EOF {
+	if emailIndex < 0 || emailIndex >= width {
 		return nil, ErrSpanChanged
 	}
 	rec[emailIndex] = strings.TrimSpace(rec[emailIndex])
 	return rec, nil
+}
+
+// plainRecord splits a record without quotes or carriage returns (the
+// common case) as encoding/csv would, without its reader's buffers: one
+// line, its line ending dropped, cut at every comma. ok is false for any
+// other record, or one not of width fields; csv reads those.
+func plainRecord(b []byte, width int) (rec []string, ok bool) {
+	line := b
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+		if n > 1 && line[n-2] == '\r' {
+			line = line[:n-2]
+		}
+	}
+	if len(line) == 0 || bytes.IndexAny(line, "\"\r\n") >= 0 || bytes.Count(line, []byte{','}) != width-1 {
+		return nil, false
+	}
+	s := string(line)
+	rec = make([]string, 0, width)
+	for {
+		i := strings.IndexByte(s, ',')
+		if i < 0 {
+			return append(rec, s), true
+		}
+		rec = append(rec, s[:i])
+		s = s[i+1:]
+	}
 }

@@ -46,6 +46,44 @@ type Set struct {
 	// link (html/template cannot be cloned once executed).
 	unsub bool
 	max   int64 // Sources.MaxSize
+	// plain are the subject's, text's and to_name's templates as pieces,
+	// when they are nothing but text and fields ({{.name}}); nil when not
+	// (see plainOf).
+	plainSubject, plainText, plainToName []piece
+}
+
+// piece is text, or a field's value (field != "").
+type piece struct{ text, field string }
+
+// plainOf returns t as pieces when it is one template of text and
+// actions that print a field ({{.name}}), nothing else: most campaigns'
+// subjects and text parts. Executing it then is writing the pieces, the
+// fields' values as they are, which is what text/template does with a
+// map of strings, at a tenth of the cost.
+func plainOf(t *texttemplate.Template) []piece {
+	if t == nil || len(t.Templates()) != 1 || t.Tree == nil || t.Tree.Root == nil {
+		return nil
+	}
+	var out []piece
+	for _, n := range t.Tree.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			out = append(out, piece{text: string(n.Text)})
+		case *parse.ActionNode:
+			p := n.Pipe
+			if p == nil || len(p.Decl) > 0 || p.IsAssign || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+				return nil
+			}
+			f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
+			if !ok || len(f.Ident) != 1 {
+				return nil
+			}
+			out = append(out, piece{field: f.Ident[0]})
+		default:
+			return nil
+		}
+	}
+	return out
 }
 
 // TooLargeError is returned by rendering that passed Sources.MaxSize.
@@ -184,6 +222,7 @@ func Parse(src Sources) (*Set, error) {
 	for _, tr := range trees {
 		s.unsub = s.unsub || calls(tr, UnsubscribeFunc)
 	}
+	s.plainSubject, s.plainText, s.plainToName = plainOf(s.subject), plainOf(s.text), plainOf(s.toName)
 	return s, nil
 }
 
@@ -434,14 +473,14 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 	if s.max <= 0 {
 		r.out.left = math.MaxInt64
 	}
-	if out.Subject, err = r.exec(subject.Execute, data); err != nil {
+	if out.Subject, err = r.execPlain(s.plainSubject, subject.Execute, data); err != nil {
 		return out, err
 	}
 	if strings.ContainsAny(out.Subject, "\r\n") {
 		return out, fmt.Errorf("the subject %w", ErrHeaderBreak)
 	}
 	if s.toName != nil {
-		if out.ToName, err = r.exec(s.toName.Execute, data); err != nil {
+		if out.ToName, err = r.execPlain(s.plainToName, s.toName.Execute, data); err != nil {
 			return out, err
 		}
 		if strings.ContainsAny(out.ToName, "\r\n") {
@@ -450,7 +489,7 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 		out.ToName = strings.TrimSpace(out.ToName)
 	}
 	if text != nil {
-		if out.Text, err = r.exec(text.Execute, data); err != nil {
+		if out.Text, err = r.execPlain(s.plainText, text.Execute, data); err != nil {
 			return out, err
 		}
 	}
@@ -498,6 +537,31 @@ func (r *Renderer) clonesOf(s *Set) (*clones, error) {
 	return c, nil
 }
 
+// execPlain writes pieces, the template as plainOf gave it, or executes
+// it when there are none or a field is missing (for the template's own
+// error).
+func (r *Renderer) execPlain(pieces []piece, execute func(io.Writer, any) error, data map[string]string) (string, error) {
+	if pieces == nil {
+		return r.exec(execute, data)
+	}
+	o := &r.out
+	o.buf.Reset()
+	for _, p := range pieces {
+		v := p.text
+		if p.field != "" {
+			var ok bool
+			if v, ok = data[p.field]; !ok {
+				return r.exec(execute, data)
+			}
+		}
+		if err := o.writeString(v); err != nil {
+			return "", err
+		}
+	}
+	o.left -= int64(o.buf.Len())
+	return o.buf.String(), nil
+}
+
 func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]string) (string, error) {
 	o := &r.out
 	o.buf.Reset()
@@ -514,6 +578,14 @@ type output struct {
 	buf   bytes.Buffer
 	left  int64 // bytes the recipient's rendering may still add
 	limit int64 // the Set's bound, for the error
+}
+
+func (o *output) writeString(s string) error {
+	if int64(len(s)) > o.left-int64(o.buf.Len()) {
+		return &TooLargeError{Limit: o.limit}
+	}
+	o.buf.WriteString(s)
+	return nil
 }
 
 func (o *output) Write(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,42 @@ func TestToName(t *testing.T) {
 	}
 	if got := s.SubjectFields(); len(got) != 2 {
 		t.Fatalf("to_name's fields reach a header: %v", got)
+	}
+}
+
+// A template of text and fields is written piece by piece, and renders
+// exactly as executing it does: the same text, the same errors.
+func TestPlainTemplatesRenderAsExecuted(t *testing.T) {
+	cases := []struct {
+		subject, text, toName string
+		max                   int64
+		plain                 bool
+	}{
+		{"Hello {{.name}}", "Dear {{.name}},\n\nfrom {{ .city }}.\n{{- .city}}", "{{.name}}", 0, true},
+		{"{{.name}}{{.name}}", "only text", "", 0, true},
+		{"Hi {{.missing}}", "x", "", 0, true},
+		{"Hi {{.name}}", "{{.name | upper}}", "", 0, false},
+		{"Hi {{.name}}", "{{if .name}}yes{{end}}", "", 0, false},
+		{"Hi {{.name}}", "{{define \"x\"}}a{{end}}{{template \"x\"}}", "", 0, false},
+		{"Hi {{.name}}", "{{.name}} lives in {{.city}}", "", 20, true},
+		{"Hi {{.name}}", "{{/* a comment */}}{{.name}}", "", 0, true},
+	}
+	data := map[string]string{"name": "Zoë <z>", "city": "Köln"}
+	for _, c := range cases {
+		set, err := Parse(Sources{Subject: c.subject, Text: c.text, ToName: c.toName, MaxSize: c.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (set.plainText != nil) != c.plain {
+			t.Errorf("%q: written in pieces: %v, want %v", c.text, set.plainText != nil, c.plain)
+		}
+		var r1, r2 Renderer
+		got, gerr := r1.Render(set, data)
+		slow := *set
+		slow.plainSubject, slow.plainText, slow.plainToName = nil, nil, nil
+		want, werr := r2.Render(&slow, data)
+		if got != want || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Errorf("%q %q: pieces give %+v, %v; executing gives %+v, %v", c.subject, c.text, got, gerr, want, werr)
+		}
 	}
 }
