@@ -1,11 +1,14 @@
 package boltq
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,4 +337,86 @@ func jobBySeq(t *testing.T, q *Queue, id string, seq uint64) queue.Job {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// TestOutcomeJournalConcurrentNotes: notes from many senders at once go
+// out in group writes while commits rotate and remove segments; every
+// record is whole on disk, each is accounted to the segment it is in, and
+// what was not committed is there to replay.
+func TestOutcomeJournalConcurrentNotes(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "q.db.outcomes")
+	j, err := openJournal(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 16, 400
+	reply := strings.Repeat("r", 3000) // ~19 MB in all: segments rotate
+	done := make(chan queue.Settlement, 64)
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				s := queue.Settlement{Seq: uint64(g*each + i), Lease: 1, State: queue.Sent, Reply: reply}
+				if err := j.note("c", s); err != nil {
+					t.Error(err)
+					return
+				}
+				done <- s
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	var batch, kept []queue.Settlement
+	for s := range done {
+		if s.Seq%senders == 3 {
+			kept = append(kept, s) // never committed: to replay
+			continue
+		}
+		if batch = append(batch, s); len(batch) == 50 {
+			j.committed("c", batch)
+			batch = nil
+		}
+	}
+	j.committed("c", batch)
+	if len(j.noted) != len(kept) {
+		t.Fatalf("%d settlements noted and not committed, want %d", len(j.noted), len(kept))
+	}
+	// The process dies here: what is on disk is what a replay finds.
+	for _, s := range j.segs {
+		s.f.Close()
+	}
+	ns, _ := segments(base)
+	found := map[uint64]bool{}
+	for _, n := range ns {
+		f, err := os.Open(segmentName(base, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(f)
+		for {
+			_, s, err := readRecord(r)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("segment %d: %v", n, err)
+			}
+			if s.Reply != reply {
+				t.Fatalf("segment %d: record %d garbled", n, s.Seq)
+			}
+			found[s.Seq] = true
+		}
+		f.Close()
+	}
+	for _, s := range kept {
+		if !found[s.Seq] {
+			t.Errorf("settlement %d, noted and not committed, is in no segment", s.Seq)
+		}
+	}
+	if len(ns) > len(j.segs) {
+		t.Errorf("%d segment files, %d known", len(ns), len(j.segs))
+	}
 }

@@ -57,8 +57,21 @@ type journal struct {
 	mu     sync.Mutex
 	segs   []*segment // the last one is written to
 	noted  map[outcomeKey]*segment
-	buf    []byte
 	broken error // a failed write: Note refuses from then on
+
+	// Notes that arrive while one is being written wait together and go
+	// in the next write(2), which the first of them makes (a group
+	// write): senders finishing messages at the same moment cost one
+	// system call, not one each. A note returns once its own record is
+	// written.
+	wrote   *sync.Cond // on mu: a write ended
+	writing bool
+	queued  []byte       // records waiting for the next write
+	keys    []outcomeKey // theirs
+	spare   []byte       // a buffer written before, for reuse
+	spareK  []outcomeKey // likewise
+	last    uint64       // records queued so far
+	written uint64       // of which written
 }
 
 func segmentName(base string, n int) string { return base + "." + strconv.Itoa(n) }
@@ -83,6 +96,7 @@ func segments(base string) ([]int, error) {
 // caller has replayed and removed).
 func openJournal(base string, next int) (*journal, error) {
 	j := &journal{base: base, noted: map[outcomeKey]*segment{}}
+	j.wrote = sync.NewCond(&j.mu)
 	if err := j.rotate(next); err != nil {
 		return nil, err
 	}
@@ -98,7 +112,7 @@ func (j *journal) rotate(n int) error {
 	return nil
 }
 
-// note appends s to the current segment.
+// note appends s to the current segment, in the next group write.
 func (j *journal) note(campaign string, s queue.Settlement) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -108,20 +122,49 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 	if len(j.segs) == 0 {
 		return errors.New("outcome journal: closed")
 	}
-	j.buf = appendRecord(j.buf[:0], campaign, s)
-	cur := j.segs[len(j.segs)-1]
-	if _, err := cur.f.Write(j.buf); err != nil {
-		j.broken = fmt.Errorf("outcome journal: %w", err)
-		return j.broken
+	j.queued = appendRecord(j.queued, campaign, s)
+	j.keys = append(j.keys, outcomeKey{campaign, s.Seq, s.Lease})
+	j.last++
+	mine := j.last
+	for j.written < mine {
+		if j.broken != nil {
+			return j.broken
+		}
+		if j.writing {
+			j.wrote.Wait()
+			continue
+		}
+		j.write()
 	}
-	cur.size += int64(len(j.buf))
-	cur.pending++
-	k := outcomeKey{campaign, s.Seq, s.Lease}
-	if old := j.noted[k]; old != nil {
-		old.pending-- // noted twice: the later record stands for both
-	}
-	j.noted[k] = cur
 	return nil
+}
+
+// write writes the queued records to the current segment, outside the
+// lock, and then accounts for them there; the caller holds j.mu.
+func (j *journal) write() {
+	j.writing = true
+	buf, keys, upto := j.queued, j.keys, j.last
+	j.queued, j.keys = j.spare[:0], j.spareK[:0]
+	cur := j.segs[len(j.segs)-1]
+	j.mu.Unlock()
+	_, err := cur.f.Write(buf)
+	j.mu.Lock()
+	j.writing = false
+	defer j.wrote.Broadcast()
+	if err != nil {
+		j.broken = fmt.Errorf("outcome journal: %w", err)
+		return
+	}
+	cur.size += int64(len(buf))
+	for _, k := range keys {
+		cur.pending++
+		if old := j.noted[k]; old != nil {
+			old.pending-- // noted twice: the later record stands for both
+		}
+		j.noted[k] = cur
+	}
+	j.written = upto
+	j.spare, j.spareK = buf, keys
 }
 
 // committed forgets settlements Settle has committed, removes segments
@@ -153,7 +196,10 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 		}
 	}
 	cur := j.segs[len(j.segs)-1]
-	if cur.size > segmentMax && j.broken == nil {
+	// Not while a group write is on its way to the current segment: it
+	// would land in the segment left behind, after the sync below. The
+	// next commit starts the new one.
+	if cur.size > segmentMax && j.broken == nil && !j.writing {
 		// The segment left behind may hold uncommitted records: on disk
 		// before a new one starts.
 		cur.f.Sync()
