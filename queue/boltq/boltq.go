@@ -301,12 +301,6 @@ func (c *campaign) saveRecord(rec queue.Campaign) error {
 
 func (c *campaign) saveCounts() error { return c.meta.Put(keyCounts, encodeCounts(c.counts)) }
 
-func (c *campaign) nextLease() uint64 {
-	v := u64(c.meta.Get(keyLease)) + 1
-	_ = c.meta.Put(keyLease, be(v))
-	return v
-}
-
 func (c *campaign) job(seq []byte) (queue.Job, error) {
 	v := c.jobs.Get(seq)
 	if v == nil {
@@ -592,6 +586,12 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 				return err
 			}
 		}
+		// A plan adds jobs after every job there is: those need no look-up
+		// of their Seq.
+		var after uint64 // every job has a smaller Seq than this
+		if k, _ := c.jobs.Cursor().Last(); k != nil {
+			after = u64(k) + 1
+		}
 		for i := range jobs {
 			j := jobs[i]
 			seq := be(j.Seq)
@@ -607,9 +607,10 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 				}
 				continue
 			}
-			if c.jobs.Get(seq) != nil {
+			if j.Seq < after && c.jobs.Get(seq) != nil {
 				return fmt.Errorf("queue: job %d already holds another address (did the recipients file change? use a new campaign id)", j.Seq)
 			}
+			after = max(after, j.Seq+1)
 			j.State, j.Attempts, j.Lease, j.At = queue.Pending, 0, 0, time.Time{}
 			if v := getKey(supp, j.Key); v != nil {
 				j.State = queue.Suppressed
@@ -677,13 +678,19 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		}
 		// Then the jobs from the frontier on, which have no entry in the
 		// pending bucket: all after the ones in it.
-		var ahead [][]byte
+		// Decoded as they are passed: no second look-up each.
+		var ahead []queue.Job
 		if c.compact() && len(due)+len(fresh) < n {
 			next := c.frontier
 			jc := c.jobs.Cursor()
 			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
 				if stateOf(v) == queue.Pending {
-					ahead = append(ahead, bytes.Clone(k))
+					j, err := decodeJob(v, c.enqueued)
+					if err != nil {
+						return err
+					}
+					j.Seq = u64(k)
+					ahead = append(ahead, j)
 				}
 				next = u64(k) + 1
 			}
@@ -694,13 +701,13 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 				}
 			}
 		}
-		take := func(seq []byte) error {
-			j, err := c.job(seq)
-			if err != nil {
-				return err
-			}
+		// The lease tokens: the next ones after the campaign's last, which
+		// is stored once for the batch.
+		lease := u64(c.meta.Get(keyLease))
+		grant := func(j queue.Job) error {
+			lease++
 			c.move(&j, queue.Leased)
-			j.At, j.Lease = until, c.nextLease()
+			j.At, j.Lease = until, lease
 			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
 				return err
 			}
@@ -709,6 +716,13 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 			}
 			out = append(out, j)
 			return nil
+		}
+		take := func(seq []byte) error {
+			j, err := c.job(seq)
+			if err != nil {
+				return err
+			}
+			return grant(j)
 		}
 		for _, k := range due {
 			if err := c.timers.Delete(k); err != nil {
@@ -726,8 +740,13 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 				return err
 			}
 		}
-		for _, seq := range ahead {
-			if err := take(seq); err != nil {
+		for _, j := range ahead {
+			if err := grant(j); err != nil {
+				return err
+			}
+		}
+		if len(out) > 0 {
+			if err := c.meta.Put(keyLease, be(lease)); err != nil {
 				return err
 			}
 		}
