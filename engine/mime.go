@@ -143,7 +143,14 @@ func appendQP(dst []byte, s string) []byte {
 }
 
 // qpPlain reports whether quoted-printable writes b as it is.
-func qpPlain(b byte) bool { return (b >= '!' && b <= '~' && b != '=') || b == ' ' || b == '\t' }
+func qpPlain(b byte) bool { return qpPlainTable[b] }
+
+var qpPlainTable = func() (t [256]bool) {
+	for b := range 256 {
+		t[b] = (b >= '!' && b <= '~' && b != '=') || b == ' ' || b == '\t'
+	}
+	return t
+}()
 
 const upperhex = "0123456789ABCDEF"
 
