@@ -140,6 +140,10 @@ func (q *Queue) trim() {
 		return
 	}
 	q.unmapPages()
+	if q.keysMu.TryLock() {
+		q.dropIdleKeys("")
+		q.keysMu.Unlock()
+	}
 }
 
 // Replayed is the number of outcomes Open applied from the outcome

@@ -117,6 +117,17 @@ func (x *keyIndex) grow() {
 	freeSlots(old)
 }
 
+// dropIdleKeys forgets the indexes not used for keyIdle, but keep's (a campaign id); the
+// caller holds q.keysMu.
+func (q *Queue) dropIdleKeys(keep string) {
+	now := time.Now()
+	for id, x := range q.keys {
+		if id != keep && now.Sub(x.used) > keyIdle {
+			q.dropKeys(id)
+		}
+	}
+}
+
 // dropKeys forgets the campaign's index; the caller holds q.keysMu.
 func (q *Queue) dropKeys(id string) {
 	if x := q.keys[id]; x != nil {
@@ -130,11 +141,7 @@ func (q *Queue) dropKeys(id string) {
 // one.
 func (q *Queue) keysOf(c *campaign, id string) (*keyIndex, error) {
 	now := time.Now()
-	for other, x := range q.keys {
-		if other != id && now.Sub(x.used) > keyIdle {
-			q.dropKeys(other)
-		}
-	}
+	q.dropIdleKeys(id)
 	if x := q.keys[id]; x != nil {
 		x.used = now
 		return x, nil
