@@ -488,7 +488,7 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	}()
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base, q.keys(id).prefix))
 	}
 	if err := <-suppErr; err != nil {
 		return res, err
@@ -549,28 +549,46 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 }
 
 // enqueueArgs lays out ARGV for scriptEnqueue, but for the suppressed jobs
-// (m is 0).
-func enqueueArgs(jobs []queue.Job, base int64) []any {
+// (m is 0); prefix is the campaign's key prefix (keys.prefix).
+func enqueueArgs(jobs []queue.Job, base int64, prefix string) []any {
 	n := len(jobs)
 	minSeq, maxSeq := jobs[0].Seq, jobs[0].Seq
 	ascending := true
+	groups := 1
 	for i, j := range jobs {
 		minSeq, maxSeq = min(minSeq, j.Seq), max(maxSeq, j.Seq)
 		if i > 0 && j.Seq <= jobs[i-1].Seq {
 			ascending = false
 		}
+		if i > 0 && j.Seq/dataBucket != jobs[i-1].Seq/dataBucket {
+			groups++
+		}
 	}
 	u := 0
 	if ascending {
 		u = 2
+	} else {
+		groups = 0
 	}
-	a := make([]any, 5+4*n)
-	a[0], a[1], a[2], a[3], a[4] = n, u, minSeq, maxSeq, 0
+	a := make([]any, 6+5*n, 6+5*n+2*groups)
+	a[0], a[1], a[2], a[3], a[4], a[5] = n, u, minSeq, maxSeq, 0, groups
 	var buf []byte // one allocation a record: its string
+	kp := prefix + "k:"
 	for i, j := range jobs {
 		b, f := dedupSlot(j.Key)
 		buf = appendData(buf[:0], j, base)
-		a[5+i], a[5+n+i], a[5+2*n+i], a[5+3*n+i] = j.Seq, string(buf), b, f
+		a[6+i], a[6+n+2*i], a[7+n+2*i], a[6+3*n+i], a[6+4*n+i] = j.Seq, j.Seq%dataBucket, string(buf), kp+strconv.FormatUint(b, 10), f
+	}
+	if ascending {
+		dp := prefix + "d:"
+		c := 0
+		for i, j := range jobs {
+			c++
+			if i == n-1 || jobs[i+1].Seq/dataBucket != j.Seq/dataBucket {
+				a = append(a, dp+strconv.FormatUint(j.Seq/dataBucket, 10), c)
+				c = 0
+			}
+		}
 	}
 	return a
 }
