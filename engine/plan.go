@@ -198,14 +198,26 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 	// before Plan returns.
 	defer collect()
 	flush := func() error {
-		if err := collect(); err != nil || len(batch) == 0 {
-			return err
+		if len(batch) == 0 {
+			return collect()
 		}
 		b := batch
 		batch = make([]queue.Job, 0, cap(b))
+		run := func(ctx context.Context) (queue.EnqueueResult, error) { return e.q.Enqueue(ctx, id, b) }
+		if p, ok := e.q.(queue.EnqueuePreparer); ok {
+			// This batch is prepared while the one before is stored.
+			r, err := p.PrepareEnqueue(ctx, id, b)
+			if err != nil {
+				return fmt.Errorf("enqueue: %w", err)
+			}
+			run = r
+		}
+		if err := collect(); err != nil {
+			return err
+		}
 		inflight = make(chan enqueued, 1)
 		go func(ch chan<- enqueued) {
-			r, err := e.q.Enqueue(ctx, id, b)
+			r, err := run(ctx)
 			ch <- enqueued{r, err}
 		}(inflight)
 		return nil

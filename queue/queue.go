@@ -194,6 +194,17 @@ type EnqueueResult struct {
 	Duplicates []Duplicate // same Key, other Seq
 }
 
+// EnqueuePreparer is a Queue whose Enqueue comes in two steps, so that a
+// planner keeps the queue busy: PrepareEnqueue does the part that does not
+// depend on the jobs stored before (reading the suppression list, laying
+// out the request), and may run while an earlier batch is being stored;
+// the function it returns stores the batch as Enqueue would (Enqueue is
+// the two steps in a row). Prepared batches are stored in the order their
+// functions are called, one at a time.
+type EnqueuePreparer interface {
+	PrepareEnqueue(ctx context.Context, campaign string, jobs []Job) (func(context.Context) (EnqueueResult, error), error)
+}
+
 // Settlement is the outcome of one leased job.
 type Settlement struct {
 	Seq   uint64

@@ -462,9 +462,21 @@ const enqueueChunk = 250
 // enqueueChunk, all in one pipeline. Each chunk is atomic, the batch is not:
 // when a chunk fails (SEQTAKEN), the other chunks are stored all the same.
 func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
-	var res queue.EnqueueResult
+	run, err := q.PrepareEnqueue(ctx, id, jobs)
+	if err != nil {
+		return queue.EnqueueResult{}, err
+	}
+	return run(ctx)
+}
+
+// PrepareEnqueue is Enqueue's first step (queue.EnqueuePreparer): it
+// reads the suppression list and lays out the scripts' arguments, which
+// does not depend on the jobs stored before; the function it returns runs
+// the scripts. A planner prepares the next batch while Redis runs the
+// scripts of the one before, so Redis does not wait for herald.
+func (q *Queue) PrepareEnqueue(ctx context.Context, id string, jobs []queue.Job) (func(context.Context) (queue.EnqueueResult, error), error) {
 	if len(jobs) == 0 {
-		return res, nil
+		return func(context.Context) (queue.EnqueueResult, error) { return queue.EnqueueResult{}, nil }, nil
 	}
 	keysList := make([]string, len(jobs))
 	for i, j := range jobs {
@@ -472,10 +484,10 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 	}
 	ci, err := q.info(ctx, id)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if ci.layout != layout {
-		return res, layoutError(id, ci.layout)
+		return nil, layoutError(id, ci.layout)
 	}
 	list := ci.list
 	// The suppression list is read while the records are encoded.
@@ -486,12 +498,13 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 		supp, err = q.rdb.HMGet(ctx, q.suppressionKey(list), keysList...).Result()
 		suppErr <- err
 	}()
+	k := q.keys(id)
 	var args [][]any
 	for lo := 0; lo < len(jobs); lo += enqueueChunk {
-		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base, q.keys(id).prefix))
+		args = append(args, enqueueArgs(jobs[lo:min(lo+enqueueChunk, len(jobs))], ci.base, k.prefix))
 	}
 	if err := <-suppErr; err != nil {
-		return res, err
+		return nil, err
 	}
 	for c := range args {
 		lo := c * enqueueChunk
@@ -504,7 +517,13 @@ func (q *Queue) Enqueue(ctx context.Context, id string, jobs []queue.Job) (queue
 		}
 		args[c][4] = m
 	}
-	k := q.keys(id)
+	return func(ctx context.Context) (queue.EnqueueResult, error) { return q.runEnqueue(ctx, id, k, args) }, nil
+}
+
+// runEnqueue runs the enqueue scripts of a prepared batch, in one
+// pipeline.
+func (q *Queue) runEnqueue(ctx context.Context, id string, k keys, args [][]any) (queue.EnqueueResult, error) {
+	var res queue.EnqueueResult
 	ks := []string{k.meta, k.st, k.pending, k.order, k.pendlist, k.orderlist, k.kx}
 	cmds := make([]*redis.Cmd, len(args))
 	if len(args) == 1 {
