@@ -591,12 +591,31 @@ func enqueueArgs(jobs []queue.Job, base int64, prefix string) []any {
 	}
 	a := make([]any, 6+5*n, 6+5*n+2*groups)
 	a[0], a[1], a[2], a[3], a[4], a[5] = n, u, minSeq, maxSeq, 0, groups
-	var buf []byte // one allocation a record: its string
+	// A job's arguments point into nums and strs, whose strings share
+	// one allocation: boxing a pointer allocates nothing, and go-redis
+	// writes what it points to.
+	nums := make([]uint64, 2*n) // seq, d field
+	strs := make([]string, 3*n) // record, k hash, k field
+	ends := make([]int, 3*n)
 	kp := prefix + "k:"
+	buf := make([]byte, 0, n*(len(kp)+72))
 	for i, j := range jobs {
-		b, f := dedupSlot(j.Key)
-		buf = appendData(buf[:0], j, base)
-		a[6+i], a[6+n+2*i], a[7+n+2*i], a[6+3*n+i], a[6+4*n+i] = j.Seq, j.Seq%dataBucket, string(buf), kp+strconv.FormatUint(b, 10), f
+		b, f := dedupBytes(j.Key)
+		buf = appendData(buf, j, base)
+		ends[3*i] = len(buf)
+		buf = strconv.AppendUint(append(buf, kp...), b, 10)
+		ends[3*i+1] = len(buf)
+		buf = append(buf, f[:]...)
+		ends[3*i+2] = len(buf)
+	}
+	all := string(buf)
+	from := 0
+	for x, e := range ends {
+		strs[x], from = all[from:e], e
+	}
+	for i, j := range jobs {
+		nums[2*i], nums[2*i+1] = j.Seq, j.Seq%dataBucket
+		a[6+i], a[6+n+2*i], a[7+n+2*i], a[6+3*n+i], a[6+4*n+i] = &nums[2*i], &nums[2*i+1], &strs[3*i], &strs[3*i+1], &strs[3*i+2]
 	}
 	if ascending {
 		dp := prefix + "d:"
