@@ -199,8 +199,8 @@ type EnqueueResult struct {
 // depend on the jobs stored before (reading the suppression list, laying
 // out the request), and may run while an earlier batch is being stored;
 // the function it returns stores the batch as Enqueue would (Enqueue is
-// the two steps in a row). Prepared batches are stored in the order their
-// functions are called, one at a time.
+// the two steps in a row). The caller runs those functions one at a time,
+// in the batches' order, so each batch sees the keys of the ones before.
 type EnqueuePreparer interface {
 	PrepareEnqueue(ctx context.Context, campaign string, jobs []Job) (func(context.Context) (EnqueueResult, error), error)
 }
