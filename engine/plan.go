@@ -165,6 +165,10 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 		}
 	}
 	var batch []queue.Job
+	batchSize := 1000
+	if p, ok := e.q.(queue.EnqueuePreparer); ok {
+		batchSize = p.EnqueueBatch()
+	}
 	now := time.Now()
 	created := false
 	// One batch is enqueued while the next is read: the queue's work
@@ -250,7 +254,7 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 			j.Row = queue.RowRef{Offset: uint64(sp.Offset), Size: uint32(sp.Size), Sum: sp.Sum}
 		}
 		batch = append(batch, j)
-		if len(batch) >= 1000 {
+		if len(batch) >= batchSize {
 			return flush()
 		}
 		return nil

@@ -203,6 +203,10 @@ type EnqueueResult struct {
 // in the batches' order, so each batch sees the keys of the ones before.
 type EnqueuePreparer interface {
 	PrepareEnqueue(ctx context.Context, campaign string, jobs []Job) (func(context.Context) (EnqueueResult, error), error)
+	// EnqueueBatch is how many jobs a planner puts in a batch: what a
+	// batch costs besides its jobs (a round trip, the wait between two
+	// batches) shrinks with more.
+	EnqueueBatch() int
 }
 
 // Settlement is the outcome of one leased job.
