@@ -165,6 +165,10 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 		}
 	}
 	var batch []queue.Job
+	batchSize := 1000
+	if p, ok := e.q.(queue.EnqueuePreparer); ok {
+		batchSize = p.EnqueueBatch()
+	}
 	now := time.Now()
 	created := false
 	// One batch is enqueued while the next is read: the queue's work
@@ -198,14 +202,26 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 	// before Plan returns.
 	defer collect()
 	flush := func() error {
-		if err := collect(); err != nil || len(batch) == 0 {
-			return err
+		if len(batch) == 0 {
+			return collect()
 		}
 		b := batch
 		batch = make([]queue.Job, 0, cap(b))
+		run := func(ctx context.Context) (queue.EnqueueResult, error) { return e.q.Enqueue(ctx, id, b) }
+		if p, ok := e.q.(queue.EnqueuePreparer); ok {
+			// This batch is prepared while the one before is stored.
+			r, err := p.PrepareEnqueue(ctx, id, b)
+			if err != nil {
+				return fmt.Errorf("enqueue: %w", err)
+			}
+			run = r
+		}
+		if err := collect(); err != nil {
+			return err
+		}
 		inflight = make(chan enqueued, 1)
 		go func(ch chan<- enqueued) {
-			r, err := e.q.Enqueue(ctx, id, b)
+			r, err := run(ctx)
 			ch <- enqueued{r, err}
 		}(inflight)
 		return nil
@@ -238,7 +254,7 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 			j.Row = queue.RowRef{Offset: uint64(sp.Offset), Size: uint32(sp.Size), Sum: sp.Sum}
 		}
 		batch = append(batch, j)
-		if len(batch) >= 1000 {
+		if len(batch) >= batchSize {
 			return flush()
 		}
 		return nil

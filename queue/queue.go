@@ -194,6 +194,21 @@ type EnqueueResult struct {
 	Duplicates []Duplicate // same Key, other Seq
 }
 
+// EnqueuePreparer is a Queue whose Enqueue comes in two steps, so that a
+// planner keeps the queue busy: PrepareEnqueue does the part that does not
+// depend on the jobs stored before (reading the suppression list, laying
+// out the request), and may run while an earlier batch is being stored;
+// the function it returns stores the batch as Enqueue would (Enqueue is
+// the two steps in a row). The caller runs those functions one at a time,
+// in the batches' order, so each batch sees the keys of the ones before.
+type EnqueuePreparer interface {
+	PrepareEnqueue(ctx context.Context, campaign string, jobs []Job) (func(context.Context) (EnqueueResult, error), error)
+	// EnqueueBatch is how many jobs a planner puts in a batch: what a
+	// batch costs besides its jobs (a round trip, the wait between two
+	// batches) shrinks with more.
+	EnqueueBatch() int
+}
+
 // Settlement is the outcome of one leased job.
 type Settlement struct {
 	Seq   uint64

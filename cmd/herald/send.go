@@ -131,9 +131,13 @@ func open(path string, what opening, opts engine.Options, stderr io.Writer) (*ca
 			}
 		}
 		// Every process sending through a provider, or to a domain,
-		// shares its limits.
+		// shares its limits; a command that sends nothing (enqueue)
+		// passes its own, and no provider's Fingerprint (scrypt, about
+		// 0.2 s each) is computed for it.
 		c.rdb = q.Client()
-		opts.Limits = redisLimits{c.rdb}
+		if opts.Limits == nil {
+			opts.Limits = redisLimits{c.rdb}
+		}
 	default:
 		if q, ok := attached.Load(cfg.Queue.Path); ok {
 			// A command forwarded to this process (control.go): the
@@ -465,7 +469,8 @@ func cmdEnqueue(args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopProfile()
 	out := newOutput(stderr, true)
-	c, code := open(*path, campaignEngine, engine.Options{Logger: out.logger()}, stderr)
+	// Enqueue only plans: nothing is sent, so no limit is shared.
+	c, code := open(*path, campaignEngine, engine.Options{Logger: out.logger(), Limits: engine.LocalLimits{}}, stderr)
 	if c == nil {
 		return code
 	}

@@ -95,10 +95,15 @@ func fnv64a(s string) uint64 {
 
 // dedupSlot is key's k hash (its number) and its field there.
 func dedupSlot(key string) (bucket uint64, field string) {
+	b, f := dedupBytes(key)
+	return b, string(f[:])
+}
+
+// dedupBytes is dedupSlot with the field as bytes.
+func dedupBytes(key string) (bucket uint64, field [4]byte) {
 	s := keyHash(key)
-	var f [4]byte
-	binary.BigEndian.PutUint32(f[:], uint32(s>>32))
-	return s % dedupBuckets, string(f[:])
+	binary.BigEndian.PutUint32(field[:], uint32(s>>32))
+	return s % dedupBuckets, field
 }
 
 // readData reads the records of seqs with one HMGET per d bucket, in one

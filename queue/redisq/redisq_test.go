@@ -189,3 +189,72 @@ func TestMigrateSuppressions(t *testing.T) {
 		}
 	})
 }
+
+// TestPrepareEnqueueInOrder prepares a batch before the one before it is
+// stored, as Plan does: the later batch still sees the earlier one's keys
+// (a duplicate names the earlier line), and a batch with a duplicate or a
+// suppressed key stores the same as one without.
+func TestPrepareEnqueueInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	q, err := Open(context.Background(), srv.URL(), Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "p", Header: []string{"email"}, List: "l"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Suppress(ctx, "l", "bounced", "s@x.org"); err != nil {
+		t.Fatal(err)
+	}
+	job := func(seq uint64, e string) queue.Job {
+		return queue.Job{Seq: seq, Key: e, Email: e, Fields: []string{e}}
+	}
+	var a, b []queue.Job
+	for i := range 300 { // more than a chunk: the common case, every job new
+		a = append(a, job(uint64(2+i), fmt.Sprintf("a%d@x.org", i)))
+	}
+	b = append(b, job(400, "b@x.org"), job(401, "a7@x.org"), job(402, "s@x.org"), job(403, "c@x.org"))
+	runA, err := q.PrepareEnqueue(ctx, "p", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runB, err := q.PrepareEnqueue(ctx, "p", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := runA(ctx)
+	if err != nil || ra.Added != 300 || len(ra.Duplicates) != 0 {
+		t.Fatalf("first batch: %+v %v", ra, err)
+	}
+	rb, err := runB(ctx)
+	if err != nil || rb.Added != 3 || rb.Suppressed != 1 || len(rb.Duplicates) != 1 || rb.Duplicates[0] != (queue.Duplicate{Seq: 401, FirstSeq: 9}) {
+		t.Fatalf("second batch: %+v %v", rb, err)
+	}
+	c, err := q.Counts(ctx, "p")
+	if err != nil || c.Pending != 302 || c.Suppressed != 1 {
+		t.Fatalf("counts %+v %v", c, err)
+	}
+	// Again, as a re-plan: nothing new.
+	r, err := q.Enqueue(ctx, "p", append(a, b...))
+	if err != nil || r.Added != 0 || r.Existing != 303 || len(r.Duplicates) != 1 {
+		t.Fatalf("re-plan: %+v %v", r, err)
+	}
+	want := map[uint64]string{}
+	for _, j := range append(a, b...) {
+		want[j.Seq] = j.Email
+	}
+	delete(want, 401)
+	var seqs []uint64
+	err = q.Walk(ctx, "p", func(j queue.Job) error {
+		seqs = append(seqs, j.Seq)
+		if j.Email != want[j.Seq] || j.Key != want[j.Seq] {
+			t.Errorf("job %d: %q %q, want %q", j.Seq, j.Email, j.Key, want[j.Seq])
+		}
+		return nil
+	})
+	if err != nil || len(seqs) != 303 || seqs[0] != 2 || seqs[302] != 403 {
+		t.Fatalf("walk: %d jobs (%v) %v", len(seqs), seqs[:min(3, len(seqs))], err)
+	}
+}

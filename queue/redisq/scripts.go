@@ -94,24 +94,33 @@ return redis.call('HGET', KEYS[1], 'rec')
 
 // KEYS: meta st pending order pendlist orderlist kx.
 // ARGV: n, ascending (2: the seqs ascend, so they differ; 0: not known),
-// min seq, max seq, m, then the n seqs, the n data records, the n dedup
-// buckets and the n dedup fields (dedupSlot), then m pairs (1-based index
-// of a suppressed job, reason). A job's key is read from its record.
+// min seq, max seq, m, g, then the n seqs, the n pairs (d field, data
+// record), the n dedup hashes (full key names) and the n dedup fields
+// (dedupSlot), then g pairs (d hash, how many jobs go there), then m pairs
+// (1-based index of a suppressed job, reason). A job's key is read from
+// its record. g is 0 unless the seqs ascend; then the jobs of a d hash are
+// next to each other, and the pairs name them in order (enqueueArgs).
 // Returns {added, suppressed, existing, {dup seq, first seq, ...}}.
 //
 // When the seqs ascend and the smallest is above meta's maxseq (planning a
 // new file, or the rest of one), no seq can be taken: each key is written
 // as it is found new (one HSETNX a job), and the new jobs go to the lists.
-// Else every key is looked up first, and nothing is written if a new key
-// would take a seq another job holds (SEQTAKEN).
+// When every job of such a chunk is new and none is suppressed (the common
+// case), the records go to their d hashes straight from ARGV, one HSET a
+// hash, and the seqs to the lists. Else every key is looked up first, and
+// nothing is written if a new key would take a seq another job holds
+// (SEQTAKEN).
 var scriptEnqueue = redis.NewScript(luaData + `
 local meta = redis.call('HMGET', KEYS[1], 'rec', 'maxseq', 'layout')
 if not meta[1] then return redis.error_reply('NOCAMPAIGN') end
 if meta[3] ~= '` + layout + `' then return redis.error_reply('LAYOUT ' .. (meta[3] or '1')) end
-local n, m = tonumber(ARGV[1]), tonumber(ARGV[5])
-local S, B, HB, HF, P = 5, 5 + n, 5 + 2*n, 5 + 3*n, 5 + 4*n
+local n, m, g = tonumber(ARGV[1]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local S, B, HB, HF = 6, 6 + n, 6 + 3*n, 6 + 4*n
+local G = 6 + 5*n
+local P = G + 2*g
 local lo = tonumber(ARGV[3])
 local lists = ARGV[2] == '2' and meta[2] and lo > tonumber(meta[2])
+-- the record of job i is ARGV[B + 2*i], its d field ARGV[B + 2*i - 1]
 -- Without lists: batchKey holds the keys of this batch's new jobs by seq
 -- (their records are not stored yet), seen their seqs by key, claimed
 -- the k fields they will take (nothing is written before every key is
@@ -125,7 +134,7 @@ local function keyAt(seq)
     while a <= z do
       local mid = (a + z - (a + z) % 2) / 2
       local x = tonumber(ARGV[S + mid])
-      if x == s then return keyOf(ARGV[B + mid]) end
+      if x == s then return keyOf(ARGV[B + 2*mid]) end
       if x < s then a = mid + 1 else z = mid - 1 end
     end
     return nil
@@ -140,13 +149,12 @@ end
 local fresh, nf, existing, dups, where = {}, 0, 0, {}, {}
 if lists then
   for i = 1, n do
-    local seq = ARGV[S + i]
-    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    local seq, kb, f = ARGV[S + i], ARGV[HB + i], ARGV[HF + i]
     if redis.call('HSETNX', kb, f, seq) == 1 then
       nf = nf + 1; fresh[nf] = i
     else
       -- a duplicate, or another key with the same k field
-      local key = keyOf(ARGV[B + i])
+      local key = keyOf(ARGV[B + 2*i])
       local v = redis.call('HGET', kb, f)
       if keyAt(v) ~= key then v = redis.call('HGET', KEYS[7], key) end
       if v then
@@ -157,14 +165,28 @@ if lists then
       end
     end
   end
+  if nf == n and m == 0 and g > 0 then
+    -- every job is new and none is suppressed
+    local at = B + 1
+    for j = 1, g do
+      local c = tonumber(ARGV[G + 2*j])
+      redis.call('HSET', ARGV[G + 2*j - 1], unpack(ARGV, at, at + 2*c - 1))
+      at = at + 2*c
+    end
+    redis.call('RPUSH', KEYS[6], unpack(ARGV, S + 1, S + n))
+    redis.call('RPUSH', KEYS[5], unpack(ARGV, S + 1, S + n))
+    redis.call('HINCRBY', KEYS[1], 'c1', n)
+    if tonumber(ARGV[4]) > tonumber(meta[2]) then redis.call('HSET', KEYS[1], 'maxseq', ARGV[4]) end
+    return {n, 0, 0, dups}
+  end
 else
   -- first: the seq holding key i, or nil; where: how to record it when
   -- new ('k': its k field is free; 'x': in kx)
   local function lookup(i)
-    local key, seq = keyOf(ARGV[B + i]), ARGV[S + i]
+    local key, seq = keyOf(ARGV[B + 2*i]), ARGV[S + i]
     local first = seen[key]
     if first then return first end
-    local kb, f = pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i]
+    local kb, f = ARGV[HB + i], ARGV[HF + i]
     local v = redis.call('HGET', kb, f) or claimed[kb .. ':' .. f]
     if not v then
       claimed[kb .. ':' .. f] = seq
@@ -195,7 +217,7 @@ else
   for j = 1, nf do
     local i = fresh[j]
     if where[j] == 'k' then
-      redis.call('HSET', pre .. 'k:' .. ARGV[HB + i], ARGV[HF + i], ARGV[S + i])
+      redis.call('HSET', ARGV[HB + i], ARGV[HF + i], ARGV[S + i])
     else
       redis.call('HSET', KEYS[7], batchKey[ARGV[S + i]], ARGV[S + i])
     end
@@ -218,7 +240,7 @@ for j = 1, nf do
     if bn then redis.call('HSET', pre .. 'd:' .. bn, unpack(bv, 1, nv)) end
     bn, nv = b, 0
   end
-  bv[nv + 1] = f; bv[nv + 2] = ARGV[B + i]
+  bv[nv + 1] = f; bv[nv + 2] = ARGV[B + 2*i]
   nv = nv + 2
   if not lists then zs[2*j-1] = seq; zs[2*j] = seq end
   local r = m > 0 and supp[i]
