@@ -31,15 +31,8 @@ func TestConformance(t *testing.T) {
 
 func TestReopenKeepsDataAndRecoversLeases(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "q.db")
+	path, q := withCampaign(t)
 	ctx := context.Background()
-	q, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
-		t.Fatal(err)
-	}
 	var jobs []queue.Job
 	for i := uint64(1); i <= 5; i++ {
 		jobs = append(jobs, queue.Job{Seq: i, Key: string(rune('a'+i)) + "@x.y", Email: "x", Fields: []string{"x"}})
@@ -174,16 +167,8 @@ func TestMigrateSuppressions(t *testing.T) {
 // leaves nothing behind.
 func TestOutcomeJournal(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "q.db")
+	path, q := withCampaign(t)
 	ctx := context.Background()
-	q, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
-		t.Fatal(err)
-	}
 	var jobs []queue.Job
 	for i := uint64(1); i <= 6; i++ {
 		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
@@ -322,6 +307,21 @@ func TestOutcomeJournalSegments(t *testing.T) {
 		t.Fatalf("files %v", on)
 	}
 	j.close()
+}
+
+// withCampaign opens a store in a new directory with a campaign "c" of
+// one column, email.
+func withCampaign(t *testing.T) (path string, q *Queue) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "q.db")
+	q, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CreateCampaign(context.Background(), queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
+		t.Fatal(err)
+	}
+	return path, q
 }
 
 func jobBySeq(t *testing.T, q *Queue, id string, seq uint64) queue.Job {

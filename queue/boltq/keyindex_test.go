@@ -3,7 +3,6 @@ package boltq
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/heraldmail/herald/queue"
@@ -54,15 +53,8 @@ func TestKeyIndexSharedHash(t *testing.T) {
 // of its jobs in it.
 func TestKeyIndexRebuilt(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "q.db")
+	path, q := withCampaign(t)
 	ctx := context.Background()
-	q, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.CreateCampaign(ctx, queue.Campaign{ID: "c", Header: []string{"email"}}); err != nil {
-		t.Fatal(err)
-	}
 	job := func(seq uint64, addr string) queue.Job {
 		return queue.Job{Seq: seq, Key: addr, Email: addr, Fields: []string{addr}}
 	}
@@ -82,7 +74,8 @@ func TestKeyIndexRebuilt(t *testing.T) {
 	}
 	q.Close()
 
-	if q, err = Open(path); err != nil {
+	q, err := Open(path)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
