@@ -51,8 +51,8 @@ func (x *keyIndex) free() {
 	x.slots = nil
 }
 
-// find calls match with each Seq that may hold key, in the order they
-// were added, until match returns true; ok reports whether it did.
+// find calls match with each Seq that may hold key (its hash's), until
+// match returns true; ok reports whether it did.
 func (x *keyIndex) find(key string, match func(seq uint64) (bool, error)) (seq uint64, ok bool, err error) {
 	if s, found := x.over[key]; found {
 		if ok, err := match(s); ok || err != nil {
@@ -117,8 +117,8 @@ func (x *keyIndex) grow() {
 	freeSlots(old)
 }
 
-// dropIdleKeys forgets the indexes not used for keyIdle, but keep's (a campaign id); the
-// caller holds q.keysMu.
+// dropIdleKeys forgets the indexes not used for keyIdle, except the one
+// of campaign keep; the caller holds q.keysMu.
 func (q *Queue) dropIdleKeys(keep string) {
 	now := time.Now()
 	for id, x := range q.keys {
