@@ -1,13 +1,16 @@
 package recipients
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Stamp identifies the content of a recipients file: its size and SHA-256.
@@ -76,7 +79,70 @@ func StampOf(r io.Reader) (Stamp, error) {
 // Rows that are merely not sendable (*RowError) are not its concern. Run it
 // before planning, so that nothing is planned from a file that turns out
 // unreadable halfway.
+//
+// A UTF-8 file without a quote anywhere, given as an io.ReadSeeker, is
+// read once without being split: no row of it can fail to split, so only
+// its header is parsed and its bytes checked as UTF-8. Any other file,
+// and such a file once a quote or a byte that is not UTF-8 turns up, is
+// read again from the start and split row by row, which finds the line.
 func Check(r io.Reader, enc Encoding) (Stamp, error) {
+	if rs, ok := r.(io.ReadSeeker); ok && enc.IsUTF8() {
+		st, plain, err := checkPlain(rs)
+		if err != nil || plain {
+			return st, err
+		}
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return Stamp{}, err
+		}
+	}
+	return checkRows(r, enc)
+}
+
+// checkPlain stamps rs and says whether it is plain: UTF-8 with no quote,
+// its header readable. When it is not plain, rs is left anywhere and the
+// stamp is zero.
+func checkPlain(rs io.ReadSeeker) (Stamp, bool, error) {
+	s := newStamper()
+	buf := make([]byte, 0, 256<<10)
+	for {
+		n, err := rs.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		s.Write(buf[len(buf)-n:])
+		if bytes.IndexByte(buf[len(buf)-n:], '"') >= 0 {
+			return Stamp{}, false, nil
+		}
+		if err == io.EOF {
+			if !utf8.Valid(buf) {
+				return Stamp{}, false, nil
+			}
+			break
+		}
+		if err != nil {
+			return Stamp{}, false, err
+		}
+		// Whole lines are checked; the rest waits for the next read (a
+		// newline never sits inside a UTF-8 sequence).
+		if nl := bytes.LastIndexByte(buf, '\n'); nl >= 0 {
+			if !utf8.Valid(buf[:nl+1]) {
+				return Stamp{}, false, nil
+			}
+			buf = buf[:copy(buf, buf[nl+1:])]
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return Stamp{}, false, err
+	}
+	if _, err := NewEncodedReader(rs, UTF8); err != nil {
+		return Stamp{}, true, err
+	}
+	return s.stamp(), true, nil
+}
+
+// checkRows is Check reading r row by row.
+func checkRows(r io.Reader, enc Encoding) (Stamp, error) {
 	s := newStamper()
 	tee := io.TeeReader(r, s)
 	rd, err := NewEncodedReader(tee, enc)

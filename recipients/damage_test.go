@@ -291,3 +291,47 @@ func TestCheckStampsTheFile(t *testing.T) {
 		t.Fatalf("Check of a file with a bad byte: %v", err)
 	}
 }
+
+// TestCheckPlainAsRows: Check's read of a file without quotes (checkPlain)
+// gives what reading it row by row gives: the same stamp, or the same
+// error, with its line; files of several reads' length included, with a
+// character or a bad byte across a read's end and a line longer than a
+// read.
+func TestCheckPlainAsRows(t *testing.T) {
+	t.Parallel()
+	rows := func(n int, extra string) string {
+		var b strings.Builder
+		b.WriteString("email,name\n")
+		for i := range n {
+			fmt.Fprintf(&b, "user%d@example.com,Zoë %d\n", i, i)
+		}
+		return b.String() + extra
+	}
+	big := rows(20000, "") // ~0.5 MB: more than one read
+	at := 256<<10 - 1      // a read ends after this byte
+	cut := strings.LastIndexByte(big[:at], '\n') + 1
+	straddle := big[:cut] + strings.Repeat("x", at-cut-1) + "é" + big[cut:] // é's two bytes across the read's end
+	for name, in := range map[string]string{
+		"empty":              "",
+		"header only":        "email,name\n",
+		"no email column":    "name\nA\n",
+		"plain":              rows(3, ""),
+		"no final newline":   rows(3, "z@example.com,Z"),
+		"big":                big,
+		"straddling rune":    straddle,
+		"bad byte late":      big + "b@example.com,\xff\n",
+		"bad byte at end":    big + "b@example.com,\xe4\xb8",
+		"quote late":         big + "q@example.com,\"Q\"\n",
+		"bare quote late":    big + "q@example.com,Q\"\n",
+		"long line":          "email,name\n" + strings.Repeat("y", 600<<10) + "\n" + rows(2, ""),
+		"long line, bad end": "email,name\n" + strings.Repeat("y", 600<<10) + "\xff\n",
+		"byte order mark":    "\xef\xbb\xbf" + rows(2, ""),
+		"CR line ends":       strings.ReplaceAll(rows(3, ""), "\n", "\r\n"),
+	} {
+		want, werr := checkRows(strings.NewReader(in), UTF8)
+		got, gerr := Check(strings.NewReader(in), UTF8)
+		if got != want || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Errorf("%s: Check gave %s, %v; row by row %s, %v", name, got, gerr, want, werr)
+		}
+	}
+}
