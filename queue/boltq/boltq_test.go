@@ -3,10 +3,12 @@ package boltq
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -198,9 +200,14 @@ func TestOutcomeJournal(t *testing.T) {
 	if _, err := q.Settle(ctx, "c", []queue.Settlement{sent(l[0])}); err != nil {
 		t.Fatal(err)
 	}
-	// The process dies: the journal's file descriptors go with it, and a
-	// last record is torn halfway.
+	// The process dies: the journal's file descriptors and mapping go
+	// with it, and a last record is torn halfway, where the next record
+	// would have gone.
+	end := q.journal.segs[len(q.journal.segs)-1].size
 	for _, s := range q.journal.segs {
+		if s.m != nil {
+			unmapFile(s.m)
+		}
 		s.f.Close()
 	}
 	q.journal = nil
@@ -210,11 +217,11 @@ func TestOutcomeJournal(t *testing.T) {
 		t.Fatalf("segments %v", segs)
 	}
 	torn := appendRecord(nil, "c", sent(l[4]))
-	f, err := os.OpenFile(segmentName(path+".outcomes", segs[0]), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(segmentName(path+".outcomes", segs[0]), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write(torn[:len(torn)-3])
+	f.WriteAt(torn[:len(torn)-3], end)
 	f.Close()
 
 	q, err = Open(path)
@@ -345,11 +352,21 @@ func jobBySeq(t *testing.T, q *Queue, id string, seq uint64) queue.Job {
 // what was not committed is there to replay.
 func TestOutcomeJournalConcurrentNotes(t *testing.T) {
 	t.Parallel()
+	t.Run("mapped", func(t *testing.T) { t.Parallel(); concurrentNotes(t, mapFile) })
+	// Where a segment cannot be mapped, it is written with write(2).
+	t.Run("written", func(t *testing.T) {
+		t.Parallel()
+		concurrentNotes(t, func(*os.File, int) ([]byte, error) { return nil, errors.ErrUnsupported })
+	})
+}
+
+func concurrentNotes(t *testing.T, mapf func(*os.File, int) ([]byte, error)) {
 	base := filepath.Join(t.TempDir(), "q.db.outcomes")
-	j, err := openJournal(base, 0)
+	j, err := newJournal(base, 0, mapf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("segment mapped: %v", j.segs[0].m != nil)
 	const senders, each = 16, 400
 	reply := strings.Repeat("r", 3000) // ~19 MB in all: segments rotate
 	done := make(chan queue.Settlement, 64)
@@ -386,6 +403,9 @@ func TestOutcomeJournalConcurrentNotes(t *testing.T) {
 	}
 	// The process dies here: what is on disk is what a replay finds.
 	for _, s := range j.segs {
+		if s.m != nil {
+			unmapFile(s.m)
+		}
 		s.f.Close()
 	}
 	ns, _ := segments(base)
@@ -418,5 +438,51 @@ func TestOutcomeJournalConcurrentNotes(t *testing.T) {
 	}
 	if len(ns) > len(j.segs) {
 		t.Errorf("%d segment files, %d known", len(ns), len(j.segs))
+	}
+}
+
+// TestOutcomeJournalGrows: notes that outrun the commits fill more than a
+// mapped segment's first mapping; the mapping grows, and every record is
+// in the file, which a clean close cuts to its records.
+func TestOutcomeJournalGrows(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "q.db.outcomes")
+	j, err := openJournal(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.segs[0].m == nil {
+		t.Skip("segments are not mapped on " + runtime.GOOS)
+	}
+	reply := strings.Repeat("r", 3000)
+	n := 2*segmentMap/len(reply) + 1 // past two mappings' worth
+	for i := range n {
+		if err := j.note("c", queue.Settlement{Seq: uint64(i), Lease: 1, State: queue.Sent, Reply: reply}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seg := j.segs[0]
+	if len(j.segs) != 1 || len(seg.m) < int(seg.size) || seg.size <= 2*segmentMap {
+		t.Fatalf("%d segments, mapped %d bytes of %d", len(j.segs), len(seg.m), seg.size)
+	}
+	size := seg.size
+	j.close() // nothing committed: the segment stays, cut to its records
+	st, err := os.Stat(segmentName(base, 0))
+	if err != nil || st.Size() != size {
+		t.Fatalf("after close: %v, %v; want %d bytes", st, err, size)
+	}
+	f, err := os.Open(segmentName(base, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for i := range n {
+		if _, s, err := readRecord(r); err != nil || s.Seq != uint64(i) || s.Reply != reply {
+			t.Fatalf("record %d: %d, %v", i, s.Seq, err)
+		}
+	}
+	if _, _, err := readRecord(r); err != io.EOF {
+		t.Fatalf("after the records: %v", err)
 	}
 }

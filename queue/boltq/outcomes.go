@@ -21,8 +21,11 @@ import (
 )
 
 // The outcome journal makes a settlement durable against a crash of the
-// process the moment it is known, at the cost of one write(2): Note
-// appends it to a segment file beside the store (<store>.outcomes.<n>),
+// process the moment it is known: Note copies it into a segment file
+// beside the store (<store>.outcomes.<n>), mapped shared, so that the
+// record is in the kernel's page cache, which outlives the process, once
+// the copy is done, without a system call (where the file cannot be
+// mapped, Note writes it with write(2), in group writes; see journal),
 // well before the batch that Settle commits (and fsyncs) it in. Open
 // applies every settlement still in the segments before it returns the
 // leases of a dead process to pending, so a message the server took just
@@ -32,9 +35,17 @@ import (
 //
 // A record is: the payload's length and its CRC-32C (4 bytes each, little
 // endian), the payload. A record torn by the crash fails its length or CRC
-// and ends the replay of its segment.
+// and ends the replay of its segment; so does a length of 0, which is
+// where the records of a mapped segment end (its file is longer than what
+// was written, and zero there).
 
-const segmentMax = 4 << 20 // bytes before a new segment is started
+const (
+	segmentMax = 4 << 20 // bytes before a new segment is started
+	// segmentMap is the length a segment is mapped at first: the new
+	// segment is started at the next commit after segmentMax, and the
+	// mapping grows when commits lag further behind.
+	segmentMap = segmentMax + 1<<20
+)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -47,23 +58,28 @@ type outcomeKey struct {
 type segment struct {
 	n       int
 	f       *os.File
-	size    int64
-	pending int // settlements noted here and not yet committed
+	m       []byte // the file, mapped shared while it is the current segment; nil: written with write(2)
+	size    int64  // bytes of records
+	pending int    // settlements noted here and not yet committed
 }
 
 type journal struct {
 	base string // <store>.outcomes
+	// mapf maps a segment's file (mapFile); an error leaves the segment
+	// to write(2).
+	mapf func(f *os.File, size int) ([]byte, error)
 
 	mu     sync.Mutex
 	segs   []*segment // the last one is written to
 	noted  map[outcomeKey]*segment
 	broken error // a failed write: Note refuses from then on
 
-	// Notes that arrive while one is being written wait together and go
-	// in the next write(2), which the first of them makes (a group
-	// write): senders finishing messages at the same moment cost one
-	// system call, not one each. A note returns once its own record is
-	// written.
+	// A segment that is not mapped is written with write(2). Notes that
+	// arrive while one is being written wait together and go in the
+	// next write(2), which the first of them makes (a group write):
+	// senders finishing messages at the same moment cost one system
+	// call, not one each. A note returns once its own record is
+	// written. A mapped segment takes the note's record under the lock.
 	wrote   *sync.Cond // on mu: a write ended
 	writing bool
 	queued  []byte       // records waiting for the next write
@@ -95,7 +111,11 @@ func segments(base string) ([]int, error) {
 // openJournal starts a fresh segment after the ones at base (which the
 // caller has replayed and removed).
 func openJournal(base string, next int) (*journal, error) {
-	j := &journal{base: base, noted: map[outcomeKey]*segment{}}
+	return newJournal(base, next, mapFile)
+}
+
+func newJournal(base string, next int, mapf func(*os.File, int) ([]byte, error)) (*journal, error) {
+	j := &journal{base: base, mapf: mapf, noted: map[outcomeKey]*segment{}}
 	j.wrote = sync.NewCond(&j.mu)
 	if err := j.rotate(next); err != nil {
 		return nil, err
@@ -103,13 +123,46 @@ func openJournal(base string, next int) (*journal, error) {
 	return j, nil
 }
 
+// rotate starts segment n, mapped where the system allows it; the
+// segment it follows is no longer written and is unmapped.
 func (j *journal) rotate(n int) error {
-	f, err := os.OpenFile(segmentName(j.base, n), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(segmentName(j.base, n), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("outcome journal: %w", err)
 	}
-	j.segs = append(j.segs, &segment{n: n, f: f})
+	if len(j.segs) > 0 {
+		j.segs[len(j.segs)-1].unmap()
+	}
+	seg := &segment{n: n, f: f}
+	if m, err := j.mapf(f, segmentMap); err == nil {
+		seg.m = m
+	}
+	j.segs = append(j.segs, seg)
 	return nil
+}
+
+// grow maps more of the current segment, a mapped one, so that n more
+// bytes fit; the caller holds j.mu.
+func (s *segment) grow(n int, mapf func(*os.File, int) ([]byte, error)) error {
+	size := max(2*len(s.m), int(s.size)+n)
+	m, err := mapf(s.f, size)
+	if err != nil {
+		return err
+	}
+	unmapFile(s.m)
+	s.m = m
+	return nil
+}
+
+// unmap ends the mapping of a segment no longer written, and cuts the
+// file to its records.
+func (s *segment) unmap() {
+	if s.m == nil {
+		return
+	}
+	unmapFile(s.m)
+	s.m = nil
+	_ = s.f.Truncate(s.size)
 }
 
 // note appends s to the current segment, in the next group write.
@@ -126,6 +179,10 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 	j.keys = append(j.keys, outcomeKey{campaign, s.Seq, s.Lease})
 	j.last++
 	mine := j.last
+	if !j.writing && j.segs[len(j.segs)-1].m != nil {
+		j.write()
+		return j.broken
+	}
 	for j.written < mine {
 		if j.broken != nil {
 			return j.broken
@@ -139,18 +196,29 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 	return nil
 }
 
-// write writes the queued records to the current segment, outside the
-// lock, and then accounts for them there; the caller holds j.mu.
+// write writes the queued records to the current segment and accounts
+// for them there; the caller holds j.mu. A mapped segment takes them in a
+// copy under the lock; another one in a write(2) outside it.
 func (j *journal) write() {
-	j.writing = true
 	buf, keys, upto := j.queued, j.keys, j.last
 	j.queued, j.keys = j.spare[:0], j.spareK[:0]
 	cur := j.segs[len(j.segs)-1]
-	j.mu.Unlock()
-	_, err := cur.f.Write(buf)
-	j.mu.Lock()
-	j.writing = false
-	defer j.wrote.Broadcast()
+	var err error
+	if cur.m != nil {
+		if int(cur.size)+len(buf) > len(cur.m) {
+			err = cur.grow(len(buf), j.mapf)
+		}
+		if err == nil {
+			copy(cur.m[cur.size:], buf)
+		}
+	} else {
+		j.writing = true
+		j.mu.Unlock()
+		_, err = cur.f.WriteAt(buf, cur.size)
+		j.mu.Lock()
+		j.writing = false
+		defer j.wrote.Broadcast()
+	}
 	if err != nil {
 		j.broken = fmt.Errorf("outcome journal: %w", err)
 		return
@@ -212,6 +280,7 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 		if s == cur || s.pending > 0 {
 			return false
 		}
+		s.unmap()
 		s.f.Close()
 		os.Remove(segmentName(j.base, s.n))
 		return true
@@ -225,6 +294,7 @@ func (j *journal) close() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, s := range j.segs {
+		s.unmap()
 		s.f.Close()
 		if s.pending == 0 {
 			os.Remove(segmentName(j.base, s.n))
@@ -286,6 +356,9 @@ func readRecord(r *bufio.Reader) (campaign string, s queue.Settlement, err error
 		return "", s, errTorn
 	}
 	n := binary.LittleEndian.Uint32(head[:4])
+	if n == 0 {
+		return "", s, io.EOF // the end of a mapped segment's records
+	}
 	if n > 1<<24 {
 		return "", s, errTorn
 	}

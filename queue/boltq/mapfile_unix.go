@@ -1,0 +1,20 @@
+//go:build unix
+
+package boltq
+
+import (
+	"os"
+	"syscall"
+)
+
+// mapFile sets f's length to size and maps it, shared and writable: what
+// is copied into the mapping is in the page cache, and reaches the file
+// even when the process dies right after the copy.
+func mapFile(f *os.File, size int) ([]byte, error) {
+	if err := f.Truncate(int64(size)); err != nil {
+		return nil, err
+	}
+	return syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+}
+
+func unmapFile(m []byte) { _ = syscall.Munmap(m) }
