@@ -486,3 +486,36 @@ func TestOutcomeJournalGrows(t *testing.T) {
 		t.Fatalf("after the records: %v", err)
 	}
 }
+
+// TestOutcomeJournalFaultIsAnError: a mapped segment whose file is cut
+// under it faults on the next copy; Note returns an error (the engine then
+// falls back to group commits), the process does not crash.
+func TestOutcomeJournalFaultIsAnError(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "q.db.outcomes")
+	j, err := openJournal(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if j.segs[0].m == nil {
+		t.Skip("segments are not mapped on " + runtime.GOOS)
+	}
+	s := queue.Settlement{Seq: 1, Lease: 1, State: queue.Sent, Reply: "250 ok"}
+	if err := j.note("c", s); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(segmentName(base, 0), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Seq = 2
+	if err := j.note("c", s); err == nil {
+		t.Fatal("a note into a segment cut under its mapping succeeded")
+	} else {
+		t.Log(err)
+	}
+	s.Seq = 3
+	if err := j.note("c", s); err == nil {
+		t.Fatal("the journal took a note after it broke")
+	}
+}

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package boltq
 
@@ -7,7 +7,8 @@ import (
 	"os"
 )
 
-// mapFile: segments are written with write(2) here.
+// mapFile: segments are written with write(2) here (a sparse mapped file
+// could meet a full disk as SIGBUS; Linux's fallocate rules that out).
 func mapFile(*os.File, int) ([]byte, error) { return nil, errors.ErrUnsupported }
 
 func unmapFile([]byte) {}

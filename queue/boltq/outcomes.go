@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,8 @@ import (
 // process the moment it is known: Note copies it into a segment file
 // beside the store (<store>.outcomes.<n>), mapped shared, so that the
 // record is in the kernel's page cache, which outlives the process, once
-// the copy is done, without a system call (where the file cannot be
+// the copy is done, without a system call (on Linux, where the file's
+// blocks are allocated up front; elsewhere, or where the file cannot be
 // mapped, Note writes it with write(2), in group writes; see journal),
 // well before the batch that Settle commits (and fsyncs) it in. Open
 // applies every settlement still in the segments before it returns the
@@ -209,7 +211,7 @@ func (j *journal) write() {
 			err = cur.grow(len(buf), j.mapf)
 		}
 		if err == nil {
-			copy(cur.m[cur.size:], buf)
+			err = copyIn(cur.m[cur.size:], buf)
 		}
 	} else {
 		j.writing = true
@@ -233,6 +235,20 @@ func (j *journal) write() {
 	}
 	j.written = upto
 	j.spare, j.spareK = buf, keys
+}
+
+// copyIn copies b into m, a mapped segment. A fault there (the file was
+// cut under the mapping, a disk that fails the page) is an error that
+// breaks the journal, not a crash of the process.
+func copyIn(m, b []byte) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			err = errors.New("a page of the mapped segment could not be written (its file was cut, or the disk failed)")
+		}
+	}()
+	copy(m, b)
+	return nil
 }
 
 // committed forgets settlements Settle has committed, removes segments
