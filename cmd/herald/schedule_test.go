@@ -175,7 +175,11 @@ func warmupOverflow(t *testing.T, queueTOML string) {
 	os.WriteFile(c.conf, []byte(mustRead(t, c.conf)+fmt.Sprintf("\n[[provider]]\nname = \"backup\"\nhost = %q\nport = %s\ntls = \"none\"\npriority = 2\n", host, port)), 0o644)
 	code, o, e := runHerald(t, nil, "send", "--config", c.conf)
 	if code != 0 || fresh.Stats().Messages != 5 || backup.Stats().Messages != 15 {
-		t.Fatalf("exit %d: the warming provider took %d (cap 5), the backup %d\n%s\n%s", code, fresh.Stats().Messages, backup.Stats().Messages, o, e)
+		// What the store says (retries, attempts, provider usage) and
+		// the warming sink's sessions, to tell a lost quota take from
+		// a provider closed early.
+		_, st, _ := runHerald(t, nil, "status", "--config", c.conf, "--json")
+		t.Fatalf("exit %d: the warming provider took %d (cap 5), the backup %d\n%s\n%s\nstatus: %s\nwarming sink: %+v", code, fresh.Stats().Messages, backup.Stats().Messages, o, e, st, fresh.Stats())
 	}
 	code, out, _ := runHerald(t, nil, "status", "--config", c.conf)
 	if code != 0 || !strings.Contains(out, "provider local: 5 sent in the last minute, 5 in the last 24 hours; warm-up day 1, cap 5 spent: day 2 begins ") {
