@@ -184,17 +184,17 @@ func (r *run) inWindow(c *campaign, jobs []queue.Job, now time.Time) []queue.Job
 }
 
 // release gives a job back untouched.
-func (r *run) release(t task) { r.report(result{task: t, kind: released}) }
+func (r *run) release(t task) { r.results <- result{task: t, kind: released} }
 
 // skip settles a job whose address is on the suppression list.
 func (r *run) skip(t task, e queue.Suppression) {
-	r.report(result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Suppressed, Reply: queue.SuppressedReply(e)}})
+	r.results <- result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Suppressed, Reply: queue.SuppressedReply(e)}}
 }
 
 // putOff settles a job, untried, as due again at at (its domain's pace
 // wants it later); no attempt is counted.
 func (r *run) putOff(t task, at time.Time, why string) {
-	r.report(result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Retry, At: at, Reply: why}})
+	r.results <- result{task: t, kind: settled, s: queue.Settlement{Seq: t.job.Seq, Lease: t.job.Lease, State: queue.Retry, At: at, Reply: why}}
 }
 
 // drain gives back every job still buffered.

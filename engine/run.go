@@ -181,9 +181,6 @@ type run struct {
 	halt    context.CancelCauseFunc
 	jobs    chan task
 	results chan result
-	// wake tells the settler to look at results now (report); else it
-	// looks at every Timing.SettleEvery.
-	wake    chan struct{}
 	settled chan struct{} // a batch was settled: the leaser may look again
 	added   chan struct{} // a campaign was added
 	senders atomic.Int64
@@ -262,7 +259,6 @@ func (e *Engine) deliver(soft, hard context.Context, m mode) (Summary, error) {
 		e: e, mode: m, hard: hard, stop: stop, halt: halt,
 		jobs:    make(chan task, maxBatch),
 		results: make(chan result, 2*maxBatch),
-		wake:    make(chan struct{}, 1),
 		settled: make(chan struct{}, 1),
 		added:   make(chan struct{}, 1),
 	}
@@ -297,7 +293,6 @@ func (e *Engine) deliver(soft, hard context.Context, m mode) (Summary, error) {
 	g.Go(func() error {
 		producers.Wait()
 		close(r.results)
-		r.poke()
 		return nil
 	})
 	g.Wait()

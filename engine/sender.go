@@ -555,7 +555,7 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	if d.Action == outcome.Ack {
 		cn.noteSent(&res)
 	}
-	r.report(res)
+	r.results <- res
 	return false, alive
 }
 

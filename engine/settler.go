@@ -102,9 +102,10 @@ func (r *run) settle() {
 			waiting++
 		}
 	}
-	// gather adds what has arrived, up to a batch; false once the results
-	// are closed and all taken.
-	gather := func() bool {
+	// gather adds res and what else has arrived, so that one commit serves
+	// every sender waiting now; false once the results are closed.
+	gather := func(res result) bool {
+		add(res)
 		for size < settleBatch {
 			select {
 			case res, ok := <-r.results:
@@ -122,51 +123,33 @@ func (r *run) settle() {
 	// while fewer than half the senders with a connection wait, it waits a
 	// little (Timing.AckDelay) for more of them; their gates hold back only their
 	// next bytes on the wire, so they go on rendering and buffering
-	// meanwhile. Results nobody waits for are taken every
-	// Timing.SettleEvery, or when they fill a quarter of the channel
-	// (report), not one wake-up each.
+	// meanwhile.
 	var soon <-chan time.Time
 	for {
-		timed := false
 		select {
-		case <-r.wake:
-		case <-soon:
-			soon, timed = nil, true
-		case <-tick.C:
-			timed = true
-		}
-		if !gather() {
-			r.lastFlush(flush)
-			return
-		}
-		switch {
-		case size >= settleBatch || waiting >= max(1, int(r.connected.Load())/2) || (timed && size > 0):
-			flush(false)
-			soon = nil
-			if len(r.results) > 0 {
-				r.poke() // more than a batch arrived
+		case res, ok := <-r.results:
+			if !ok || !gather(res) {
+				r.lastFlush(flush)
+				return
 			}
-		case waiting > 0 && soon == nil:
-			soon = time.After(r.e.t.AckDelay)
+			switch {
+			case size >= settleBatch || waiting >= max(1, int(r.connected.Load())/2):
+				flush(false)
+				soon = nil
+			case waiting > 0 && soon == nil:
+				soon = time.After(r.e.t.AckDelay)
+			}
+		case <-soon:
+			soon = nil
+			if size > 0 {
+				flush(false)
+			}
+		case <-tick.C:
+			if size > 0 {
+				flush(false)
+				soon = nil
+			}
 		}
-	}
-}
-
-// report hands a result to the settler. The settler is woken when a sender
-// waits for the result's commit (ack), or when results fill a quarter of
-// the channel; else it takes them at its next tick.
-func (r *run) report(res result) {
-	r.results <- res
-	if res.ack != nil || len(r.results) >= cap(r.results)/4 {
-		r.poke()
-	}
-}
-
-// poke wakes the settler, unless a wake-up is pending already.
-func (r *run) poke() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
 	}
 }
 
