@@ -167,7 +167,8 @@ func (s *segment) unmap() {
 	_ = s.f.Truncate(s.size)
 }
 
-// note appends s to the current segment, in the next group write.
+// note appends s to the current segment: copied in at once when the
+// segment is mapped, else in the next group write, which note waits for.
 func (j *journal) note(campaign string, s queue.Settlement) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
