@@ -187,6 +187,24 @@ func MessageID(campaign, key, domain string) string {
 	return hex.EncodeToString(sum[:16]) + "." + campaign + "@" + domain
 }
 
+// appendMessageID appends the Message-ID header for key: the header
+// appendHeader writes for MessageID, without building the ID as a string
+// first when it fits on the header's line.
+func (c *composer) appendMessageID(dst []byte, key string) []byte {
+	const name = "Message-ID"
+	n := len("<") + 32 + len(".") + len(c.campaign) + len("@") + len(c.domain) + len(">")
+	if maxHeaderLine-4-len(name)-n <= 1 {
+		return appendHeader(dst, name, "<"+MessageID(c.campaign, key, c.domain)+">")
+	}
+	var buf [128]byte
+	in := append(append(append(buf[:0], c.campaign...), 0), key...)
+	sum := sha256.Sum256(in)
+	dst = append(dst, name+": <"...)
+	dst = hex.AppendEncode(dst, sum[:16])
+	dst = append(append(append(append(dst, '.'), c.campaign...), '@'), c.domain...)
+	return append(dst, ">\r\n"...)
+}
+
 // unsubscribeLink is the recipient's one-click link, or "" when the
 // campaign has none.
 func (c *composer) unsubscribeLink(key string) string {
@@ -303,7 +321,7 @@ func (c *composer) appendMessage(dst []byte, out templates.Rendered, email, key,
 		case "Date":
 			dst = append(dst, c.dateLine(now)...)
 		case "Message-ID":
-			dst = appendHeader(dst, "Message-ID", "<"+MessageID(c.campaign, key, c.domain)+">")
+			dst = c.appendMessageID(dst, key)
 		case "Subject":
 			dst = appendHeader(dst, "Subject", headerEncoding(out.Subject))
 		case HeaderListUnsubscribe:
@@ -410,8 +428,8 @@ type message struct {
 }
 
 func newMessage(t text) *message {
-	m := &message{text: t, wire: smtpdata.Stuff(t)}
-	m.size = smtpdata.Size(m.wire)
+	m := &message{text: t}
+	m.wire, m.size = smtpdata.Content(t)
 	return m
 }
 

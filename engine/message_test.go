@@ -130,6 +130,34 @@ func TestComposeAsGoMail(t *testing.T) {
 	}
 }
 
+// TestMessageIDAsGoMail: whatever the length of the campaign's ID (the
+// Message-ID header fits its line, or is folded before its value), the
+// header is what go-mail writes.
+func TestMessageIDAsGoMail(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	spec := Spec{From: "Bench <bench@example.com>", Subject: "Bench", Text: "hello\n"}
+	set, err := templates.Parse(templates.Sources{Subject: spec.Subject, Text: spec.Text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 80; n++ {
+		c, err := newComposer(strings.Repeat("c", n), spec, set, keys{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r templates.Renderer
+		m, err := c.build(&r, nil, "user@example.com", "user@example.com", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := goMailText(t, c, spec, &r, nil, "user@example.com", "user@example.com", now)
+		if got := string(m.text); got != want {
+			t.Fatalf("campaign ID of %d bytes: not what go-mail writes:\n%s", n, firstDiff(got, want))
+		}
+	}
+}
+
 // goMailText is the message as herald built it with go-mail, for the
 // same rendering.
 func goMailText(t *testing.T, c *composer, spec Spec, r *templates.Renderer, data map[string]string, email, key string, now time.Time) string {

@@ -12,12 +12,25 @@ import "bytes"
 // ".\r\n". When no line needs changing, the result shares msg's array
 // (room for it permitting).
 func Stuff(msg []byte) []byte {
+	wire, _ := Content(msg)
+	return wire
+}
+
+// Content is Stuff(msg) and the size of the message it carries (Size),
+// found without a second pass over it when no line needed changing.
+func Content(msg []byte) (wire []byte, size int64) {
 	switch clean(msg) {
 	case endsInCRLF:
-		return append(msg, ".\r\n"...)
+		return append(msg, ".\r\n"...), int64(len(msg))
 	case lastLineOpen:
-		return append(msg, "\r\n.\r\n"...)
+		return append(msg, "\r\n.\r\n"...), int64(len(msg)) + 2
 	}
+	wire = stuff(msg)
+	return wire, Size(wire)
+}
+
+// stuff is Stuff for a message with a line to change.
+func stuff(msg []byte) []byte {
 	out := make([]byte, 0, len(msg)+len(msg)/32+8)
 	for rest := msg; len(rest) > 0; {
 		if rest[0] == '.' {

@@ -32,6 +32,10 @@ func TestStuff(t *testing.T) {
 		if size := Size(got); size != tt.size {
 			t.Errorf("%q: size %d, want %d", tt.in, size, tt.size)
 		}
+		wire, size := Content([]byte(tt.in))
+		if string(wire) != tt.want || size != tt.size {
+			t.Errorf("Content(%q) = %q, %d; want %q, %d", tt.in, wire, size, tt.want, tt.size)
+		}
 	}
 }
 
@@ -46,8 +50,13 @@ func TestStuffRandom(t *testing.T) {
 			in[i] = ".\r\nx"[rng.IntN(4)]
 		}
 		was := string(in)
+		want, wantSize := stuffReference(in)
+		wire, size := Content(append([]byte(nil), in...))
+		if string(wire) != want || size != wantSize {
+			t.Fatalf("Content(%q) = %q, %d; want %q, %d", in, wire, size, want, wantSize)
+		}
 		got := Stuff(in)
-		if want := stuffReference(in); string(got) != want {
+		if string(got) != want {
 			t.Fatalf("%q: got %q, want %q", in, got, want)
 		}
 		if string(in) != was {
@@ -56,13 +65,16 @@ func TestStuffRandom(t *testing.T) {
 	}
 }
 
-// stuffReference is the dot-stuffing and CRLF rule, one byte at a time.
-func stuffReference(in []byte) string {
+// stuffReference is the dot-stuffing and CRLF rule, one byte at a time,
+// and the size of the message the content carries (every byte but the
+// stuffing dots and the final dot).
+func stuffReference(in []byte) (wire string, size int64) {
 	var out []byte
 	bol, cr := true, false
 	for _, c := range in {
 		if bol && c == '.' {
 			out = append(out, '.')
+			size--
 		}
 		if c == '\n' && !cr {
 			out = append(out, '\r')
@@ -73,5 +85,6 @@ func stuffReference(in []byte) string {
 	if !bol {
 		out = append(out, '\r', '\n')
 	}
-	return string(append(out, ".\r\n"...))
+	size += int64(len(out))
+	return string(append(out, ".\r\n"...)), size
 }
