@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,13 +107,13 @@ func (p *pipe) readEnvelope() (derr *outcome.DeliveryError, keep bool) {
 		// No reply, or 421: the session is over.
 		return d.Code == 0 || d.Code == 421
 	}
-	if _, _, err := p.text.ReadResponse(250); err != nil && note(outcome.StageMail, err) {
+	if _, err := p.reply(250); err != nil && note(outcome.StageMail, err) {
 		return first, false
 	}
-	if _, _, err := p.text.ReadResponse(25); err != nil && note(outcome.StageRcpt, err) {
+	if _, err := p.reply(25); err != nil && note(outcome.StageRcpt, err) {
 		return first, false
 	}
-	_, _, err := p.text.ReadResponse(354)
+	_, err := p.reply(354)
 	if err == nil && first == nil {
 		return nil, true
 	}
@@ -145,10 +147,62 @@ func (p *pipe) readEnvelope() (derr *outcome.DeliveryError, keep bool) {
 
 // readDataEnd reads the reply to the final dot.
 func (p *pipe) readDataEnd() (derr *outcome.DeliveryError, reply string, keep bool) {
-	code, msg, err := p.text.ReadResponse(250)
+	line, err := p.reply(250)
 	if err != nil {
 		d := outcome.Classify(outcome.StageDataEnd, err)
 		return d, "", d.Code != 0 && d.Code != 421
 	}
-	return nil, fmt.Sprintf("%d %s", code, msg), true
+	return nil, string(line), true
+}
+
+// reply reads the next reply as textproto's ReadResponse(expect) does, and
+// returns it as "code text" (the lines of a multiline reply joined by
+// "\n") when it is the one expected. The usual reply, one line with the
+// expected code, is read from the buffer without allocating: line is only
+// valid until the next read.
+func (p *pipe) reply(expect int) (line []byte, err error) {
+	if line, ok, err := quickReply(p.text.R, expect); ok || err != nil {
+		return line, err
+	}
+	code, msg, err := p.text.ReadResponse(expect)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "%d %s", code, msg), nil
+}
+
+// quickReply takes from r a reply of one line whose code is what expect
+// asks (textproto's ReadResponse: 250 is 250, 25 is 25x, 2 is 2xx), when r
+// holds it whole, waiting for the first bytes when r holds none. Otherwise
+// ok is false and r is left as it was (but filled), for ReadResponse; err
+// is a read that failed before anything came, as ReadResponse returns it.
+// line is the reply without its line end.
+func quickReply(r *bufio.Reader, expect int) (line []byte, ok bool, err error) {
+	if r.Buffered() == 0 {
+		if _, err := r.Peek(1); err != nil {
+			return nil, false, err
+		}
+	}
+	buf, _ := r.Peek(r.Buffered())
+	end := bytes.IndexByte(buf, '\n')
+	if end < 0 {
+		return nil, false, nil
+	}
+	line = buf[:end]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	if len(line) < 4 || line[3] != ' ' || line[0] < '1' || line[0] > '9' ||
+		line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' {
+		return nil, false, nil // another length, a multiline reply or a bad one
+	}
+	code := int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
+	switch {
+	case expect >= 100 && code != expect,
+		expect >= 10 && expect < 100 && code/10 != expect,
+		expect >= 1 && expect < 10 && code/100 != expect:
+		return nil, false, nil
+	}
+	r.Discard(end + 1)
+	return line, true, nil
 }
