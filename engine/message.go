@@ -91,6 +91,9 @@ type composer struct {
 	attachments [][]byte // each part's headers, a blank line and its base64 lines
 	fixedLen    int      // the length of all of the above
 	date        atomic.Pointer[date]
+	// The ends the text and the HTML parts of its messages share, in
+	// quoted-printable.
+	textTail, htmlTail qpTails
 }
 
 // headerLine is one header of the message's head: its whole text, or
@@ -352,14 +355,14 @@ func (c *composer) appendMessage(dst []byte, out templates.Rendered, email, key,
 		dst = append(dst, "Content-Type: multipart/alternative;\r\n boundary="...)
 		dst = append(append(append(dst, alt...), "\r\n\r\n--"...), alt...)
 		dst = append(append(dst, "\r\n"...), c.textPart...)
-		dst = appendQP(dst, out.Text)
+		dst = c.textTail.appendQP(dst, out.Text)
 		dst = append(append(append(dst, "\r\n--"...), alt...), "\r\n"...)
-		dst = appendQP(append(dst, c.htmlPart...), out.HTML)
+		dst = c.htmlTail.appendQP(append(dst, c.htmlPart...), out.HTML)
 		dst = append(append(append(dst, "\r\n--"...), alt...), "--\r\n"...)
 	case text:
-		dst = appendQP(append(dst, c.textPart...), out.Text)
+		dst = c.textTail.appendQP(append(dst, c.textPart...), out.Text)
 	default:
-		dst = appendQP(append(dst, c.htmlPart...), out.HTML)
+		dst = c.htmlTail.appendQP(append(dst, c.htmlPart...), out.HTML)
 	}
 	if mixed != "" {
 		for _, a := range c.attachments {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"mime"
 	"strings"
+	"sync/atomic"
 )
 
 // A message is written straight into one buffer, in the form go-mail
@@ -140,6 +141,65 @@ func appendQP(dst []byte, s string) []byte {
 	}
 	dst, _ = qpLastByte(dst, start)
 	return dst
+}
+
+// qpTails remembers, for one body part of a campaign, the end its
+// messages share (the template's text after the last field, say) in
+// quoted-printable, so that each message encodes only what differs. Safe
+// for concurrent use.
+//
+// Quoted-printable starts afresh after each line break: a text that ends
+// in LF encodes to the same octets whatever follows it, and the encoding
+// of a text split after an LF is the two halves' encodings end to end.
+// The shared end is the longest one two texts in a row have in common,
+// from just after an LF.
+type qpTails struct{ last atomic.Pointer[qpTail] }
+
+type qpTail struct {
+	prev string // the last text encoded in whole
+	src  string // its end shared with the one before it, from a line start ("": none)
+	enc  []byte // src in quoted-printable
+}
+
+// qpTailMin is the shortest shared end worth remembering.
+const qpTailMin = 256
+
+// appendQP appends s in quoted-printable, as appendQP does.
+func (t *qpTails) appendQP(dst []byte, s string) []byte {
+	last := t.last.Load()
+	if last != nil && last.src != "" && len(s) > len(last.src) &&
+		s[len(s)-len(last.src)-1] == '\n' && strings.HasSuffix(s, last.src) {
+		dst = appendQP(dst, s[:len(s)-len(last.src)])
+		return append(dst, last.enc...)
+	}
+	dst = appendQP(dst, s)
+	next := &qpTail{prev: s}
+	if last != nil {
+		next.src = sharedTail(last.prev, s)
+		if len(next.src) >= qpTailMin {
+			next.enc = appendQP(nil, next.src)
+		} else {
+			next.src = ""
+		}
+	}
+	t.last.Store(next)
+	return dst
+}
+
+// sharedTail is the longest end a and b share that starts just after an
+// LF in both.
+func sharedTail(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) && a[len(a)-1-n] == b[len(b)-1-n] {
+		n++
+	}
+	tail := b[len(b)-n:]
+	// Inside tail, the first line start after an LF that is also in it.
+	i := strings.IndexByte(tail, '\n')
+	if i < 0 {
+		return ""
+	}
+	return tail[i+1:]
 }
 
 // qpPlain reports whether quoted-printable writes b as it is.
