@@ -24,7 +24,8 @@ type conn struct {
 	p        *provider
 	log      *slog.Logger
 	c        *smtp.Client
-	pipe     *pipe // set when the server pipelines and the provider allows it
+	pipe     *pipe     // set when the server pipelines and the provider allows it
+	armed    *net.Conn // the connection whose deadline gate.deadline is
 	used     int
 	lastUsed time.Time
 	live     atomic.Pointer[net.Conn]
@@ -50,6 +51,9 @@ type gate struct {
 	pending atomic.Pointer[ack]
 	hard    <-chan struct{} // the run's hard stop
 	timeout time.Duration   // the provider's: a write that waited gets it afresh
+	// deadline is the one arm set last on the connection (Unix ns), 0
+	// once a write that waited set its own.
+	deadline atomic.Int64
 }
 
 // errNotDurable is a write the gate refused: the last outcome will not be
@@ -90,6 +94,7 @@ func (c *gatedConn) Write(b []byte) (int, error) {
 	if waited {
 		// The wait was the queue's, not the server's.
 		c.Conn.SetWriteDeadline(time.Now().Add(c.g.timeout))
+		c.g.deadline.Store(0)
 	}
 	return c.Conn.Write(b)
 }
@@ -234,12 +239,29 @@ func (cn *conn) mailParams(pr *prepared) string {
 
 // arm gives the next command, or the next wait for a reply, the
 // provider's timeout from now: timeout bounds each step of the
-// conversation, never the connection's life.
+// conversation, never the connection's life. The deadline it sets runs a
+// little longer (armSlack), so that the steps of the next messages, a few
+// each, need not set it again: each step gets between timeout and
+// timeout plus slack.
 func (cn *conn) arm() {
-	if raw := cn.live.Load(); raw != nil {
-		(*raw).SetDeadline(time.Now().Add(cn.p.cfg.Timeout.Duration))
+	raw := cn.live.Load()
+	if raw == nil {
+		return
 	}
+	t := cn.p.cfg.Timeout.Duration
+	now := time.Now()
+	if raw == cn.armed && cn.gate.deadline.Load() >= now.Add(t).UnixNano() {
+		return
+	}
+	until := now.Add(t + armSlack(t))
+	(*raw).SetDeadline(until)
+	cn.armed = raw
+	cn.gate.deadline.Store(until.UnixNano())
 }
+
+// armSlack is how much longer than timeout a deadline arm sets may run:
+// a sixteenth of it, at most a second.
+func armSlack(timeout time.Duration) time.Duration { return min(timeout/16, time.Second) }
 
 // cut closes the raw connection: the one way to stop a command in flight,
 // as go-mail's Client.Close waits for it.

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/textproto"
+	"os"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // rwc is a connection that reads from a byte slice through r and takes
@@ -101,5 +104,50 @@ func TestQuickReplyAllocates(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per reply", n)
+	}
+}
+
+// TestArmDeadline: however often arm is called, a wait for a reply that
+// starts after it gets the whole timeout (the deadline it sets is never
+// sooner than timeout from its call), and still ends.
+func TestArmDeadline(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c) // a server that never replies
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	const timeout = 400 * time.Millisecond
+	p := &provider{}
+	p.cfg.Timeout.Duration = timeout
+	cn := &conn{p: p}
+	cn.live.Store(&raw)
+	var last time.Time
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(3 * time.Millisecond) {
+		last = time.Now()
+		cn.arm()
+		if d := time.Unix(0, cn.gate.deadline.Load()); d.Before(last.Add(timeout)) {
+			t.Fatalf("deadline %v after arm, less than the timeout %v", d.Sub(last), timeout)
+		}
+	}
+	_, err = raw.Read(make([]byte, 1))
+	waited := time.Since(last)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want the deadline", err)
+	}
+	if waited < timeout {
+		t.Errorf("the wait ended %v after the last arm; the timeout is %v", waited, timeout)
 	}
 }
