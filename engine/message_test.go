@@ -29,13 +29,7 @@ import (
 func TestComposeAsGoMail(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
-	random := func(n int, alphabet string) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		return string(b)
-	}
+	random := func(n int, alphabet string) string { return randomText(rng, n, alphabet) }
 	bin := make([]byte, 50000)
 	for i := range bin {
 		bin[i] = byte(rng.IntN(256))
@@ -156,6 +150,15 @@ func TestMessageIDAsGoMail(t *testing.T) {
 			t.Fatalf("campaign ID of %d bytes: not what go-mail writes:\n%s", n, firstDiff(got, want))
 		}
 	}
+}
+
+// randomText is n bytes drawn from alphabet.
+func randomText(rng *rand.Rand, n int, alphabet string) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return string(b)
 }
 
 // goMailText is the message as herald built it with go-mail, for the

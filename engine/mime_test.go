@@ -16,13 +16,7 @@ import (
 func TestQPTailsAsAppendQP(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 11))
-	random := func(n int, alphabet string) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		return string(b)
-	}
+	random := func(n int, alphabet string) string { return randomText(rng, n, alphabet) }
 	const alphabet = "ab \t\r\n=.\xff"
 	var tails []string
 	for range 40 {
