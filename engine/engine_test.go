@@ -573,6 +573,32 @@ func TestDailyQuotaSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestQuotaFilledByMoreConnections: a provider with more connections than
+// messages left in its day takes exactly its quota, its backup the rest.
+// Each sender reserves its message's share of the quota before it dials;
+// a sender that finds the quota full while others still hold shares they
+// may give back (a dial that fails, a circuit opened meanwhile) must not
+// close the provider for the day with room left in it.
+func TestQuotaFilledByMoreConnections(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []string{"daily = 3", "warmup = [3, 10]"} {
+		t.Run(limit, func(t *testing.T) {
+			t.Parallel()
+			warm := startSink(t, sink.Config{})
+			backup := startSink(t, sink.Config{})
+			b := setup(t, campaignSpec{recipients: addresses(30, "w"), providers: providerTOML("warm", warm, limit+"\nconnections = 8\npriority = 1") +
+				providerTOML("backup", backup, "connections = 2\npriority = 2")})
+			b.plan()
+			if _, err := b.run(); err != nil {
+				t.Fatal(err)
+			}
+			if warm.Stats().Messages != 3 || backup.Stats().Messages != 27 {
+				t.Fatalf("the provider with a quota of 3 sent %d, its backup %d", warm.Stats().Messages, backup.Stats().Messages)
+			}
+		})
+	}
+}
+
 func TestPolicyRejectionsPauseCampaign(t *testing.T) {
 	t.Parallel()
 	s := startSink(t, sink.Config{Faults: sink.Faults{Rules: []*sink.Rule{{Match: "@", Stage: sink.StageData, Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 26}, Message: "Unauthenticated email from example.com is not accepted due to domain's DMARC policy."}}}})

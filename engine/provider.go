@@ -51,6 +51,10 @@ type provider struct {
 	// Messages this process started through it in the current and the
 	// previous weight epoch.
 	taken, prevTaken atomic.Int64
+	// reserved counts the messages of this process that hold a share of
+	// the daily quota (or the warm-up day's cap) and were not tried yet:
+	// a share may still come back (quotaBack).
+	reserved atomic.Int64
 	// throttledAt is when the provider last throttled this process (unix
 	// ns); losses counts jobs in a row that met lost connections only.
 	throttledAt, losses atomic.Int64

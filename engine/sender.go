@@ -116,7 +116,7 @@ func (r *run) sender(p *provider, holder string) {
 			// closed it already.
 			cn.drop(true)
 		}
-		pr, alive := r.prepare(cn, w, t)
+		pr, alive := r.prepare(cn, w, t, false)
 		if !alive {
 			return
 		}
@@ -142,13 +142,15 @@ type prepared struct {
 	rcpt    string   // RCPT TO: the recipient, its domain in A-labels
 	envFrom string   // MAIL FROM: the bounce address, per recipient with VERP
 	at      time.Time
-	tries   int // connections this job met in a row
+	tries   int  // connections this job met in a row
+	share   bool // holds a share of the provider's quota, not tried yet (provider.reserved)
 }
 
 // prepare takes the daily quota for job and builds its message. The rate
 // was already taken. It returns nil when the job was settled or given back
-// here; alive is false when the provider cannot send any more.
-func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
+// here; alive is false when the provider cannot send any more. ahead says
+// that the sender's last message is still in flight (tryNext).
+func (r *run) prepare(cn *conn, w *worker, t task, ahead bool) (pr *prepared, alive bool) {
 	p := cn.p
 	now := time.Now()
 	if reason := p.state(now); reason != "" {
@@ -163,6 +165,16 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 		if err != nil {
 			cn.log.Warn("daily quota out of reach", "error", err)
 			sleepCtx(r.stop, time.Second)
+			return nil, true
+		}
+		if p.reserved.Load() > 0 {
+			// Messages of this process hold the rest of the quota and
+			// were not tried yet: one may give its share back (its dial
+			// fails, the circuit opened meanwhile). The provider is not
+			// closed for the day before they are settled.
+			if !ahead {
+				sleepCtx(r.stop, shareWait)
+			}
 			return nil, true
 		}
 		why := fmt.Sprintf("daily quota of %d messages spent; it frees up from %s", p.quota.Limit(), until.Format(time.DateTime))
@@ -180,9 +192,10 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	}
 	ct := t.c.content
 	r.e.progress.inFlight.Add(1)
-	pr = &prepared{task: t, at: now}
+	p.reserved.Add(1)
+	pr = &prepared{task: t, at: now, share: true}
 	fail := func(derr *outcome.DeliveryError) (*prepared, bool) {
-		p.quota.Undo(r.hard, now)
+		r.quotaBack(p, pr)
 		_, alive := r.conclude(cn, pr, derr, "")
 		return nil, alive
 	}
@@ -206,6 +219,27 @@ func (r *run) prepare(cn *conn, w *worker, t task) (pr *prepared, alive bool) {
 	pr.msg = msg
 	p.taken.Add(1)
 	return pr, true
+}
+
+// shareWait is how long a sender that found the quota full waits before
+// it takes another job, while other messages of the process still hold
+// shares of it.
+const shareWait = 10 * time.Millisecond
+
+// quotaBack gives pr's share of the provider's quota back: nothing of it
+// was sent.
+func (r *run) quotaBack(p *provider, pr *prepared) {
+	p.quota.Undo(r.hard, pr.at)
+	r.shareSpent(p, pr)
+}
+
+// shareSpent notes that pr no longer holds a share that may come back: it
+// was tried (or given back).
+func (r *run) shareSpent(p *provider, pr *prepared) {
+	if pr.share {
+		pr.share = false
+		p.reserved.Add(-1)
+	}
 }
 
 // suppressionRecheck is how old a job's last look at the suppression list
@@ -265,7 +299,7 @@ func (r *run) tryNext(cn *conn, w *worker) *prepared {
 			undo()
 			return nil
 		}
-		pr, _ := r.prepare(cn, w, t)
+		pr, _ := r.prepare(cn, w, t, true)
 		if pr != nil {
 			pr.tries = 1 // its first connection is this one
 		}
@@ -284,7 +318,7 @@ func (r *run) transact(cn *conn, w *worker, pr *prepared) bool {
 		if pr.tries > 1 && !pr.c.holds(pr.job.Seq, pr.job.Lease) {
 			// While it waited for a fresh connection its lease ran out
 			// and another worker has it now: not sent here.
-			cn.p.quota.Undo(r.hard, pr.at)
+			r.quotaBack(cn.p, pr)
 			r.e.progress.inFlight.Add(-1)
 			return true
 		}
@@ -478,14 +512,14 @@ func (r *run) envelopeFailed(cn *conn, pr *prepared, err error) (again *prepared
 // refuse concludes a job the connection cannot carry (conn.admit): nothing
 // of it was sent, so its share of the daily quota goes back.
 func (r *run) refuse(cn *conn, pr *prepared, derr *outcome.DeliveryError) (alive bool) {
-	cn.p.quota.Undo(r.hard, pr.at)
+	r.quotaBack(cn.p, pr)
 	_, alive = r.conclude(cn, pr, derr, "")
 	return alive
 }
 
 // giveBack returns a prepared job untouched.
 func (r *run) giveBack(p *provider, pr *prepared) {
-	p.quota.Undo(r.hard, pr.at)
+	r.quotaBack(p, pr)
 	r.e.progress.inFlight.Add(-1)
 	r.release(pr.task)
 }
@@ -538,6 +572,11 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	}
 	if d.Class != outcome.ClassReconnect || d.Action != outcome.Again {
 		r.e.obs.Outcome(p.cfg.Name, d.Class)
+	}
+	if d.Action != outcome.Again {
+		// Tried: its share of the quota is spent (or, released, given
+		// back below).
+		r.shareSpent(p, pr)
 	}
 	switch d.Action {
 	case outcome.Again:
