@@ -150,8 +150,18 @@ func (r *run) settle() {
 				soon = nil
 			}
 		}
+		if waiting == 0 && r.journal != nil && !r.journalFailed.Load() {
+			// Nobody waits for a commit (the journal keeps each outcome):
+			// let results gather in the channel a moment, rather than be
+			// woken by nearly every one.
+			time.Sleep(settleNap)
+		}
 	}
 }
+
+// settleNap is how long the settler lets results gather while no sender
+// waits for a commit.
+const settleNap = time.Millisecond
 
 // lastFlush commits what is left and tells the mode the run's outcomes
 // are all recorded.
