@@ -171,8 +171,10 @@ func (r *run) prepare(cn *conn, w *worker, t task, ahead bool) (pr *prepared, al
 			// Messages of this process hold the rest of the quota and
 			// were not tried yet: one may give its share back (its dial
 			// fails, the circuit opened meanwhile). The provider is not
-			// closed for the day before they are settled.
-			if !ahead {
+			// closed for the day before they are tried; the next job's
+			// Take decides. Ahead of its own last message the sender
+			// does not wait (that message is one of them).
+			for end := now.Add(shareWaitMax); !ahead && p.reserved.Load() > 0 && time.Now().Before(end) && r.stop.Err() == nil; {
 				sleepCtx(r.stop, shareWait)
 			}
 			return nil, true
@@ -221,10 +223,13 @@ func (r *run) prepare(cn *conn, w *worker, t task, ahead bool) (pr *prepared, al
 	return pr, true
 }
 
-// shareWait is how long a sender that found the quota full waits before
-// it takes another job, while other messages of the process still hold
-// shares of it.
-const shareWait = 10 * time.Millisecond
+// A sender that found the quota full while other messages of the process
+// still hold shares of it looks every shareWait whether they were tried,
+// for up to shareWaitMax, before it takes another job.
+const (
+	shareWait    = 10 * time.Millisecond
+	shareWaitMax = time.Second
+)
 
 // quotaBack gives pr's share of the provider's quota back: nothing of it
 // was sent.
