@@ -102,6 +102,14 @@ const qpLine = 76
 // of a line is encoded, lines are broken softly before 76 octets. Runs of
 // bytes that need no encoding are copied whole.
 func appendQP(dst []byte, s string) []byte {
+	dst, _ = appendQPFresh(dst, s)
+	return dst
+}
+
+// appendQPFresh is appendQP, and whether the encoding ended as it starts:
+// at the start of an output line, no CR pending. Only then does the
+// encoding of what follows s not depend on s.
+func appendQPFresh(dst []byte, s string) (out []byte, fresh bool) {
 	start := len(dst) // where the current output line starts
 	cr := false       // the last byte taken was a CR (that Writer's state)
 	for k := 0; k < len(s); {
@@ -139,8 +147,9 @@ func appendQP(dst []byte, s string) []byte {
 		dst, start = qpEncode(dst, start, b)
 		k++
 	}
+	fresh = len(dst) == start && !cr
 	dst, _ = qpLastByte(dst, start)
-	return dst
+	return dst, fresh
 }
 
 // qpTails remembers, for one body part of a campaign, the end its
@@ -148,11 +157,12 @@ func appendQP(dst []byte, s string) []byte {
 // quoted-printable, so that each message encodes only what differs. Safe
 // for concurrent use.
 //
-// Quoted-printable starts afresh after each line break: a text that ends
-// in LF encodes to the same octets whatever follows it, and the encoding
-// of a text split after an LF is the two halves' encodings end to end.
-// The shared end is the longest one two texts in a row have in common,
-// from just after an LF.
+// Quoted-printable starts afresh after a line break (but for a lone CR
+// before bytes it encodes, whose LF does not end the output line): where
+// the encoding of a text's head ends afresh (appendQPFresh), the encoding
+// of the whole is the head's and the tail's end to end. The shared end is
+// the longest one two texts in a row have in common, from just after an
+// LF; a text whose head does not end afresh is encoded whole.
 type qpTails struct{ last atomic.Pointer[qpTail] }
 
 type qpTail struct {
@@ -169,8 +179,12 @@ func (t *qpTails) appendQP(dst []byte, s string) []byte {
 	last := t.last.Load()
 	if last != nil && last.src != "" && len(s) > len(last.src) &&
 		s[len(s)-len(last.src)-1] == '\n' && strings.HasSuffix(s, last.src) {
-		dst = appendQP(dst, s[:len(s)-len(last.src)])
-		return append(dst, last.enc...)
+		from := len(dst)
+		dst, fresh := appendQPFresh(dst, s[:len(s)-len(last.src)])
+		if fresh {
+			return append(dst, last.enc...)
+		}
+		return appendQP(dst[:from], s)
 	}
 	dst = appendQP(dst, s)
 	next := &qpTail{prev: s}

@@ -53,6 +53,17 @@ func TestQPTailsAsAppendQP(t *testing.T) {
 		}
 		wg.Wait()
 	}
+	// A lone CR before an encoded byte: the LF after them does not end
+	// the output line, so the shared end cannot be copied after them.
+	{
+		var qt qpTails
+		tail := strings.Repeat("a", 74) + "\n" + strings.Repeat("the footer of the template\n", 15)
+		for _, head := range []string{"hello\r=\n", "hi!\r\xff\n", "yo\r\xe9\n", "plain\n", "cr\r\x80\n"} {
+			if got, want := string(qt.appendQP(nil, head+tail)), string(appendQP(nil, head+tail)); got != want {
+				t.Errorf("head %q:\n%s", head, firstDiff(got, want))
+			}
+		}
+	}
 	// Two texts with a long end in common: the third reuses it.
 	var qt qpTails
 	tail := "\n" + strings.Repeat("the same line of the template's text\n", 20)
