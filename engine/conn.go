@@ -25,7 +25,8 @@ type conn struct {
 	log      *slog.Logger
 	c        *smtp.Client
 	pipe     *pipe     // set when the server pipelines and the provider allows it
-	armed    *net.Conn // the connection whose deadline gate.deadline is
+	armed    *net.Conn // the connection deadline was set on (by arm)
+	deadline time.Time // with its monotonic reading
 	used     int
 	lastUsed time.Time
 	live     atomic.Pointer[net.Conn]
@@ -51,9 +52,8 @@ type gate struct {
 	pending atomic.Pointer[ack]
 	hard    <-chan struct{} // the run's hard stop
 	timeout time.Duration   // the provider's: a write that waited gets it afresh
-	// deadline is the one arm set last on the connection (Unix ns), 0
-	// once a write that waited set its own.
-	deadline atomic.Int64
+	// stale: a write that waited set its own deadline since arm set one.
+	stale atomic.Bool
 }
 
 // errNotDurable is a write the gate refused: the last outcome will not be
@@ -94,7 +94,7 @@ func (c *gatedConn) Write(b []byte) (int, error) {
 	if waited {
 		// The wait was the queue's, not the server's.
 		c.Conn.SetWriteDeadline(time.Now().Add(c.g.timeout))
-		c.g.deadline.Store(0)
+		c.g.stale.Store(true)
 	}
 	return c.Conn.Write(b)
 }
@@ -250,13 +250,13 @@ func (cn *conn) arm() {
 	}
 	t := cn.p.cfg.Timeout.Duration
 	now := time.Now()
-	if raw == cn.armed && cn.gate.deadline.Load() >= now.Add(t).UnixNano() {
+	if raw == cn.armed && !cn.gate.stale.Load() && cn.deadline.Sub(now) >= t {
 		return
 	}
 	until := now.Add(t + armSlack(t))
+	cn.gate.stale.Store(false)
 	(*raw).SetDeadline(until)
-	cn.armed = raw
-	cn.gate.deadline.Store(until.UnixNano())
+	cn.armed, cn.deadline = raw, until
 }
 
 // armSlack is how much longer than timeout a deadline arm sets may run:

@@ -138,7 +138,7 @@ func TestArmDeadline(t *testing.T) {
 	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(3 * time.Millisecond) {
 		last = time.Now()
 		cn.arm()
-		if d := time.Unix(0, cn.gate.deadline.Load()); d.Before(last.Add(timeout)) {
+		if d := cn.deadline; d.Before(last.Add(timeout)) {
 			t.Fatalf("deadline %v after arm, less than the timeout %v", d.Sub(last), timeout)
 		}
 	}
