@@ -232,8 +232,12 @@ const (
 )
 
 // quotaBack gives pr's share of the provider's quota back: nothing of it
-// was sent.
+// was sent. A share is given back once: a job given back after its share
+// was spent or given back leaves the quota as it is.
 func (r *run) quotaBack(p *provider, pr *prepared) {
+	if !pr.share {
+		return
+	}
 	p.quota.Undo(r.hard, pr.at)
 	r.shareSpent(p, pr)
 }
@@ -567,6 +571,15 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	case derr.Class == outcome.ClassAmbiguous:
 		p.lostReplies.Add(1)
 	}
+	// Before affect, which may pause the provider: the other senders see
+	// at once whether this job's share of the quota is spent or back.
+	switch d.Action {
+	case outcome.Again: // still held, for the next try
+	case outcome.Release:
+		r.quotaBack(p, pr)
+	default:
+		r.shareSpent(p, pr) // tried: spent
+	}
 	alive = r.affect(cn, d, derr, domain)
 	if d.Attempted || d.Policy {
 		r.notePolicy(pr.c, d, d.Reply)
@@ -577,11 +590,6 @@ func (r *run) conclude(cn *conn, pr *prepared, derr *outcome.DeliveryError, repl
 	}
 	if d.Class != outcome.ClassReconnect || d.Action != outcome.Again {
 		r.e.obs.Outcome(p.cfg.Name, d.Class)
-	}
-	if d.Action != outcome.Again {
-		// Tried: its share of the quota is spent (or, released, given
-		// back below).
-		r.shareSpent(p, pr)
 	}
 	switch d.Action {
 	case outcome.Again:
