@@ -277,11 +277,7 @@ func TestOutcomeJournal(t *testing.T) {
 // everything in them is settled.
 func TestOutcomeJournalSegments(t *testing.T) {
 	t.Parallel()
-	base := filepath.Join(t.TempDir(), "q.db.outcomes")
-	j, err := openJournal(base, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, base := tempJournal(t)
 	reply := strings.Repeat("r", 4096)
 	var batch []queue.Settlement
 	for i := range 3000 { // ~12 MB: three segments
@@ -446,11 +442,7 @@ func concurrentNotes(t *testing.T, mapf func(*os.File, int) ([]byte, error)) {
 // in the file, which a clean close cuts to its records.
 func TestOutcomeJournalGrows(t *testing.T) {
 	t.Parallel()
-	base := filepath.Join(t.TempDir(), "q.db.outcomes")
-	j, err := openJournal(base, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, base := tempJournal(t)
 	if j.segs[0].m == nil {
 		t.Skip("segments are not mapped on " + runtime.GOOS)
 	}
@@ -492,11 +484,7 @@ func TestOutcomeJournalGrows(t *testing.T) {
 // falls back to group commits), the process does not crash.
 func TestOutcomeJournalFaultIsAnError(t *testing.T) {
 	t.Parallel()
-	base := filepath.Join(t.TempDir(), "q.db.outcomes")
-	j, err := openJournal(base, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, base := tempJournal(t)
 	defer j.close()
 	if j.segs[0].m == nil {
 		t.Skip("segments are not mapped on " + runtime.GOOS)
@@ -518,4 +506,16 @@ func TestOutcomeJournalFaultIsAnError(t *testing.T) {
 	if err := j.note("c", s); err == nil {
 		t.Fatal("the journal took a note after it broke")
 	}
+}
+
+// tempJournal opens a new outcome journal in a temporary directory; base
+// is its segments' path without their number.
+func tempJournal(t *testing.T) (*journal, string) {
+	t.Helper()
+	base := filepath.Join(t.TempDir(), "q.db.outcomes")
+	j, err := openJournal(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, base
 }
