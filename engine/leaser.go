@@ -286,6 +286,13 @@ func (o *queueOutageClock) failed(r *run, what string, err error) bool {
 
 func (o *queueOutageClock) ok() { o.since, o.n = time.Time{}, 0 }
 
+// outageRetryCeiling bounds the wait between two tries of an
+// unreachable queue. A Sentinel or Cluster failover ends within seconds;
+// the first try after it should come soon after, not up to five seconds
+// later while senders wait for their outcomes to be recorded. A try a
+// second costs the queue nothing.
+const outageRetryCeiling = time.Second
+
 func (o *queueOutageClock) delay() time.Duration {
-	return backoff(o.n, 50*time.Millisecond, 5*time.Second)
+	return backoff(o.n, 50*time.Millisecond, outageRetryCeiling)
 }
