@@ -1108,3 +1108,76 @@ func TestProviderLosingEveryConnectionPauses(t *testing.T) {
 	}
 	t.Logf("stopped after %d reconnects: %s", sum.Reconnects, stopped.Reason)
 }
+
+// TestRunWhilePlanning: herald send delivers while the rest of the file is
+// planned. PlanStarting says when the campaign exists (not again for a
+// campaign planned before); a run given an open planning channel does not
+// end when it has caught up with the jobs planned so far, delivers those
+// planned later, and ends once planning is closed and they are final.
+func TestRunWhilePlanning(t *testing.T) {
+	t.Parallel()
+	s := startSink(t, sink.Config{Keep: true})
+	b := setup(t, campaignSpec{recipients: addresses(300, "p"), providers: providerTOML("local", s, "connections = 4")})
+	ctx := context.Background()
+	calls := 0
+	res, err := b.eng.PlanStarting(ctx, func(p engine.Problem) { t.Logf("problem: %s", p) }, func() {
+		calls++
+		if _, err := b.q.Campaign(ctx, "test"); err != nil {
+			t.Errorf("started called before the campaign exists: %v", err)
+		}
+	})
+	if err != nil || res.Added != 300 || calls != 1 {
+		t.Fatalf("plan: %+v, %v; started called %d times, want once", res, err, calls)
+	}
+	if _, err := b.eng.PlanStarting(ctx, func(engine.Problem) {}, func() { t.Error("started called for a campaign planned before") }); err != nil {
+		t.Fatal(err)
+	}
+
+	planning := make(chan struct{})
+	type ran struct {
+		sum engine.Summary
+		err error
+	}
+	done := make(chan ran, 1)
+	runCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	go func() {
+		sum, err := b.eng.RunPlanning(runCtx, runCtx, planning)
+		done <- ran{sum, err}
+	}()
+	waitFor := func(n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); s.Stats().Messages < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d messages delivered, want %d", s.Stats().Messages, n)
+			}
+		}
+	}
+	waitFor(300)
+	// Every job planned so far is final: the run waits for planning.
+	select {
+	case r := <-done:
+		t.Fatalf("the run ended while planning was open: %+v, %v", r.sum, r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The rest of the file, as a planner would store it.
+	var later []queue.Job
+	for i := range 20 {
+		email := fmt.Sprintf("later%d@example.com", i)
+		later = append(later, queue.Job{Seq: uint64(400 + i), Key: email, Email: email, Fields: []string{email, "Later"}})
+	}
+	if _, err := b.q.Enqueue(ctx, "test", later); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(320)
+	close(planning)
+	r := <-done
+	if r.err != nil || r.sum.Sent != 320 || r.sum.Counts.Open() != 0 {
+		t.Fatalf("run: %+v, %v", r.sum, r.err)
+	}
+	for _, j := range later {
+		if s.Received(j.Email) != 1 {
+			t.Errorf("%s received %d times", j.Email, s.Received(j.Email))
+		}
+	}
+}

@@ -38,7 +38,14 @@ type oneCampaign struct {
 	c *campaign
 	// lastCounts is when the counts were last read after a commit.
 	lastCounts time.Time
+	// planning is open while the campaign's file is still being planned
+	// (RunPlanning): the run waits for more jobs rather than ending.
+	planning <-chan struct{}
 }
+
+// planningPoll is how often a run that has caught up with planning looks
+// for the jobs planned since.
+const planningPoll = 5 * time.Millisecond
 
 func (m *oneCampaign) start(ctx context.Context, r *run) {
 	if c, err := r.e.q.Counts(ctx, m.c.id); err == nil {
@@ -69,6 +76,15 @@ func (m *oneCampaign) idle(ctx context.Context, r *run) (bool, time.Duration, er
 	}
 	if err != nil {
 		return false, time.Second, err
+	}
+	if m.planning != nil {
+		select {
+		case <-m.planning:
+			m.planning = nil
+			return false, 0, nil // look once more: the last jobs may be new
+		default:
+			return false, planningPoll, nil
+		}
 	}
 	if counts.Open() == 0 {
 		return true, 0, nil // every job is final

@@ -132,6 +132,15 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 // the campaign was planned from (sameFile). Nothing is enqueued when the
 // templates do not fit, or when the file cannot be read to its end.
 func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResult, err error) {
+	return e.PlanStarting(ctx, problem, nil)
+}
+
+// PlanStarting is Plan, calling started (when not nil) once the campaign
+// exists in the queue with its content, its templates checked against the
+// first row, while the rest of the file is planned: a run may deliver
+// from then on (RunPlanning). It is not called when the campaign was
+// planned before, nor when planning fails before that point.
+func (e *Engine) PlanStarting(ctx context.Context, problem func(Problem), started func()) (res PlanResult, err error) {
 	id := e.cfg.Campaign.ID
 	existing, err := e.q.Campaign(ctx, id)
 	if err == nil {
@@ -248,6 +257,9 @@ func (e *Engine) Plan(ctx context.Context, problem func(Problem)) (res PlanResul
 				return err
 			}
 			created = true
+			if started != nil {
+				started()
+			}
 		}
 		j := queue.Job{Seq: uint64(row.Line), Key: row.Key, Email: row.Email, Fields: row.Fields, Enqueued: now}
 		if sp := row.Span; sp.Size > 0 && sp.Size <= math.MaxUint32 {

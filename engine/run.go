@@ -216,6 +216,13 @@ type Journal interface {
 // it cannot go on: every provider's circuit is open, the queue is out of
 // reach, or the campaign was paused or cancelled.
 func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
+	return e.RunPlanning(soft, hard, nil)
+}
+
+// RunPlanning is Run on a campaign that may still be being planned: the
+// run does not end for want of jobs until planning is closed (nil: it is
+// done). herald send delivers while the rest of the file is planned.
+func (e *Engine) RunPlanning(soft, hard context.Context, planning <-chan struct{}) (Summary, error) {
 	id := e.cfg.Campaign.ID
 	camp, err := e.q.Campaign(hard, id)
 	if err != nil {
@@ -230,7 +237,7 @@ func (e *Engine) Run(soft, hard context.Context) (Summary, error) {
 		// again, perhaps by a cron job.
 		return Summary{}, &PausedError{ID: id, Reason: camp.Reason}
 	}
-	return e.deliver(soft, hard, &oneCampaign{c: newCampaign(id, camp.Header, e.content)})
+	return e.deliver(soft, hard, &oneCampaign{c: newCampaign(id, camp.Header, e.content), planning: planning})
 }
 
 // Work delivers every active campaign in the queue, sharing the providers

@@ -281,24 +281,70 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	if n := c.recovered; n > 0 || c.replayed > 0 {
 		out.printf("herald: the previous run of %s stopped without finishing; %d outcomes it had not yet recorded were recovered from its journal, and the %d recipients it had taken are queued again (those it was sending at that moment, at most one per connection, may receive the message twice)\n", id, c.replayed, n)
 	}
-	res, err := c.eng.Plan(soft, report)
-	if code, done := failed(err, stderr); done {
-		return code
+	// Delivery starts once the campaign exists, its templates checked
+	// against the header and the first row, while the rest of the file
+	// is planned: planning a large file no longer delays the first
+	// message. The run does not end before planning has.
+	type planned struct {
+		res engine.PlanResult
+		err error
 	}
-	if res.Resumed {
-		counts, _ := c.q.Counts(soft, id)
-		out.printf("resuming %s: %d sent, %d failed, %d suppressed, %d to go\n", id, counts.Sent, counts.Failed, counts.Suppressed, counts.Open())
-	} else {
-		out.printf("planned %s: %d rows, %d new recipients, %d invalid, %d duplicates, %d suppressed\n",
-			id, res.Rows, res.Added, res.Invalid, res.Duplicates, res.Suppressed)
+	runSoft, stopRun := context.WithCancel(soft)
+	defer stopRun()
+	started, planDone := make(chan struct{}), make(chan planned, 1)
+	planning := make(chan struct{}) // closed when the plan returned
+	go func() {
+		res, err := c.eng.PlanStarting(soft, report, func() { close(started) })
+		planDone <- planned{res, err}
+		close(planning)
+	}()
+	sayPlanned := func(res engine.PlanResult) {
+		if res.Resumed {
+			counts, _ := c.q.Counts(soft, id)
+			out.printf("resuming %s: %d sent, %d failed, %d suppressed, %d to go\n", id, counts.Sent, counts.Failed, counts.Suppressed, counts.Open())
+		} else {
+			out.printf("planned %s: %d rows, %d new recipients, %d invalid, %d duplicates, %d suppressed\n",
+				id, res.Rows, res.Added, res.Invalid, res.Duplicates, res.Suppressed)
+		}
+		if res.ContentChanged {
+			out.printf("%s: the campaign's content changed since it was planned; messages not yet sent use the new content\n", id)
+		}
 	}
-	if res.ContentChanged {
-		out.printf("%s: the campaign's content changed since it was planned; messages not yet sent use the new content\n", id)
+	var planErr error
+	watched := make(chan struct{}) // closed once the plan's end is handled
+	select {
+	case p := <-planDone:
+		// Planned before delivery could start (a campaign planned
+		// before, a plan that failed, or a file planned at once).
+		if code, done := failed(p.err, stderr); done {
+			return code
+		}
+		sayPlanned(p.res)
+		close(watched)
+	case <-started:
+		go func() {
+			defer close(watched)
+			p := <-planDone
+			if p.err != nil {
+				planErr = p.err
+				stopRun() // the run stops taking jobs; planErr is reported
+				return
+			}
+			sayPlanned(p.res)
+		}()
 	}
 
 	stopProgress := out.progress(c.eng)
-	sum, err := c.eng.Run(soft, hard)
+	sum, err := c.eng.RunPlanning(runSoft, hard, planning)
 	stopProgress()
+	<-watched
+	planCode := 0
+	if planErr != nil && soft.Err() == nil {
+		// The run stopped because the plan failed: the plan's error is
+		// the one to report (an interrupted plan is an interrupted run).
+		planCode, _ = failed(planErr, stderr)
+		err = nil
+	}
 	counts, cerr := c.q.Counts(context.Background(), id)
 	if cerr != nil {
 		counts = sum.Counts
@@ -309,6 +355,9 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, ", %d possibly duplicated (connection lost after the data)", sum.Ambiguous)
 	}
 	fmt.Fprintln(stdout)
+	if planCode != 0 {
+		return planCode
+	}
 	var stopped *engine.StoppedError
 	var paused *engine.PausedError
 	switch {
