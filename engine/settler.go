@@ -15,7 +15,9 @@ type pendingOutcomes struct {
 
 // settle records outcomes in batches, one transaction per campaign, and
 // keeps the progress counters. It commits every Timing.SettleEvery or settleBatch
-// outcomes, and at once when a sender waits for its acknowledgement (a
+// outcomes (with the outcome journal and nobody waiting: every
+// journaledSettleEvery or journaledSettleBatch), and at once when a sender
+// waits for its acknowledgement (a
 // group commit: what arrived meanwhile goes in the same batch). A batch the
 // queue cannot take is kept and tried again with backoff: dropping it would
 // send those messages twice.
@@ -26,7 +28,8 @@ func (r *run) settle() {
 		waiting    int // acknowledgements senders wait for
 		tick       = time.NewTicker(r.e.t.SettleEvery)
 		outage     queueOutageClock
-		retryAt    time.Time // while the queue is out of reach: next attempt
+		retryAt    time.Time    // while the queue is out of reach: next attempt
+		flushed    = time.Now() // the last commit
 	)
 	defer tick.Stop()
 	flush := func(final bool) {
@@ -52,7 +55,7 @@ func (r *run) settle() {
 				delete(byCampaign, c)
 			}
 			if err == nil {
-				size, waiting, retryAt = 0, 0, time.Time{}
+				size, waiting, retryAt, flushed = 0, 0, time.Time{}, time.Now()
 				outage.ok()
 				break
 			}
@@ -106,7 +109,7 @@ func (r *run) settle() {
 	// every sender waiting now; false once the results are closed.
 	gather := func(res result) bool {
 		add(res)
-		for size < settleBatch {
+		for size < r.settleLimit(waiting) {
 			select {
 			case res, ok := <-r.results:
 				if !ok {
@@ -133,7 +136,7 @@ func (r *run) settle() {
 				return
 			}
 			switch {
-			case size >= settleBatch || waiting >= max(1, int(r.connected.Load())/2):
+			case size >= r.settleLimit(waiting) || waiting >= max(1, int(r.connected.Load())/2):
 				flush(false)
 				soon = nil
 			case waiting > 0 && soon == nil:
@@ -145,18 +148,40 @@ func (r *run) settle() {
 				flush(false)
 			}
 		case <-tick.C:
-			if size > 0 {
+			if size > 0 && (waiting > 0 || !r.journaled() || time.Since(flushed) >= journaledSettleEvery) {
 				flush(false)
 				soon = nil
 			}
 		}
-		if waiting == 0 && r.journal != nil && !r.journalFailed.Load() {
+		if waiting == 0 && r.journaled() {
 			// Nobody waits for a commit (the journal keeps each outcome):
 			// let results gather in the channel a moment, rather than be
 			// woken by nearly every one.
 			time.Sleep(settleNap)
 		}
 	}
+}
+
+// With the outcome journal, nobody waits for a commit: the journal holds
+// each outcome from the moment it is noted, and a commit only moves them
+// into the store. Commits then carry up to journaledSettleBatch outcomes,
+// at least journaledSettleEvery apart: a transaction costs the store two
+// syncs and the rewrite of every page it touches, whatever it carries.
+const (
+	journaledSettleBatch = 2048
+	journaledSettleEvery = 50 * time.Millisecond
+)
+
+// journaled reports whether the outcomes of this run go to the journal
+// first (no sender waits for a commit).
+func (r *run) journaled() bool { return r.journal != nil && !r.journalFailed.Load() }
+
+// settleLimit is how many outcomes wait for a commit at most.
+func (r *run) settleLimit(waiting int) int {
+	if waiting == 0 && r.journaled() {
+		return journaledSettleBatch
+	}
+	return settleBatch
 }
 
 // settleNap is how long the settler lets results gather while no sender
