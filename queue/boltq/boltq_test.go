@@ -394,8 +394,8 @@ func concurrentNotes(t *testing.T, mapf func(*os.File, int) ([]byte, error)) {
 		}
 	}
 	j.committed("c", batch)
-	if len(j.noted) != len(kept) {
-		t.Fatalf("%d settlements noted and not committed, want %d", len(j.noted), len(kept))
+	if n := j.uncommitted(); n != len(kept) {
+		t.Fatalf("%d settlements noted and not committed, want %d", n, len(kept))
 	}
 	// The process dies here: what is on disk is what a replay finds.
 	for _, s := range j.segs {

@@ -57,6 +57,18 @@ type outcomeKey struct {
 	seq, lease uint64
 }
 
+// leaseKey names one settlement within its campaign (notes.by).
+type leaseKey struct{ seq, lease uint64 }
+
+// notes are the segments that hold a campaign's settlements noted and not
+// yet committed. A note and a commit look a campaign up once for all their
+// settlements, and then a key of two integers each: a map keyed by the
+// campaign's name as well cost senders a tenth of a microsecond more per
+// message in hashing and cache misses.
+type notes struct {
+	by map[leaseKey]*segment
+}
+
 type segment struct {
 	n       int
 	f       *os.File
@@ -72,9 +84,9 @@ type journal struct {
 	mapf func(f *os.File, size int) ([]byte, error)
 
 	mu     sync.Mutex
-	segs   []*segment // the last one is written to
-	noted  map[outcomeKey]*segment
-	broken error // a failed write: Note refuses from then on
+	segs   []*segment        // the last one is written to
+	noted  map[string]*notes // by campaign
+	broken error             // a failed write: Note refuses from then on
 
 	// A segment that is not mapped is written with write(2). Notes that
 	// arrive while one is being written wait together and go in the
@@ -117,7 +129,7 @@ func openJournal(base string, next int) (*journal, error) {
 }
 
 func newJournal(base string, next int, mapf func(*os.File, int) ([]byte, error)) (*journal, error) {
-	j := &journal{base: base, mapf: mapf, noted: map[outcomeKey]*segment{}}
+	j := &journal{base: base, mapf: mapf, noted: map[string]*notes{}}
 	j.wrote = sync.NewCond(&j.mu)
 	if err := j.rotate(next); err != nil {
 		return nil, err
@@ -227,12 +239,20 @@ func (j *journal) write() {
 		return
 	}
 	cur.size += int64(len(buf))
-	for _, k := range keys {
+	var c *notes // of keys[i].campaign: most often the same as the one before
+	for i, k := range keys {
+		if i == 0 || k.campaign != keys[i-1].campaign {
+			if c = j.noted[k.campaign]; c == nil {
+				c = &notes{by: map[leaseKey]*segment{}}
+				j.noted[k.campaign] = c
+			}
+		}
 		cur.pending++
-		if old := j.noted[k]; old != nil {
+		lk := leaseKey{k.seq, k.lease}
+		if old := c.by[lk]; old != nil {
 			old.pending-- // noted twice: the later record stands for both
 		}
-		j.noted[k] = cur
+		c.by[lk] = cur
 	}
 	j.written = upto
 	j.spare, j.spareK = buf, keys
@@ -273,11 +293,16 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 	if len(j.segs) == 0 {
 		return nil
 	}
-	for _, s := range batch {
-		k := outcomeKey{campaign, s.Seq, s.Lease}
-		if seg := j.noted[k]; seg != nil {
-			seg.pending--
-			delete(j.noted, k)
+	if c := j.noted[campaign]; c != nil {
+		for _, s := range batch {
+			k := leaseKey{s.Seq, s.Lease}
+			if seg := c.by[k]; seg != nil {
+				seg.pending--
+				delete(c.by, k)
+			}
+		}
+		if len(c.by) == 0 {
+			delete(j.noted, campaign)
 		}
 	}
 	cur := j.segs[len(j.segs)-1]
@@ -303,6 +328,17 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 		return true
 	})
 	return cur.f
+}
+
+// uncommitted counts the settlements noted and not yet committed.
+func (j *journal) uncommitted() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, c := range j.noted {
+		n += len(c.by)
+	}
+	return n
 }
 
 // close removes the segments when everything noted was committed, and
