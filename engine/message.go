@@ -293,6 +293,11 @@ func (c *composer) layout(s Spec) {
 // (a local part that is not ASCII stays as it is: such a message goes only
 // with SMTPUTF8, RFC 6531 and 6532).
 func (c *composer) compose(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m text, err error) {
+	return c.composeInto(nil, r, data, email, key, now)
+}
+
+// composeInto is compose into dst's room when it is large enough.
+func (c *composer) composeInto(dst text, r *templates.Renderer, data map[string]string, email, key string, now time.Time) (m text, err error) {
 	if email, err = recipients.ASCIIDomain(email); err != nil {
 		return nil, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
 	}
@@ -310,7 +315,10 @@ func (c *composer) compose(r *templates.Renderer, data map[string]string, email,
 	if c.dkim != nil {
 		n += 1024
 	}
-	return c.appendMessage(make(text, 0, n), out, email, key, link, now), nil
+	if cap(dst) < n {
+		dst = make(text, 0, n)
+	}
+	return c.appendMessage(dst[:0], out, email, key, link, now), nil
 }
 
 // appendMessage appends the message's text to dst.
@@ -408,7 +416,13 @@ func newBoundary() string {
 // build composes the message and, when the campaign is DKIM-signed, signs
 // it: the message it returns is written as is, once or again on a retry.
 func (c *composer) build(r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*message, error) {
-	m, err := c.compose(r, data, email, key, now)
+	return c.buildInto(nil, r, data, email, key, now)
+}
+
+// buildInto is build composing into dst's room when it is large enough
+// (the buffer of a message that is done: see worker.recycle).
+func (c *composer) buildInto(dst text, r *templates.Renderer, data map[string]string, email, key string, now time.Time) (*message, error) {
+	m, err := c.composeInto(dst, r, data, email, key, now)
 	if err != nil {
 		return nil, err
 	}

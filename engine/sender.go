@@ -133,6 +133,24 @@ type worker struct {
 	rend templates.Renderer
 	data map[string]string
 	c    *campaign // whose columns data holds
+	// spare is the buffer of a message that is done, for the next one
+	// built: at full speed a sender then builds its messages in the
+	// same two buffers (one in flight, one being built) rather than
+	// leave one for the collector each time.
+	spare text
+}
+
+// maxSpare is the largest buffer a worker keeps for its next message.
+const maxSpare = 1 << 20
+
+// recycle keeps m's buffer for the next message: m is done, and nothing
+// reads it any more (written and answered, not to be tried again).
+func (w *worker) recycle(m *message) {
+	if m == nil || cap(m.text) > maxSpare {
+		return
+	}
+	w.spare = m.text[:0]
+	m.text, m.wire = nil, nil // a message used after this writes nothing
 }
 
 // prepared is a job ready to go: quota taken, message built.
@@ -208,7 +226,8 @@ func (r *run) prepare(cn *conn, w *worker, t task, ahead bool) (pr *prepared, al
 		return fail(outcome.Unsendable(outcome.StageRender, fmt.Sprintf("%s: the domain is not a valid internationalized domain name (%v); not sent", t.job.Email, err)))
 	}
 	pr.rcpt, pr.envFrom = rcpt, ct.comp.envelope(rcpt)
-	msg, err := ct.comp.build(&w.rend, w.data, rcpt, t.job.Key, now)
+	msg, err := ct.comp.buildInto(w.spare, &w.rend, w.data, rcpt, t.job.Key, now)
+	w.spare = nil // it is msg's now, or garbage
 	if tl := (*templates.TooLargeError)(nil); errors.As(err, &tl) {
 		return fail(outcome.Unsendable(outcome.StageRender, ct.tooLarge(0)+"; not sent"))
 	}
@@ -478,6 +497,8 @@ func (r *run) pipelined(cn *conn, w *worker, pr *prepared) (again *prepared, ali
 			}
 			return again, alive
 		}
+		// cur is written, answered and concluded for good.
+		w.recycle(cur.msg)
 		if next == nil {
 			cn.after(keep)
 			return nil, true

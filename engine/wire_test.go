@@ -428,3 +428,67 @@ func withoutDate(t *testing.T, m []byte) string {
 	}
 	return dateRE.ReplaceAllString(string(m), "")
 }
+
+// TestEveryMessageItsOwnBytes: a sender builds each message in the buffer
+// of one that is done (written, answered, concluded). Messages of many
+// lengths on pipelined connections, one connection dropped after a
+// message's data (sent again later) and one refused at RCPT (tried again
+// at once): every message arrives exactly as it was rendered for its
+// recipient, none carrying bytes of another.
+func TestEveryMessageItsOwnBytes(t *testing.T) {
+	t.Parallel()
+	bothPaths(t, func(t *testing.T, noPipe bool) {
+		again := &sink.Rule{Match: "r7@", Stage: sink.StageRcpt, Drop: true, Times: 1}
+		later := &sink.Rule{Match: "r11@", Stage: sink.StageData, Drop: true, Accept: true, Times: 1}
+		s := startSink(t, sink.Config{Keep: true, NoPipelining: noPipe, Faults: sink.Faults{Rules: []*sink.Rule{again, later}}})
+		const n = 300
+		var csv strings.Builder
+		csv.WriteString("email,name\n")
+		names := make([]string, n)
+		for i := range n {
+			// Lengths that rise and fall, so that a buffer is reused
+			// for a longer message and for a shorter one.
+			names[i] = fmt.Sprintf("N%d-%s", i, strings.Repeat(string(rune('a'+i%26)), (i*37)%200))
+			fmt.Fprintf(&csv, "r%d@example.com,%s\n", i, names[i])
+		}
+		b := setup(t, campaignSpec{
+			csv:       csv.String(),
+			text:      "Dear {{.name}},\n{{.name}} again, and a line that ends the same for all.\n",
+			providers: providerTOML("local", s, "connections = 3"),
+		})
+		if res := b.plan(); res.Added != n {
+			t.Fatalf("planned %+v", res)
+		}
+		sum, err := b.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Only r11's reply was lost: a message written with bytes that
+		// were not its own (or none) would be another.
+		if sum.Sent != n || sum.Ambiguous != 1 {
+			t.Fatalf("sent %d, %d possibly twice; want %d and 1 (r11)", sum.Sent, sum.Ambiguous, n)
+		}
+		got := map[string][][]byte{}
+		for _, m := range s.Messages() {
+			got[m.To[0]] = append(got[m.To[0]], m.Data)
+		}
+		var r templates.Renderer
+		for i := range n {
+			rcpt := fmt.Sprintf("r%d@example.com", i)
+			var want bytes.Buffer
+			if err := b.eng.WriteMessage(&r, []string{"email", "name"}, []string{rcpt, names[i]}, &want); err != nil {
+				t.Fatal(err)
+			}
+			w := withoutDate(t, want.Bytes())
+			copies := got[rcpt]
+			if c := map[bool]int{true: 2, false: 1}[i == 11]; len(copies) != c {
+				t.Fatalf("%s: %d copies arrived, want %d", rcpt, len(copies), c)
+			}
+			for _, c := range copies {
+				if g := withoutDate(t, c); g != w {
+					t.Fatalf("%s: arrived\n%q\nwant (but for the Date)\n%q", rcpt, g, w)
+				}
+			}
+		}
+	})
+}
