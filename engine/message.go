@@ -302,7 +302,9 @@ func (c *composer) composeInto(dst text, r *templates.Renderer, data map[string]
 		return nil, fmt.Errorf("%s: the domain is not a valid internationalized domain name (%w)", email, err)
 	}
 	link := c.unsubscribeLink(key)
-	out, err := r.RenderLink(c.set, data, link)
+	// out.Text is the renderer's own: encoded into the message below,
+	// kept nowhere (qpTails keeps a copy).
+	out, err := r.RenderLinkShared(c.set, data, link)
 	if err != nil {
 		return nil, err
 	}

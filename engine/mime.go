@@ -187,9 +187,11 @@ func (t *qpTails) appendQP(dst []byte, s string) []byte {
 		return appendQP(dst[:from], s)
 	}
 	dst = appendQP(dst, s)
-	next := &qpTail{prev: s}
+	// A copy: s may be a renderer's bytes (RenderLinkShared), which its
+	// next message overwrites.
+	next := &qpTail{prev: strings.Clone(s)}
 	if last != nil {
-		next.src = sharedTail(last.prev, s)
+		next.src = sharedTail(last.prev, next.prev)
 		if len(next.src) >= qpTailMin {
 			next.enc = appendQP(nil, next.src)
 		} else {

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // TestQPTailsAsAppendQP: messages whose texts share an end (the template's
@@ -77,5 +79,29 @@ func TestQPTailsAsAppendQP(t *testing.T) {
 	qt.appendQP(nil, "Hello Cy"+tail)
 	if qt.last.Load() != last {
 		t.Errorf("a text with the shared end was encoded in whole")
+	}
+}
+
+// TestQPTailsOnLentText: the text a sender encodes is its renderer's own
+// bytes (templates' RenderLinkShared), overwritten by the next message
+// rendered. qpTails keeps what it remembers as a copy: texts of the same
+// length whose ends differ, each written over the one before in one
+// buffer, are encoded as appendQP encodes each.
+func TestQPTailsOnLentText(t *testing.T) {
+	t.Parallel()
+	ends := []string{strings.Repeat("the same end for a while\n", 20), strings.Repeat("a different end, as long\n", 20)}
+	if len(ends[0]) != len(ends[1]) {
+		t.Fatal("the ends must be as long as each other")
+	}
+	var qt qpTails
+	var buf []byte // the renderer's buffer, written over for each text
+	for i := range 40 {
+		text := fmt.Sprintf("Dear %03d,\n", i) + ends[i/3%2]
+		buf = append(buf[:0], text...)
+		lent := unsafe.String(&buf[0], len(buf))
+		got := string(qt.appendQP(nil, lent))
+		if want := string(appendQP(nil, text)); got != want {
+			t.Fatalf("text %d:\n%s", i, firstDiff(got, want))
+		}
 	}
 }

@@ -430,7 +430,9 @@ func withoutDate(t *testing.T, m []byte) string {
 }
 
 // TestEveryMessageItsOwnBytes: a sender builds each message in the buffer
-// of one that is done (written, answered, concluded). Messages of many
+// of one that is done (written, answered, concluded), from text its
+// renderer lends (RenderLinkShared), whose shared end is encoded once
+// (qpTails). Messages of many
 // lengths on pipelined connections, one connection dropped after a
 // message's data (sent again later) and one refused at RCPT (tried again
 // at once): every message arrives exactly as it was rendered for its
@@ -452,8 +454,10 @@ func TestEveryMessageItsOwnBytes(t *testing.T) {
 			fmt.Fprintf(&csv, "r%d@example.com,%s\n", i, names[i])
 		}
 		b := setup(t, campaignSpec{
-			csv:       csv.String(),
-			text:      "Dear {{.name}},\n{{.name}} again, and a line that ends the same for all.\n",
+			csv: csv.String(),
+			// The end is the same for all, and long enough that its
+			// encoding is kept and copied (qpTails).
+			text:      "Dear {{.name}},\n{{.name}} again.\n" + strings.Repeat("A line that ends the same for all = the end.\n", 12),
 			providers: providerTOML("local", s, "connections = 3"),
 		})
 		if res := b.plan(); res.Added != n {

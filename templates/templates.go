@@ -12,6 +12,7 @@ import (
 	texttemplate "text/template"
 	"text/template/parse"
 	"time"
+	"unsafe"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
@@ -436,6 +437,11 @@ func Data(header, fields []string) map[string]string {
 type Renderer struct {
 	out  output
 	link string // the current recipient's unsubscribe link
+	// text holds the text part's bytes when RenderLinkShared rendered
+	// it; borrow says that this render is one, lending that its text part
+	// is being rendered.
+	text            bytes.Buffer
+	borrow, lending bool
 	// own are this Renderer's clones of Sets that call unsubscribe_url.
 	own map[*Set]*clones
 }
@@ -453,6 +459,16 @@ const maxClones = 16
 // Render executes every template for one recipient.
 func (r *Renderer) Render(s *Set, data map[string]string) (Rendered, error) {
 	return r.RenderLink(s, data, "")
+}
+
+// RenderLinkShared is RenderLink whose Text is the Renderer's own bytes,
+// not a copy: it is valid until the Renderer renders again, and whoever
+// keeps it longer keeps a copy (strings.Clone). A sender that encodes
+// each message's text at once saves a copy of its largest part.
+func (r *Renderer) RenderLinkShared(s *Set, data map[string]string, unsubscribe string) (Rendered, error) {
+	r.borrow = true
+	defer func() { r.borrow = false }()
+	return r.RenderLink(s, data, unsubscribe)
 }
 
 // RenderLink is Render with the recipient's unsubscribe link, the value of
@@ -489,7 +505,18 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 		out.ToName = strings.TrimSpace(out.ToName)
 	}
 	if text != nil {
-		if out.Text, err = r.execPlain(s.plainText, text.Execute, data); err != nil {
+		if r.borrow {
+			// Into the text's own buffer, which the next parts do not
+			// overwrite: out.Text points into it.
+			r.out.buf, r.text = r.text, r.out.buf
+			r.lending = true
+		}
+		out.Text, err = r.execPlain(s.plainText, text.Execute, data)
+		if r.borrow {
+			r.out.buf, r.text = r.text, r.out.buf
+			r.lending = false
+		}
+		if err != nil {
 			return out, err
 		}
 	}
@@ -559,7 +586,17 @@ func (r *Renderer) execPlain(pieces []piece, execute func(io.Writer, any) error,
 		}
 	}
 	o.left -= int64(o.buf.Len())
-	return o.buf.String(), nil
+	return r.result(), nil
+}
+
+// result is what the last part rendered: a copy, or while the text of a
+// RenderLinkShared renders, the buffer's own bytes.
+func (r *Renderer) result() string {
+	b := r.out.buf.Bytes()
+	if r.lending && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]string) (string, error) {
@@ -569,7 +606,7 @@ func (r *Renderer) exec(execute func(io.Writer, any) error, data map[string]stri
 		return "", err
 	}
 	o.left -= int64(o.buf.Len())
-	return o.buf.String(), nil
+	return r.result(), nil
 }
 
 // output is what templates execute into: a buffer, within what is left of

@@ -269,3 +269,41 @@ func TestPlainTemplatesRenderAsExecuted(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderLinkShared: the same parts as RenderLink, for plain templates
+// and executed ones, with and without unsubscribe_url, and within the size
+// bound alike. Text is the Renderer's own bytes, which its next render
+// writes over; every other part is a copy that stays as it was.
+func TestRenderLinkShared(t *testing.T) {
+	for _, src := range []Sources{
+		{Subject: "Hi {{.name}}", ToName: "{{.name}}", Text: "Dear {{.name}},\nthe text.\n", HTML: "<p>{{.name}}</p>"},
+		{Subject: "Hi {{.name | upper}}", Text: "Dear {{.name | upper}}: {{unsubscribe_url}}\n", HTML: "<a href=\"{{unsubscribe_url}}\">{{.name}}</a>"},
+		{Subject: "Hi", Text: "{{.name}} {{.name}} {{.name}}", MaxSize: 12},
+	} {
+		s, err := Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var own, shared Renderer
+		data := func(name string) map[string]string { return map[string]string{"name": name} }
+		first, err := shared.RenderLinkShared(s, data("Ann"), "https://u.example/1")
+		want, werr := own.RenderLink(s, data("Ann"), "https://u.example/1")
+		if (err == nil) != (werr == nil) || first != want {
+			t.Fatalf("%+v: shared %+v, %v; RenderLink %+v, %v", src, first, err, want, werr)
+		}
+		if werr != nil {
+			continue // over the bound in both
+		}
+		kept := Rendered{Subject: strings.Clone(first.Subject), ToName: strings.Clone(first.ToName), Text: strings.Clone(first.Text), HTML: strings.Clone(first.HTML)}
+		second, err := shared.RenderLinkShared(s, data("Bob"), "https://u.example/2")
+		if want, werr := own.RenderLink(s, data("Bob"), "https://u.example/2"); err != nil || werr != nil || second != want {
+			t.Fatalf("%+v: second shared %+v, %v; RenderLink %+v, %v", src, second, err, want, werr)
+		}
+		if first.Subject != kept.Subject || first.ToName != kept.ToName || first.HTML != kept.HTML {
+			t.Errorf("%+v: a part other than the text changed with the next render: %+v, was %+v", src, first, kept)
+		}
+		if first.Text == kept.Text {
+			t.Errorf("%+v: the first text %q was not the Renderer's own bytes", src, first.Text)
+		}
+	}
+}
