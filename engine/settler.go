@@ -28,8 +28,9 @@ func (r *run) settle() {
 		waiting    int // acknowledgements senders wait for
 		tick       = time.NewTicker(r.e.t.SettleEvery)
 		outage     queueOutageClock
-		retryAt    time.Time    // while the queue is out of reach: next attempt
-		flushed    = time.Now() // the last commit
+		retryAt    time.Time        // while the queue is out of reach: next attempt
+		flushed    = time.Now()     // the last commit
+		spare      *pendingOutcomes // a campaign's, committed: for the next
 	)
 	defer tick.Stop()
 	flush := func(final bool) {
@@ -53,6 +54,7 @@ func (r *run) settle() {
 					break
 				}
 				delete(byCampaign, c)
+				spare = p // emptied by commit; its room serves the next
 			}
 			if err == nil {
 				size, waiting, retryAt, flushed = 0, 0, time.Time{}, time.Now()
@@ -90,7 +92,11 @@ func (r *run) settle() {
 	add := func(res result) {
 		p := byCampaign[res.c]
 		if p == nil {
-			p = &pendingOutcomes{}
+			if p = spare; p != nil {
+				spare = nil
+			} else {
+				p = &pendingOutcomes{}
+			}
 			byCampaign[res.c] = p
 		}
 		size++

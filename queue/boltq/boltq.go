@@ -669,6 +669,9 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		if rec.Status != queue.Active || n <= 0 {
 			return nil
 		}
+		// Room for what can be leased at most, at once.
+		open := c.counts.Pending + c.counts.Retry + c.counts.Leased
+		out = slices.Grow(out, int(min(int64(n), max(open, 0))))
 		until := now.Add(ttl)
 		var due, fresh [][]byte
 		cur := c.timers.Cursor()
@@ -685,6 +688,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		// Decoded as they are passed: no second look-up each.
 		var ahead []queue.Job
 		if c.compact() && len(due)+len(fresh) < n {
+			ahead = make([]queue.Job, 0, min(int64(n-len(due)-len(fresh)), max(c.counts.Pending, 0)))
 			next := c.frontier
 			jc := c.jobs.Cursor()
 			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
