@@ -40,7 +40,7 @@ type campaign struct {
 	content *content
 	list    string // suppression list
 
-	heldMu sync.Mutex
+	heldMu sync.RWMutex      // senders read (holds) at every message
 	held   map[uint64]uint64 // leases held: seq → token
 	// settling counts the settler's commits in progress per seq: the
 	// queue may already show such a job settled while it is still held.
@@ -80,6 +80,18 @@ func (c *campaign) unhold(seq, token uint64) bool {
 	return false
 }
 
+// unholdSettled is unhold for each settlement of a committed batch,
+// under one lock.
+func (c *campaign) unholdSettled(batch []queue.Settlement) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	for _, s := range batch {
+		if t, ok := c.held[s.Seq]; ok && t == s.Lease {
+			delete(c.held, s.Seq)
+		}
+	}
+}
+
 // committing marks seqs whose outcome the settler is recording (begin)
 // or has recorded (end).
 func (c *campaign) committing(seqs []uint64, begin bool) {
@@ -110,8 +122,8 @@ func (c *campaign) lostLease(seq, token uint64) bool {
 // holds reports whether the run still holds this lease: one lost to
 // another worker (it expired, and renew learnt so) must not be sent.
 func (c *campaign) holds(seq, token uint64) bool {
-	c.heldMu.Lock()
-	defer c.heldMu.Unlock()
+	c.heldMu.RLock()
+	defer c.heldMu.RUnlock()
 	t, ok := c.held[seq]
 	return ok && t == token
 }

@@ -225,9 +225,7 @@ func (r *run) commit(c *campaign, p *pendingOutcomes) error {
 		if len(lost) > 0 {
 			r.e.log.Warn("outcomes for jobs whose lease had expired were dropped", "campaign", c.id, "jobs", len(lost))
 		}
-		for _, s := range p.batch {
-			c.unhold(s.Seq, s.Lease)
-		}
+		c.unholdSettled(p.batch)
 		p.batch = p.batch[:0]
 		for _, a := range p.acks {
 			a.resolve(true)
