@@ -120,26 +120,48 @@ func appendString(b []byte, s string) []byte {
 
 var errCorrupt = errors.New("queue: corrupt job record")
 
+// recHead is the part of a record before the Key, in either encoding.
+type recHead struct {
+	flags               byte // 0 for the first encoding: everything is there
+	attempts, lease, at uint64
+	enqueued            uint64 // unless flags has recEnqueued
+}
+
+// readHead reads a record's head; d is left at the Key. A record too
+// short for its head is corrupt.
+func readHead(b []byte) (h recHead, d decoder, err error) {
+	if len(b) == 0 {
+		return h, d, errCorrupt
+	}
+	h.flags = b[0]
+	if h.flags&recV2 == 0 {
+		h.flags = 0
+	}
+	d = decoder{b: b[1:]}
+	h.attempts, h.lease, h.at = d.uvarint(), d.uvarint(), d.uvarint()
+	if h.flags&recEnqueued == 0 {
+		h.enqueued = d.uvarint()
+	}
+	return h, d, d.err
+}
+
 // decodeJob reads a record in either encoding; enqueued is the
 // campaign's Enqueued (encodeTime).
 func decodeJob(b []byte, enqueued uint64) (queue.Job, error) {
 	var j queue.Job
-	if len(b) == 0 {
+	h, d, err := readHead(b)
+	if err != nil {
 		return j, errCorrupt
 	}
-	flags := b[0]
-	if flags&recV2 == 0 {
-		flags = 0 // the first encoding: everything is there
-	}
-	d := decoder{b: b[1:]}
+	flags := h.flags
 	j.State = stateOf(b)
-	j.Attempts = int(d.uvarint())
-	j.Lease = d.uvarint()
-	j.At = decodeTime(d.uvarint())
+	j.Attempts = int(h.attempts)
+	j.Lease = h.lease
+	j.At = decodeTime(h.at)
 	if flags&recEnqueued != 0 {
 		j.Enqueued = decodeTime(enqueued)
 	} else {
-		j.Enqueued = decodeTime(d.uvarint())
+		j.Enqueued = decodeTime(h.enqueued)
 	}
 	j.Key = d.string()
 	if flags&recEmail != 0 {
@@ -163,6 +185,8 @@ func decodeJob(b []byte, enqueued uint64) (queue.Job, error) {
 		for i := range j.Fields {
 			j.Fields[i] = d.string()
 		}
+	} else {
+		d.err = errCorrupt // more fields than bytes left: cut short
 	}
 	if d.err != nil {
 		return j, errCorrupt

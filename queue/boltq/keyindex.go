@@ -170,19 +170,9 @@ func (q *Queue) keysOf(c *campaign, id string) (*keyIndex, error) {
 
 // keyOf returns the Key of an encoded job: a part of b.
 func keyOf(b []byte) ([]byte, error) {
-	if len(b) == 0 {
+	_, d, err := readHead(b)
+	if err != nil {
 		return nil, errCorrupt
-	}
-	flags := b[0]
-	if flags&recV2 == 0 {
-		flags = 0
-	}
-	d := decoder{b: b[1:]}
-	d.uvarint() // Attempts
-	d.uvarint() // Lease
-	d.uvarint() // At
-	if flags&recEnqueued == 0 {
-		d.uvarint()
 	}
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) {

@@ -263,3 +263,36 @@ func TestLeaseFrontier(t *testing.T) {
 		t.Fatalf("counts %+v", c)
 	}
 }
+
+// TestRecordKeyAndTruncation: keyOf reads the Key that decodeJob reads,
+// in both encodings and with or without the optional fields; a record cut
+// short anywhere is corrupt to both, never a panic or a wrong key.
+func TestRecordKeyAndTruncation(t *testing.T) {
+	t.Parallel()
+	enq := time.Unix(1_800_000_000, 0)
+	jobs := []queue.Job{
+		{Key: "ann@example.com", Email: "ann@example.com", Fields: []string{"ann@example.com", "Ann"}, State: queue.Pending, Enqueued: enq},
+		{Key: "bob@example.com", Email: "Bob@Example.com", State: queue.Leased, Lease: 300, At: enq.Add(time.Minute), Enqueued: enq.Add(time.Second), Row: queue.RowRef{Offset: 1 << 20, Size: 40, Sum: 7}},
+		{Key: "cy@example.com", Email: "cy@example.com", State: queue.Sent, Attempts: 2, Provider: "p", Reply: "250 ok", Enqueued: enq, Row: queue.RowRef{Offset: 9, Size: 3, Sum: 1}},
+	}
+	for _, j := range jobs {
+		for name, rec := range map[string][]byte{"first": encodeJobV1(&j), "second": encodeJob(nil, &j, encodeTime(enq))} {
+			got, err := decodeJob(rec, encodeTime(enq))
+			if err != nil || got.Key != j.Key || got.Email != j.Email || got.State != j.State || got.Lease != j.Lease {
+				t.Fatalf("%s encoding of %s: %+v, %v", name, j.Key, got, err)
+			}
+			k, err := keyOf(rec)
+			if err != nil || string(k) != j.Key {
+				t.Fatalf("%s encoding of %s: keyOf %q, %v", name, j.Key, k, err)
+			}
+			for cut := range len(rec) {
+				if _, err := decodeJob(rec[:cut], encodeTime(enq)); err == nil {
+					t.Errorf("%s encoding of %s cut at %d of %d: decoded", name, j.Key, cut, len(rec))
+				}
+				if k, err := keyOf(rec[:cut]); err == nil && string(k) != j.Key {
+					t.Errorf("%s encoding of %s cut at %d: keyOf %q", name, j.Key, cut, k)
+				}
+			}
+		}
+	}
+}
