@@ -45,6 +45,8 @@ var (
 	bucketUsage       = []byte("usage")
 	bucketSoft        = []byte("softbounce")
 	bucketComplaints  = []byte("complaints")
+	bucketStore       = []byte("store") // keyFormat
+	keyFormat         = []byte("format")
 	keyCampaign       = []byte("campaign")
 	keyCounts         = []byte("counts")
 	keyLease          = []byte("lease")
@@ -58,6 +60,36 @@ var (
 	subPending        = []byte("pending")
 	subTimers         = []byte("timers")
 )
+
+// storeFormat is the store's format as this herald writes it, kept under
+// bucketStore/keyFormat. A herald refuses a store of a later format, which
+// it could misread; a store without one (written before the marker) is of
+// format 1, and gets the marker when it is opened. A change to the store
+// that an older herald would misread raises it.
+const storeFormat = 1
+
+// ErrNewerStore is returned by Open for a store written by a later herald.
+var ErrNewerStore = errors.New("written by a newer herald")
+
+// checkFormat refuses a store of a later format and marks one without.
+func checkFormat(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(bucketStore)
+	if err != nil {
+		return err
+	}
+	v := b.Get(keyFormat)
+	if v == nil {
+		return b.Put(keyFormat, binary.AppendUvarint(nil, storeFormat))
+	}
+	f, n := binary.Uvarint(v)
+	if n <= 0 {
+		return fmt.Errorf("unreadable store format %x", v)
+	}
+	if f > storeFormat {
+		return fmt.Errorf("%w (store format %d; this herald reads up to %d): run it with that herald, or use another queue.path", ErrNewerStore, f, storeFormat)
+	}
+	return nil
+}
 
 // jobsFill is how full Enqueue fills the pages of job records: the rest
 // is room for the records to grow as they are leased and settled (a lease
@@ -90,6 +122,10 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 	base := path + ".outcomes"
 	var segs []int
 	err = db.Update(func(tx *bolt.Tx) error {
+		// Before anything is read or written.
+		if err := checkFormat(tx); err != nil {
+			return err
+		}
 		for _, b := range [][]byte{bucketSuppression, bucketUsage, bucketSoft, bucketComplaints} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err

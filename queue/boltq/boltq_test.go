@@ -519,3 +519,73 @@ func tempJournal(t *testing.T) (*journal, string) {
 	}
 	return j, base
 }
+
+// TestStoreFormat: a new store is marked with this herald's format, and so
+// is one written before the marker existed; a store of a later format is
+// refused with an error that says so, and is left as it was.
+func TestStoreFormat(t *testing.T) {
+	t.Parallel()
+	format := func(path string) []byte {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v []byte
+		db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketStore); b != nil {
+				v = append([]byte(nil), b.Get(keyFormat)...)
+			}
+			return nil
+		})
+		return v
+	}
+	setFormat := func(path string, v []byte) {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bolt.Tx) error {
+			if v == nil {
+				return tx.DeleteBucket(bucketStore)
+			}
+			b, err := tx.CreateBucketIfNotExists(bucketStore)
+			if err != nil {
+				return err
+			}
+			return b.Put(keyFormat, v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if v := format(path); len(v) != 1 || v[0] != storeFormat {
+		t.Fatalf("a new store's format: %x", v)
+	}
+
+	setFormat(path, nil) // as a herald before the marker left it
+	if q, err = Open(path); err != nil {
+		t.Fatalf("a store without a format: %v", err)
+	}
+	q.Close()
+	if v := format(path); len(v) != 1 || v[0] != storeFormat {
+		t.Fatalf("a store opened without a format was marked %x", v)
+	}
+
+	setFormat(path, []byte{storeFormat + 1})
+	_, err = Open(path)
+	if !errors.Is(err, ErrNewerStore) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), fmt.Sprintf("store format %d", storeFormat+1)) {
+		t.Fatalf("a store of a later format: %v", err)
+	}
+	if v := format(path); len(v) != 1 || v[0] != storeFormat+1 {
+		t.Fatalf("a refused store was changed: format %x", v)
+	}
+}
