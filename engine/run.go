@@ -73,11 +73,7 @@ func (c *campaign) hold(jobs []queue.Job) {
 func (c *campaign) unhold(seq, token uint64) bool {
 	c.heldMu.Lock()
 	defer c.heldMu.Unlock()
-	if t, ok := c.held[seq]; ok && t == token {
-		delete(c.held, seq)
-		return true
-	}
-	return false
+	return c.forgetHeld(seq, token)
 }
 
 // unholdSettled is unhold for each settlement of a committed batch,
@@ -86,10 +82,17 @@ func (c *campaign) unholdSettled(batch []queue.Settlement) {
 	c.heldMu.Lock()
 	defer c.heldMu.Unlock()
 	for _, s := range batch {
-		if t, ok := c.held[s.Seq]; ok && t == s.Lease {
-			delete(c.held, s.Seq)
-		}
+		c.forgetHeld(s.Seq, s.Lease)
 	}
+}
+
+// forgetHeld is unhold's work; the caller holds heldMu.
+func (c *campaign) forgetHeld(seq, token uint64) bool {
+	if t, ok := c.held[seq]; ok && t == token {
+		delete(c.held, seq)
+		return true
+	}
+	return false
 }
 
 // committing marks seqs whose outcome the settler is recording (begin)

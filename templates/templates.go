@@ -438,10 +438,9 @@ type Renderer struct {
 	out  output
 	link string // the current recipient's unsubscribe link
 	// text holds the text part's bytes when RenderLinkShared rendered
-	// it; borrow says that this render is one, lending that its text part
-	// is being rendered.
-	text            bytes.Buffer
-	borrow, lending bool
+	// it; lending is set while that part renders.
+	text    bytes.Buffer
+	lending bool
 	// own are this Renderer's clones of Sets that call unsubscribe_url.
 	own map[*Set]*clones
 }
@@ -466,14 +465,18 @@ func (r *Renderer) Render(s *Set, data map[string]string) (Rendered, error) {
 // keeps it longer keeps a copy (strings.Clone). A sender that encodes
 // each message's text at once saves a copy of its largest part.
 func (r *Renderer) RenderLinkShared(s *Set, data map[string]string, unsubscribe string) (Rendered, error) {
-	r.borrow = true
-	defer func() { r.borrow = false }()
-	return r.RenderLink(s, data, unsubscribe)
+	return r.render(s, data, unsubscribe, true)
 }
 
 // RenderLink is Render with the recipient's unsubscribe link, the value of
 // unsubscribe_url ("" for none: a template that calls it fails).
 func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string) (Rendered, error) {
+	return r.render(s, data, unsubscribe, false)
+}
+
+// render is RenderLink, lending the text part when lend is set
+// (RenderLinkShared).
+func (r *Renderer) render(s *Set, data map[string]string, unsubscribe string, lend bool) (Rendered, error) {
 	subject, text, html := s.subject, s.text, s.html
 	if s.unsub {
 		c, err := r.clonesOf(s)
@@ -505,14 +508,14 @@ func (r *Renderer) RenderLink(s *Set, data map[string]string, unsubscribe string
 		out.ToName = strings.TrimSpace(out.ToName)
 	}
 	if text != nil {
-		if r.borrow {
+		if lend {
 			// Into the text's own buffer, which the next parts do not
 			// overwrite: out.Text points into it.
 			r.out.buf, r.text = r.text, r.out.buf
 			r.lending = true
 		}
 		out.Text, err = r.execPlain(s.plainText, text.Execute, data)
-		if r.borrow {
+		if lend {
 			r.out.buf, r.text = r.text, r.out.buf
 			r.lending = false
 		}

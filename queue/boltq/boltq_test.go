@@ -588,4 +588,9 @@ func TestStoreFormat(t *testing.T) {
 	if v := format(path); len(v) != 1 || v[0] != storeFormat+1 {
 		t.Fatalf("a refused store was changed: format %x", v)
 	}
+
+	setFormat(path, []byte{0x80}) // a varint that never ends
+	if _, err = Open(path); err == nil || !strings.Contains(err.Error(), "unreadable store format 80") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a store whose format cannot be read: %v", err)
+	}
 }

@@ -57,17 +57,8 @@ type outcomeKey struct {
 	seq, lease uint64
 }
 
-// leaseKey names one settlement within its campaign (notes.by).
+// leaseKey names one settlement within its campaign (journal.noted).
 type leaseKey struct{ seq, lease uint64 }
-
-// notes are the segments that hold a campaign's settlements noted and not
-// yet committed. A note and a commit look a campaign up once for all their
-// settlements, and then a key of two integers each: a map keyed by the
-// campaign's name as well cost senders a tenth of a microsecond more per
-// message in hashing and cache misses.
-type notes struct {
-	by map[leaseKey]*segment
-}
 
 type segment struct {
 	n       int
@@ -83,10 +74,13 @@ type journal struct {
 	// to write(2).
 	mapf func(f *os.File, size int) ([]byte, error)
 
-	mu     sync.Mutex
-	segs   []*segment        // the last one is written to
-	noted  map[string]*notes // by campaign
-	broken error             // a failed write: Note refuses from then on
+	mu   sync.Mutex
+	segs []*segment // the last one is written to
+	// noted: the segment that holds each settlement noted and not yet
+	// committed, by campaign. A note or a commit looks its campaign up
+	// once for all its settlements.
+	noted  map[string]map[leaseKey]*segment
+	broken error // a failed write: Note refuses from then on
 
 	// A segment that is not mapped is written with write(2). Notes that
 	// arrive while one is being written wait together and go in the
@@ -129,7 +123,7 @@ func openJournal(base string, next int) (*journal, error) {
 }
 
 func newJournal(base string, next int, mapf func(*os.File, int) ([]byte, error)) (*journal, error) {
-	j := &journal{base: base, mapf: mapf, noted: map[string]*notes{}}
+	j := &journal{base: base, mapf: mapf, noted: map[string]map[leaseKey]*segment{}}
 	j.wrote = sync.NewCond(&j.mu)
 	if err := j.rotate(next); err != nil {
 		return nil, err
@@ -239,20 +233,20 @@ func (j *journal) write() {
 		return
 	}
 	cur.size += int64(len(buf))
-	var c *notes // of keys[i].campaign: most often the same as the one before
+	var c map[leaseKey]*segment // keys[i].campaign's: most often the one before's
 	for i, k := range keys {
 		if i == 0 || k.campaign != keys[i-1].campaign {
 			if c = j.noted[k.campaign]; c == nil {
-				c = &notes{by: map[leaseKey]*segment{}}
+				c = map[leaseKey]*segment{}
 				j.noted[k.campaign] = c
 			}
 		}
 		cur.pending++
 		lk := leaseKey{k.seq, k.lease}
-		if old := c.by[lk]; old != nil {
+		if old := c[lk]; old != nil {
 			old.pending-- // noted twice: the later record stands for both
 		}
-		c.by[lk] = cur
+		c[lk] = cur
 	}
 	j.written = upto
 	j.spare, j.spareK = buf, keys
@@ -296,12 +290,12 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 	if c := j.noted[campaign]; c != nil {
 		for _, s := range batch {
 			k := leaseKey{s.Seq, s.Lease}
-			if seg := c.by[k]; seg != nil {
+			if seg := c[k]; seg != nil {
 				seg.pending--
-				delete(c.by, k)
+				delete(c, k)
 			}
 		}
-		if len(c.by) == 0 {
+		if len(c) == 0 {
 			delete(j.noted, campaign)
 		}
 	}
@@ -336,7 +330,7 @@ func (j *journal) uncommitted() int {
 	defer j.mu.Unlock()
 	n := 0
 	for _, c := range j.noted {
-		n += len(c.by)
+		n += len(c)
 	}
 	return n
 }
