@@ -36,6 +36,12 @@ type Queue struct {
 
 	keysMu sync.Mutex           // held by Enqueue and Recipient
 	keys   map[string]*keyIndex // layoutMemKeys: by campaign (keyindex.go)
+
+	// leaseMu guards the leases (leases.go), and is held by what reads
+	// the store in the light of them, so that none sees a job that a
+	// Settle has committed as still leased, or the other way round.
+	leaseMu sync.Mutex
+	leases  map[string]*held // by campaign
 }
 
 var _ queue.Queue = (*Queue)(nil)
@@ -63,30 +69,38 @@ var (
 
 // storeFormat is the store's format as this herald writes it, kept under
 // bucketStore/keyFormat. A herald refuses a store of a later format, which
-// it could misread; a store without one (written before the marker) is of
-// format 1, and gets the marker when it is opened. A change to the store
-// that an older herald would misread raises it.
-const storeFormat = 1
+// it could misread; a store of an earlier one (or without one: written
+// before the marker, format 1) is read, and marked with this one when it
+// is opened. A change to the store that an older herald would misread
+// raises it.
+//
+// Format 2: leases are kept in memory and granted in the outcome journal
+// (leases.go), whose records an older herald cannot read; the store no
+// longer holds leases.
+const storeFormat = 2
 
 // ErrNewerStore is returned by Open for a store written by a later herald.
 var ErrNewerStore = errors.New("written by a newer herald")
 
-// checkFormat refuses a store of a later format and marks one without.
+// checkFormat refuses a store of a later format and marks the others
+// with this one.
 func checkFormat(tx *bolt.Tx) error {
 	b, err := tx.CreateBucketIfNotExists(bucketStore)
 	if err != nil {
 		return err
 	}
-	v := b.Get(keyFormat)
-	if v == nil {
-		return b.Put(keyFormat, binary.AppendUvarint(nil, storeFormat))
-	}
-	f, n := binary.Uvarint(v)
-	if n <= 0 {
-		return fmt.Errorf("unreadable store format %x", v)
+	f := uint64(1)
+	if v := b.Get(keyFormat); v != nil {
+		var n int
+		if f, n = binary.Uvarint(v); n <= 0 {
+			return fmt.Errorf("unreadable store format %x", v)
+		}
 	}
 	if f > storeFormat {
 		return fmt.Errorf("%w (store format %d; this herald reads up to %d): run it with that herald, or use another queue.path", ErrNewerStore, f, storeFormat)
+	}
+	if f < storeFormat || b.Get(keyFormat) == nil {
+		return b.Put(keyFormat, binary.AppendUvarint(nil, storeFormat))
 	}
 	return nil
 }
@@ -118,7 +132,7 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		return nil, fmt.Errorf("queue store %s: %w", path, err)
 	}
 	db.AllocSize = allocSize
-	q := &Queue{db: db}
+	q := &Queue{db: db, leases: map[string]*held{}}
 	base := path + ".outcomes"
 	var segs []int
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -134,14 +148,14 @@ func OpenWait(path string, wait time.Duration) (*Queue, error) {
 		// First the outcomes a dead process noted and had not committed:
 		// their leases are still its own.
 		var err error
-		if q.replayed, segs, err = q.replayOutcomes(tx, base); err != nil {
+		if q.replayed, q.recovered, segs, err = q.replayOutcomes(tx, base); err != nil {
 			return err
 		}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if !bytes.HasPrefix(name, []byte("c:")) {
 				return nil
 			}
-			n, err := recoverLeases(b)
+			n, err := recoverLeases(b) // a store of format 1's
 			q.recovered += n
 			return err
 		})
@@ -302,6 +316,15 @@ func (c *campaign) pend(seq []byte) error {
 	return c.pending.Put(seq, nil)
 }
 
+// leaseFrontier makes c's frontier the one its leases have reached, where
+// they are this process's: pend then puts a job before it in the pending
+// bucket. The caller holds q.leaseMu.
+func (q *Queue) leaseFrontier(c *campaign, id string) {
+	if h := q.leases[id]; h != nil {
+		c.frontier = max(c.frontier, h.frontier)
+	}
+}
+
 func campaignBucket(id string) []byte { return []byte("c:" + id) }
 
 func openCampaign(b *bolt.Bucket) *campaign {
@@ -436,6 +459,9 @@ func (q *Queue) Campaign(_ context.Context, id string) (queue.Campaign, error) {
 // SetStatus changes the status; cancelling cancels every job not final and
 // not leased.
 func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason string) error {
+	q.leaseMu.Lock()
+	defer q.leaseMu.Unlock()
+	h := q.leases[id]
 	return q.db.Update(func(tx *bolt.Tx) error {
 		c, err := q.campaign(tx, id)
 		if err != nil {
@@ -456,7 +482,9 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 		cur := c.jobs.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			if st := stateOf(v); st == queue.Pending || st == queue.Retry {
-				seqs = append(seqs, append([]byte(nil), k...))
+				if _, leased := h.lookup(u64(k)); !leased {
+					seqs = append(seqs, append([]byte(nil), k...))
+				}
 			}
 		}
 		for _, seq := range seqs {
@@ -549,12 +577,15 @@ func (q *Queue) Campaigns(_ context.Context) ([]string, error) {
 // RetryFailed moves failed jobs back to pending, except suppressed ones.
 func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.RetryResult, error) {
 	var res queue.RetryResult
+	q.leaseMu.Lock()
+	defer q.leaseMu.Unlock()
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		res = queue.RetryResult{}
 		c, err := q.campaign(tx, id)
 		if err != nil {
 			return err
 		}
+		q.leaseFrontier(c, id)
 		rec, err := c.record()
 		if err != nil {
 			return err
@@ -594,6 +625,10 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 // Enqueue adds the jobs whose keys are new to the campaign.
 func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.EnqueueResult, error) {
 	var res queue.EnqueueResult
+	// Not beside a Lease: a job added before the frontier must not be
+	// passed by a read of the store without it.
+	q.leaseMu.Lock()
+	defer q.leaseMu.Unlock()
 	q.keysMu.Lock()
 	defer q.keysMu.Unlock()
 	err := q.db.Update(func(tx *bolt.Tx) error {
@@ -602,6 +637,7 @@ func (q *Queue) Enqueue(_ context.Context, id string, jobs []queue.Job) (queue.E
 		if err != nil {
 			return err
 		}
+		q.leaseFrontier(c, id)
 		rec, err := c.record()
 		if err != nil {
 			return err
@@ -689,133 +725,12 @@ func (q *Queue) withKeys(tx *bolt.Tx, id string) (*campaign, error) {
 	return c, err
 }
 
-// Lease hands out due retries and expired leases, then pending jobs.
-func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
-	var out []queue.Job
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		out = out[:0]
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		rec, err := c.record()
-		if err != nil {
-			return err
-		}
-		if rec.Status != queue.Active || n <= 0 {
-			return nil
-		}
-		// Room for what can be leased at most, at once.
-		open := c.counts.Pending + c.counts.Retry + c.counts.Leased
-		out = slices.Grow(out, int(min(int64(n), max(open, 0))))
-		until := now.Add(ttl)
-		var due, fresh [][]byte
-		cur := c.timers.Cursor()
-		limit := timerKey(now, ^uint64(0))
-		for k, _ := cur.First(); k != nil && len(due) < n && bytes.Compare(k, limit) <= 0; k, _ = cur.Next() {
-			due = append(due, append([]byte(nil), k...))
-		}
-		pc := c.pending.Cursor()
-		for k, _ := pc.First(); k != nil && len(due)+len(fresh) < n; k, _ = pc.Next() {
-			fresh = append(fresh, append([]byte(nil), k...))
-		}
-		// Then the jobs from the frontier on, which have no entry in the
-		// pending bucket: all after the ones in it.
-		// Decoded as they are passed: no second look-up each.
-		var ahead []queue.Job
-		if c.compact() && len(due)+len(fresh) < n {
-			ahead = make([]queue.Job, 0, min(int64(n-len(due)-len(fresh)), max(c.counts.Pending, 0)))
-			next := c.frontier
-			jc := c.jobs.Cursor()
-			for k, v := jc.Seek(be(next)); k != nil && len(due)+len(fresh)+len(ahead) < n; k, v = jc.Next() {
-				if stateOf(v) == queue.Pending {
-					j, err := decodeJob(v, c.enqueued)
-					if err != nil {
-						return err
-					}
-					j.Seq = u64(k)
-					ahead = append(ahead, j)
-				}
-				next = u64(k) + 1
-			}
-			if next != c.frontier {
-				c.frontier = next
-				if err := c.meta.Put(keyFrontier, be(next)); err != nil {
-					return err
-				}
-			}
-		}
-		// The lease tokens: the next ones after the campaign's last, which
-		// is stored once for the batch.
-		lease := u64(c.meta.Get(keyLease))
-		grant := func(j queue.Job) error {
-			lease++
-			c.move(&j, queue.Leased)
-			j.At, j.Lease = until, lease
-			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
-				return err
-			}
-			if err := c.putJob(&j); err != nil {
-				return err
-			}
-			out = append(out, j)
-			return nil
-		}
-		take := func(seq []byte) error {
-			j, err := c.job(seq)
-			if err != nil {
-				return err
-			}
-			return grant(j)
-		}
-		for _, k := range due {
-			if err := c.timers.Delete(k); err != nil {
-				return err
-			}
-			if err := take(k[8:]); err != nil {
-				return err
-			}
-		}
-		for _, seq := range fresh {
-			if err := c.pending.Delete(seq); err != nil {
-				return err
-			}
-			if err := take(seq); err != nil {
-				return err
-			}
-		}
-		for _, j := range ahead {
-			if err := grant(j); err != nil {
-				return err
-			}
-		}
-		if len(out) > 0 {
-			if err := c.meta.Put(keyLease, be(lease)); err != nil {
-				return err
-			}
-		}
-		return c.saveCounts()
-	})
-	return out, err
-}
-
-// Settle records the outcomes of leased jobs.
-func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) ([]uint64, error) {
-	var lost []uint64
-	err := q.db.Update(func(tx *bolt.Tx) (err error) {
-		lost, _, err = q.settleTx(tx, id, batch)
-		return err
-	})
-	if err == nil && q.journal != nil {
-		q.journal.committed(id, batch)
-	}
-	q.trim()
-	return lost, err
-}
-
 // settleTx records the outcomes of leased jobs in tx; applied counts the
-// ones that changed a job.
-func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement) (lost []uint64, applied int, err error) {
+// ones that changed a job. where says where each job's lease is: this
+// process's (Settle checked it) or the journal's (Open), and where the
+// job is in the store; whereLegacy, or no where at all: in the store, a
+// lease of format 1, which takeHeld checks.
+func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement, where []byte) (lost []uint64, applied int, err error) {
 	err = func() error {
 		c, err := q.campaign(tx, id)
 		if err != nil {
@@ -827,8 +742,17 @@ func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement) (lost
 		}
 		var supp *bolt.Bucket // created on first use
 		usage := map[string]int64{}
-		for _, s := range batch {
-			j, ok, err := c.takeHeld(s.Seq, s.Lease)
+		for i, s := range batch {
+			var (
+				j   queue.Job
+				ok  bool
+				err error
+			)
+			if where == nil || where[i] == whereLegacy {
+				j, ok, err = c.takeHeld(s.Seq, s.Lease)
+			} else {
+				j, ok, err = c.takeGranted(s.Seq, s.Lease, where[i])
+			}
 			if err != nil {
 				return err
 			}
@@ -843,7 +767,7 @@ func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement) (lost
 			if s.CountAttempt {
 				j.Attempts++
 			}
-			j.Reply, j.Provider, j.At = s.Reply, s.Provider, time.Time{}
+			j.Reply, j.Provider, j.At, j.Lease = s.Reply, s.Provider, time.Time{}, s.Lease
 			switch s.State {
 			case queue.Retry:
 				j.At = s.At
@@ -884,82 +808,6 @@ func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement) (lost
 	return lost, applied, err
 }
 
-// Release returns leased jobs to pending without counting an attempt.
-func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
-	return q.db.Update(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		for _, r := range jobs {
-			j, ok, err := c.takeHeld(r.Seq, r.Lease)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			c.move(&j, queue.Pending)
-			j.At = time.Time{}
-			if err := c.pend(be(r.Seq)); err != nil {
-				return err
-			}
-			if err := c.putJob(&j); err != nil {
-				return err
-			}
-		}
-		return c.saveCounts()
-	})
-}
-
-// Extend moves the deadline of leases still held.
-func (q *Queue) Extend(_ context.Context, id string, jobs []queue.Job, until time.Time) ([]uint64, error) {
-	var lost []uint64
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		lost = lost[:0]
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		for _, r := range jobs {
-			j, ok, err := c.takeHeld(r.Seq, r.Lease)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				lost = append(lost, r.Seq)
-				continue
-			}
-			j.At = until
-			if err := c.timers.Put(timerKey(until, j.Seq), nil); err != nil {
-				return err
-			}
-			if err := c.putJob(&j); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return lost, err
-}
-
-// NextDue is the earliest time a retry or a lease comes due.
-func (q *Queue) NextDue(_ context.Context, id string) (time.Time, bool, error) {
-	var t time.Time
-	var ok bool
-	err := q.db.View(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		if k, _ := c.timers.Cursor().First(); k != nil {
-			t, ok = decodeTime(u64(k[:8])), true
-		}
-		return nil
-	})
-	return t, ok, err
-}
-
 // Recipient reports whether key is one of the campaign's jobs.
 func (q *Queue) Recipient(_ context.Context, id, key string) (bool, error) {
 	var ok bool
@@ -974,45 +822,6 @@ func (q *Queue) Recipient(_ context.Context, id, key string) (bool, error) {
 		return err
 	})
 	return ok, err
-}
-
-// Counts returns the number of jobs per state.
-func (q *Queue) Counts(_ context.Context, id string) (queue.Counts, error) {
-	var out queue.Counts
-	err := q.db.View(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		out = c.counts
-		return nil
-	})
-	return out, err
-}
-
-// Walk calls fn for every job in Seq order, in one read transaction.
-func (q *Queue) Walk(ctx context.Context, id string, fn func(queue.Job) error) error {
-	return q.db.View(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		cur := c.jobs.Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			j, err := decodeJob(v, c.enqueued)
-			if err != nil {
-				return err
-			}
-			j.Seq = u64(k)
-			if err := fn(j); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // listName is a list's bucket name; "" gets a name of its own.

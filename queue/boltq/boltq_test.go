@@ -413,7 +413,8 @@ func concurrentNotes(t *testing.T, mapf func(*os.File, int) ([]byte, error)) {
 		}
 		r := bufio.NewReader(f)
 		for {
-			_, s, err := readRecord(r)
+			e, err := readRecord(r)
+			s := e.s
 			if err == io.EOF {
 				break
 			}
@@ -470,11 +471,11 @@ func TestOutcomeJournalGrows(t *testing.T) {
 	defer f.Close()
 	r := bufio.NewReader(f)
 	for i := range n {
-		if _, s, err := readRecord(r); err != nil || s.Seq != uint64(i) || s.Reply != reply {
-			t.Fatalf("record %d: %d, %v", i, s.Seq, err)
+		if e, err := readRecord(r); err != nil || e.kind != kindSettle || e.s.Seq != uint64(i) || e.s.Reply != reply {
+			t.Fatalf("record %d: %d, %v", i, e.s.Seq, err)
 		}
 	}
-	if _, _, err := readRecord(r); err != io.EOF {
+	if _, err := readRecord(r); err != io.EOF {
 		t.Fatalf("after the records: %v", err)
 	}
 }

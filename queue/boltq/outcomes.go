@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -31,9 +32,12 @@ import (
 // well before the batch that Settle commits (and fsyncs) it in. Open
 // applies every settlement still in the segments before it returns the
 // leases of a dead process to pending, so a message the server took just
-// before kill -9 is not sent again. A segment is removed once every
-// settlement in it was committed by Settle; Settle fsyncs the current
-// segment, so a power loss costs no more than the settle window.
+// before kill -9 is not sent again. The journal also holds the leases
+// (leases.go): a grant record for each batch Lease hands out, a release
+// record for jobs given back. A segment is removed once every settlement
+// in it was committed by Settle and every lease granted in it has ended;
+// Settle fsyncs the current segment before it commits, so a power loss
+// costs no more than the settle window.
 //
 // A record is: the payload's length and its CRC-32C (4 bytes each, little
 // endian), the payload. A record torn by the crash fails its length or CRC
@@ -51,10 +55,20 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// outcomeKey names one settlement in the journal.
+// outcomeKey names one settlement in the journal; or, with grant set,
+// a grant of leases, whose segment write reports there.
 type outcomeKey struct {
 	campaign   string
 	seq, lease uint64
+	grant      *grantWrite
+}
+
+// grantWrite is a grant record on its way to a segment: n leases, which
+// the segment holds until each is settled, released or granted again
+// (segment.pending); seg is where it landed.
+type grantWrite struct {
+	n   int
+	seg *segment
 }
 
 // leaseKey names one settlement within its campaign (journal.noted).
@@ -65,7 +79,7 @@ type segment struct {
 	f       *os.File
 	m       []byte // the file, mapped shared while it is the current segment; nil: written with write(2)
 	size    int64  // bytes of records
-	pending int    // settlements noted here and not yet committed
+	pending int    // settlements noted here and not yet committed, and leases granted here still held
 }
 
 type journal struct {
@@ -178,14 +192,82 @@ func (s *segment) unmap() {
 func (j *journal) note(campaign string, s queue.Settlement) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return err
+	}
+	j.queued = appendRecord(j.queued, campaign, s)
+	j.keys = append(j.keys, outcomeKey{campaign: campaign, seq: s.Seq, lease: s.Lease})
+	return j.flush()
+}
+
+// grant records that the leases first, first+1, ... are granted on
+// seqs, in that order, before the jobs are handed out: Open returns
+// those of a process that died to pending. It returns the segment that
+// holds the record until every one of them is settled, released or
+// granted again (journal.drop).
+func (j *journal) grant(campaign string, first uint64, seqs []uint64) (*segment, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return nil, err
+	}
+	w := &grantWrite{n: len(seqs)}
+	j.queued = appendGrant(j.queued, campaign, first, seqs)
+	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: w})
+	if err := j.flush(); err != nil {
+		return nil, err
+	}
+	return w.seg, nil
+}
+
+// release records that leases were given back (Release): a process that
+// dies after it did not hold them. segs are their grants' segments,
+// which no longer hold them.
+func (j *journal) release(campaign string, leases []leaseKey, segs []*segment) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.dropLocked(segs)
+	if err := j.usable(); err != nil {
+		return err
+	}
+	j.queued = appendRelease(j.queued, campaign, leases)
+	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: &grantWrite{}})
+	return j.flush()
+}
+
+// drop forgets grants whose leases ended without a settlement (granted
+// again): their segments no longer hold them.
+func (j *journal) drop(segs []*segment) {
+	if len(segs) == 0 {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.dropLocked(segs)
+}
+
+func (j *journal) dropLocked(segs []*segment) {
+	for _, s := range segs {
+		if s != nil {
+			s.pending--
+		}
+	}
+}
+
+func (j *journal) usable() error {
 	if j.broken != nil {
 		return j.broken
 	}
 	if len(j.segs) == 0 {
 		return errors.New("outcome journal: closed")
 	}
-	j.queued = appendRecord(j.queued, campaign, s)
-	j.keys = append(j.keys, outcomeKey{campaign, s.Seq, s.Lease})
+	return nil
+}
+
+// flush writes what is queued, the record just queued among it, before it
+// returns: at once in a mapped segment, else in a group write, which it
+// makes or waits for; the caller holds j.mu.
+func (j *journal) flush() error {
 	j.last++
 	mine := j.last
 	if !j.writing && j.segs[len(j.segs)-1].m != nil {
@@ -233,9 +315,18 @@ func (j *journal) write() {
 		return
 	}
 	cur.size += int64(len(buf))
-	var c map[leaseKey]*segment // keys[i].campaign's: most often the one before's
-	for i, k := range keys {
-		if i == 0 || k.campaign != keys[i-1].campaign {
+	var (
+		c  map[leaseKey]*segment // campaign cc's: most often the one before's
+		cc string
+	)
+	for _, k := range keys {
+		if k.grant != nil {
+			k.grant.seg = cur
+			cur.pending += k.grant.n
+			continue
+		}
+		if c == nil || k.campaign != cc {
+			cc = k.campaign
 			if c = j.noted[k.campaign]; c == nil {
 				c = map[leaseKey]*segment{}
 				j.noted[k.campaign] = c
@@ -266,26 +357,35 @@ func copyIn(m, b []byte) (err error) {
 	return nil
 }
 
-// committed forgets settlements Settle has committed, removes segments
-// that hold nothing uncommitted, starts a new segment when the current one
-// is large, and syncs the current one.
-func (j *journal) committed(campaign string, batch []queue.Settlement) {
-	cur := j.forget(campaign, batch)
-	if cur != nil {
-		// For a power loss: what Settle has not committed yet is on disk
-		// too, once per batch rather than once per message, and outside
-		// the lock, so that senders noting outcomes do not wait for it.
-		cur.Sync()
+// sync puts the current segment on disk: Settle calls it before it
+// commits, so that what the store then says (the jobs past its frontier,
+// the outcomes it holds) never runs ahead of the grants and notes that
+// a power loss must find in the journal. Records after the sync are the
+// next commit's.
+func (j *journal) sync() {
+	j.mu.Lock()
+	var f *os.File
+	if len(j.segs) > 0 {
+		f = j.segs[len(j.segs)-1].f
+	}
+	j.mu.Unlock()
+	if f != nil {
+		// Outside the lock: senders noting outcomes do not wait for it.
+		// A segment rotated away meanwhile was synced when it was.
+		f.Sync()
 	}
 }
 
-// forget does committed's bookkeeping under the lock and returns the file
-// to sync.
-func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
+// committed forgets settlements Settle has committed, and the grants of
+// their leases (grants: their segments), removes segments that hold
+// nothing uncommitted, and starts a new segment when the current one is
+// large.
+func (j *journal) committed(campaign string, batch []queue.Settlement, grants ...*segment) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.dropLocked(grants)
 	if len(j.segs) == 0 {
-		return nil
+		return
 	}
 	if c := j.noted[campaign]; c != nil {
 		for _, s := range batch {
@@ -301,7 +401,7 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 	}
 	cur := j.segs[len(j.segs)-1]
 	// Not while a group write is on its way to the current segment: it
-	// would land in the segment left behind, after the sync below. The
+	// would land in the segment left behind, after its sync below. The
 	// next commit starts the new one.
 	if cur.size > segmentMax && j.broken == nil && !j.writing {
 		// The segment left behind may hold uncommitted records: on disk
@@ -321,7 +421,6 @@ func (j *journal) forget(campaign string, batch []queue.Settlement) *os.File {
 		os.Remove(segmentName(j.base, s.n))
 		return true
 	})
-	return cur.f
 }
 
 // uncommitted counts the settlements noted and not yet committed.
@@ -350,6 +449,27 @@ func (j *journal) close() {
 	j.segs = nil
 }
 
+// The kinds of record, in the top bits of the length word: a settlement
+// (0, the only kind before store format 2), a grant of leases, a release
+// of leases. A herald of store format 1 reads a length past its limit in
+// a record of the other kinds, and stops its replay there: such a
+// journal is never left to it (checkFormat).
+const (
+	kindShift   = 30
+	kindSettle  = 0
+	kindGrant   = 1
+	kindRelease = 2
+	lengthMask  = 1<<kindShift - 1
+)
+
+// entry is one record of the journal, of one of the kinds.
+type entry struct {
+	kind     int
+	campaign string
+	s        queue.Settlement // kindSettle
+	leases   []leaseKey       // kindGrant, kindRelease: (seq, lease) each
+}
+
 func appendRecord(b []byte, campaign string, s queue.Settlement) []byte {
 	// The header (length and CRC) is filled in once the payload is in
 	// place: one buffer, no copy of the payload.
@@ -370,8 +490,44 @@ func appendRecord(b []byte, campaign string, s queue.Settlement) []byte {
 	b = binary.AppendVarint(b, unixNano(s.SentAt))
 	b = appendString(b, s.Provider)
 	b = appendString(b, s.Reply)
+	return sealRecord(b, head, kindSettle)
+}
+
+// appendGrant appends a grant: the campaign, how many, the first lease,
+// and the seqs, each as its difference from the one before (zigzag);
+// the leases follow each other from the first.
+func appendGrant(b []byte, campaign string, first uint64, seqs []uint64) []byte {
+	head := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	b = appendString(b, campaign)
+	b = binary.AppendUvarint(b, uint64(len(seqs)))
+	b = binary.AppendUvarint(b, first)
+	prev := uint64(0)
+	for _, seq := range seqs {
+		b = binary.AppendVarint(b, int64(seq-prev))
+		prev = seq
+	}
+	return sealRecord(b, head, kindGrant)
+}
+
+// appendRelease appends a release: the campaign, how many, and each
+// (seq, lease).
+func appendRelease(b []byte, campaign string, leases []leaseKey) []byte {
+	head := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	b = appendString(b, campaign)
+	b = binary.AppendUvarint(b, uint64(len(leases)))
+	for _, l := range leases {
+		b = binary.AppendUvarint(b, l.seq)
+		b = binary.AppendUvarint(b, l.lease)
+	}
+	return sealRecord(b, head, kindRelease)
+}
+
+// sealRecord fills in the header of the record that starts at head.
+func sealRecord(b []byte, head, kind int) []byte {
 	p := b[head+8:]
-	binary.LittleEndian.PutUint32(b[head:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[head:], uint32(len(p))|uint32(kind)<<kindShift)
 	binary.LittleEndian.PutUint32(b[head+4:], crc32.Checksum(p, crcTable))
 	return b
 }
@@ -394,82 +550,195 @@ var errTorn = errors.New("torn record")
 
 // readRecord reads one record; io.EOF at a clean end, errTorn for a record
 // the crash cut short or garbled.
-func readRecord(r *bufio.Reader) (campaign string, s queue.Settlement, err error) {
+func readRecord(r *bufio.Reader) (e entry, err error) {
 	var head [8]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		if err == io.EOF {
-			return "", s, io.EOF
+			return e, io.EOF
 		}
-		return "", s, errTorn
+		return e, errTorn
 	}
-	n := binary.LittleEndian.Uint32(head[:4])
-	if n == 0 {
-		return "", s, io.EOF // the end of a mapped segment's records
+	word := binary.LittleEndian.Uint32(head[:4])
+	n := word & lengthMask
+	e.kind = int(word >> kindShift)
+	if word == 0 {
+		return e, io.EOF // the end of a mapped segment's records
 	}
-	if n > 1<<24 {
-		return "", s, errTorn
+	if n == 0 || n > 1<<24 || e.kind > kindRelease {
+		return e, errTorn
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
-		return "", s, errTorn
+		return e, errTorn
 	}
 	if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(head[4:]) {
-		return "", s, errTorn
+		return e, errTorn
 	}
 	d := decoder{b: p}
-	campaign = d.string()
-	s.Seq, s.Lease = d.uvarint(), d.uvarint()
-	state, flags := d.byte(), d.byte()
-	s.State, s.CountAttempt, s.Suppress = queue.State(state), flags&1 != 0, flags&2 != 0
-	s.At, s.SentAt = fromUnixNano(d.varint()), fromUnixNano(d.varint())
-	s.Provider, s.Reply = d.string(), d.string()
-	if d.err != nil {
-		return "", s, errTorn
+	e.campaign = d.string()
+	switch e.kind {
+	case kindSettle:
+		s := &e.s
+		s.Seq, s.Lease = d.uvarint(), d.uvarint()
+		state, flags := d.byte(), d.byte()
+		s.State, s.CountAttempt, s.Suppress = queue.State(state), flags&1 != 0, flags&2 != 0
+		s.At, s.SentAt = fromUnixNano(d.varint()), fromUnixNano(d.varint())
+		s.Provider, s.Reply = d.string(), d.string()
+	case kindGrant:
+		count, lease := d.uvarint(), d.uvarint()
+		if count > uint64(len(d.b)) {
+			return e, errTorn
+		}
+		e.leases = make([]leaseKey, count)
+		seq := uint64(0)
+		for i := range e.leases {
+			seq += uint64(d.varint())
+			e.leases[i] = leaseKey{seq, lease + uint64(i)}
+		}
+	case kindRelease:
+		count := d.uvarint()
+		if count > uint64(len(d.b)) {
+			return e, errTorn
+		}
+		e.leases = make([]leaseKey, count)
+		for i := range e.leases {
+			e.leases[i] = leaseKey{d.uvarint(), d.uvarint()}
+		}
 	}
-	return campaign, s, nil
+	if d.err != nil || len(d.b) != 0 && e.kind != kindSettle {
+		return e, errTorn
+	}
+	return e, nil
 }
 
-// replayOutcomes applies the settlements left in the journal's segments
-// (a process died before Settle committed them) in one transaction, and
-// returns how many it applied and the number for the next segment. The
-// caller removes the segments once the transaction is committed.
-func (q *Queue) replayOutcomes(tx *bolt.Tx, base string) (applied int, segs []int, err error) {
+// replayOutcomes applies what the journal's segments hold (a process
+// died, or closed while it held leases) in one transaction: each
+// settlement whose lease is the last the journal granted on its job (or,
+// in a journal of store format 1, which has no grants, whose lease the
+// store holds), in the order noted; then each job granted and neither
+// settled nor released goes back to pending (recovered). It returns the
+// segments' numbers; the caller removes them once the transaction is
+// committed.
+func (q *Queue) replayOutcomes(tx *bolt.Tx, base string) (applied, recovered int, segs []int, err error) {
 	segs, err = segments(base)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
+	}
+	type replay struct {
+		batch  []queue.Settlement
+		where  []byte
+		grants map[uint64]uint64 // seq: the last lease granted and not yet ended
+		last   uint64            // the highest lease granted
+	}
+	camps := map[string]*replay{}
+	var order []string
+	of := func(id string) *replay {
+		r := camps[id]
+		if r == nil {
+			r = &replay{grants: map[uint64]uint64{}}
+			camps[id] = r
+			order = append(order, id)
+		}
+		return r
 	}
 	for _, n := range segs {
 		f, err := os.Open(segmentName(base, n))
 		if err != nil {
-			return applied, segs, fmt.Errorf("outcome journal: %w", err)
+			return applied, recovered, segs, fmt.Errorf("outcome journal: %w", err)
 		}
-		byCampaign := map[string][]queue.Settlement{}
-		var order []string
-		r := bufio.NewReader(f)
+		br := bufio.NewReader(f)
 		for {
-			campaign, s, err := readRecord(r)
+			e, err := readRecord(br)
 			if err != nil {
 				break // the end, or a record the crash tore: nothing after it was acknowledged
 			}
-			if _, ok := byCampaign[campaign]; !ok {
-				order = append(order, campaign)
+			r := of(e.campaign)
+			switch e.kind {
+			case kindGrant:
+				for _, l := range e.leases {
+					r.grants[l.seq] = l.lease
+					r.last = max(r.last, l.lease)
+				}
+			case kindRelease:
+				for _, l := range e.leases {
+					if r.grants[l.seq] == l.lease {
+						delete(r.grants, l.seq)
+					}
+				}
+			case kindSettle:
+				where := byte(whereLegacy)
+				if g, ok := r.grants[e.s.Seq]; ok {
+					if g != e.s.Lease {
+						continue // a lease granted again since
+					}
+					where = whereStored
+					delete(r.grants, e.s.Seq)
+				}
+				r.batch = append(r.batch, e.s)
+				r.where = append(r.where, where)
 			}
-			byCampaign[campaign] = append(byCampaign[campaign], s)
 		}
 		f.Close()
-		for _, id := range order {
-			batch := byCampaign[id]
-			_, n, err := q.settleTx(tx, id, batch)
-			if errors.Is(err, queue.ErrNoCampaign) {
-				continue // the campaign was removed since
-			}
-			if err != nil {
-				return applied, segs, fmt.Errorf("outcome journal: campaign %s: %w", id, err)
-			}
-			applied += n
+	}
+	for _, id := range order {
+		r := camps[id]
+		_, n, err := q.settleTx(tx, id, r.batch, r.where)
+		if errors.Is(err, queue.ErrNoCampaign) {
+			continue // the campaign was removed since
+		}
+		if err != nil {
+			return applied, recovered, segs, fmt.Errorf("outcome journal: campaign %s: %w", id, err)
+		}
+		applied += n
+		n, err = recoverGrants(tx, id, r.grants, r.last)
+		if err != nil {
+			return applied, recovered, segs, fmt.Errorf("outcome journal: campaign %s: %w", id, err)
+		}
+		recovered += n
+	}
+	return applied, recovered, segs, nil
+}
+
+// recoverGrants returns to pending the jobs a dead process held (grants:
+// seq to lease) that the store does not show settled with that lease, and
+// stores last as the campaign's last lease token where it is later.
+func recoverGrants(tx *bolt.Tx, id string, grants map[uint64]uint64, last uint64) (int, error) {
+	b := tx.Bucket(campaignBucket(id))
+	if b == nil {
+		return 0, nil
+	}
+	c := openCampaign(b)
+	if last > u64(c.meta.Get(keyLease)) {
+		if err := c.meta.Put(keyLease, be(last)); err != nil {
+			return 0, err
 		}
 	}
-	return applied, segs, nil
+	seqs := slices.Sorted(maps.Keys(grants))
+	n := 0
+	for _, seq := range seqs {
+		v := c.jobs.Get(be(seq))
+		if v == nil {
+			continue
+		}
+		j, err := decodeJob(v, c.enqueued)
+		if err != nil {
+			return n, err
+		}
+		if j.Lease >= grants[seq] {
+			continue // settled with it (a settlement not noted)
+		}
+		switch j.State {
+		case queue.Pending:
+			if err := c.pend(be(seq)); err != nil {
+				return n, err
+			}
+		case queue.Retry: // its timer is there
+		default:
+			continue
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Note makes one settlement durable against a crash of this process at

@@ -1,0 +1,300 @@
+package boltq
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/heraldmail/herald/queue"
+)
+
+// die ends q as kill -9 would: the journal's mappings and files go
+// without a close, the store without another write.
+func die(q *Queue) {
+	for _, s := range q.journal.segs {
+		if s.m != nil {
+			unmapFile(s.m)
+		}
+		s.f.Close()
+	}
+	q.journal = nil
+	q.db.Close()
+}
+
+// storedJob reads a job's record as the store holds it, without the
+// leases this process holds.
+func storedJob(t *testing.T, q *Queue, id string, seq uint64) queue.Job {
+	t.Helper()
+	var j queue.Job
+	err := q.db.View(func(tx *bolt.Tx) error {
+		c, err := q.campaign(tx, id)
+		if err != nil {
+			return err
+		}
+		j, err = c.job(be(seq))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func settled(jobs []queue.Job, state queue.State) []queue.Settlement {
+	var out []queue.Settlement
+	for _, j := range jobs {
+		out = append(out, queue.Settlement{Seq: j.Seq, Lease: j.Lease, State: state, Reply: "250 ok", Provider: "p", SentAt: time.Now()})
+	}
+	return out
+}
+
+// TestLeasesAcrossACrash: leases are not written to the store, and a
+// process that dies loses none of its jobs. Of 30 jobs leased: 10 are
+// settled; 5 given back and leased again; 5 settled, which stores the
+// frontier past every job leased but two given back; 5 noted and not
+// settled; 2 given back; 3 in flight. The next Open applies the 5 noted,
+// returns the 8 leased and not settled (and no other) to pending, and a
+// Lease then finds every job not sent: none is stranded behind the
+// stored frontier.
+func TestLeasesAcrossACrash(t *testing.T) {
+	t.Parallel()
+	path, q := withCampaign(t)
+	ctx := context.Background()
+	var jobs []queue.Job
+	for i := uint64(1); i <= 100; i++ {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Row: queue.RowRef{Offset: i * 10, Size: 9, Sum: uint32(i)}})
+	}
+	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+	l, err := q.Lease(ctx, "c", time.Now(), 30, time.Hour)
+	if err != nil || len(l) != 30 {
+		t.Fatal(len(l), err)
+	}
+	for _, j := range l {
+		if s := storedJob(t, q, "c", j.Seq); s.State != queue.Pending || s.Lease != 0 {
+			t.Fatalf("a lease was written to the store: %+v", s)
+		}
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Leased != 30 || c.Pending != 70 {
+		t.Fatalf("counts while leased: %+v", c)
+	}
+	// A settlement with a stale lease is refused, and leaves no trace.
+	stale := settled(l[25:26], queue.Sent)
+	stale[0].Lease--
+	if lost, err := q.Settle(ctx, "c", stale); err != nil || len(lost) != 1 {
+		t.Fatalf("stale settle: lost %v, %v", lost, err)
+	}
+	if lost, err := q.Settle(ctx, "c", settled(l[:10], queue.Sent)); err != nil || len(lost) != 0 {
+		t.Fatal(lost, err)
+	}
+	if err := q.Release(ctx, "c", l[10:15]); err != nil {
+		t.Fatal(err)
+	}
+	back, err := q.Lease(ctx, "c", time.Now(), 5, time.Hour)
+	if err != nil || fmt.Sprint(seqs(back)) != "[11 12 13 14 15]" {
+		t.Fatalf("leased again %v, %v", seqs(back), err)
+	}
+	if err := q.Release(ctx, "c", l[25:27]); err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := q.Settle(ctx, "c", settled(l[15:20], queue.Sent)); err != nil || len(lost) != 0 {
+		t.Fatal(lost, err)
+	}
+	for _, s := range settled(l[20:25], queue.Sent) {
+		if err := q.Note("c", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := storedJob(t, q, "c", l[15].Seq); s.State != queue.Sent || s.Lease != l[15].Lease {
+		t.Fatalf("a settled job holds %+v", s)
+	}
+	last := back[4].Lease
+	die(q)
+
+	q, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Replayed() != 5 || q.Recovered() != 8 {
+		t.Fatalf("replayed %d, recovered %d; want 5 and 8", q.Replayed(), q.Recovered())
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Sent != 20 || c.Pending != 80 || c.Leased != 0 {
+		t.Fatalf("after the crash: %+v", c)
+	}
+	again, err := q.Lease(ctx, "c", time.Now(), 1000, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, j := range again {
+		got = append(got, j.Seq)
+		if j.Lease <= last {
+			t.Fatalf("job %d leased again with token %d, not after %d", j.Seq, j.Lease, last)
+		}
+	}
+	slices.Sort(got)
+	var want []uint64
+	for i := uint64(11); i <= 100; i++ {
+		if i <= 15 || i > 25 {
+			want = append(want, i)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("leased after the crash %v, want %v", got, want)
+	}
+	// A late note of a lease from before the crash no longer counts.
+	if lost, err := q.Settle(ctx, "c", settled(l[27:28], queue.Sent)); err != nil || len(lost) != 1 {
+		t.Fatalf("a settle with the dead process's lease: lost %v, %v", lost, err)
+	}
+	if _, err := q.Settle(ctx, "c", settled(again, queue.Sent)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Sent != 100 || c.Open() != 0 {
+		t.Fatalf("at the end: %+v", c)
+	}
+}
+
+// TestLeasesOfAnOlderStore: a store of format 1 that an older herald left
+// after a crash (leases in the store, a journal of settlements without
+// grants) is read as before: the noted outcome of a lease the store
+// holds is applied, the other lease goes back to pending, and the store
+// is marked with this herald's format.
+func TestLeasesOfAnOlderStore(t *testing.T) {
+	t.Parallel()
+	path, q := withCampaign(t)
+	ctx := context.Background()
+	var jobs []queue.Job
+	for i := uint64(1); i <= 3; i++ {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+	}
+	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	until := time.Now().Add(time.Hour)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		c := openCampaign(tx.Bucket(campaignBucket("c")))
+		for seq := uint64(1); seq <= 2; seq++ {
+			j, err := c.job(be(seq))
+			if err != nil {
+				return err
+			}
+			c.move(&j, queue.Leased)
+			j.Lease, j.At = 6+seq, until
+			if err := c.timers.Put(timerKey(until, seq), nil); err != nil {
+				return err
+			}
+			if err := c.putJob(&j); err != nil {
+				return err
+			}
+		}
+		if err := c.meta.Put(keyFrontier, be(3)); err != nil {
+			return err
+		}
+		if err := c.meta.Put(keyLease, be(8)); err != nil {
+			return err
+		}
+		if err := c.saveCounts(); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketStore).Put(keyFormat, []byte{1})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := appendRecord(nil, "c", queue.Settlement{Seq: 1, Lease: 7, State: queue.Sent, Reply: "250 ok", Provider: "p"})
+	rec = appendRecord(rec, "c", queue.Settlement{Seq: 2, Lease: 5, State: queue.Sent, Reply: "250 stale"})
+	if err := os.WriteFile(segmentName(path+".outcomes", 0), rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	q, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Replayed() != 1 || q.Recovered() != 1 {
+		t.Fatalf("replayed %d, recovered %d; want 1 and 1", q.Replayed(), q.Recovered())
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Sent != 1 || c.Pending != 2 || c.Leased != 0 {
+		t.Fatalf("counts: %+v", c)
+	}
+	l, err := q.Lease(ctx, "c", time.Now(), 10, time.Minute)
+	if err != nil || len(l) != 2 || l[0].Seq != 2 || l[1].Seq != 3 || l[0].Lease <= 8 {
+		t.Fatalf("leased %+v, %v", l, err)
+	}
+	var f []byte
+	q.db.View(func(tx *bolt.Tx) error {
+		f = append(f, tx.Bucket(bucketStore).Get(keyFormat)...)
+		return nil
+	})
+	if len(f) != 1 || f[0] != storeFormat {
+		t.Fatalf("format after the open: %x", f)
+	}
+	if left, _ := filepath.Glob(path + ".outcomes.*"); len(left) != 1 {
+		t.Fatalf("segments: %v", left)
+	}
+}
+
+func seqs(jobs []queue.Job) []uint64 {
+	out := make([]uint64, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.Seq
+	}
+	return out
+}
+
+// TestReleaseAfterTheLastSettle: jobs given back after the last Settle
+// stored a frontier past them (a graceful stop gives back what was
+// leased and not sent) are leased again after a clean close and an
+// Open, first and in Seq order.
+func TestReleaseAfterTheLastSettle(t *testing.T) {
+	t.Parallel()
+	path, q := withCampaign(t)
+	ctx := context.Background()
+	var jobs []queue.Job
+	for i := uint64(1); i <= 20; i++ {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+	}
+	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+	l, err := q.Lease(ctx, "c", time.Now(), 10, time.Hour)
+	if err != nil || len(l) != 10 {
+		t.Fatal(len(l), err)
+	}
+	if _, err := q.Settle(ctx, "c", settled(l[:2], queue.Sent)); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Release(ctx, "c", l[2:]); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if left, _ := filepath.Glob(path + ".outcomes.*"); len(left) != 0 {
+		t.Fatalf("a close with no lease held left %v", left)
+	}
+	if q, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Recovered() != 0 {
+		t.Fatalf("recovered %d after a clean close", q.Recovered())
+	}
+	again, err := q.Lease(ctx, "c", time.Now(), 100, time.Hour)
+	if err != nil || len(again) != 18 || again[0].Seq != 3 || again[7].Seq != 10 || again[8].Seq != 11 {
+		t.Fatalf("leased after the reopen %v, %v", seqs(again), err)
+	}
+}
