@@ -63,7 +63,7 @@ type held struct {
 	token    uint64 // the last lease token granted
 	frontier uint64
 	pending  int64 // held jobs (not settling) Pending in the store
-	retry    int64    // and Retry
+	retry    int64 // and Retry
 	soonest  time.Time
 }
 
