@@ -298,3 +298,34 @@ func TestReleaseAfterTheLastSettle(t *testing.T) {
 		t.Fatalf("leased after the reopen %v, %v", seqs(again), err)
 	}
 }
+
+// TestNotesOfTwoLeases: of two outcomes noted for one job (its first lease
+// expired and a second sender had it), the one of the later lease keeps
+// its segment, whichever came first, and its commit frees it; the lost
+// lease's commit frees nothing.
+func TestNotesOfTwoLeases(t *testing.T) {
+	t.Parallel()
+	for _, order := range [][]uint64{{5, 7}, {7, 5}} {
+		j, err := openJournal(filepath.Join(t.TempDir(), "q.db.outcomes"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, lease := range order {
+			if err := j.note("c", queue.Settlement{Seq: 1, Lease: lease, State: queue.Sent}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, p := j.uncommitted(), j.segs[0].pending; n != 1 || p != 1 {
+			t.Fatalf("order %v: %d noted, segment holds %d; want 1 and 1", order, n, p)
+		}
+		j.committed("c", []queue.Settlement{{Seq: 1, Lease: 5}})
+		if n := j.uncommitted(); n != 1 {
+			t.Fatalf("order %v: the lost lease's commit freed the later note", order)
+		}
+		j.committed("c", []queue.Settlement{{Seq: 1, Lease: 7}})
+		if n, p := j.uncommitted(), j.segs[0].pending; n != 0 || p != 0 {
+			t.Fatalf("order %v: after the commit %d noted, segment holds %d", order, n, p)
+		}
+		j.close()
+	}
+}

@@ -71,8 +71,15 @@ type grantWrite struct {
 	seg *segment
 }
 
-// leaseKey names one settlement within its campaign (journal.noted).
+// leaseKey names one lease within its campaign: a job and its token.
 type leaseKey struct{ seq, lease uint64 }
+
+// noteRef is where a job's noted settlement is (journal.noted), and its
+// lease.
+type noteRef struct {
+	lease uint64
+	seg   *segment
+}
 
 type segment struct {
 	n       int
@@ -91,9 +98,11 @@ type journal struct {
 	mu   sync.Mutex
 	segs []*segment // the last one is written to
 	// noted: the segment that holds each settlement noted and not yet
-	// committed, by campaign. A note or a commit looks its campaign up
-	// once for all its settlements.
-	noted  map[string]map[leaseKey]*segment
+	// committed, by campaign and job. A note or a commit looks its
+	// campaign up once for all its settlements. Of two notes on one job,
+	// the one of the later lease stands (the other's lease was lost: its
+	// Settle will be refused).
+	noted  map[string]map[uint64]noteRef
 	broken error // a failed write: Note refuses from then on
 
 	// A segment that is not mapped is written with write(2). Notes that
@@ -137,7 +146,7 @@ func openJournal(base string, next int) (*journal, error) {
 }
 
 func newJournal(base string, next int, mapf func(*os.File, int) ([]byte, error)) (*journal, error) {
-	j := &journal{base: base, mapf: mapf, noted: map[string]map[leaseKey]*segment{}}
+	j := &journal{base: base, mapf: mapf, noted: map[string]map[uint64]noteRef{}}
 	j.wrote = sync.NewCond(&j.mu)
 	if err := j.rotate(next); err != nil {
 		return nil, err
@@ -316,7 +325,7 @@ func (j *journal) write() {
 	}
 	cur.size += int64(len(buf))
 	var (
-		c  map[leaseKey]*segment // campaign cc's: most often the one before's
+		c  map[uint64]noteRef // campaign cc's: most often the one before's
 		cc string
 	)
 	for _, k := range keys {
@@ -328,16 +337,18 @@ func (j *journal) write() {
 		if c == nil || k.campaign != cc {
 			cc = k.campaign
 			if c = j.noted[k.campaign]; c == nil {
-				c = map[leaseKey]*segment{}
+				c = map[uint64]noteRef{}
 				j.noted[k.campaign] = c
 			}
 		}
-		cur.pending++
-		lk := leaseKey{k.seq, k.lease}
-		if old := c[lk]; old != nil {
-			old.pending-- // noted twice: the later record stands for both
+		if old, ok := c[k.seq]; ok {
+			if k.lease < old.lease {
+				continue // a lost lease's, after the later one's
+			}
+			old.seg.pending-- // noted again: the later record stands
 		}
-		c[lk] = cur
+		cur.pending++
+		c[k.seq] = noteRef{k.lease, cur}
 	}
 	j.written = upto
 	j.spare, j.spareK = buf, keys
@@ -389,10 +400,9 @@ func (j *journal) committed(campaign string, batch []queue.Settlement, grants ..
 	}
 	if c := j.noted[campaign]; c != nil {
 		for _, s := range batch {
-			k := leaseKey{s.Seq, s.Lease}
-			if seg := c[k]; seg != nil {
-				seg.pending--
-				delete(c, k)
+			if n, ok := c[s.Seq]; ok && n.lease == s.Lease {
+				n.seg.pending--
+				delete(c, s.Seq)
 			}
 		}
 		if len(c) == 0 {
