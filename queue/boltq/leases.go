@@ -53,7 +53,14 @@ type hold struct {
 	where    byte
 	settling bool     // in a Settle's transaction: not leased again, not counted as Leased
 	seg      *segment // the journal segment with its grant
+	// prev is the segment of the lease's first grant, when it expired and
+	// was granted again: kept until the lease ends, so that a grant of
+	// the job is on disk at all times (the new one may not be yet).
+	prev *segment
 }
+
+// segs are the journal segments the lease keeps.
+func (x hold) segs() []*segment { return []*segment{x.seg, x.prev} }
 
 // held is one campaign's leases, and its lease token and frontier, which
 // are the store's when the campaign is first leased and this process's
@@ -76,6 +83,13 @@ func (q *Queue) heldOf(id string, c *campaign) *held {
 		q.leases[id] = h
 	}
 	return h
+}
+
+// due notes that a lease comes due at t.
+func (h *held) due(t time.Time) {
+	if h.soonest.IsZero() || t.Before(h.soonest) {
+		h.soonest = t
+	}
 }
 
 // count moves a held job in or out of the Leased count (d: +1 or -1).
@@ -132,9 +146,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 					continue
 				}
 				if x.until.After(now) {
-					if h.soonest.IsZero() || x.until.Before(h.soonest) {
-						h.soonest = x.until
-					}
+					h.due(x.until)
 					continue
 				}
 				j, err := load(seq)
@@ -142,10 +154,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 					return err
 				}
 				cands = append(cands, candidate{job: j, where: x.where, at: x.until, old: &x})
-				// Due still, should it not be among the n taken.
-				if h.soonest.IsZero() || x.until.Before(h.soonest) {
-					h.soonest = x.until
-				}
+				h.due(x.until) // due still, should it not be among the n taken
 			}
 		}
 		cur := c.timers.Cursor()
@@ -170,10 +179,21 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 			return cmp.Compare(a.job.Seq, b.job.Seq)
 		})
 		cands = cands[:min(len(cands), n)]
-		// Then the pending bucket: jobs before the frontier.
+		// Then the pending bucket: jobs before the frontier, and, after
+		// an Open, some past the stored one (given back, or added, behind
+		// the frontier of the process before): inBucket, which the
+		// frontier's scan then passes. It runs only when every entry was
+		// seen.
+		var inBucket map[uint64]bool
 		pc := c.pending.Cursor()
 		for k, _ := pc.First(); k != nil && len(cands) < n; k, _ = pc.Next() {
 			seq := u64(k)
+			if seq >= frontier {
+				if inBucket == nil {
+					inBucket = map[uint64]bool{}
+				}
+				inBucket[seq] = true
+			}
 			if _, ok := h.jobs[seq]; ok {
 				continue
 			}
@@ -192,15 +212,16 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		if c.compact() && len(cands) < n {
 			jc := c.jobs.Cursor()
 			for k, v := jc.Seek(be(frontier)); k != nil && len(cands) < n; k, v = jc.Next() {
-				if stateOf(v) == queue.Pending {
+				seq := u64(k)
+				if _, held := h.jobs[seq]; stateOf(v) == queue.Pending && !inBucket[seq] && !held {
 					j, err := decodeJob(v, c.enqueued)
 					if err != nil {
 						return err
 					}
-					j.Seq = u64(k)
+					j.Seq = seq
 					cands = append(cands, candidate{job: j, where: whereFrontier})
 				}
-				frontier = u64(k) + 1
+				frontier = seq + 1
 			}
 		}
 		return nil
@@ -225,21 +246,25 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 	out := make([]queue.Job, len(cands))
 	var ended []*segment
 	for i, cd := range cands {
+		var prev *segment
 		if cd.old != nil {
 			h.count(*cd.old, -1)
-			ended = append(ended, cd.old.seg)
+			// The first grant's segment stays; a later one's goes.
+			if prev = cd.old.prev; prev == nil {
+				prev = cd.old.seg
+			} else {
+				ended = append(ended, cd.old.seg)
+			}
 		}
 		h.token++
-		x := hold{lease: h.token, until: until, where: cd.where, seg: seg}
+		x := hold{lease: h.token, until: until, where: cd.where, seg: seg, prev: prev}
 		h.jobs[cd.job.Seq] = x
 		h.count(x, 1)
 		j := cd.job
 		j.State, j.Lease, j.At = queue.Leased, x.lease, until
 		out[i] = j
 	}
-	if h.soonest.IsZero() || until.Before(h.soonest) {
-		h.soonest = until
-	}
+	h.due(until)
 	q.journal.drop(ended)
 	return out, nil
 }
@@ -279,7 +304,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 				return err
 			}
 		}
-		if c.compact() && frontier != c.frontier {
+		if c.compact() && frontier > c.frontier {
 			return c.meta.Put(keyFrontier, be(frontier))
 		}
 		return nil
@@ -295,10 +320,11 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 			x.settling = false
 			h.jobs[s.Seq] = x
 			h.count(x, 1)
+			h.due(x.until)
 			continue
 		}
 		delete(h.jobs, s.Seq)
-		segs = append(segs, x.seg)
+		segs = append(segs, x.segs()...)
 	}
 	q.leaseMu.Unlock()
 	if err == nil {
@@ -351,7 +377,7 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 	defer q.leaseMu.Unlock()
 	h := q.leases[id]
 	if h == nil {
-		return nil
+		return q.known(h, id)
 	}
 	var (
 		leases []leaseKey
@@ -389,7 +415,7 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 		x := h.jobs[l.seq]
 		delete(h.jobs, l.seq)
 		h.count(x, -1)
-		segs = append(segs, x.seg)
+		segs = append(segs, x.segs()...)
 	}
 	if len(leases) == 0 {
 		return nil
@@ -412,10 +438,22 @@ func (q *Queue) Extend(_ context.Context, id string, jobs []queue.Job, until tim
 		x.until = until
 		h.jobs[r.Seq] = x
 	}
-	if h != nil && !h.soonest.IsZero() && until.Before(h.soonest) {
-		h.soonest = until
+	if h != nil && len(lost) < len(jobs) {
+		h.due(until)
 	}
-	return lost, nil
+	return lost, q.known(h, id)
+}
+
+// known returns queue.ErrNoCampaign for a campaign the store does not
+// hold, where h, its leases, is nil (a campaign with leases is known).
+func (q *Queue) known(h *held, id string) error {
+	if h != nil {
+		return nil
+	}
+	return q.db.View(func(tx *bolt.Tx) error {
+		_, err := q.campaign(tx, id)
+		return err
+	})
 }
 
 // lookup returns the lease held on seq; h may be nil.

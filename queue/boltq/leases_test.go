@@ -329,3 +329,143 @@ func TestNotesOfTwoLeases(t *testing.T) {
 		j.close()
 	}
 }
+
+// TestNoJobTwiceAfterAnOpen: jobs that have an entry in the pending
+// bucket past the stored frontier (given back after the last Settle, or
+// added behind the frontier of the process before) are handed out once
+// by the first Lease after an Open, not once from the bucket and again
+// from the frontier's scan; and the counts stay true to the end.
+func TestNoJobTwiceAfterAnOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	enqueue := func(t *testing.T, q *Queue, seqs ...uint64) {
+		t.Helper()
+		var jobs []queue.Job
+		for _, i := range seqs {
+			jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+		}
+		if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, q *Queue, l []queue.Job)
+	}{
+		{"given back, then a clean close", func(t *testing.T, q *Queue, l []queue.Job) {
+			if err := q.Release(ctx, "c", l); err != nil {
+				t.Fatal(err)
+			}
+			q.Close()
+		}},
+		{"added behind the frontier, then a crash", func(t *testing.T, q *Queue, l []queue.Job) {
+			enqueue(t, q, 4)
+			die(q)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, q := withCampaign(t)
+			enqueue(t, q, 1, 2, 3, 5, 6, 7, 8, 9, 10)
+			l, err := q.Lease(ctx, "c", time.Now(), 5, time.Hour)
+			if err != nil || len(l) != 5 {
+				t.Fatal(len(l), err)
+			}
+			tc.end(t, q, l)
+			if q, err = Open(path); err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			again, err := q.Lease(ctx, "c", time.Now(), 100, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := seqs(again)
+			slices.Sort(got)
+			c, _ := q.Counts(ctx, "c")
+			if len(slices.Compact(slices.Clone(got))) != len(got) || c.Leased != int64(len(got)) || c.Pending != 0 {
+				t.Fatalf("leased %v after the open; counts %+v", got, c)
+			}
+			if _, err := q.Settle(ctx, "c", settled(again, queue.Sent)); err != nil {
+				t.Fatal(err)
+			}
+			if c, _ := q.Counts(ctx, "c"); c.Sent != c.Total() || c.Open() != 0 {
+				t.Fatalf("counts at the end: %+v", c)
+			}
+		})
+	}
+}
+
+// TestJournalBoundedWithoutSettles: leases taken and given back for a
+// long while, with nothing settled (every provider refuses), do not grow
+// the journal past a segment or two.
+func TestJournalBoundedWithoutSettles(t *testing.T) {
+	t.Parallel()
+	_, q := withCampaign(t)
+	defer q.Close()
+	ctx := context.Background()
+	var jobs []queue.Job
+	for i := uint64(1); i <= 200; i++ {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+	}
+	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+	var written int64
+	for range 8000 {
+		l, err := q.Lease(ctx, "c", time.Now(), 200, time.Hour)
+		if err != nil || len(l) != 200 {
+			t.Fatal(len(l), err)
+		}
+		if err := q.Release(ctx, "c", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range q.journal.segs {
+		written += s.size
+	}
+	if n := len(q.journal.segs); n > 2 || written > 2*segmentMax {
+		t.Fatalf("%d segments, %d bytes, after 8,000 leases given back", n, written)
+	}
+}
+
+// TestGrantedAgainKeepsTheFirstGrant: a lease that expired and is granted
+// again keeps the segment of its first grant until the new lease ends (the
+// new grant may not be on disk yet when a Settle removes segments), and
+// the new lease's end frees both.
+func TestGrantedAgainKeepsTheFirstGrant(t *testing.T) {
+	t.Parallel()
+	_, q := withCampaign(t)
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, "c", []queue.Job{{Seq: 1, Key: "a@x.y", Email: "a@x.y", Fields: []string{"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	first, err := q.Lease(ctx, "c", t0, 1, time.Second)
+	if err != nil || len(first) != 1 {
+		t.Fatal(first, err)
+	}
+	seg := q.leases["c"].jobs[1].seg
+	var again []queue.Job
+	for i := range 3 { // granted again, and again
+		if again, err = q.Lease(ctx, "c", t0.Add(time.Duration(2+2*i)*time.Second), 1, time.Second); err != nil || len(again) != 1 || again[0].Lease <= first[0].Lease {
+			t.Fatalf("grant %d: %+v, %v", i+2, again, err)
+		}
+	}
+	// One segment holds the four grants: the first and the current one
+	// count, the two between do not.
+	if x := q.leases["c"].jobs[1]; x.prev != seg || x.seg != seg || seg.pending != 2 {
+		t.Fatalf("the first grant's segment: kept %v, holds %d", x.prev == seg, seg.pending)
+	}
+	if lost, err := q.Settle(ctx, "c", settled(first, queue.Sent)); err != nil || len(lost) != 1 {
+		t.Fatalf("the expired lease's settle: lost %v, %v", lost, err)
+	}
+	if _, err := q.Settle(ctx, "c", settled(again, queue.Sent)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range q.journal.segs {
+		if s.pending != 0 {
+			t.Fatalf("segment %d holds %d after the settle", s.n, s.pending)
+		}
+	}
+}

@@ -161,6 +161,11 @@ func (j *journal) rotate(n int) error {
 	if err != nil {
 		return fmt.Errorf("outcome journal: %w", err)
 	}
+	// The new file's name is on disk before anything in it counts.
+	if d, err := os.Open(filepath.Dir(j.base)); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	if len(j.segs) > 0 {
 		j.segs[len(j.segs)-1].unmap()
 	}
@@ -241,7 +246,13 @@ func (j *journal) release(campaign string, leases []leaseKey, segs []*segment) e
 	}
 	j.queued = appendRelease(j.queued, campaign, leases)
 	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: &grantWrite{}})
-	return j.flush()
+	if err := j.flush(); err != nil {
+		return err
+	}
+	// Leases taken and given back while nothing is settled (every
+	// provider refuses) are what tidies the journal then.
+	j.tidy()
+	return nil
 }
 
 // drop forgets grants whose leases ended without a settlement (granted
@@ -409,6 +420,12 @@ func (j *journal) committed(campaign string, batch []queue.Settlement, grants ..
 			delete(j.noted, campaign)
 		}
 	}
+	j.tidy()
+}
+
+// tidy starts a new segment when the current one is large, and removes
+// the segments that hold nothing needed any more; the caller holds j.mu.
+func (j *journal) tidy() {
 	cur := j.segs[len(j.segs)-1]
 	// Not while a group write is on its way to the current segment: it
 	// would land in the segment left behind, after its sync below. The
@@ -451,6 +468,9 @@ func (j *journal) close() {
 	defer j.mu.Unlock()
 	for _, s := range j.segs {
 		s.unmap()
+		if s.pending > 0 {
+			s.f.Sync() // for the next Open, after a power loss too
+		}
 		s.f.Close()
 		if s.pending == 0 {
 			os.Remove(segmentName(j.base, s.n))
