@@ -346,6 +346,16 @@ func (q *Queue) campaign(tx *bolt.Tx, id string) (*campaign, error) {
 	return openCampaign(b), nil
 }
 
+// campaignRecord opens the campaign and reads its record.
+func (q *Queue) campaignRecord(tx *bolt.Tx, id string) (*campaign, queue.Campaign, error) {
+	c, err := q.campaign(tx, id)
+	if err != nil {
+		return nil, queue.Campaign{}, err
+	}
+	rec, err := c.record()
+	return c, rec, err
+}
+
 func (c *campaign) record() (queue.Campaign, error) {
 	var rec queue.Campaign
 	err := json.Unmarshal(c.meta.Get(keyCampaign), &rec)
@@ -387,17 +397,23 @@ func (c *campaign) move(j *queue.Job, to queue.State) {
 	j.State = to
 }
 
-// takeHeld loads a leased job if token is still its lease, and removes its
-// deadline from the timers; ok is false for a stale token or unknown job.
-func (c *campaign) takeHeld(seq, token uint64) (j queue.Job, ok bool, err error) {
+// find loads job seq; found is false for none.
+func (c *campaign) find(seq uint64) (j queue.Job, found bool, err error) {
 	v := c.jobs.Get(be(seq))
 	if v == nil {
 		return j, false, nil
 	}
-	if j, err = decodeJob(v, c.enqueued); err != nil {
+	j, err = decodeJob(v, c.enqueued)
+	j.Seq = seq
+	return j, err == nil, err
+}
+
+// takeHeld loads a leased job if token is still its lease, and removes its
+// deadline from the timers; ok is false for a stale token or unknown job.
+func (c *campaign) takeHeld(seq, token uint64) (j queue.Job, ok bool, err error) {
+	if j, ok, err = c.find(seq); !ok || err != nil {
 		return j, false, err
 	}
-	j.Seq = seq
 	if j.State != queue.Leased || j.Lease != token {
 		return j, false, nil
 	}
@@ -463,11 +479,7 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 	defer q.leaseMu.Unlock()
 	h := q.leases[id]
 	return q.db.Update(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		rec, err := c.record()
+		c, rec, err := q.campaignRecord(tx, id)
 		if err != nil {
 			return err
 		}
@@ -513,11 +525,7 @@ func (q *Queue) SetStatus(_ context.Context, id string, s queue.Status, reason s
 // MarkPlanned records that planning finished.
 func (q *Queue) MarkPlanned(_ context.Context, id string) error {
 	err := q.db.Update(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		rec, err := c.record()
+		c, rec, err := q.campaignRecord(tx, id)
 		if err != nil {
 			return err
 		}
@@ -581,15 +589,11 @@ func (q *Queue) RetryFailed(_ context.Context, id string, now time.Time) (queue.
 	defer q.leaseMu.Unlock()
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		res = queue.RetryResult{}
-		c, err := q.campaign(tx, id)
+		c, rec, err := q.campaignRecord(tx, id)
 		if err != nil {
 			return err
 		}
 		q.leaseFrontier(c, id)
-		rec, err := c.record()
-		if err != nil {
-			return err
-		}
 		supp := suppList(tx, rec.List)
 		var failed [][]byte
 		cur := c.jobs.Cursor()
@@ -732,11 +736,7 @@ func (q *Queue) withKeys(tx *bolt.Tx, id string) (*campaign, error) {
 // lease of format 1, which takeHeld checks.
 func (q *Queue) settleTx(tx *bolt.Tx, id string, batch []queue.Settlement, where []byte) (lost []uint64, applied int, err error) {
 	err = func() error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		rec, err := c.record()
+		c, rec, err := q.campaignRecord(tx, id)
 		if err != nil {
 			return err
 		}

@@ -121,11 +121,7 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 		frontier uint64
 	)
 	err := q.db.View(func(tx *bolt.Tx) error {
-		c, err := q.campaign(tx, id)
-		if err != nil {
-			return err
-		}
-		rec, err := c.record()
+		c, rec, err := q.campaignRecord(tx, id)
 		if err != nil {
 			return err
 		}
@@ -339,14 +335,9 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 // pointed Lease to it (where). ok is false for a job already settled
 // with this lease or a later one.
 func (c *campaign) takeGranted(seq, lease uint64, where byte) (j queue.Job, ok bool, err error) {
-	v := c.jobs.Get(be(seq))
-	if v == nil {
-		return j, false, nil
-	}
-	if j, err = decodeJob(v, c.enqueued); err != nil {
+	if j, ok, err = c.find(seq); !ok || err != nil {
 		return j, false, err
 	}
-	j.Seq = seq
 	if j.Lease >= lease && j.State != queue.Leased {
 		return j, false, nil
 	}

@@ -46,6 +46,27 @@ func storedJob(t *testing.T, q *Queue, id string, seq uint64) queue.Job {
 	return j
 }
 
+// addJobs enqueues a job for each seq in campaign c.
+func addJobs(t *testing.T, q *Queue, seqs ...uint64) {
+	t.Helper()
+	var jobs []queue.Job
+	for _, i := range seqs {
+		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
+	}
+	if _, err := q.Enqueue(context.Background(), "c", jobs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// span is first, first+1, ..., last.
+func span(first, last uint64) []uint64 {
+	var out []uint64
+	for i := first; i <= last; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
 func settled(jobs []queue.Job, state queue.State) []queue.Settlement {
 	var out []queue.Settlement
 	for _, j := range jobs {
@@ -171,13 +192,7 @@ func TestLeasesOfAnOlderStore(t *testing.T) {
 	t.Parallel()
 	path, q := withCampaign(t)
 	ctx := context.Background()
-	var jobs []queue.Job
-	for i := uint64(1); i <= 3; i++ {
-		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
-	}
-	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
-		t.Fatal(err)
-	}
+	addJobs(t, q, 1, 2, 3)
 	q.Close()
 	until := time.Now().Add(time.Hour)
 	db, err := bolt.Open(path, 0o600, nil)
@@ -265,13 +280,7 @@ func TestReleaseAfterTheLastSettle(t *testing.T) {
 	t.Parallel()
 	path, q := withCampaign(t)
 	ctx := context.Background()
-	var jobs []queue.Job
-	for i := uint64(1); i <= 20; i++ {
-		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
-	}
-	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
-		t.Fatal(err)
-	}
+	addJobs(t, q, span(1, 20)...)
 	l, err := q.Lease(ctx, "c", time.Now(), 10, time.Hour)
 	if err != nil || len(l) != 10 {
 		t.Fatal(len(l), err)
@@ -338,16 +347,6 @@ func TestNotesOfTwoLeases(t *testing.T) {
 func TestNoJobTwiceAfterAnOpen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	enqueue := func(t *testing.T, q *Queue, seqs ...uint64) {
-		t.Helper()
-		var jobs []queue.Job
-		for _, i := range seqs {
-			jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
-		}
-		if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, tc := range []struct {
 		name string
 		end  func(t *testing.T, q *Queue, l []queue.Job)
@@ -359,13 +358,13 @@ func TestNoJobTwiceAfterAnOpen(t *testing.T) {
 			q.Close()
 		}},
 		{"added behind the frontier, then a crash", func(t *testing.T, q *Queue, l []queue.Job) {
-			enqueue(t, q, 4)
+			addJobs(t, q, 4)
 			die(q)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path, q := withCampaign(t)
-			enqueue(t, q, 1, 2, 3, 5, 6, 7, 8, 9, 10)
+			addJobs(t, q, 1, 2, 3, 5, 6, 7, 8, 9, 10)
 			l, err := q.Lease(ctx, "c", time.Now(), 5, time.Hour)
 			if err != nil || len(l) != 5 {
 				t.Fatal(len(l), err)
@@ -403,13 +402,7 @@ func TestJournalBoundedWithoutSettles(t *testing.T) {
 	_, q := withCampaign(t)
 	defer q.Close()
 	ctx := context.Background()
-	var jobs []queue.Job
-	for i := uint64(1); i <= 200; i++ {
-		jobs = append(jobs, queue.Job{Seq: i, Key: fmt.Sprintf("u%d@x.y", i), Email: "x", Fields: []string{"x"}})
-	}
-	if _, err := q.Enqueue(ctx, "c", jobs); err != nil {
-		t.Fatal(err)
-	}
+	addJobs(t, q, span(1, 200)...)
 	var written int64
 	for range 8000 {
 		l, err := q.Lease(ctx, "c", time.Now(), 200, time.Hour)
@@ -437,9 +430,7 @@ func TestGrantedAgainKeepsTheFirstGrant(t *testing.T) {
 	_, q := withCampaign(t)
 	defer q.Close()
 	ctx := context.Background()
-	if _, err := q.Enqueue(ctx, "c", []queue.Job{{Seq: 1, Key: "a@x.y", Email: "a@x.y", Fields: []string{"x"}}}); err != nil {
-		t.Fatal(err)
-	}
+	addJobs(t, q, 1)
 	t0 := time.Now()
 	first, err := q.Lease(ctx, "c", t0, 1, time.Second)
 	if err != nil || len(first) != 1 {

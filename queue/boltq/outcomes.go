@@ -746,15 +746,11 @@ func recoverGrants(tx *bolt.Tx, id string, grants map[uint64]uint64, last uint64
 	seqs := slices.Sorted(maps.Keys(grants))
 	n := 0
 	for _, seq := range seqs {
-		v := c.jobs.Get(be(seq))
-		if v == nil {
-			continue
-		}
-		j, err := decodeJob(v, c.enqueued)
+		j, found, err := c.find(seq)
 		if err != nil {
 			return n, err
 		}
-		if j.Lease >= grants[seq] {
+		if !found || j.Lease >= grants[seq] {
 			continue // settled with it (a settlement not noted)
 		}
 		switch j.State {
