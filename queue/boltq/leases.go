@@ -59,9 +59,6 @@ type hold struct {
 	prev *segment
 }
 
-// segs are the journal segments the lease keeps.
-func (x hold) segs() []*segment { return []*segment{x.seg, x.prev} }
-
 // held is one campaign's leases, and its lease token and frontier, which
 // are the store's when the campaign is first leased and this process's
 // from then on.
@@ -109,9 +106,10 @@ type candidate struct {
 	old   *hold     // a lease that expired, granted again
 }
 
-// Lease hands out due retries and expired leases, oldest first, then the
-// jobs given back, then pending jobs in Seq order. It reads the store and
-// writes the grant to the journal.
+// Lease hands out due retries and expired leases, oldest first, then
+// pending jobs in Seq order (the pending bucket's, which holds the jobs
+// given back, then the frontier's). It reads the store and writes the
+// grant to the journal.
 func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl time.Duration) ([]queue.Job, error) {
 	q.leaseMu.Lock()
 	defer q.leaseMu.Unlock()
@@ -305,7 +303,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 		}
 		return nil
 	})
-	var segs []*segment
+	segs := make([]*segment, 0, 2*len(batch)) // each lease's grant and first grant
 	q.leaseMu.Lock()
 	for i, s := range batch {
 		if where[i] == whereLegacy {
@@ -320,7 +318,7 @@ func (q *Queue) Settle(_ context.Context, id string, batch []queue.Settlement) (
 			continue
 		}
 		delete(h.jobs, s.Seq)
-		segs = append(segs, x.segs()...)
+		segs = append(segs, x.seg, x.prev)
 	}
 	q.leaseMu.Unlock()
 	if err == nil {
@@ -401,12 +399,12 @@ func (q *Queue) Release(_ context.Context, id string, jobs []queue.Job) error {
 			return err // the leases stand, to run out or be settled
 		}
 	}
-	segs := make([]*segment, 0, len(leases))
+	segs := make([]*segment, 0, 2*len(leases))
 	for _, l := range leases {
 		x := h.jobs[l.seq]
 		delete(h.jobs, l.seq)
 		h.count(x, -1)
-		segs = append(segs, x.segs()...)
+		segs = append(segs, x.seg, x.prev)
 	}
 	if len(leases) == 0 {
 		return nil

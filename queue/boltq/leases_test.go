@@ -2,10 +2,12 @@ package boltq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -458,5 +460,45 @@ func TestGrantedAgainKeepsTheFirstGrant(t *testing.T) {
 		if s.pending != 0 {
 			t.Fatalf("segment %d holds %d after the settle", s.n, s.pending)
 		}
+	}
+}
+
+// TestLeaseWithoutAJournal: when the journal cannot take a grant (its
+// disk failed), Lease says so and hands out nothing, and holds nothing:
+// no job is leased that a crash could not give back.
+func TestLeaseWithoutAJournal(t *testing.T) {
+	t.Parallel()
+	_, q := withCampaign(t)
+	defer q.Close()
+	ctx := context.Background()
+	addJobs(t, q, 1, 2, 3)
+	q.journal.mu.Lock()
+	q.journal.broken = errors.New("outcome journal: disk failed")
+	q.journal.mu.Unlock()
+	l, err := q.Lease(ctx, "c", time.Now(), 3, time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "disk failed") || len(l) != 0 {
+		t.Fatalf("Lease with a broken journal: %v, %v", seqs(l), err)
+	}
+	if c, _ := q.Counts(ctx, "c"); c.Leased != 0 || c.Pending != 3 {
+		t.Fatalf("counts: %+v", c)
+	}
+}
+
+// TestLeasesOfAnUnknownCampaign: Extend and Release, which need not read
+// the store, still say that a campaign does not exist.
+func TestLeasesOfAnUnknownCampaign(t *testing.T) {
+	t.Parallel()
+	_, q := withCampaign(t)
+	defer q.Close()
+	ctx := context.Background()
+	j := []queue.Job{{Seq: 1, Lease: 1}}
+	if err := q.Release(ctx, "nope", j); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("Release: %v", err)
+	}
+	if _, err := q.Extend(ctx, "nope", j, time.Now()); !errors.Is(err, queue.ErrNoCampaign) {
+		t.Fatalf("Extend: %v", err)
+	}
+	if err := q.Release(ctx, "c", j); err != nil {
+		t.Fatalf("Release of a lease not held, known campaign: %v", err)
 	}
 }

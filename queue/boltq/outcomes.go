@@ -245,6 +245,7 @@ func (j *journal) release(campaign string, leases []leaseKey, segs []*segment) e
 		return err
 	}
 	j.queued = appendRelease(j.queued, campaign, leases)
+	// A grant of none: the record keeps its segment for nothing.
 	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: &grantWrite{}})
 	if err := j.flush(); err != nil {
 		return err
