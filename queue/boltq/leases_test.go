@@ -502,3 +502,103 @@ func TestLeasesOfAnUnknownCampaign(t *testing.T) {
 		t.Fatalf("Release of a lease not held, known campaign: %v", err)
 	}
 }
+
+// rotate starts the journal's next segment, as a segment grown past
+// segmentMax does at the next commit.
+func rotate(t *testing.T, q *Queue) {
+	t.Helper()
+	j := q.journal
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.rotate(j.segs[len(j.segs)-1].n + 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReleaseOutlivesItsGrant: a job given back whose grant stays in an
+// older segment (another lease of the grant is still held) keeps the
+// release's segment too, however many segments later, so that the next
+// Open after a crash, or a Close, counts only the job still held among
+// those recovered, not the one given back. Both are pending again.
+func TestReleaseOutlivesItsGrant(t *testing.T) {
+	t.Parallel()
+	for _, end := range []string{"crash", "close"} {
+		t.Run(end, func(t *testing.T) {
+			path, q := withCampaign(t)
+			ctx := context.Background()
+			addJobs(t, q, 1, 2, 3)
+			l, err := q.Lease(ctx, "c", time.Now(), 3, time.Hour)
+			if err != nil || len(l) != 3 {
+				t.Fatal(l, err)
+			}
+			rotate(t, q)
+			if err := q.Release(ctx, "c", l[:1]); err != nil {
+				t.Fatal(err)
+			}
+			rotate(t, q)
+			// A settle tidies the journal: the release's segment holds
+			// nothing of its own now, the grant's holds job 2's lease.
+			if _, err := q.Settle(ctx, "c", settled(l[2:], queue.Sent)); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(q.journal.segs); n != 3 {
+				t.Fatalf("%d segments kept, want the grant's, the release's and the current one", n)
+			}
+			if end == "crash" {
+				die(q)
+			} else if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q, err = Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if q.Recovered() != 1 {
+				t.Fatalf("recovered %d, want 1: the job still held, not the one given back", q.Recovered())
+			}
+			if c, _ := q.Counts(ctx, "c"); c.Sent != 1 || c.Pending != 2 || c.Leased != 0 {
+				t.Fatalf("after the %s: %+v", end, c)
+			}
+			// Once the grant's lease ends, all three segments go.
+			l, err = q.Lease(ctx, "c", time.Now(), 2, time.Hour)
+			if err != nil || len(l) != 2 {
+				t.Fatal(l, err)
+			}
+			if _, err := q.Settle(ctx, "c", settled(l, queue.Sent)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestReleasedSegmentsGoWithTheirGrant: the segments a release kept go
+// when the grant's segment goes, and do not outlive it.
+func TestReleasedSegmentsGoWithTheirGrant(t *testing.T) {
+	t.Parallel()
+	_, q := withCampaign(t)
+	defer q.Close()
+	ctx := context.Background()
+	addJobs(t, q, span(1, 4)...)
+	l, err := q.Lease(ctx, "c", time.Now(), 4, time.Hour)
+	if err != nil || len(l) != 4 {
+		t.Fatal(l, err)
+	}
+	for i := range 3 { // each release in a segment of its own
+		rotate(t, q)
+		if err := q.Release(ctx, "c", l[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate(t, q)
+	if _, err := q.Settle(ctx, "c", settled(l[3:], queue.Sent)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(q.journal.segs); n != 1 || q.journal.segs[0].pending != 0 {
+		t.Fatalf("%d segments kept after every lease ended", n)
+	}
+	files, _ := filepath.Glob(q.journal.base + ".*")
+	if len(files) != 1 {
+		t.Fatalf("segment files left: %v", files)
+	}
+}

@@ -35,7 +35,8 @@ import (
 // before kill -9 is not sent again. The journal also holds the leases
 // (leases.go): a grant record for each batch Lease hands out, a release
 // record for jobs given back. A segment is removed once every settlement
-// in it was committed by Settle and every lease granted in it has ended;
+// in it was committed by Settle and every lease granted in it has ended,
+// and no earlier segment is left with a grant one of its releases ends;
 // Settle fsyncs the current segment before it commits, so a power loss
 // costs no more than the settle window.
 //
@@ -69,6 +70,11 @@ type outcomeKey struct {
 type grantWrite struct {
 	n   int
 	seg *segment
+	// ends: of a release record (n is 0), the segments of the grants it
+	// ends. A segment they stay in keeps the one the release lands in
+	// (segment.held): without the release, a replay of the grant would
+	// count a job given back among the jobs a dead process held.
+	ends []*segment
 }
 
 // leaseKey names one lease within its campaign: a job and its token.
@@ -86,7 +92,11 @@ type segment struct {
 	f       *os.File
 	m       []byte // the file, mapped shared while it is the current segment; nil: written with write(2)
 	size    int64  // bytes of records
-	pending int    // settlements noted here and not yet committed, and leases granted here still held
+	pending int    // settlements noted here and not yet committed, leases granted here still held, and segments in held
+	// held: the later segments with release records of leases granted
+	// here; each counts this one in its pending until it is removed.
+	held    []*segment
+	removed bool
 }
 
 type journal struct {
@@ -245,8 +255,9 @@ func (j *journal) release(campaign string, leases []leaseKey, segs []*segment) e
 		return err
 	}
 	j.queued = appendRelease(j.queued, campaign, leases)
-	// A grant of none: the record keeps its segment for nothing.
-	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: &grantWrite{}})
+	// A grant of none: the record keeps its segment only while a grant
+	// it ends is in an earlier one (write).
+	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: &grantWrite{ends: segs}})
 	if err := j.flush(); err != nil {
 		return err
 	}
@@ -344,6 +355,13 @@ func (j *journal) write() {
 		if k.grant != nil {
 			k.grant.seg = cur
 			cur.pending += k.grant.n
+			for _, s := range k.grant.ends {
+				if s == nil || s == cur || s.removed || len(s.held) > 0 && s.held[len(s.held)-1] == cur {
+					continue
+				}
+				s.held = append(s.held, cur)
+				cur.pending++
+			}
 			continue
 		}
 		if c == nil || k.campaign != cc {
@@ -446,9 +464,20 @@ func (j *journal) tidy() {
 		}
 		s.unmap()
 		s.f.Close()
-		os.Remove(segmentName(j.base, s.n))
+		s.remove(j.base)
 		return true
 	})
+}
+
+// remove deletes the segment's file, which frees the later segments it
+// held (they come after it in journal.segs, oldest first).
+func (s *segment) remove(base string) {
+	os.Remove(segmentName(base, s.n))
+	s.removed = true
+	for _, h := range s.held {
+		h.pending--
+	}
+	s.held = nil
 }
 
 // uncommitted counts the settlements noted and not yet committed.
@@ -474,7 +503,7 @@ func (j *journal) close() {
 		}
 		s.f.Close()
 		if s.pending == 0 {
-			os.Remove(segmentName(j.base, s.n))
+			s.remove(j.base)
 		}
 	}
 	j.segs = nil
