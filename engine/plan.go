@@ -50,8 +50,11 @@ type PlanResult struct {
 
 // scan streams the recipients file: it checks the templates against the
 // header and the first valid row before fn sees any row, and reports every
-// invalid row to problem.
-func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipients.Row) error) (header []string, res PlanResult, err error) {
+// invalid row to problem. With want (the stamp checkFile took), the file
+// must still be what was checked: one that changed while it was read
+// (rewritten, cut short, added to) is an error once that shows, at the
+// latest at its end, and not a plan of whatever rows it had then.
+func (e *Engine) scan(ctx context.Context, want *recipients.Stamp, problem func(Problem), fn func(recipients.Row) error) (header []string, res PlanResult, err error) {
 	f, err := os.Open(e.cfg.Campaign.Recipients)
 	if err != nil {
 		return nil, res, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
@@ -61,9 +64,14 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 	if err != nil {
 		return nil, res, err
 	}
-	rd, err := recipients.NewEncodedReader(f, enc)
+	var in io.Reader = f
+	var read func() recipients.Stamp
+	if want != nil {
+		in, read = recipients.Stamping(f)
+	}
+	rd, err := recipients.NewEncodedReader(in, enc)
 	if err != nil {
-		return nil, res, e.fileError(err)
+		return nil, res, e.changedOr(want, e.fileError(err))
 	}
 	header = rd.Header()
 	rd.HeaderFields = sortedHeaderIndexes(header, e.content.set.SubjectFields())
@@ -93,7 +101,7 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 			// The file cannot be read to its end (a row that cannot be
 			// split, a line not in its encoding, a read failure): never
 			// go on with rows unread.
-			return header, res, e.fileError(err)
+			return header, res, e.changedOr(want, e.fileError(err))
 		}
 		res.Rows++
 		if zoneCol >= 0 && zoneCol < len(row.Fields) && row.Fields[zoneCol] != "" {
@@ -114,6 +122,11 @@ func (e *Engine) scan(ctx context.Context, problem func(Problem), fn func(recipi
 		}
 		if err := fn(row); err != nil {
 			return header, res, err
+		}
+	}
+	if want != nil {
+		if now := read(); now != *want {
+			return header, res, e.changedWhilePlanned(*want, now)
 		}
 	}
 	if !checked {
@@ -235,7 +248,7 @@ func (e *Engine) PlanStarting(ctx context.Context, problem func(Problem), starte
 		}(inflight)
 		return nil
 	}
-	header, scanned, err := e.scan(ctx, problem, func(row recipients.Row) error {
+	header, scanned, err := e.scan(ctx, &stamp, problem, func(row recipients.Row) error {
 		if !created {
 			// The campaign record is created only once the templates
 			// were checked against the first row.
@@ -340,7 +353,7 @@ func (e *Engine) DryRun(ctx context.Context, problem func(Problem)) (PlanResult,
 	keys := map[string]int{} // a dry run may hold every key: it sends nothing
 	var res PlanResult
 	now := time.Now()
-	_, scanned, err := e.scan(ctx, problem, func(row recipients.Row) error {
+	_, scanned, err := e.scan(ctx, nil, problem, func(row recipients.Row) error {
 		if first, dup := keys[row.Key]; dup {
 			res.Duplicates++
 			problem(Problem{Line: row.Line, Reason: fmt.Sprintf("duplicate of line %d, not sent twice", first)})
@@ -420,7 +433,7 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 	var r templates.Renderer
 	i := 0
 	errFound := errors.New("found")
-	_, _, err := e.scan(ctx, func(Problem) {}, func(row recipients.Row) error {
+	_, _, err := e.scan(ctx, nil, func(Problem) {}, func(row recipients.Row) error {
 		if i++; i < n {
 			return nil
 		}

@@ -139,3 +139,72 @@ func TestInterruptedPlanOnChangedFileRefused(t *testing.T) {
 		t.Fatalf("jobs were added from the changed file: %+v", c)
 	}
 }
+
+// TestFileChangedWhilePlanned: a recipients file that changes while it is
+// planned (cut short, added to, rewritten further on) stops the plan with
+// an error that says so, rather than plan whatever rows it had then (a
+// file cut short would lose the rest without a word) or blame a row that
+// was never in the file herald checked. The campaign is not marked
+// planned; with the file put back as it was, the same plan finishes it,
+// every row once.
+func TestFileChangedWhilePlanned(t *testing.T) {
+	t.Parallel()
+	const n = 20000 // rows: far more than the reader holds when the plan starts
+	orig := brokenAt(n, 0)
+	for _, tc := range []struct {
+		name   string
+		change func(path string) error
+	}{
+		{"cut short", func(path string) error { return os.Truncate(path, int64(len(orig))*3/4) }},
+		{"added to", func(path string) error {
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteString("late@example.com,\"Open quote\n")
+			return err
+		}},
+		{"rewritten further on", func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			at := strings.Index(orig, fmt.Sprintf("user%d@", n-10))
+			_, err = f.WriteAt([]byte("USER"), int64(at))
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := startSink(t, sink.Config{})
+			b := setup(t, campaignSpec{csv: orig, providers: providerTOML("local", s, "")})
+			ctx := context.Background()
+			path := filepath.Join(b.dir, "recipients.csv")
+			res, err := b.eng.PlanStarting(ctx, func(engine.Problem) {}, func() {
+				if err := tc.change(path); err != nil {
+					t.Error(err)
+				}
+			})
+			var in *engine.InputError
+			if !errors.As(err, &in) || !strings.Contains(err.Error(), "recipients.csv changed while it was being planned") ||
+				!strings.Contains(err.Error(), "put the file back as it was") {
+				t.Fatalf("plan of a file that changed: %+v, %v", res, err)
+			}
+			if c, err := b.q.Campaign(ctx, "test"); err != nil || c.Planned {
+				t.Fatalf("the campaign after the failed plan: %+v, %v", c, err)
+			}
+			if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			again, err := b.eng.PlanStarting(ctx, func(engine.Problem) {}, nil)
+			if err != nil || again.Added+again.Existing != n || again.Duplicates != 0 {
+				t.Fatalf("the file put back: %+v, %v", again, err)
+			}
+			if c, err := b.q.Counts(ctx, "test"); err != nil || c.Open() != n {
+				t.Fatalf("jobs: %+v, %v; want %d", c, err, n)
+			}
+		})
+	}
+}

@@ -45,6 +45,32 @@ func (e *Engine) fileError(err error) error {
 	return &InputError{fmt.Errorf("%s: %w", file, err)}
 }
 
+// changedOr is err, a failure to read the recipients file while it was
+// planned, unless the file is no longer what checkFile read whole and
+// sound (want; nil: not known): then it is that the file changed.
+func (e *Engine) changedOr(want *recipients.Stamp, err error) error {
+	if want == nil {
+		return err
+	}
+	f, oerr := os.Open(e.cfg.Campaign.Recipients)
+	if oerr != nil {
+		return err
+	}
+	defer f.Close()
+	if now, serr := recipients.StampOf(f); serr == nil && now != *want {
+		return e.changedWhilePlanned(*want, now)
+	}
+	return err
+}
+
+// changedWhilePlanned is the recipients file found changed while it was
+// being planned: what was planned of it stays, nothing more is planned.
+func (e *Engine) changedWhilePlanned(was, now recipients.Stamp) error {
+	return &InputError{fmt.Errorf("%s changed while it was being planned (at the start: %s; now: %s), and herald plans nothing from a file that changes under it: "+
+		"put the file back as it was and run the same command again to finish campaign %s, or send the new file as a new campaign (another campaign.id)",
+		e.cfg.Campaign.Recipients, was.Describe(), now.Describe(), e.cfg.Campaign.ID)}
+}
+
 // checkFile reads the whole recipients file before anything is planned:
 // a file that cannot be read to its end (a row that cannot be split, a
 // line not valid in its encoding) plans nothing at all, rather than the

@@ -65,6 +65,14 @@ func (s *stamper) stamp() Stamp {
 	return st
 }
 
+// Stamping returns a reader of r that stamps what passes through it, and
+// the function that gives the stamp of what was read so far: read to its
+// end, the stamp of r.
+func Stamping(r io.Reader) (io.Reader, func() Stamp) {
+	s := newStamper()
+	return io.TeeReader(r, s), s.stamp
+}
+
 // StampOf reads r to its end and returns the stamp of what it read.
 func StampOf(r io.Reader) (Stamp, error) {
 	s := newStamper()

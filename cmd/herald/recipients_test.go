@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 
@@ -168,4 +169,77 @@ func TestChangedRecipientsFileSaysSo(t *testing.T) {
 	if code, out, errOut := runHerald(t, nil, "send", "--config", c.conf); code != 0 || !strings.Contains(errOut+out, "resuming cmdtest: 5 sent") {
 		t.Fatalf("the file as planned: exit %d\n%s\n%s", code, out, errOut)
 	}
+}
+
+// TestFileChangedWhileSending: herald send delivers while it plans the
+// rest of the file. A file that changes meanwhile (here a line added, one
+// that cannot be read) stops the plan and the run with it: exit 3, as
+// messages went out, with an error that says the file changed and what to
+// do; what went out is recorded. Run again on the changed file, it is
+// refused (exit 2) and sends nothing; with the file put back, the same
+// command sends the rest: every recipient once.
+func TestFileChangedWhileSending(t *testing.T) {
+	t.Parallel()
+	// Slow replies on one connection, a file of 150,000 rows with 2,000
+	// addresses: seconds of planning, few messages sent meanwhile.
+	slow := startSink(t, sink.Config{Faults: sink.Faults{Latency: 20 * time.Millisecond}})
+	const unique, rows = 2000, 150_000
+	c := newCampaign(t, slow, 0, "connections = 1")
+	var csv strings.Builder
+	csv.WriteString("email,name\n")
+	for i := range rows {
+		fmt.Fprintf(&csv, "u%d@example.com,User %d\n", i%unique, i)
+	}
+	orig := csv.String()
+	c.write("recipients.csv", orig)
+
+	cmd, out, errb := startSend(t, c.conf)
+	for deadline := time.Now().Add(time.Minute); slow.Stats().Messages == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("nothing sent in a minute\n%s", errb)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, "recipients.csv"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("late@example.com,\"Open quote\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	err = cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if strings.Contains(out.String(), "planned cmdtest:") {
+		t.Fatalf("the plan ended before the file changed (exit %d, %v): the test needs a larger file\n%s", code, err, errb)
+	}
+	if code != exitInterrupted || !strings.Contains(errb.String(), "recipients.csv changed while it was being planned") ||
+		!strings.Contains(errb.String(), "cmdtest is under way: run the same command again") {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	sent := slow.Stats().Messages
+	if line := firstLine(out.String(), "cmdtest: "); !strings.HasPrefix(line, fmt.Sprintf("cmdtest: %d sent, 0 failed", sent)) || sent >= unique {
+		t.Fatalf("the server took %d; herald says %q", sent, line)
+	}
+
+	code, _, errOut := runHerald(t, nil, "send", "--config", c.conf)
+	if code != exitInput || !strings.Contains(errOut, fmt.Sprintf("line %d", rows+2)) || slow.Stats().Messages != sent {
+		t.Fatalf("the changed file: exit %d, %d sent (%d before)\n%s", code, slow.Stats().Messages, sent, errOut)
+	}
+
+	c.write("recipients.csv", orig)
+	fast := startSink(t, sink.Config{})
+	pointAt(t, c.conf, slow, fast.Addr())
+	code, stdout, errOut := runHerald(t, nil, "send", "--config", c.conf)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("cmdtest: %d sent, 0 failed", unique)) {
+		t.Fatalf("the file put back: exit %d\n%s\n%s", code, firstLine(stdout, "cmdtest: "), errOut)
+	}
+	for i := range unique {
+		rcpt := fmt.Sprintf("u%d@example.com", i)
+		if n := slow.Received(rcpt) + fast.Received(rcpt); n != 1 {
+			t.Fatalf("%s got %d messages", rcpt, n)
+		}
+	}
+	t.Logf("%d sent before the file changed, %d after it was put back", sent, fast.Stats().Messages)
 }

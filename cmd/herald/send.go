@@ -355,6 +355,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, ", %d possibly duplicated (connection lost after the data)", sum.Ambiguous)
 	}
 	fmt.Fprintln(stdout)
+	if planCode == exitInput && (counts.Sent > 0 || counts.Failed > 0) {
+		// Not "before anything was sent": the campaign is under way, and
+		// the same command finishes it once the file is right.
+		fmt.Fprintf(stderr, "herald: %s is under way: run the same command again to finish it once the recipients file is right\n", id)
+		return exitInterrupted
+	}
 	if planCode != 0 {
 		return planCode
 	}
