@@ -231,23 +231,29 @@ func (q *Queue) Lease(_ context.Context, id string, now time.Time, n int, ttl ti
 	for i, cd := range cands {
 		seqs[i] = cd.job.Seq
 	}
-	seg, err := q.journal.grant(id, h.token+1, seqs)
+	// A lease granted again keeps its first grant's segment; a later
+	// grant's goes, and the new grant stays while that one does
+	// (grantWrite.ends): a replay must not find the later grant without
+	// what ends it.
+	var ended []*segment
+	for _, cd := range cands {
+		if cd.old != nil && cd.old.prev != nil {
+			ended = append(ended, cd.old.seg)
+		}
+	}
+	seg, err := q.journal.grant(id, h.token+1, seqs, ended)
 	if err != nil {
 		return nil, err
 	}
 	h.frontier = frontier
 	until := now.Add(ttl)
 	out := make([]queue.Job, len(cands))
-	var ended []*segment
 	for i, cd := range cands {
 		var prev *segment
 		if cd.old != nil {
 			h.count(*cd.old, -1)
-			// The first grant's segment stays; a later one's goes.
 			if prev = cd.old.prev; prev == nil {
 				prev = cd.old.seg
-			} else {
-				ended = append(ended, cd.old.seg)
 			}
 		}
 		h.token++

@@ -70,10 +70,11 @@ type outcomeKey struct {
 type grantWrite struct {
 	n   int
 	seg *segment
-	// ends: of a release record (n is 0), the segments of the grants it
-	// ends. A segment they stay in keeps the one the release lands in
-	// (segment.held): without the release, a replay of the grant would
-	// count a job given back among the jobs a dead process held.
+	// ends: the segments of the grants this record ends (a release, n
+	// 0) or supersedes (a grant again of an expired lease). A segment
+	// they stay in keeps the one this record lands in (segment.held):
+	// without it, a replay of the older grant would count a job given
+	// back among the jobs a dead process held.
 	ends []*segment
 }
 
@@ -92,7 +93,7 @@ type segment struct {
 	f       *os.File
 	m       []byte // the file, mapped shared while it is the current segment; nil: written with write(2)
 	size    int64  // bytes of records
-	pending int    // settlements noted here and not yet committed, leases granted here still held, and segments in held
+	pending int    // settlements noted here and not yet committed, leases granted here still held, and earlier segments whose held name this one
 	// held: the later segments with release records of leases granted
 	// here; each counts this one in its pending until it is removed.
 	held    []*segment
@@ -228,14 +229,15 @@ func (j *journal) note(campaign string, s queue.Settlement) error {
 // seqs, in that order, before the jobs are handed out: Open returns
 // those of a process that died to pending. It returns the segment that
 // holds the record until every one of them is settled, released or
-// granted again (journal.drop).
-func (j *journal) grant(campaign string, first uint64, seqs []uint64) (*segment, error) {
+// granted again (journal.drop). ends are the segments of earlier grants of
+// the same jobs that this one supersedes (grantWrite.ends).
+func (j *journal) grant(campaign string, first uint64, seqs []uint64, ends []*segment) (*segment, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
 		return nil, err
 	}
-	w := &grantWrite{n: len(seqs)}
+	w := &grantWrite{n: len(seqs), ends: ends}
 	j.queued = appendGrant(j.queued, campaign, first, seqs)
 	j.keys = append(j.keys, outcomeKey{campaign: campaign, grant: w})
 	if err := j.flush(); err != nil {
