@@ -50,11 +50,11 @@ type PlanResult struct {
 
 // scan streams the recipients file: it checks the templates against the
 // header and the first valid row before fn sees any row, and reports every
-// invalid row to problem. With want (the stamp checkFile took), the file
-// must still be what was checked: one that changed while it was read
-// (rewritten, cut short, added to) is an error once that shows, at the
-// latest at its end, and not a plan of whatever rows it had then.
-func (e *Engine) scan(ctx context.Context, want *recipients.Stamp, problem func(Problem), fn func(recipients.Row) error) (header []string, res PlanResult, err error) {
+// invalid row to problem. With known (what checkFile took), the file
+// must still be what was checked: rows come only from blocks of it found
+// as they were, and a file that changed (rewritten, cut short, added to)
+// is an error when the scan reaches the first block that differs.
+func (e *Engine) scan(ctx context.Context, known *recipients.Checked, problem func(Problem), fn func(recipients.Row) error) (header []string, res PlanResult, err error) {
 	f, err := os.Open(e.cfg.Campaign.Recipients)
 	if err != nil {
 		return nil, res, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
@@ -65,13 +65,16 @@ func (e *Engine) scan(ctx context.Context, want *recipients.Stamp, problem func(
 		return nil, res, err
 	}
 	var in io.Reader = f
-	var read func() recipients.Stamp
-	if want != nil {
-		in, read = recipients.Stamping(f)
+	if known != nil {
+		in = known.Reader(f)
 	}
+	changed := func(err error) bool { return known != nil && errors.Is(err, recipients.ErrChanged) }
 	rd, err := recipients.NewEncodedReader(in, enc)
+	if changed(err) {
+		return nil, res, e.changedWhilePlanned(known)
+	}
 	if err != nil {
-		return nil, res, e.changedOr(want, e.fileError(err))
+		return nil, res, e.fileError(err)
 	}
 	header = rd.Header()
 	rd.HeaderFields = sortedHeaderIndexes(header, e.content.set.SubjectFields())
@@ -101,7 +104,10 @@ func (e *Engine) scan(ctx context.Context, want *recipients.Stamp, problem func(
 			// The file cannot be read to its end (a row that cannot be
 			// split, a line not in its encoding, a read failure): never
 			// go on with rows unread.
-			return header, res, e.changedOr(want, e.fileError(err))
+			if changed(err) {
+				return header, res, e.changedWhilePlanned(known)
+			}
+			return header, res, e.fileError(err)
 		}
 		res.Rows++
 		if zoneCol >= 0 && zoneCol < len(row.Fields) && row.Fields[zoneCol] != "" {
@@ -122,11 +128,6 @@ func (e *Engine) scan(ctx context.Context, want *recipients.Stamp, problem func(
 		}
 		if err := fn(row); err != nil {
 			return header, res, err
-		}
-	}
-	if want != nil {
-		if now := read(); now != *want {
-			return header, res, e.changedWhilePlanned(*want, now)
 		}
 	}
 	if !checked {
@@ -177,10 +178,11 @@ func (e *Engine) PlanStarting(ctx context.Context, problem func(Problem), starte
 	}
 	// Read the whole file first: nothing is planned from a file that
 	// cannot be read to its end.
-	stamp, ferr := e.checkFile()
+	checked, ferr := e.checkFile()
 	if ferr != nil {
 		return PlanResult{}, ferr
 	}
+	stamp := checked.Stamp
 	if err == nil {
 		if err := e.sameFile(existing, &stamp); err != nil {
 			return PlanResult{}, err
@@ -248,7 +250,7 @@ func (e *Engine) PlanStarting(ctx context.Context, problem func(Problem), starte
 		}(inflight)
 		return nil
 	}
-	header, scanned, err := e.scan(ctx, &stamp, problem, func(row recipients.Row) error {
+	header, scanned, err := e.scan(ctx, checked, problem, func(row recipients.Row) error {
 		if !created {
 			// The campaign record is created only once the templates
 			// were checked against the first row.

@@ -141,12 +141,13 @@ func TestInterruptedPlanOnChangedFileRefused(t *testing.T) {
 }
 
 // TestFileChangedWhilePlanned: a recipients file that changes while it is
-// planned (cut short, added to, rewritten further on) stops the plan with
-// an error that says so, rather than plan whatever rows it had then (a
-// file cut short would lose the rest without a word) or blame a row that
-// was never in the file herald checked. The campaign is not marked
-// planned; with the file put back as it was, the same plan finishes it,
-// every row once.
+// planned (cut short, added to, an address rewritten further on) stops
+// the plan with an error that says so, rather than plan whatever rows it
+// had then (a file cut short would lose the rest without a word, a
+// rewritten row would be sent to an address never in the file checked)
+// or blame a row that was never in the file herald checked. The campaign
+// is not marked planned; with the file put back as it was, the same plan
+// finishes it, and the run sends to every address of the file once.
 func TestFileChangedWhilePlanned(t *testing.T) {
 	t.Parallel()
 	const n = 20000 // rows: far more than the reader holds when the plan starts
@@ -165,14 +166,14 @@ func TestFileChangedWhilePlanned(t *testing.T) {
 			_, err = f.WriteString("late@example.com,\"Open quote\n")
 			return err
 		}},
-		{"rewritten further on", func(path string) error {
+		{"an address rewritten further on", func(path string) error {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
 			at := strings.Index(orig, fmt.Sprintf("user%d@", n-10))
-			_, err = f.WriteAt([]byte("USER"), int64(at))
+			_, err = f.WriteAt([]byte("evil"), int64(at))
 			return err
 		}},
 	} {
@@ -204,6 +205,19 @@ func TestFileChangedWhilePlanned(t *testing.T) {
 			}
 			if c, err := b.q.Counts(ctx, "test"); err != nil || c.Open() != n {
 				t.Fatalf("jobs: %+v, %v; want %d", c, err, n)
+			}
+			// Every row planned is a row of the file checked: the run
+			// sends to each address of it once, to no other.
+			if sum, err := b.run(); err != nil || sum.Sent != n {
+				t.Fatalf("run: %+v, %v", sum, err)
+			}
+			for i := 1; i <= n; i++ {
+				if got := s.Received(fmt.Sprintf("user%d@example.com", i)); got != 1 {
+					t.Fatalf("user%d got %d messages", i, got)
+				}
+			}
+			if st := s.Stats(); st.Messages != n {
+				t.Fatalf("the server took %d messages, want %d", st.Messages, n)
 			}
 		})
 	}

@@ -45,52 +45,44 @@ func (e *Engine) fileError(err error) error {
 	return &InputError{fmt.Errorf("%s: %w", file, err)}
 }
 
-// changedOr is err, a failure to read the recipients file while it was
-// planned, unless the file is no longer what checkFile read whole and
-// sound (want; nil: not known): then it is that the file changed.
-func (e *Engine) changedOr(want *recipients.Stamp, err error) error {
-	if want == nil {
-		return err
-	}
-	f, oerr := os.Open(e.cfg.Campaign.Recipients)
-	if oerr != nil {
-		return err
-	}
-	defer f.Close()
-	if now, serr := recipients.StampOf(f); serr == nil && now != *want {
-		return e.changedWhilePlanned(*want, now)
-	}
-	return err
-}
-
 // changedWhilePlanned is the recipients file found changed while it was
-// being planned: what was planned of it stays, nothing more is planned.
-func (e *Engine) changedWhilePlanned(was, now recipients.Stamp) error {
-	return &InputError{fmt.Errorf("%s changed while it was being planned (at the start: %s; now: %s), and herald plans nothing from a file that changes under it: "+
+// being planned (checked: as it was read whole before): what was planned
+// of it stays, nothing more is planned.
+func (e *Engine) changedWhilePlanned(checked *recipients.Checked) error {
+	now := "gone"
+	if f, err := os.Open(e.cfg.Campaign.Recipients); err == nil {
+		if st, err := recipients.StampOf(f); err == nil {
+			now = st.Describe()
+		}
+		f.Close()
+	}
+	return &InputError{fmt.Errorf("%s changed while it was being planned (at the start: %s; now: %s), and herald plans no row from a file that changes under it: "+
 		"put the file back as it was and run the same command again to finish campaign %s, or send the new file as a new campaign (another campaign.id)",
-		e.cfg.Campaign.Recipients, was.Describe(), now.Describe(), e.cfg.Campaign.ID)}
+		e.cfg.Campaign.Recipients, checked.Stamp.Describe(), now, e.cfg.Campaign.ID)}
 }
 
 // checkFile reads the whole recipients file before anything is planned:
 // a file that cannot be read to its end (a row that cannot be split, a
 // line not valid in its encoding) plans nothing at all, rather than the
 // rows before the damage, which workers could start sending at once. It
-// returns the file's stamp.
-func (e *Engine) checkFile() (recipients.Stamp, error) {
+// returns the file's stamp, with the sums of its blocks: the plan reads
+// the file again through them (scan), and plans no row that was not there
+// now.
+func (e *Engine) checkFile() (*recipients.Checked, error) {
 	enc, err := e.encoding()
 	if err != nil {
-		return recipients.Stamp{}, err
+		return nil, err
 	}
 	f, err := os.Open(e.cfg.Campaign.Recipients)
 	if err != nil {
-		return recipients.Stamp{}, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
+		return nil, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
 	}
 	defer f.Close()
-	st, err := recipients.Check(f, enc)
+	c, err := recipients.CheckBlocks(f, enc)
 	if err != nil {
-		return st, e.fileError(err)
+		return nil, e.fileError(err)
 	}
-	return st, nil
+	return c, nil
 }
 
 // sameFile refuses a campaign planned from other content than the

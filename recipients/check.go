@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"io"
 	"slices"
 	"strconv"
@@ -46,17 +47,36 @@ func (s Stamp) Describe() string {
 	return fmt.Sprintf("%d bytes, sha256 %x", s.Size, s.Sum[:6])
 }
 
-// stamper hashes and counts what passes through it.
+// stamper hashes and counts what passes through it, the whole and each
+// block of it (Checked).
 type stamper struct {
-	h hash.Hash
-	n int64
+	h      hash.Hash
+	n      int64
+	seed   maphash.Seed
+	block  maphash.Hash // of the block being written
+	blocks []uint64     // of the blocks written whole
 }
 
-func newStamper() *stamper { return &stamper{h: sha256.New()} }
+func newStamper() *stamper {
+	s := &stamper{h: sha256.New(), seed: maphash.MakeSeed()}
+	s.block.SetSeed(s.seed)
+	return s
+}
 
 func (s *stamper) Write(p []byte) (int, error) {
-	s.n += int64(len(p))
-	return s.h.Write(p)
+	n := len(p)
+	s.h.Write(p)
+	for len(p) > 0 {
+		k := min(len(p), BlockSize-int(s.n%BlockSize))
+		s.block.Write(p[:k])
+		s.n += int64(k)
+		p = p[k:]
+		if s.n%BlockSize == 0 {
+			s.blocks = append(s.blocks, s.block.Sum64())
+			s.block.Reset()
+		}
+	}
+	return n, nil
 }
 
 func (s *stamper) stamp() Stamp {
@@ -65,12 +85,13 @@ func (s *stamper) stamp() Stamp {
 	return st
 }
 
-// Stamping returns a reader of r that stamps what passes through it, and
-// the function that gives the stamp of what was read so far: read to its
-// end, the stamp of r.
-func Stamping(r io.Reader) (io.Reader, func() Stamp) {
-	s := newStamper()
-	return io.TeeReader(r, s), s.stamp
+// checked is what the stamper saw: its stamp and its blocks.
+func (s *stamper) checked() *Checked {
+	sums := s.blocks
+	if s.n%BlockSize != 0 {
+		sums = append(sums, s.block.Sum64()) // the last, short block
+	}
+	return &Checked{Stamp: s.stamp(), seed: s.seed, sums: sums}
 }
 
 // StampOf reads r to its end and returns the stamp of what it read.
@@ -94,13 +115,24 @@ func StampOf(r io.Reader) (Stamp, error) {
 // and such a file once a quote or a byte that is not UTF-8 turns up, is
 // read again from the start and split row by row, which finds the line.
 func Check(r io.Reader, enc Encoding) (Stamp, error) {
+	c, err := CheckBlocks(r, enc)
+	if err != nil {
+		return Stamp{}, err
+	}
+	return c.Stamp, nil
+}
+
+// CheckBlocks is Check, returning with the stamp what a reader of the same
+// file needs to tell, as it reads, that the file is still what was checked
+// (Checked.Reader).
+func CheckBlocks(r io.Reader, enc Encoding) (*Checked, error) {
 	if rs, ok := r.(io.ReadSeeker); ok && enc.IsUTF8() {
-		st, plain, err := checkPlain(rs)
+		c, plain, err := checkPlain(rs)
 		if err != nil || plain {
-			return st, err
+			return c, err
 		}
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
-			return Stamp{}, err
+			return nil, err
 		}
 	}
 	return checkRows(r, enc)
@@ -108,8 +140,8 @@ func Check(r io.Reader, enc Encoding) (Stamp, error) {
 
 // checkPlain stamps rs and says whether it is plain: UTF-8 with no quote,
 // its header readable. When it is not plain, rs is left anywhere and the
-// stamp is zero.
-func checkPlain(rs io.ReadSeeker) (Stamp, bool, error) {
+// result is nil.
+func checkPlain(rs io.ReadSeeker) (*Checked, bool, error) {
 	s := newStamper()
 	buf := make([]byte, 0, 256<<10)
 	for {
@@ -117,22 +149,22 @@ func checkPlain(rs io.ReadSeeker) (Stamp, bool, error) {
 		buf = buf[:len(buf)+n]
 		s.Write(buf[len(buf)-n:])
 		if bytes.IndexByte(buf[len(buf)-n:], '"') >= 0 {
-			return Stamp{}, false, nil
+			return nil, false, nil
 		}
 		if err == io.EOF {
 			if !utf8.Valid(buf) {
-				return Stamp{}, false, nil
+				return nil, false, nil
 			}
 			break
 		}
 		if err != nil {
-			return Stamp{}, false, err
+			return nil, false, err
 		}
 		// Whole lines are checked; the rest waits for the next read (a
 		// newline never sits inside a UTF-8 sequence).
 		if nl := bytes.LastIndexByte(buf, '\n'); nl >= 0 {
 			if !utf8.Valid(buf[:nl+1]) {
-				return Stamp{}, false, nil
+				return nil, false, nil
 			}
 			buf = buf[:copy(buf, buf[nl+1:])]
 		}
@@ -141,21 +173,21 @@ func checkPlain(rs io.ReadSeeker) (Stamp, bool, error) {
 		}
 	}
 	if _, err := rs.Seek(0, io.SeekStart); err != nil {
-		return Stamp{}, false, err
+		return nil, false, err
 	}
 	if _, err := NewEncodedReader(rs, UTF8); err != nil {
-		return Stamp{}, true, err
+		return nil, true, err
 	}
-	return s.stamp(), true, nil
+	return s.checked(), true, nil
 }
 
 // checkRows is Check reading r row by row.
-func checkRows(r io.Reader, enc Encoding) (Stamp, error) {
+func checkRows(r io.Reader, enc Encoding) (*Checked, error) {
 	s := newStamper()
 	tee := io.TeeReader(r, s)
 	rd, err := NewEncodedReader(tee, enc)
 	if err != nil {
-		return Stamp{}, err
+		return nil, err
 	}
 	for {
 		_, err := rd.record()
@@ -163,13 +195,13 @@ func checkRows(r io.Reader, enc Encoding) (Stamp, error) {
 			break
 		}
 		if err != nil {
-			return Stamp{}, err
+			return nil, err
 		}
 	}
 	// The reader stopped at the end of its input; hash anything a
 	// decoder left unread.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return Stamp{}, err
+		return nil, err
 	}
-	return s.stamp(), nil
+	return s.checked(), nil
 }
