@@ -639,3 +639,47 @@ func TestGrantedAgainThenReleased(t *testing.T) {
 		t.Fatalf("after the crash: %+v", c)
 	}
 }
+
+// TestFirstGrantOutlivesTheRelease: a lease granted again keeps its first
+// grant's segment until it ends, and that segment may stay longer (another
+// lease of it is held) than the later grants' and the release's own: the
+// release still ends the first grant at the next Open.
+func TestFirstGrantOutlivesTheRelease(t *testing.T) {
+	t.Parallel()
+	for _, grants := range []int{2, 3} {
+		t.Run(fmt.Sprint(grants, " grants"), func(t *testing.T) {
+			path, q := withCampaign(t)
+			ctx := context.Background()
+			addJobs(t, q, 1, 2)
+			t0 := time.Now()
+			l, err := q.Lease(ctx, "c", t0, 2, time.Second) // segment A
+			if err != nil || len(l) != 2 {
+				t.Fatal(l, err)
+			}
+			if lost, err := q.Extend(ctx, "c", l[1:], t0.Add(time.Hour)); err != nil || len(lost) != 0 {
+				t.Fatal(lost, err)
+			}
+			var again []queue.Job
+			for i := 1; i < grants; i++ {
+				rotate(t, q)
+				again, err = q.Lease(ctx, "c", t0.Add(time.Duration(2*i)*time.Second), 1, time.Second)
+				if err != nil || len(again) != 1 || again[0].Seq != 1 {
+					t.Fatal(again, err)
+				}
+			}
+			rotate(t, q)
+			if err := q.Release(ctx, "c", again); err != nil {
+				t.Fatal(err)
+			}
+			die(q)
+			q, err = Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if q.Recovered() != 1 {
+				t.Fatalf("recovered %d, want 1: job 2, not job 1, which was given back", q.Recovered())
+			}
+		})
+	}
+}

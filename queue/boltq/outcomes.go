@@ -722,8 +722,12 @@ func (q *Queue) replayOutcomes(tx *bolt.Tx, base string) (applied, recovered int
 					r.last = max(r.last, l.lease)
 				}
 			case kindRelease:
+				// A release ends its lease and every earlier grant of the
+				// job (their leases ended before it was granted), which
+				// may be all the journal still has of it: the first
+				// grant's segment stays while the later ones go.
 				for _, l := range e.leases {
-					if r.grants[l.seq] == l.lease {
+					if g, ok := r.grants[l.seq]; ok && g <= l.lease {
 						delete(r.grants, l.seq)
 					}
 				}
