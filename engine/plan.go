@@ -429,13 +429,14 @@ func (e *Engine) Preview(ctx context.Context, n int, w io.Writer) error {
 	}
 	// The whole file, as planning would read it: a preview of a file
 	// that cannot be sent would mislead.
-	if _, err := e.checkFile(); err != nil {
+	known, err := e.checkFile()
+	if err != nil {
 		return err
 	}
 	var r templates.Renderer
 	i := 0
 	errFound := errors.New("found")
-	_, _, err := e.scan(ctx, nil, func(Problem) {}, func(row recipients.Row) error {
+	_, _, err = e.scan(ctx, known, func(Problem) {}, func(row recipients.Row) error {
 		if i++; i < n {
 			return nil
 		}

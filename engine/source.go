@@ -49,16 +49,18 @@ func (e *Engine) fileError(err error) error {
 // being planned (checked: as it was read whole before): what was planned
 // of it stays, nothing more is planned.
 func (e *Engine) changedWhilePlanned(checked *recipients.Checked) error {
-	now := "gone"
-	if f, err := os.Open(e.cfg.Campaign.Recipients); err == nil {
-		if st, err := recipients.StampOf(f); err == nil {
-			now = st.Describe()
+	was := "at the start: " + checked.Stamp.Describe()
+	if f, err := os.Open(e.cfg.Campaign.Recipients); err != nil {
+		was += "; now: gone"
+	} else {
+		if st, err := recipients.StampOf(f); err == nil && st != checked.Stamp {
+			was += "; now: " + st.Describe()
 		}
 		f.Close()
 	}
-	return &InputError{fmt.Errorf("%s changed while it was being planned (at the start: %s; now: %s), and herald plans no row from a file that changes under it: "+
+	return &InputError{fmt.Errorf("%s changed while it was being planned (%s), and herald plans no row it has not checked: "+
 		"put the file back as it was and run the same command again to finish campaign %s, or send the new file as a new campaign (another campaign.id)",
-		e.cfg.Campaign.Recipients, checked.Stamp.Describe(), now, e.cfg.Campaign.ID)}
+		e.cfg.Campaign.Recipients, was, e.cfg.Campaign.ID)}
 }
 
 // checkFile reads the whole recipients file before anything is planned:

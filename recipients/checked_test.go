@@ -44,6 +44,18 @@ func TestCheckedReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	flip := func(at int) string { return orig[:at] + "X" + orig[at+1:] }
+	exactly, err := CheckBlocks(strings.NewReader(exact), UTF8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := io.ReadAll(exactly.Reader(strings.NewReader(exact + "z@example.com,Z\n"))); !errors.Is(err, ErrChanged) || len(back) != len(exact) {
+		t.Errorf("a file of whole blocks added to: %d bytes, %v", len(back), err)
+	}
+	// A read that fails mid-block is that error, with nothing of the block.
+	broken := io.MultiReader(strings.NewReader(orig[:BlockSize+100]), iotest.ErrReader(io.ErrClosedPipe))
+	if back, err := io.ReadAll(c.Reader(broken)); !errors.Is(err, io.ErrClosedPipe) || len(back) != BlockSize {
+		t.Errorf("a read that fails: %d bytes, %v", len(back), err)
+	}
 	for name, tc := range map[string]struct {
 		in    string
 		clean int // bytes before the first block that differs
