@@ -503,6 +503,19 @@ func TestLeasesOfAnUnknownCampaign(t *testing.T) {
 	}
 }
 
+// reopen ends q (die, or a Close) and opens its store again, closed when
+// the test ends.
+func reopen(t *testing.T, path string, q *Queue, end func(*Queue)) *Queue {
+	t.Helper()
+	end(q)
+	q, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
 // rotate starts the journal's next segment, as a segment grown past
 // segmentMax does at the next commit.
 func rotate(t *testing.T, q *Queue) {
@@ -522,8 +535,8 @@ func rotate(t *testing.T, q *Queue) {
 // those recovered, not the one given back. Both are pending again.
 func TestReleaseOutlivesItsGrant(t *testing.T) {
 	t.Parallel()
-	for _, end := range []string{"crash", "close"} {
-		t.Run(end, func(t *testing.T) {
+	for _, how := range []string{"crash", "close"} {
+		t.Run(how, func(t *testing.T) {
 			path, q := withCampaign(t)
 			ctx := context.Background()
 			addJobs(t, q, 1, 2, 3)
@@ -544,21 +557,20 @@ func TestReleaseOutlivesItsGrant(t *testing.T) {
 			if n := len(q.journal.segs); n != 3 {
 				t.Fatalf("%d segments kept, want the grant's, the release's and the current one", n)
 			}
-			if end == "crash" {
-				die(q)
-			} else if err := q.Close(); err != nil {
-				t.Fatal(err)
+			end := die
+			if how == "close" {
+				end = func(q *Queue) {
+					if err := q.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			q, err = Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Close()
+			q = reopen(t, path, q, end)
 			if q.Recovered() != 1 {
 				t.Fatalf("recovered %d, want 1: the job still held, not the one given back", q.Recovered())
 			}
 			if c, _ := q.Counts(ctx, "c"); c.Sent != 1 || c.Pending != 2 || c.Leased != 0 {
-				t.Fatalf("after the %s: %+v", end, c)
+				t.Fatalf("after the %s: %+v", how, c)
 			}
 		})
 	}
@@ -626,12 +638,7 @@ func TestGrantedAgainThenReleased(t *testing.T) {
 	if err := q.Release(ctx, "c", third); err != nil { // segment D
 		t.Fatal(err)
 	}
-	die(q)
-	q, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q = reopen(t, path, q, die)
 	if q.Recovered() != 1 {
 		t.Fatalf("recovered %d, want 1: job 2, not job 1, which was given back", q.Recovered())
 	}
@@ -671,12 +678,7 @@ func TestFirstGrantOutlivesTheRelease(t *testing.T) {
 			if err := q.Release(ctx, "c", again); err != nil {
 				t.Fatal(err)
 			}
-			die(q)
-			q, err = Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Close()
+			q = reopen(t, path, q, die)
 			if q.Recovered() != 1 {
 				t.Fatalf("recovered %d, want 1: job 2, not job 1, which was given back", q.Recovered())
 			}
