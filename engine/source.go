@@ -80,7 +80,7 @@ func (e *Engine) checkFile() (*recipients.Checked, error) {
 		return nil, &InputError{fmt.Errorf("campaign.recipients: %w", err)}
 	}
 	defer f.Close()
-	c, err := recipients.CheckBlocks(f, enc)
+	c, err := recipients.Check(f, enc)
 	if err != nil {
 		return nil, e.fileError(err)
 	}

@@ -102,7 +102,9 @@ func StampOf(r io.Reader) (Stamp, error) {
 }
 
 // Check reads the whole of r, a recipients file in enc, as Reader does, and
-// returns its stamp, or the first problem that makes the file unreadable:
+// returns its stamp with what a reader of the same file needs to tell, as
+// it reads, that the file is still the one checked (Checked.Reader); or
+// the first problem that makes the file unreadable:
 // a header without an email column, a row that cannot be split
 // (*SyntaxError), a line not valid in enc (*EncodingError), a read failure.
 // Rows that are merely not sendable (*RowError) are not its concern. Run it
@@ -114,18 +116,7 @@ func StampOf(r io.Reader) (Stamp, error) {
 // its header is parsed and its bytes checked as UTF-8. Any other file,
 // and such a file once a quote or a byte that is not UTF-8 turns up, is
 // read again from the start and split row by row, which finds the line.
-func Check(r io.Reader, enc Encoding) (Stamp, error) {
-	c, err := CheckBlocks(r, enc)
-	if err != nil {
-		return Stamp{}, err
-	}
-	return c.Stamp, nil
-}
-
-// CheckBlocks is Check, returning with the stamp what a reader of the same
-// file needs to tell, as it reads, that the file is still what was checked
-// (Checked.Reader).
-func CheckBlocks(r io.Reader, enc Encoding) (*Checked, error) {
+func Check(r io.Reader, enc Encoding) (*Checked, error) {
 	if rs, ok := r.(io.ReadSeeker); ok && enc.IsUTF8() {
 		c, plain, err := checkPlain(rs)
 		if err != nil || plain {

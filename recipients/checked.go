@@ -14,7 +14,7 @@ const BlockSize = 256 << 10
 // checked: a block differs, or it ends elsewhere.
 var ErrChanged = errors.New("the file is not the one checked: it changed")
 
-// Checked is what CheckBlocks took of a file: its stamp, and a sum of
+// Checked is what Check took of a file: its stamp, and a sum of
 // each of its blocks, kept in memory only (the sums are of one process).
 type Checked struct {
 	Stamp Stamp

@@ -24,7 +24,7 @@ func TestCheckedReader(t *testing.T) {
 	orig := b.String()
 	exact := orig[:2*BlockSize] // a file of whole blocks
 	for name, in := range map[string]string{"blocks and a part": orig, "whole blocks": exact, "less than a block": orig[:100]} {
-		c, err := CheckBlocks(strings.NewReader(in), UTF8)
+		c, err := Check(strings.NewReader(in), UTF8)
 		if err != nil {
 			t.Fatal(name, err)
 		}
@@ -39,12 +39,12 @@ func TestCheckedReader(t *testing.T) {
 		}
 	}
 
-	c, err := CheckBlocks(strings.NewReader(orig), UTF8)
+	c, err := Check(strings.NewReader(orig), UTF8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	flip := func(at int) string { return orig[:at] + "X" + orig[at+1:] }
-	exactly, err := CheckBlocks(strings.NewReader(exact), UTF8)
+	exactly, err := Check(strings.NewReader(exact), UTF8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,4 +78,12 @@ func TestCheckedReader(t *testing.T) {
 			t.Errorf("%s: %d bytes handed out before the error, want the %d before the block that changed, as checked", name, len(back), tc.clean)
 		}
 	}
+}
+
+// stampOrZero is c's stamp, zero for none (Check failed).
+func (c *Checked) stampOrZero() Stamp {
+	if c == nil {
+		return Stamp{}
+	}
+	return c.Stamp
 }

@@ -143,7 +143,8 @@ func FuzzReader(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		st, cerr := Check(strings.NewReader(in), UTF8)
+		checked, cerr := Check(strings.NewReader(in), UTF8)
+		st := checked.stampOrZero()
 		rd, err := NewReader(strings.NewReader(in))
 		if err != nil {
 			if cerr == nil {

@@ -355,9 +355,8 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, ", %d possibly duplicated (connection lost after the data)", sum.Ambiguous)
 	}
 	fmt.Fprintln(stdout)
-	if planCode == exitInput && (counts.Sent > 0 || counts.Failed > 0) {
-		// Not "before anything was sent": the campaign is under way, and
-		// the same command finishes it once the file is right.
+	if planCode == exitInput && underWay(counts) {
+		// The same command finishes it once the file is right.
 		fmt.Fprintf(stderr, "herald: %s is under way: run the same command again to finish it once the recipients file is right\n", id)
 		return exitInterrupted
 	}
@@ -380,7 +379,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "herald: %s\n", replanHint)
 			return exitInterrupted
 		}
-		if counts.Sent == 0 && counts.Failed == 0 {
+		if !underWay(counts) {
 			return exitInput
 		}
 		return exitInterrupted
@@ -395,6 +394,11 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// underWay says whether a campaign that stops on an error has had
+// messages tried: then it exits 3 (run again to resume), not 2, which is
+// for an error before anything was sent.
+func underWay(c queue.Counts) bool { return c.Sent > 0 || c.Failed > 0 }
 
 // refusePaused says that a paused campaign stays paused until herald
 // resume, and how to resume it: exit 3.
